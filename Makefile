@@ -1,0 +1,38 @@
+# The two quickstart targets: `make serve` and `make test`. Both set up .venv when needed.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.palyra-installed
+PYTHON ?= python3
+
+.PHONY: serve test lint fmt bench fake-upstream clean
+
+$(STAMP): pyproject.toml requirements.txt requirements-test.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -U pip
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+serve: $(STAMP)
+	$(VENV)/bin/palyra serve
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff format --check src tests bench
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest
+
+fmt: $(STAMP)
+	$(PY) -m ruff check --fix src tests bench
+	$(PY) -m ruff format src tests bench
+
+bench: $(STAMP)
+	$(PY) bench/overhead.py
+
+fake-upstream: $(STAMP)
+	$(VENV)/bin/palyra fake-upstream
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``palyra`` command line."""

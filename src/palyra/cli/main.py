@@ -1,0 +1,30 @@
+"""The ``palyra`` entry point: one Typer app, sub-commands registered explicitly below."""
+
+from __future__ import annotations
+
+import typer
+
+from palyra import __version__
+
+app = typer.Typer(
+    name="palyra",
+    help="Palyra: a model-provider daemon. Routes OpenAI/Anthropic-style requests to real providers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Palyra: a model-provider daemon and library."""
+
+
+@app.command()
+def version() -> None:
+    """Print the Palyra version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""``palyra.toml`` and ``agents.toml``: schema, discovery, env overrides and provenance."""

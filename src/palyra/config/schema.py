@@ -1,0 +1,134 @@
+"""The ``palyra.toml`` schema. Secrets appear only as references (``env:``, ``vault:``, ``file:``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from palyra.model import Capability
+
+ProviderKind = Literal["openai", "anthropic", "openai_compatible", "deterministic"]
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DaemonConfig(_Section):
+    bind: str = "127.0.0.1:7142"
+    client_tokens: list[str] = Field(default_factory=list)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    cors_origins: list[str] = Field(default_factory=list)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+
+
+class StorageConfig(_Section):
+    url: str = "sqlite+aiosqlite:///{state_dir}/palyra.db"
+    redis_url: str = ""
+
+
+class BreakerConfig(_Section):
+    """Per (provider, model) and per credential circuit breaker settings."""
+
+    consecutive_failures: int = Field(default=5, ge=1)
+    error_ratio: float = Field(default=0.5, gt=0, le=1)
+    window_s: float = Field(default=60.0, gt=0)
+    min_requests: int = Field(default=20, ge=1)
+    cooldown_ladder_s: list[float] = Field(default_factory=lambda: [30.0, 60.0, 300.0, 1500.0])
+    auth_disable_s: float = Field(default=3600.0, gt=0)
+
+
+class ProviderConfig(_Section):
+    id: str = Field(pattern=ID_PATTERN)
+    kind: ProviderKind
+    base_url: str | None = None
+    api_key: str | None = None  # a secret reference, never a value
+    auth_profile_id: str | None = None
+    auth_profile_ids: list[str] = Field(default_factory=list)  # tried in order on 401/429
+    allow_private_base_url: bool = False
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_ms: int | None = Field(default=None, ge=1)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    max_concurrency_per_credential: int | None = Field(default=None, ge=1)
+    quirks: list[str] = Field(default_factory=list)  # openai_compatible switches
+    anthropic_version: str = "2023-06-01"
+
+    def profile_ids(self) -> list[str]:
+        """All auth profiles in rotation order (``auth_profile_id`` first)."""
+        ids = [self.auth_profile_id] if self.auth_profile_id else []
+        return ids + [p for p in self.auth_profile_ids if p not in ids]
+
+
+class ModelConfig(_Section):
+    id: str = Field(pattern=ID_PATTERN)  # the name clients send as "model"
+    provider: str
+    model: str | None = None  # the upstream model name; defaults to id
+    capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["chat"]))
+    context_window: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    fallbacks: list[str] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
+
+    @property
+    def upstream_model(self) -> str:
+        return self.model or self.id
+
+
+class ModelProviderRegistryConfig(_Section):
+    """The ``[model_provider]`` section: providers, models, defaults, retries and breakers."""
+
+    default_chat_model: str = "default"
+    default_embeddings_model: str = "embed"
+    default_transcription_model: str = "whisper"
+    request_timeout_ms: int = Field(default=60_000, ge=1)
+    request_deadline_ms: int = Field(default=120_000, ge=1)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    retry_backoff_ms: int = Field(default=150, ge=0)
+    retry_backoff_max_ms: int = Field(default=5_000, ge=0)
+    retry_after_cap_ms: int = Field(default=30_000, ge=0)
+    failover: bool = True
+    auto_fallback: bool = False
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+
+
+class PalyraConfig(_Section):
+    version: Literal[1] = 1
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    model_provider: ModelProviderRegistryConfig = Field(default_factory=ModelProviderRegistryConfig)
+
+
+def default_config() -> PalyraConfig:
+    """Built-in defaults: a deterministic provider, so the daemon answers with no file and no keys."""
+    return PalyraConfig(
+        model_provider=ModelProviderRegistryConfig(
+            providers=[ProviderConfig(id="deterministic", kind="deterministic")],
+            models=[
+                ModelConfig(
+                    id="default",
+                    provider="deterministic",
+                    model="deterministic",
+                    capabilities=["chat", "tools", "vision", "json"],
+                    context_window=128_000,
+                ),
+                ModelConfig(
+                    id="embed",
+                    provider="deterministic",
+                    model="deterministic-embed",
+                    capabilities=["embeddings"],
+                ),
+                ModelConfig(
+                    id="whisper",
+                    provider="deterministic",
+                    model="deterministic-whisper",
+                    capabilities=["transcription"],
+                ),
+            ],
+        )
+    )

@@ -1,0 +1,182 @@
+"""Every failure as data: a failure class plus what routing and callers may do about it."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+MAX_ERROR_MESSAGE_CHARS = 1000
+
+
+class FailureClass(StrEnum):
+    """Why a call failed. Routing decides retries and failover from this, never from text."""
+
+    AUTH_INVALID = "auth_invalid"
+    AUTH_EXPIRED = "auth_expired"
+    PERMISSION_DENIED = "permission_denied"
+    RATE_LIMITED = "rate_limited"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    CONTEXT_TOO_LONG = "context_too_long"
+    INVALID_REQUEST = "invalid_request"
+    CONTENT_POLICY = "content_policy"
+    NOT_FOUND = "not_found"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    MALFORMED_RESPONSE = "malformed_response"
+    STREAM_INTERRUPTED = "stream_interrupted"
+    UNSUPPORTED_CAPABILITY = "unsupported_capability"
+    CIRCUIT_OPEN = "circuit_open"
+    CONFIG = "config"
+    INTERNAL = "internal"
+
+
+class _ClassPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    http_status: int
+    retryable: bool
+    failover_allowed: bool
+
+
+# (HTTP status we answer with, retry the same target?, move to another target?)
+_POLICY: dict[FailureClass, _ClassPolicy] = {
+    FailureClass.AUTH_INVALID: _ClassPolicy(
+        http_status=401, retryable=False, failover_allowed=True
+    ),
+    FailureClass.AUTH_EXPIRED: _ClassPolicy(
+        http_status=401, retryable=False, failover_allowed=True
+    ),
+    FailureClass.PERMISSION_DENIED: _ClassPolicy(
+        http_status=403, retryable=False, failover_allowed=True
+    ),
+    FailureClass.RATE_LIMITED: _ClassPolicy(http_status=429, retryable=True, failover_allowed=True),
+    FailureClass.QUOTA_EXHAUSTED: _ClassPolicy(
+        http_status=429, retryable=False, failover_allowed=True
+    ),
+    FailureClass.CONTEXT_TOO_LONG: _ClassPolicy(
+        http_status=400, retryable=False, failover_allowed=True
+    ),
+    FailureClass.INVALID_REQUEST: _ClassPolicy(
+        http_status=400, retryable=False, failover_allowed=False
+    ),
+    FailureClass.CONTENT_POLICY: _ClassPolicy(
+        http_status=400, retryable=False, failover_allowed=False
+    ),
+    FailureClass.NOT_FOUND: _ClassPolicy(http_status=404, retryable=False, failover_allowed=True),
+    FailureClass.TIMEOUT: _ClassPolicy(http_status=504, retryable=True, failover_allowed=True),
+    FailureClass.CONNECTION: _ClassPolicy(http_status=502, retryable=True, failover_allowed=True),
+    FailureClass.UPSTREAM_UNAVAILABLE: _ClassPolicy(
+        http_status=503, retryable=True, failover_allowed=True
+    ),
+    FailureClass.MALFORMED_RESPONSE: _ClassPolicy(
+        http_status=502, retryable=True, failover_allowed=True
+    ),
+    FailureClass.STREAM_INTERRUPTED: _ClassPolicy(
+        http_status=502, retryable=False, failover_allowed=False
+    ),
+    FailureClass.UNSUPPORTED_CAPABILITY: _ClassPolicy(
+        http_status=400, retryable=False, failover_allowed=True
+    ),
+    FailureClass.CIRCUIT_OPEN: _ClassPolicy(
+        http_status=503, retryable=False, failover_allowed=True
+    ),
+    FailureClass.CONFIG: _ClassPolicy(http_status=500, retryable=False, failover_allowed=False),
+    FailureClass.INTERNAL: _ClassPolicy(http_status=500, retryable=False, failover_allowed=False),
+}
+
+
+def class_policy(failure_class: FailureClass) -> tuple[int, bool, bool]:
+    """(http_status, retryable, failover_allowed) defaults for a failure class."""
+    p = _POLICY[failure_class]
+    return p.http_status, p.retryable, p.failover_allowed
+
+
+_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{6,}"), "sk-[REDACTED]"),
+    (
+        re.compile(
+            r"(?i)\b((?:api[_-]?)?key|token|secret|password|access_token|refresh_token"
+            r"|client_secret|x-api-key)(\"?\s*[:=]\s*\"?)([^\s\"'&,;}]+)"
+        ),
+        r"\1\2[REDACTED]",
+    ),
+)
+
+
+def redact(text: str, *, limit: int = MAX_ERROR_MESSAGE_CHARS) -> str:
+    """Remove bearer tokens, ``sk-...`` keys and ``key=value`` secrets, then cap the length."""
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+class ErrorEnvelope(BaseModel):
+    """One failure, safe to log and to show: the message is always redacted and capped."""
+
+    model_config = ConfigDict(frozen=True)
+
+    failure_class: FailureClass
+    message: str
+    http_status: int
+    retryable: bool
+    failover_allowed: bool
+    retry_after_s: float | None = None
+    provider: str | None = None
+    model: str | None = None
+    upstream_status: int | None = None
+    code: str | None = None
+    param: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        failure_class: FailureClass,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        upstream_status: int | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        http_status: int | None = None,
+    ) -> ErrorEnvelope:
+        """Build an envelope with the class's default status and retry/failover policy."""
+        status, retryable, failover = class_policy(failure_class)
+        return cls(
+            failure_class=failure_class,
+            message=redact(message),
+            http_status=http_status if http_status is not None else status,
+            retryable=retryable,
+            failover_allowed=failover,
+            retry_after_s=retry_after_s,
+            provider=provider,
+            model=model,
+            upstream_status=upstream_status,
+            code=code,
+            param=param,
+        )
+
+
+class PalyraError(Exception):
+    """The one exception type that crosses layers; it carries an :class:`ErrorEnvelope`."""
+
+    def __init__(self, envelope: ErrorEnvelope) -> None:
+        super().__init__(envelope.message)
+        self.envelope = envelope
+
+    @classmethod
+    def of(cls, failure_class: FailureClass, message: str, **kwargs: object) -> PalyraError:
+        return cls(ErrorEnvelope.of(failure_class, message, **kwargs))  # type: ignore[arg-type]
+
+    @property
+    def failure_class(self) -> FailureClass:
+        return self.envelope.failure_class
+
+    def __str__(self) -> str:
+        return f"{self.envelope.failure_class.value}: {self.envelope.message}"

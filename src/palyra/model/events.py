@@ -1,0 +1,74 @@
+"""Stream events: the neutral form of every provider's SSE, one event per meaningful change."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from palyra.model.errors import ErrorEnvelope
+from palyra.model.responses import FinishReason, Usage
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MessageStart(_Event):
+    type: Literal["message_start"] = "message_start"
+    id: str
+    model: str
+    created: int | None = None
+
+
+class TextDelta(_Event):
+    type: Literal["text_delta"] = "text_delta"
+    text: str
+
+
+class ToolCallStart(_Event):
+    """A new tool call at ``index`` (the position among this answer's tool calls)."""
+
+    type: Literal["tool_call_start"] = "tool_call_start"
+    index: int
+    id: str
+    name: str
+
+
+class ToolCallDelta(_Event):
+    type: Literal["tool_call_delta"] = "tool_call_delta"
+    index: int
+    arguments: str
+
+
+class ToolCallEnd(_Event):
+    type: Literal["tool_call_end"] = "tool_call_end"
+    index: int
+
+
+class UsageEvent(_Event):
+    type: Literal["usage"] = "usage"
+    usage: Usage
+
+
+class MessageEnd(_Event):
+    type: Literal["message_end"] = "message_end"
+    finish_reason: FinishReason
+
+
+class ErrorEvent(_Event):
+    type: Literal["error"] = "error"
+    error: ErrorEnvelope
+
+
+StreamEvent = Annotated[
+    MessageStart
+    | TextDelta
+    | ToolCallStart
+    | ToolCallDelta
+    | ToolCallEnd
+    | UsageEvent
+    | MessageEnd
+    | ErrorEvent,
+    Field(discriminator="type"),
+]

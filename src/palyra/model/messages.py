@@ -1,0 +1,153 @@
+"""Chat messages and their content parts: the shape every provider adapter starts from."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Role(StrEnum):
+    SYSTEM = "system"
+    DEVELOPER = "developer"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TextPart(_Part):
+    type: Literal["text"] = "text"
+    text: str
+
+
+ImageDetail = Literal["auto", "low", "high"]
+
+
+class ImagePart(_Part):
+    """An image by URL or inline base64; exactly one of ``url`` and ``data``."""
+
+    type: Literal["image"] = "image"
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    detail: ImageDetail | None = None
+    width: int | None = Field(default=None, ge=1)
+    height: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ImagePart:
+        if (self.url is None) == (self.data is None):
+            raise ValueError("an image needs exactly one of 'url' or 'data'")
+        if self.data is not None and not self.media_type:
+            raise ValueError("an inline image needs 'media_type' (e.g. image/png)")
+        return self
+
+    @classmethod
+    def from_data_url(cls, url: str, detail: ImageDetail | None = None) -> ImagePart:
+        """Split ``data:<media>;base64,<data>`` into media type and data; other URLs stay URLs."""
+        if url.startswith("data:"):
+            header, _, payload = url.partition(",")
+            media = header[5:].split(";", 1)[0]
+            if ";base64" not in header or not media:
+                raise ValueError("a data URL image must be 'data:<media type>;base64,<data>'")
+            return cls(data=payload, media_type=media, detail=detail)
+        return cls(url=url, detail=detail)
+
+    def as_url(self) -> str:
+        """The image as a URL, inline data becoming a data URL."""
+        if self.url is not None:
+            return self.url
+        return f"data:{self.media_type};base64,{self.data}"
+
+
+class ToolCallPart(_Part):
+    """A call the assistant asked for. ``arguments`` is the JSON text exactly as produced."""
+
+    type: Literal["tool_call"] = "tool_call"
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def arguments_json(self) -> Any:
+        """The arguments parsed; invalid JSON is returned as ``{"raw": text}`` rather than lost."""
+        if not self.arguments.strip():
+            return {}
+        try:
+            return orjson.loads(self.arguments)
+        except orjson.JSONDecodeError:
+            return {"raw": self.arguments}
+
+
+class ToolResultPart(_Part):
+    """The answer to one tool call: text, or JSON content."""
+
+    type: Literal["tool_result"] = "tool_result"
+    tool_call_id: str
+    content: str | list[Any] | dict[str, Any] = ""
+    is_error: bool = False
+
+    def content_text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return orjson.dumps(self.content).decode()
+
+
+ContentPart = Annotated[
+    TextPart | ImagePart | ToolCallPart | ToolResultPart, Field(discriminator="type")
+]
+
+
+class Message(BaseModel):
+    """One turn. Tool calls live in assistant content; tool results in tool-role content."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Role
+    content: list[ContentPart] = Field(default_factory=list)
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _parts_fit_role(self) -> Message:
+        for part in self.content:
+            if isinstance(part, ToolCallPart) and self.role is not Role.ASSISTANT:
+                raise ValueError(
+                    f"a tool call can only appear in an assistant message, not {self.role}"
+                )
+            if isinstance(part, ToolResultPart) and self.role is not Role.TOOL:
+                raise ValueError(
+                    f"a tool result can only appear in a tool message, not {self.role}"
+                )
+            if isinstance(part, ImagePart) and self.role not in (Role.USER, Role.TOOL):
+                raise ValueError(f"an image can only appear in a user message, not {self.role}")
+        return self
+
+    @classmethod
+    def text(cls, role: Role | str, text: str) -> Message:
+        return cls(role=Role(role), content=[TextPart(text=text)])
+
+    @classmethod
+    def tool_result(
+        cls, tool_call_id: str, content: str | list[Any] | dict[str, Any], *, is_error: bool = False
+    ) -> Message:
+        return cls(
+            role=Role.TOOL,
+            content=[ToolResultPart(tool_call_id=tool_call_id, content=content, is_error=is_error)],
+        )
+
+    def text_content(self, sep: str = "") -> str:
+        """All text parts joined; images and tool parts are left out."""
+        return sep.join(p.text for p in self.content if isinstance(p, TextPart))
+
+    @property
+    def tool_calls(self) -> list[ToolCallPart]:
+        return [p for p in self.content if isinstance(p, ToolCallPart)]
+
+    @property
+    def images(self) -> list[ImagePart]:
+        return [p for p in self.content if isinstance(p, ImagePart)]

@@ -1,0 +1,103 @@
+"""The neutral chat request: what a caller wants, before any provider's wire format."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from palyra.model.messages import ImagePart, Message, Role, ToolResultPart
+
+TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+class ToolSpec(BaseModel):
+    """A function the model may call, described by a JSON schema for its arguments."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    type: Literal["tool"] = "tool"
+    name: str
+
+
+ToolChoice = Literal["auto", "none", "required"] | NamedToolChoice
+
+
+class ResponseFormat(BaseModel):
+    """Plain text, any JSON object, or JSON matching ``json_schema``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    schema_name: str | None = None
+    json_schema: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    @model_validator(mode="after")
+    def _schema_present(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response format 'json_schema' needs a 'json_schema'")
+        return self
+
+
+class ChatRequest(BaseModel):
+    """One chat call. ``model`` is the name the provider gets (routing rewrites it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    tools: list[ToolSpec] = Field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: list[str] = Field(default_factory=list, max_length=16)
+    response_format: ResponseFormat | None = None
+    stream: bool = False
+    user: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tool_names(cls, tools: list[ToolSpec]) -> list[ToolSpec]:
+        seen: set[str] = set()
+        for tool in tools:
+            if tool.name in seen:
+                raise ValueError(f"tool name {tool.name!r} is declared twice")
+            seen.add(tool.name)
+        return tools
+
+    @model_validator(mode="after")
+    def _tool_choice_matches_tools(self) -> ChatRequest:
+        if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.name not in {
+            t.name for t in self.tools
+        }:
+            raise ValueError(f"tool_choice names {self.tool_choice.name!r}, which is not in tools")
+        if self.tool_choice == "required" and not self.tools:
+            raise ValueError("tool_choice 'required' needs at least one tool")
+        return self
+
+    @property
+    def images(self) -> list[ImagePart]:
+        return [img for m in self.messages for img in m.images]
+
+    @property
+    def wants_json(self) -> bool:
+        return self.response_format is not None and self.response_format.type != "text"
+
+    @property
+    def has_tool_history(self) -> bool:
+        return any(
+            m.role is Role.TOOL and any(isinstance(p, ToolResultPart) for p in m.content)
+            for m in self.messages
+        )

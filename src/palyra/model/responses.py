@@ -1,0 +1,45 @@
+"""The neutral chat response and its usage, whatever provider produced it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from palyra.model.messages import ToolCallPart
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+UsageSource = Literal["provider", "estimated"]
+
+
+class Usage(BaseModel):
+    """Token counts. ``source`` says whether the provider reported them or we estimated."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cached_input_tokens: int = Field(default=0, ge=0)
+    cache_creation_input_tokens: int = Field(default=0, ge=0)
+    reasoning_tokens: int = Field(default=0, ge=0)
+    source: UsageSource = "provider"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class ChatResponse(BaseModel):
+    """A finished chat answer: text, tool calls, a normalised finish reason and usage."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    model: str
+    content: str = ""
+    tool_calls: list[ToolCallPart] = Field(default_factory=list)
+    finish_reason: FinishReason = "stop"
+    usage: Usage = Field(default_factory=Usage)
+    provider: str | None = None
+    created: int | None = None
+    system_fingerprint: str | None = None

@@ -1,0 +1,192 @@
+"""Turn an upstream HTTP failure or transport error into an ``ErrorEnvelope``.
+
+Structured codes decide first (OpenAI ``error.type``/``error.code``, Anthropic ``error.type``);
+the HTTP status second; words in the message only as a last resort.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx2
+import orjson
+
+from palyra.model import ErrorEnvelope, FailureClass
+
+MAX_RETRY_AFTER_S = 3600.0
+
+_CODE_CLASSES: dict[str, FailureClass] = {
+    # OpenAI error.code / error.type
+    "invalid_api_key": FailureClass.AUTH_INVALID,
+    "invalid_authentication": FailureClass.AUTH_INVALID,
+    "authentication_error": FailureClass.AUTH_INVALID,
+    "token_expired": FailureClass.AUTH_EXPIRED,
+    "insufficient_quota": FailureClass.QUOTA_EXHAUSTED,
+    "billing_hard_limit_reached": FailureClass.QUOTA_EXHAUSTED,
+    "rate_limit_exceeded": FailureClass.RATE_LIMITED,
+    "rate_limit_error": FailureClass.RATE_LIMITED,
+    "requests": FailureClass.RATE_LIMITED,
+    "tokens": FailureClass.RATE_LIMITED,
+    "context_length_exceeded": FailureClass.CONTEXT_TOO_LONG,
+    "string_above_max_length": FailureClass.CONTEXT_TOO_LONG,
+    "content_policy_violation": FailureClass.CONTENT_POLICY,
+    "content_filter": FailureClass.CONTENT_POLICY,
+    "model_not_found": FailureClass.NOT_FOUND,
+    "not_found_error": FailureClass.NOT_FOUND,
+    "permission_error": FailureClass.PERMISSION_DENIED,
+    "permission_denied": FailureClass.PERMISSION_DENIED,
+    "invalid_request_error": FailureClass.INVALID_REQUEST,
+    "request_too_large": FailureClass.INVALID_REQUEST,
+    "overloaded_error": FailureClass.UPSTREAM_UNAVAILABLE,
+    "api_error": FailureClass.UPSTREAM_UNAVAILABLE,
+    "server_error": FailureClass.UPSTREAM_UNAVAILABLE,
+    "timeout_error": FailureClass.TIMEOUT,
+    # Anthropic
+    "billing_error": FailureClass.QUOTA_EXHAUSTED,
+}
+
+_STATUS_CLASSES: dict[int, FailureClass] = {
+    400: FailureClass.INVALID_REQUEST,
+    401: FailureClass.AUTH_INVALID,
+    402: FailureClass.QUOTA_EXHAUSTED,
+    403: FailureClass.PERMISSION_DENIED,
+    404: FailureClass.NOT_FOUND,
+    408: FailureClass.TIMEOUT,
+    409: FailureClass.UPSTREAM_UNAVAILABLE,
+    413: FailureClass.INVALID_REQUEST,
+    422: FailureClass.INVALID_REQUEST,
+    429: FailureClass.RATE_LIMITED,
+    504: FailureClass.TIMEOUT,
+    529: FailureClass.UPSTREAM_UNAVAILABLE,
+}
+
+_CONTEXT_WORDS = (
+    "context length",
+    "context_length",
+    "maximum context",
+    "prompt is too long",
+    "too many tokens",
+)
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date), capped."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return min(max(float(raw_ms) / 1000.0, 0.0), MAX_RETRY_AFTER_S)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return min(max(float(raw), 0.0), MAX_RETRY_AFTER_S)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return min(max(when - current, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None, str]:
+    """(type, code, param, message) from an OpenAI or Anthropic error body, or from raw text."""
+    try:
+        data: Any = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict):
+
+            def _s(v: Any) -> str | None:
+                return str(v) if isinstance(v, str | int) and v != "" else None
+
+            return (
+                _s(err.get("type")),
+                _s(err.get("code")),
+                _s(err.get("param")),
+                str(err.get("message") or ""),
+            )
+        if isinstance(err, str):
+            return None, None, None, err
+        if isinstance(data.get("detail"), str):
+            return None, None, None, data["detail"]
+    return None, None, None, body[:500].decode("utf-8", errors="replace")
+
+
+def classify_http_error(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+) -> ErrorEnvelope:
+    """The envelope for a non-2xx upstream answer."""
+    err_type, code, param, message = _error_fields(body)
+    failure: FailureClass | None = None
+    for key in (code, err_type):
+        if key and key in _CODE_CLASSES:
+            failure = _CODE_CLASSES[key]
+            break
+    lowered = message.lower()
+    if failure in (None, FailureClass.INVALID_REQUEST) and any(
+        w in lowered for w in _CONTEXT_WORDS
+    ):
+        failure = FailureClass.CONTEXT_TOO_LONG
+    if failure is None:
+        failure = _STATUS_CLASSES.get(status)
+    if failure is None:
+        failure = (
+            FailureClass.UPSTREAM_UNAVAILABLE if status >= 500 else FailureClass.INVALID_REQUEST
+        )
+    if failure is FailureClass.AUTH_INVALID and "expired" in lowered:
+        failure = FailureClass.AUTH_EXPIRED
+    if failure is FailureClass.RATE_LIMITED and ("quota" in lowered or "billing" in lowered):
+        failure = FailureClass.QUOTA_EXHAUSTED
+    where = f"{provider}: " if provider else ""
+    text = message or f"HTTP {status}"
+    return ErrorEnvelope.of(
+        failure,
+        f"{where}upstream answered {status}: {text}",
+        retry_after_s=parse_retry_after(headers),
+        provider=provider,
+        model=model,
+        upstream_status=status,
+        code=code or err_type,
+        param=param,
+    )
+
+
+def classify_transport_error(
+    exc: Exception, *, provider: str | None = None, model: str | None = None
+) -> ErrorEnvelope:
+    """The envelope for a connection that failed, timed out or broke mid-way."""
+    where = f"{provider}: " if provider else ""
+    if isinstance(exc, httpx2.TimeoutException | TimeoutError):
+        return ErrorEnvelope.of(
+            FailureClass.TIMEOUT,
+            f"{where}upstream timed out ({type(exc).__name__})",
+            provider=provider,
+            model=model,
+        )
+    if isinstance(exc, httpx2.RemoteProtocolError | httpx2.ReadError):
+        return ErrorEnvelope.of(
+            FailureClass.CONNECTION,
+            f"{where}upstream closed the connection ({type(exc).__name__}: {exc})",
+            provider=provider,
+            model=model,
+        )
+    return ErrorEnvelope.of(
+        FailureClass.CONNECTION,
+        f"{where}could not reach upstream ({type(exc).__name__}: {exc})",
+        provider=provider,
+        model=model,
+    )
