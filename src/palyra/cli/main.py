@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from palyra import __version__
+from palyra.cli.serve import serve
 
 app = typer.Typer(
     name="palyra",
@@ -24,6 +25,9 @@ def _root() -> None:
 def version() -> None:
     """Print the Palyra version."""
     typer.echo(__version__)
+
+
+app.command(name="serve")(serve)
 
 
 def main() -> None:

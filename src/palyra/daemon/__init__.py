@@ -1,0 +1,6 @@
+"""The HTTP daemon: FastAPI surfaces over the neutral contract."""
+
+from palyra.daemon.app import create_app
+from palyra.daemon.state import AppState, ResolvedModel
+
+__all__ = ["AppState", "ResolvedModel", "create_app"]

@@ -1,0 +1,97 @@
+"""The app factory: every route and error handler of the daemon, listed in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from palyra import __version__
+from palyra.daemon import openai_api
+from palyra.daemon.middleware import RequestIdMiddleware
+from palyra.daemon.state import AppState
+from palyra.model import ErrorEnvelope, FailureClass, PalyraError
+
+log = logging.getLogger("palyra.daemon")
+
+ErrorRenderer = Callable[[ErrorEnvelope], Response]
+
+# Each surface answers errors in its own API's shape: (path prefix, renderer), first match wins.
+# The Anthropic surface will add ("/v1/messages", ...) ahead of the OpenAI catch-all.
+ERROR_RENDERERS: list[tuple[str, ErrorRenderer]] = [
+    ("/", openai_api.openai_error_response),
+]
+
+
+async def healthz(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+def _render(request: Request, envelope: ErrorEnvelope) -> Response:
+    path = request.url.path
+    renderer = next(r for prefix, r in ERROR_RENDERERS if path.startswith(prefix))
+    return renderer(envelope)
+
+
+async def _palyra_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PalyraError)
+    return _render(request, exc.envelope)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 replaced by a 400 in the surface's shape, without echoing the input."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    where = ".".join(str(p) for p in errors[0]["loc"]) if errors else "body"
+    message = errors[0]["msg"] if errors else "invalid request"
+    envelope = ErrorEnvelope.of(FailureClass.INVALID_REQUEST, f"{where}: {message}", param=where)
+    return _render(request, envelope)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    failure = FailureClass.NOT_FOUND if exc.status_code == 404 else FailureClass.INVALID_REQUEST
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return _render(request, ErrorEnvelope.of(failure, message, http_status=exc.status_code))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    envelope = ErrorEnvelope.of(
+        FailureClass.INTERNAL, "Palyra failed on this request; the daemon log has the details"
+    )
+    return _render(request, envelope)
+
+
+def create_app(state: AppState) -> FastAPI:
+    """The daemon as an ASGI app over ``state``; the app closes the state's providers on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await state.aclose()
+
+    app = FastAPI(
+        title="Palyra",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.palyra = state
+
+    app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/v1/models", openai_api.list_models, methods=["GET"])
+    app.add_api_route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"])
+
+    app.add_exception_handler(PalyraError, _palyra_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,433 @@
+"""The OpenAI Chat Completions wire format at our edge, as pure functions on plain data.
+
+Request JSON -> neutral ``ChatRequest``; neutral ``ChatResponse`` -> ``chat.completion`` JSON;
+neutral stream events -> ``chat.completion.chunk`` SSE bytes; ``ErrorEnvelope`` -> OpenAI error JSON.
+Fields we do not act on (``seed``, ``logprobs``, ``store``, ...) are accepted and ignored, as
+OpenAI-compatible servers commonly do, so newer SDKs keep working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from palyra.model import (
+    ChatRequest,
+    ChatResponse,
+    ContentPart,
+    ErrorEnvelope,
+    ErrorEvent,
+    FailureClass,
+    FinishReason,
+    ImagePart,
+    Message,
+    MessageEnd,
+    MessageStart,
+    NamedToolChoice,
+    PalyraError,
+    ResponseFormat,
+    Role,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallPart,
+    ToolCallStart,
+    ToolChoice,
+    ToolResultPart,
+    ToolSpec,
+    Usage,
+    UsageEvent,
+)
+
+DONE = b"data: [DONE]\n\n"
+
+_ERROR_TYPES: dict[FailureClass, str] = {
+    FailureClass.AUTH_INVALID: "authentication_error",
+    FailureClass.AUTH_EXPIRED: "authentication_error",
+    FailureClass.PERMISSION_DENIED: "permission_error",
+    FailureClass.RATE_LIMITED: "rate_limit_error",
+    FailureClass.QUOTA_EXHAUSTED: "insufficient_quota",
+    FailureClass.CONTEXT_TOO_LONG: "invalid_request_error",
+    FailureClass.INVALID_REQUEST: "invalid_request_error",
+    FailureClass.CONTENT_POLICY: "invalid_request_error",
+    FailureClass.NOT_FOUND: "invalid_request_error",
+    FailureClass.UNSUPPORTED_CAPABILITY: "invalid_request_error",
+    FailureClass.TIMEOUT: "timeout_error",
+}
+
+# Neutral field names that differ from the OpenAI names a client sent.
+_WIRE_NAMES = {"max_output_tokens": "max_tokens"}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedChat:
+    """A chat request plus the OpenAI-only streaming option that has no neutral field."""
+
+    request: ChatRequest
+    include_usage: bool = False
+
+
+def _invalid(message: str, param: str | None = None) -> PalyraError:
+    return PalyraError.of(
+        FailureClass.INVALID_REQUEST, message, param=param, code="invalid_request_error"
+    )
+
+
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _invalid(f"{where} must be a JSON object, got {_kind(value)}", where)
+    return value
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"{where} must be a string, got {_kind(value)}", where)
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else "a number"
+    )
+
+
+def _text_only(content: Any, where: str, *, allow_refusal: bool = False) -> list[ContentPart]:
+    """Content that may only hold text: a string, null, or ``text`` parts."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextPart(text=content)]
+    if not isinstance(content, list):
+        raise _invalid(
+            f"{where} must be a string or an array of parts, got {_kind(content)}", where
+        )
+    parts: list[ContentPart] = []
+    for j, raw in enumerate(content):
+        part = _obj(raw, f"{where}[{j}]")
+        kind = part.get("type")
+        if kind == "text":
+            parts.append(TextPart(text=_str(part.get("text"), f"{where}[{j}].text")))
+        elif kind == "refusal" and allow_refusal:
+            parts.append(TextPart(text=_str(part.get("refusal"), f"{where}[{j}].refusal")))
+        else:
+            raise _invalid(
+                f"{where}[{j}] has type {kind!r}; only 'text' parts are allowed here", where
+            )
+    return parts
+
+
+def _user_content(content: Any, where: str) -> list[ContentPart]:
+    if not isinstance(content, list):
+        return _text_only(content, where)
+    parts: list[ContentPart] = []
+    for j, raw in enumerate(content):
+        part = _obj(raw, f"{where}[{j}]")
+        kind = part.get("type")
+        if kind == "text":
+            parts.append(TextPart(text=_str(part.get("text"), f"{where}[{j}].text")))
+        elif kind == "image_url":
+            image = _obj(part.get("image_url"), f"{where}[{j}].image_url")
+            url = _str(image.get("url"), f"{where}[{j}].image_url.url")
+            try:
+                parts.append(ImagePart.from_data_url(url, detail=image.get("detail")))
+            except (ValueError, ValidationError) as exc:
+                raise _invalid(f"{where}[{j}].image_url: {_first_error(exc)}", where) from exc
+        else:
+            raise _invalid(
+                f"{where}[{j}] has type {kind!r}, which Palyra does not accept yet; "
+                "send 'text' or 'image_url' parts",
+                where,
+            )
+    return parts
+
+
+def _tool_call(raw: Any, where: str) -> ToolCallPart:
+    call = _obj(raw, where)
+    if call.get("type", "function") != "function":
+        raise _invalid(f"{where}.type is {call.get('type')!r}; only 'function' is supported", where)
+    function = _obj(call.get("function"), f"{where}.function")
+    return ToolCallPart(
+        id=_str(call.get("id"), f"{where}.id"),
+        name=_str(function.get("name"), f"{where}.function.name"),
+        arguments=_str(function.get("arguments", "{}"), f"{where}.function.arguments"),
+    )
+
+
+def _message(raw: Any, i: int) -> Message:
+    where = f"messages[{i}]"
+    msg = _obj(raw, where)
+    role = msg.get("role")
+    name = msg.get("name") if isinstance(msg.get("name"), str) else None
+    content = msg.get("content")
+    if role in ("system", "developer"):
+        parts = _text_only(content, f"{where}.content")
+    elif role == "user":
+        parts = _user_content(content, f"{where}.content")
+    elif role == "assistant":
+        parts = _text_only(content, f"{where}.content", allow_refusal=True)
+        calls = msg.get("tool_calls") or []
+        if not isinstance(calls, list):
+            raise _invalid(f"{where}.tool_calls must be an array", where)
+        parts += [_tool_call(c, f"{where}.tool_calls[{k}]") for k, c in enumerate(calls)]
+    elif role == "tool":
+        text = "".join(
+            p.text for p in _text_only(content, f"{where}.content") if isinstance(p, TextPart)
+        )
+        call_id = _str(msg.get("tool_call_id"), f"{where}.tool_call_id")
+        parts = [ToolResultPart(tool_call_id=call_id, content=text)]
+    else:
+        raise _invalid(
+            f"{where}.role is {role!r}; use one of system, developer, user, assistant, tool",
+            where,
+        )
+    return Message(role=Role(role), content=parts, name=name)
+
+
+def _tool(raw: Any, i: int) -> ToolSpec:
+    where = f"tools[{i}]"
+    tool = _obj(raw, where)
+    if tool.get("type") != "function":
+        raise _invalid(f"{where}.type is {tool.get('type')!r}; only 'function' tools are supported")
+    function = _obj(tool.get("function"), f"{where}.function")
+    spec: dict[str, Any] = {"name": function.get("name")}
+    for key in ("description", "parameters", "strict"):
+        if function.get(key) is not None:
+            spec[key] = function[key]
+    return ToolSpec.model_validate(spec)
+
+
+def _tool_choice(raw: Any) -> ToolChoice | None:
+    if raw is None or raw in ("auto", "none", "required"):
+        return raw  # type: ignore[no-any-return]
+    if isinstance(raw, dict) and raw.get("type") == "function":
+        function = _obj(raw.get("function"), "tool_choice.function")
+        return NamedToolChoice(name=_str(function.get("name"), "tool_choice.function.name"))
+    raise _invalid(
+        "tool_choice must be 'auto', 'none', 'required' or "
+        '{"type": "function", "function": {"name": ...}}',
+        "tool_choice",
+    )
+
+
+def _response_format(raw: Any) -> ResponseFormat | None:
+    if raw is None:
+        return None
+    fmt = _obj(raw, "response_format")
+    kind = fmt.get("type")
+    if kind == "json_schema":
+        spec = _obj(fmt.get("json_schema"), "response_format.json_schema")
+        return ResponseFormat(
+            type="json_schema",
+            schema_name=spec.get("name"),
+            json_schema=spec.get("schema") or {},
+            strict=spec.get("strict"),
+        )
+    if kind in ("text", "json_object"):
+        return ResponseFormat(type=kind)
+    raise _invalid(
+        f"response_format.type is {kind!r}; use 'text', 'json_object' or 'json_schema'",
+        "response_format",
+    )
+
+
+def _stop(raw: Any) -> list[str]:
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+        return raw
+    raise _invalid("stop must be a string or an array of strings", "stop")
+
+
+def _first_error(exc: ValueError | ValidationError) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        loc = ".".join(_WIRE_NAMES.get(str(p), str(p)) for p in err["loc"])
+        message = str(err["msg"]).removeprefix("Value error, ")
+        return f"{loc}: {message}" if loc else message
+    return str(exc)
+
+
+def parse_chat_request(data: Any) -> ParsedChat:
+    """An OpenAI ``/v1/chat/completions`` body as a neutral request, or a 400 naming the field."""
+    body = _obj(data, "the request body")
+    if body.get("n") not in (None, 1):
+        raise _invalid(f"n={body['n']!r}: Palyra returns one choice; send n=1 or omit it", "n")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _invalid("messages must be a non-empty array", "messages")
+    tools = body.get("tools") or []
+    if not isinstance(tools, list):
+        raise _invalid("tools must be an array", "tools")
+    options = body.get("stream_options") or {}
+    max_tokens = body.get("max_completion_tokens")
+    try:
+        request = ChatRequest.model_validate(
+            {
+                "model": body.get("model"),
+                "messages": [_message(m, i) for i, m in enumerate(messages)],
+                "tools": [_tool(t, i) for i, t in enumerate(tools)],
+                "tool_choice": _tool_choice(body.get("tool_choice")),
+                "parallel_tool_calls": body.get("parallel_tool_calls"),
+                "max_output_tokens": body.get("max_tokens") if max_tokens is None else max_tokens,
+                "temperature": body.get("temperature"),
+                "top_p": body.get("top_p"),
+                "stop": _stop(body.get("stop")),
+                "response_format": _response_format(body.get("response_format")),
+                "stream": body.get("stream") or False,
+                "user": body.get("user"),
+                "metadata": body.get("metadata") or {},
+            }
+        )
+    except (ValidationError, ValueError) as exc:
+        raise _invalid(_first_error(exc)) from exc
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return ParsedChat(request=request, include_usage=include_usage)
+
+
+def parse_chat_body(raw: bytes) -> ParsedChat:
+    """Decode and parse a request body; malformed JSON is a 400 like any other bad field."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _invalid(
+            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}"
+        ) from exc
+    return parse_chat_request(data)
+
+
+def _finish(reason: FinishReason) -> str:
+    return "stop" if reason == "error" else reason
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """OpenAI usage; ``input_tokens`` is taken to include cached input, as OpenAI counts it."""
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def _call_json(index: int | None, call: ToolCallPart) -> dict[str, Any]:
+    out: dict[str, Any] = {} if index is None else {"index": index}
+    out.update(
+        id=call.id, type="function", function={"name": call.name, "arguments": call.arguments}
+    )
+    return out
+
+
+def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
+    """A neutral answer as an OpenAI ``chat.completion`` object."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": response.content if response.content or not response.tool_calls else None,
+        "refusal": None,
+    }
+    if response.tool_calls:
+        message["tool_calls"] = [_call_json(None, c) for c in response.tool_calls]
+    return {
+        "id": response.id,
+        "object": "chat.completion",
+        "created": response.created if response.created is not None else created,
+        "model": response.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": _finish(response.finish_reason),
+                "logprobs": None,
+            }
+        ],
+        "usage": usage_json(response.usage),
+        "system_fingerprint": response.system_fingerprint,
+    }
+
+
+def error_json(envelope: ErrorEnvelope) -> dict[str, Any]:
+    """The OpenAI error object for an envelope."""
+    return {
+        "error": {
+            "message": envelope.message,
+            "type": _ERROR_TYPES.get(envelope.failure_class, "server_error"),
+            "param": envelope.param,
+            "code": envelope.code or envelope.failure_class.value,
+        }
+    }
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+class ChunkEncoder:
+    """Turns neutral events into ``chat.completion.chunk`` SSE frames, one call per event.
+
+    Holds only what later chunks repeat (id, model, created) and the usage to send at the end.
+    """
+
+    def __init__(self, *, fallback_id: str, model: str, created: int, include_usage: bool):
+        self.id = fallback_id
+        self.model = model
+        self.created = created
+        self.include_usage = include_usage
+        self._usage: Usage | None = None
+
+    def _chunk(
+        self, delta: dict[str, Any] | None, finish: str | None = None, usage: Usage | None = None
+    ) -> bytes:
+        payload: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": []
+            if delta is None
+            else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        if usage is not None:
+            payload["usage"] = usage_json(usage)
+        return sse(payload)
+
+    def encode(self, event: StreamEvent) -> bytes:
+        """The SSE bytes for one event (empty when the event has no OpenAI counterpart)."""
+        match event:
+            case MessageStart():
+                self.id = event.id or self.id
+                self.model = event.model or self.model
+                if event.created is not None:
+                    self.created = event.created
+                return self._chunk({"role": "assistant", "content": ""})
+            case TextDelta():
+                return self._chunk({"content": event.text}) if event.text else b""
+            case ToolCallStart():
+                call = ToolCallPart(id=event.id, name=event.name, arguments="")
+                return self._chunk({"tool_calls": [_call_json(event.index, call)]})
+            case ToolCallDelta():
+                fragment = {"index": event.index, "function": {"arguments": event.arguments}}
+                return self._chunk({"tool_calls": [fragment]})
+            case UsageEvent():
+                self._usage = event.usage
+                return b""
+            case MessageEnd():
+                return self._chunk({}, _finish(event.finish_reason))
+            case ErrorEvent():
+                return sse(error_json(event.error))
+            case ToolCallEnd():
+                return b""
+        return b""
+
+    def finish(self) -> bytes:
+        """The usage chunk (only when the client asked for it) and ``[DONE]``."""
+        if self.include_usage:
+            return self._chunk(None, usage=self._usage or Usage(source="estimated")) + DONE
+        return DONE
