@@ -1,0 +1,286 @@
+"""Fail-closed upstreams: which base URLs are acceptable, and which addresses we connect to.
+
+Two layers. :func:`check_base_url` runs when config loads (scheme, credentials, IP literals).
+:class:`GuardedTransport` runs on every request: it resolves the host itself, refuses private,
+link-local, multicast, reserved, unspecified and CGNAT addresses, and connects to exactly the
+address it checked (the TLS name stays the hostname), so DNS rebinding between check and
+connect has no window.
+
+Loopback (127.0.0.0/8, ::1, ``localhost``) is always allowed: it is where local model servers
+and tests live, and a base URL comes from the operator's config, never from a request. Every
+other non-global address needs ``allow_private_base_url = true`` on the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2
+
+from palyra.model import FailureClass, PalyraError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+OPT_IN_HINT = (
+    "if this upstream really lives on your network, set allow_private_base_url = true on the "
+    "provider in palyra.toml"
+)
+_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_TEREDO = ipaddress.IPv6Network("2001::/32")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_loopback(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = address.ipv4_mapped
+        return address.is_loopback or (inner is not None and inner.is_loopback)
+    return address.is_loopback
+
+
+def blocked_reason(address: IPAddress) -> str | None:
+    """Why ``address`` is not a public upstream (``None`` if it is public or loopback)."""
+    if is_loopback(address):
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _TEREDO:
+            return "a Teredo tunnel address"
+        inner = _embedded_ipv4(address)
+        if inner is not None:
+            reason = blocked_reason(inner)
+            if reason is None and not inner.is_global:
+                reason = "a tunnelled loopback address"
+            return reason
+        if address.is_site_local:
+            return "a site-local address"
+    checks = (
+        (address.is_unspecified, "an unspecified address"),
+        (address.is_link_local, "a link-local address"),
+        (address.is_multicast, "a multicast address"),
+        (isinstance(address, ipaddress.IPv4Address) and address in _CGNAT, "a CGNAT address"),
+        (address.is_reserved, "a reserved address"),
+        (address.is_private, "a private address"),
+        (not address.is_global, "not a public address"),
+    )
+    return next((reason for hit, reason in checks if hit), None)
+
+
+def _parse_ip(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    address = _parse_ip(host)
+    return address is not None and is_loopback(address)
+
+
+def _config_error(message: str, provider_id: str | None) -> PalyraError:
+    where = f"provider {provider_id!r}: " if provider_id else ""
+    return PalyraError.of(FailureClass.CONFIG, where + message, code="upstream_refused")
+
+
+def check_base_url(url: str, *, allow_private: bool, provider_id: str | None = None) -> None:
+    """Refuse a base URL that is not absolute http(s), carries credentials, uses plain http to
+    anything but loopback (or, with ``allow_private``, a private IP literal), or names a
+    private IP literal without ``allow_private``. Errors never echo the credentials."""
+    parts = urlsplit(url.strip())
+    host = parts.hostname or ""
+    netloc = parts.netloc.rpartition("@")[2]
+    shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    if parts.scheme not in _DEFAULT_PORTS or not host:
+        raise _config_error(
+            f"base URL {shown!r} is not an absolute http(s) URL; "
+            "write it like https://api.openai.com/v1",
+            provider_id,
+        )
+    if "@" in parts.netloc:
+        raise _config_error(
+            f"base URL {shown!r} contains credentials before '@'; remove them and give the key "
+            "with api_key or auth_profile_id instead",
+            provider_id,
+        )
+    if parts.fragment:
+        raise _config_error(f"base URL {shown!r} has a '#' fragment; remove it", provider_id)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise _config_error(f"base URL {shown!r} has an invalid port", provider_id) from None
+    address = _parse_ip(host)
+    reason = blocked_reason(address) if address is not None else None
+    if reason is not None and not allow_private:
+        raise _config_error(
+            f"base URL {shown!r} points at {address}, {reason}; {OPT_IN_HINT}", provider_id
+        )
+    if parts.scheme == "http" and not _is_loopback_host(host) and reason is None:
+        raise _config_error(
+            f"base URL {shown!r} uses plain http; use https (http is only allowed to loopback "
+            "hosts, or to a private IP literal with allow_private_base_url = true)",
+            provider_id,
+        )
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to, in the order the system resolver prefers."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+@dataclass(slots=True)
+class _Resolved:
+    addresses: list[str]
+    expires_at: float
+
+
+class GuardedTransport(httpx2.AsyncBaseTransport):
+    """Wraps a transport so every connection goes to a checked, public (or loopback) address.
+
+    Resolutions are cached for ``cache_ttl_s`` (on the injected ``clock``); addresses are tried
+    in resolver order, moving on only when connecting fails, so a dual-stack ``localhost``
+    reaches a server bound to either family. With ``allow_private`` requests pass unchanged.
+    """
+
+    def __init__(
+        self,
+        inner: httpx2.AsyncBaseTransport,
+        allow_private: bool,
+        *,
+        provider_id: str | None = None,
+        resolver: Resolver = system_resolver,
+        clock: Callable[[], float] = time.monotonic,
+        cache_ttl_s: float = 30.0,
+    ) -> None:
+        self._inner = inner
+        self._allow_private = allow_private
+        self._provider_id = provider_id
+        self._resolver = resolver
+        self._clock = clock
+        self._cache_ttl_s = cache_ttl_s
+        self._cache: dict[tuple[str, int], _Resolved] = {}
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self._allow_private:
+            return await self._inner.handle_async_request(request)
+        host = request.url.host
+        port = request.url.port or _DEFAULT_PORTS.get(request.url.scheme, 443)
+        addresses = await self._checked_addresses(host, port)
+        last_error: httpx2.ConnectError | None = None
+        for address in addresses:
+            try:
+                response = await self._inner.handle_async_request(
+                    self._pinned(request, host, address)
+                )
+            except httpx2.ConnectError as exc:
+                last_error = exc
+                continue
+            self._prefer(host, port, address)
+            return response
+        assert last_error is not None
+        raise last_error
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def _pinned(self, request: httpx2.Request, host: str, address: str) -> httpx2.Request:
+        if address == host.strip("[]"):
+            return request
+        extensions = dict(request.extensions)
+        if request.url.scheme == "https":
+            extensions.setdefault("sni_hostname", host)
+        return httpx2.Request(
+            request.method,
+            request.url.copy_with(host=address),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=extensions,
+        )
+
+    def _prefer(self, host: str, port: int, address: str) -> None:
+        cached = self._cache.get((host, port))
+        if cached is not None and cached.addresses[0] != address:
+            cached.addresses.remove(address)
+            cached.addresses.insert(0, address)
+
+    async def _checked_addresses(self, host: str, port: int) -> list[str]:
+        literal = _parse_ip(host)
+        if literal is not None:
+            self._refuse_if_blocked(host, literal)
+            return [str(literal)]
+        now = self._clock()
+        cached = self._cache.get((host, port))
+        if cached is not None and cached.expires_at > now:
+            return list(cached.addresses)
+        try:
+            addresses = await self._resolver(host, port)
+        except OSError as exc:
+            raise self._unresolved(host, str(exc)) from exc
+        if not addresses:
+            raise self._unresolved(host, "no addresses")
+        for text in addresses:
+            address = _parse_ip(text)
+            if address is None:
+                raise self._unresolved(host, f"resolver returned {text!r}, not an IP address")
+            self._refuse_if_blocked(host, address)
+        self._cache[(host, port)] = _Resolved(list(addresses), now + self._cache_ttl_s)
+        return list(addresses)
+
+    def _refuse_if_blocked(self, host: str, address: IPAddress) -> None:
+        reason = blocked_reason(address)
+        if reason is not None:
+            shown = host if host == str(address) else f"{host} ({address})"
+            raise _config_error(
+                f"refusing to connect to upstream {shown}: {reason}; {OPT_IN_HINT}",
+                self._provider_id,
+            )
+
+    def _unresolved(self, host: str, detail: str) -> PalyraError:
+        where = f"provider {self._provider_id!r}: " if self._provider_id else ""
+        return PalyraError.of(
+            FailureClass.CONNECTION,
+            f"{where}could not resolve upstream host {host!r} ({detail}); check the base_url "
+            "and this machine's DNS",
+            code="dns_failure",
+        )
+
+
+def make_upstream_client(
+    *,
+    allow_private: bool,
+    timeout_s: float,
+    max_connections: int = 100,
+    provider_id: str | None = None,
+) -> httpx2.AsyncClient:
+    """The one way Palyra builds an upstream HTTP client: pooled keep-alive HTTP/1.1, guarded
+    addresses, no redirects followed, no proxy or netrc taken from the environment."""
+    limits = httpx2.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    inner = httpx2.AsyncHTTPTransport(http1=True, http2=False, limits=limits, trust_env=False)
+    return httpx2.AsyncClient(
+        transport=GuardedTransport(inner, allow_private, provider_id=provider_id),
+        timeout=httpx2.Timeout(timeout_s),
+        follow_redirects=False,
+        trust_env=False,
+    )
