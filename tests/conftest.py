@@ -1,0 +1,63 @@
+"""Shared fixtures. ``store_url`` / ``store``: one real database per test, SQLite and PostgreSQL.
+
+Every test that takes ``store`` runs twice: on a fresh SQLite file in ``tmp_path``, and on
+PostgreSQL in a fresh schema (dropped afterwards) when ``PALYRA_TEST_POSTGRES_URL`` is set, e.g.
+``postgresql+asyncpg://postgres@127.0.0.1:5432/palyra_test``; otherwise the PostgreSQL run is
+skipped. The store has no migrations applied; call ``await store.migrate(YOUR_SCHEMA)``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from palyra.store import Store, open_store
+
+POSTGRES_URL_ENV = "PALYRA_TEST_POSTGRES_URL"
+
+
+@dataclass(frozen=True)
+class StoreTarget:
+    """Where a test database lives: ``open_store(url, schema=schema)`` opens it."""
+
+    backend: str
+    url: str
+    schema: str | None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def store_target(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreTarget]:
+    if request.param == "sqlite":
+        yield StoreTarget("sqlite", f"sqlite+aiosqlite:///{tmp_path}/palyra.db", None)
+        return
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_URL_ENV} is not set")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_async_engine(url)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(sa.schema.CreateSchema(schema))
+        yield StoreTarget("postgresql", url, schema)
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(sa.schema.DropSchema(schema, cascade=True, if_exists=True))
+        await admin.dispose()
+
+
+@pytest.fixture
+async def store(store_target: StoreTarget) -> AsyncIterator[Store]:
+    opened = await open_store(store_target.url, schema=store_target.schema)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
