@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import tomllib
 from pathlib import Path
@@ -97,6 +98,9 @@ def serve(
         bound_port,
         ", ".join(state.model_ids) or "none",
     )
+    # uvicorn drains connections on SIGINT/SIGTERM, then re-raises the signal; both end up here
+    # as KeyboardInterrupt so either way the process says it stopped and exits 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with asyncio.Runner(loop_factory=server_config.get_loop_factory()) as runner:
             runner.run(server.serve(sockets=[sock]))

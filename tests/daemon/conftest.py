@@ -1,0 +1,72 @@
+"""A real daemon on a free loopback port, served by uvicorn in a background thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import openai
+import pytest
+import uvicorn
+
+from palyra.config.schema import default_config
+from palyra.daemon import AppState, create_app
+
+
+@dataclass(frozen=True)
+class RunningDaemon:
+    url: str
+    state: AppState
+
+    def openai_client(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", max_retries=0)
+
+
+StartDaemon = Callable[[AppState], RunningDaemon]
+
+
+@pytest.fixture
+def start_daemon() -> Iterator[StartDaemon]:
+    """Start ``create_app(state)`` on 127.0.0.1:<free port>; every server stops at teardown."""
+    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(state: AppState) -> RunningDaemon:
+        sock = socket.create_server(("127.0.0.1", 0))
+        config = uvicorn.Config(
+            create_app(state),
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test daemon did not start")
+            time.sleep(0.005)
+        port = sock.getsockname()[1]
+        return RunningDaemon(url=f"http://127.0.0.1:{port}", state=state)
+
+    yield start
+    for server, thread in running:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def daemon(start_daemon: StartDaemon) -> RunningDaemon:
+    """The daemon with the built-in default config (deterministic provider)."""
+    return start_daemon(AppState.from_config(default_config()))
+
+
+@pytest.fixture
+def client(daemon: RunningDaemon) -> openai.OpenAI:
+    return daemon.openai_client()

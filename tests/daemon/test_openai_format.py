@@ -1,0 +1,241 @@
+"""Pure translation between OpenAI Chat Completions JSON and the neutral contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from openai.types.chat import ChatCompletionChunk
+
+from palyra.daemon.openai_format import ChunkEncoder, chat_completion, parse_chat_request
+from palyra.model import (
+    ChatResponse,
+    ErrorEnvelope,
+    ErrorEvent,
+    FailureClass,
+    ImagePart,
+    MessageEnd,
+    MessageStart,
+    NamedToolChoice,
+    PalyraError,
+    Role,
+    TextDelta,
+    TextPart,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallPart,
+    ToolCallStart,
+    ToolResultPart,
+    Usage,
+    UsageEvent,
+)
+
+
+def body(**extra: Any) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "user", "content": "hi"}]} | extra
+
+
+def test_every_role_and_content_shape_is_translated() -> None:
+    parsed = parse_chat_request(
+        body(
+            messages=[
+                {"role": "system", "content": "sys"},
+                {"role": "developer", "content": [{"type": "text", "text": "dev"}]},
+                {
+                    "role": "user",
+                    "name": "ann",
+                    "content": [
+                        {"type": "text", "text": "look"},
+                        {"type": "image_url", "image_url": {"url": "https://x/a.png"}},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/jpeg;base64,/9j/", "detail": "high"},
+                        },
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": '{"a":1}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "ok"}]},
+                {"role": "assistant", "content": [{"type": "refusal", "refusal": "no"}]},
+            ]
+        )
+    )
+    system, developer, user, assistant, tool, refusal = parsed.request.messages
+    assert (system.role, system.content) == (Role.SYSTEM, [TextPart(text="sys")])
+    assert (developer.role, developer.text_content()) == (Role.DEVELOPER, "dev")
+    assert user.name == "ann"
+    assert user.content[1] == ImagePart(url="https://x/a.png")
+    assert user.content[2] == ImagePart(data="/9j/", media_type="image/jpeg", detail="high")
+    assert assistant.content == [ToolCallPart(id="c1", name="f", arguments='{"a":1}')]
+    assert tool.content == [ToolResultPart(tool_call_id="c1", content="ok")]
+    assert refusal.text_content() == "no"
+
+
+def test_request_options_are_translated() -> None:
+    tool = {
+        "type": "function",
+        "function": {"name": "f", "parameters": {"type": "object"}, "strict": True},
+    }
+    parsed = parse_chat_request(
+        body(
+            tools=[tool],
+            tool_choice={"type": "function", "function": {"name": "f"}},
+            parallel_tool_calls=False,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "out", "schema": {"type": "object"}, "strict": True},
+            },
+            max_tokens=10,
+            max_completion_tokens=20,
+            stop="END",
+            temperature=0.5,
+            stream=True,
+            stream_options={"include_usage": True},
+            seed=7,
+        )
+    )
+    request = parsed.request
+    assert request.tools[0].name == "f" and request.tools[0].strict is True
+    assert request.tool_choice == NamedToolChoice(name="f")
+    assert request.parallel_tool_calls is False
+    assert request.response_format is not None
+    assert request.response_format.schema_name == "out"
+    assert request.response_format.json_schema == {"type": "object"}
+    assert request.max_output_tokens == 20
+    assert request.stop == ["END"]
+    assert request.stream and parsed.include_usage
+
+
+def test_max_tokens_and_stop_list_are_accepted() -> None:
+    request = parse_chat_request(body(max_tokens=5, stop=["a", "b"])).request
+    assert (request.max_output_tokens, request.stop) == (5, ["a", "b"])
+    assert parse_chat_request(body(stream=True)).include_usage is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"n": 2}, "n=2: Palyra returns one choice"),
+        ({"messages": [{"role": "function", "content": "x"}]}, "messages[0].role is 'function'"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},
+            "messages[0].content[0] has type 'input_audio'",
+        ),
+        (
+            {"messages": [{"role": "system", "content": [{"type": "image_url"}]}]},
+            "only 'text' parts are allowed",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "data:x"}}],
+                    }
+                ]
+            },
+            "a data URL image must be",
+        ),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id must be"),
+        ({"tool_choice": "sometimes"}, "tool_choice must be"),
+        ({"tool_choice": "required"}, "tool_choice 'required' needs at least one tool"),
+        ({"response_format": {"type": "yaml"}}, "response_format.type is 'yaml'"),
+        ({"stop": [1]}, "stop must be a string or an array of strings"),
+        ({"max_tokens": 0}, "max_tokens: Input should be greater than or equal to 1"),
+        ({"tools": [{"type": "custom", "custom": {}}]}, "only 'function' tools"),
+        ({"model": None}, "model: Input should be a valid string"),
+    ],
+)
+def test_invalid_requests_name_the_field(extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(PalyraError) as info:
+        parse_chat_request(body(**extra))
+    assert info.value.failure_class is FailureClass.INVALID_REQUEST
+    assert message in info.value.envelope.message
+
+
+def test_tool_call_answer_has_null_content() -> None:
+    response = ChatResponse(
+        id="r",
+        model="m",
+        tool_calls=[ToolCallPart(id="c", name="f", arguments="{}")],
+        finish_reason="tool_calls",
+        usage=Usage(input_tokens=3, output_tokens=2, cached_input_tokens=1),
+    )
+    out = chat_completion(response, created=99)
+    assert out["created"] == 99
+    message = out["choices"][0]["message"]
+    assert message["content"] is None
+    assert message["tool_calls"] == [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    ]
+    assert out["usage"]["total_tokens"] == 5
+    assert out["usage"]["prompt_tokens_details"] == {"cached_tokens": 1}
+
+
+def decode(frame: bytes) -> dict[str, Any]:
+    assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
+    return orjson.loads(frame[6:-2])  # type: ignore[no-any-return]
+
+
+def test_chunk_encoder_orders_role_tool_deltas_finish_and_usage() -> None:
+    encoder = ChunkEncoder(fallback_id="fb", model="m0", created=5, include_usage=True)
+    events = [
+        MessageStart(id="r1", model="m1"),
+        TextDelta(text="hi "),
+        TextDelta(text=""),
+        ToolCallStart(index=0, id="c", name="f"),
+        ToolCallDelta(index=0, arguments='{"a"'),
+        ToolCallDelta(index=0, arguments=":1}"),
+        ToolCallEnd(index=0),
+        UsageEvent(usage=Usage(input_tokens=1, output_tokens=2)),
+        MessageEnd(finish_reason="tool_calls"),
+    ]
+    frames = [f for f in (encoder.encode(e) for e in events) if f]
+    tail = encoder.finish()
+    chunks = [decode(f) for f in frames]
+    for chunk in chunks:
+        ChatCompletionChunk.model_validate(chunk, strict=True)
+        assert (chunk["id"], chunk["model"], chunk["created"]) == ("r1", "m1", 5)
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert deltas == [
+        {"role": "assistant", "content": ""},
+        {"content": "hi "},
+        {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "c",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": ""},
+                }
+            ]
+        },
+        {"tool_calls": [{"index": 0, "function": {"arguments": '{"a"'}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]},
+        {},
+    ]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    usage_frame, done = tail.split(b"\n\n", 1)
+    usage = orjson.loads(usage_frame[6:])
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 2
+    assert done == b"data: [DONE]\n\n"
+
+
+def test_chunk_encoder_error_event_and_no_usage_by_default() -> None:
+    encoder = ChunkEncoder(fallback_id="fb", model="m", created=1, include_usage=False)
+    envelope = ErrorEnvelope.of(FailureClass.TIMEOUT, "too slow")
+    error = decode(encoder.encode(ErrorEvent(error=envelope)))
+    assert error == {
+        "error": {"message": "too slow", "type": "timeout_error", "param": None, "code": "timeout"}
+    }
+    assert encoder.finish() == b"data: [DONE]\n\n"
