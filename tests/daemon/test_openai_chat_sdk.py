@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import threading
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -355,3 +357,32 @@ def test_error_before_the_stream_starts_keeps_status_and_retry_after(
             )
         assert info.value.response.headers["retry-after"] == "3"
         assert info.value.type == "rate_limit_error"
+
+
+class HangingProvider(DeterministicProvider):
+    """Sends its first events, then waits forever; records when its stream is closed."""
+
+    def __init__(self) -> None:
+        super().__init__(id="deterministic")
+        self.closed = threading.Event()
+
+    async def stream_chat(  # type: ignore[override]
+        self, request: ChatRequest, *, credential: object = None
+    ) -> AsyncIterator[StreamEvent]:
+        try:
+            async for event in super().stream_chat(request):
+                yield event
+                if isinstance(event, TextDelta):
+                    await asyncio.Event().wait()
+        finally:
+            self.closed.set()
+
+
+def test_client_disconnect_closes_the_provider_stream(start_daemon: StartDaemon) -> None:
+    provider = HangingProvider()
+    running = start_daemon(AppState(config=default_config(), providers={"deterministic": provider}))
+    body = {"model": "default", "stream": True, "messages": [{"role": "user", "content": "a b"}]}
+    with httpx2.stream("POST", f"{running.url}/v1/chat/completions", json=body) as response:
+        first = next(response.iter_bytes())
+        assert first.startswith(b"data: ")
+    assert provider.closed.wait(timeout=5)
