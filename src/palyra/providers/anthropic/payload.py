@@ -1,0 +1,292 @@
+"""Neutral ``ChatRequest`` -> Anthropic Messages API payload (``POST /v1/messages``).
+
+Anthropic's wire rules that the neutral contract does not have, and how they are met:
+
+* There is no system role: system and developer text is lifted into the top-level ``system``.
+* Turns alternate user/assistant and start with user: consecutive same-role turns are merged, and a
+  conversation that starts with the assistant (or has no turns at all) gets a short placeholder user
+  turn (:data:`PLACEHOLDER_USER_TEXT`) in front.
+* Tool results are user content: every ``tool_result`` answering one assistant turn goes into the
+  single user message that follows it, results first, then any user text or images of that turn.
+* Text blocks may not be blank, and a final assistant turn may not end in whitespace.
+* Tool-use ids must match ``[a-zA-Z0-9_-]+``; other characters become ``_`` (in the call and in its
+  result alike, so the pair still matches).
+* ``temperature`` tops out at 1 (OpenAI's at 2): higher values are sent as 1.
+* There is no ``response_format``: ``json_object`` and ``json_schema`` add an instruction to the
+  system prompt (:func:`json_instruction`), the schema included, since instructing is what the
+  Messages API offers for every model.
+
+Requests Anthropic would refuse for tool bookkeeping (a tool call with no result in the next turn,
+a result for a call the previous assistant turn did not make) fail here with ``invalid_request``
+naming the tool call, before anything leaves the process.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from palyra.model import (
+    ChatRequest,
+    FailureClass,
+    ImagePart,
+    Message,
+    NamedToolChoice,
+    PalyraError,
+    Role,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    ToolSpec,
+)
+
+PLACEHOLDER_USER_TEXT = "(continue)"
+ANTHROPIC_IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+MAX_TEMPERATURE = 1.0
+MAX_METADATA_USER_ID_CHARS = 512
+COUNT_TOKENS_KEYS = ("model", "messages", "system", "tools", "tool_choice")
+
+_TOOL_ID_BAD_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+
+Block = dict[str, Any]
+
+
+def _invalid(message: str, param: str = "messages") -> PalyraError:
+    return PalyraError.of(FailureClass.INVALID_REQUEST, message, param=param, provider="anthropic")
+
+
+def anthropic_tool_id(call_id: str) -> str:
+    """A tool-use id Anthropic accepts, stable for the same input."""
+    return _TOOL_ID_BAD_CHARS.sub("_", call_id) or "toolu_"
+
+
+def json_instruction(request: ChatRequest) -> str | None:
+    """The system instruction standing in for ``response_format``, or None for plain text."""
+    fmt = request.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return (
+            "Respond with a single valid JSON object and nothing else: "
+            "no prose before or after it and no Markdown code fences."
+        )
+    schema = orjson.dumps(fmt.json_schema, option=orjson.OPT_SORT_KEYS).decode()
+    name = f' named "{fmt.schema_name}"' if fmt.schema_name else ""
+    return (
+        "Respond with a single valid JSON value and nothing else: no prose before or after it "
+        f"and no Markdown code fences. It must conform to this JSON Schema{name}:\n{schema}"
+    )
+
+
+def _system_text(request: ChatRequest) -> str | None:
+    texts = [
+        part.text
+        for message in request.messages
+        if message.role in (Role.SYSTEM, Role.DEVELOPER)
+        for part in message.content
+        if isinstance(part, TextPart) and part.text.strip()
+    ]
+    instruction = json_instruction(request)
+    if instruction is not None:
+        texts.append(instruction)
+    return "\n\n".join(texts) if texts else None
+
+
+def _image_block(image: ImagePart) -> Block:
+    if image.url is not None and image.url.startswith("data:"):
+        try:
+            image = ImagePart.from_data_url(image.url)
+        except ValueError as exc:
+            raise _invalid(f"an image data URL is malformed: {exc}") from exc
+    if image.url is not None:
+        return {"type": "image", "source": {"type": "url", "url": image.url}}
+    if image.media_type not in ANTHROPIC_IMAGE_MEDIA_TYPES:
+        known = ", ".join(sorted(ANTHROPIC_IMAGE_MEDIA_TYPES))
+        raise _invalid(
+            f"Anthropic does not accept images of type {image.media_type!r} "
+            f"(it accepts {known}); convert the image to one of those"
+        )
+    return {
+        "type": "image",
+        "source": {"type": "base64", "media_type": image.media_type, "data": image.data},
+    }
+
+
+def _tool_use_block(call: ToolCallPart) -> Block:
+    parsed = call.arguments_json()
+    tool_input = parsed if isinstance(parsed, dict) else {"raw": call.arguments}
+    return {
+        "type": "tool_use",
+        "id": anthropic_tool_id(call.id),
+        "name": call.name,
+        "input": tool_input,
+    }
+
+
+def _tool_result_block(result: ToolResultPart) -> Block:
+    block: Block = {"type": "tool_result", "tool_use_id": anthropic_tool_id(result.tool_call_id)}
+    text = result.content_text()
+    if text:
+        block["content"] = text
+    if result.is_error:
+        block["is_error"] = True
+    return block
+
+
+def _blocks(message: Message) -> list[Block]:
+    blocks: list[Block] = []
+    for part in message.content:
+        if isinstance(part, TextPart):
+            if part.text.strip():
+                blocks.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            blocks.append(_image_block(part))
+        elif isinstance(part, ToolCallPart):
+            blocks.append(_tool_use_block(part))
+        else:
+            blocks.append(_tool_result_block(part))
+    if message.role is Role.ASSISTANT:
+        # Anthropic reads tool_use blocks after the text of the same turn.
+        blocks.sort(key=lambda b: b["type"] == "tool_use")
+    return blocks
+
+
+def _turns(request: ChatRequest) -> list[Block]:
+    """Messages as alternating user/assistant turns, tool results first in their user turn."""
+    turns: list[Block] = []
+    for message in request.messages:
+        if message.role in (Role.SYSTEM, Role.DEVELOPER):
+            continue
+        role = "assistant" if message.role is Role.ASSISTANT else "user"
+        blocks = _blocks(message)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        if turn["role"] == "user":
+            turn["content"].sort(key=lambda b: b["type"] != "tool_result")
+    if turns and turns[-1]["role"] == "assistant":
+        _strip_final_assistant(turns)
+    if not turns or turns[0]["role"] != "user":
+        turns.insert(
+            0, {"role": "user", "content": [{"type": "text", "text": PLACEHOLDER_USER_TEXT}]}
+        )
+    return turns
+
+
+def _strip_final_assistant(turns: list[Block]) -> None:
+    """Anthropic refuses a final (prefill) assistant turn that ends in whitespace."""
+    content: list[Block] = turns[-1]["content"]
+    last = content[-1]
+    if last["type"] == "text":
+        stripped = last["text"].rstrip()
+        if stripped:
+            content[-1] = {"type": "text", "text": stripped}
+        else:
+            content.pop()
+    if not content:
+        turns.pop()
+
+
+def _check_tool_pairs(turns: list[Block]) -> None:
+    """Every tool_use answered in the very next user turn, and no result without its call."""
+    asked: list[str] = []
+    for turn in turns:
+        ids = [b["tool_use_id"] for b in turn["content"] if b["type"] == "tool_result"]
+        if turn["role"] == "user":
+            missing = [i for i in asked if i not in ids]
+            if missing:
+                raise _invalid(
+                    f"tool call {missing[0]!r} has no tool result in the message after it; "
+                    "add a tool message answering it before the next user message"
+                )
+            stray = [i for i in ids if i not in asked]
+            if stray:
+                raise _invalid(
+                    f"a tool result answers tool call {stray[0]!r}, which the assistant message "
+                    "just before it did not make; remove the result or add the call"
+                )
+            asked = []
+        else:
+            asked = [b["id"] for b in turn["content"] if b["type"] == "tool_use"]
+    if asked:
+        raise _invalid(
+            f"tool call {asked[0]!r} in the last assistant message has no tool result; "
+            "append a tool message answering it"
+        )
+
+
+def _tool(spec: ToolSpec) -> Block:
+    schema = spec.parameters if "type" in spec.parameters else {"type": "object", **spec.parameters}
+    tool: Block = {"name": spec.name, "input_schema": schema}
+    if spec.description:
+        tool["description"] = spec.description
+    if spec.strict is not None:
+        tool["strict"] = spec.strict
+    return tool
+
+
+def _tool_choice(request: ChatRequest) -> Block | None:
+    choice = request.tool_choice
+    if choice == "none":
+        return {"type": "none"}
+    if isinstance(choice, NamedToolChoice):
+        block: Block = {"type": "tool", "name": choice.name}
+    elif choice == "required":
+        block = {"type": "any"}
+    elif choice == "auto" or request.parallel_tool_calls is False:
+        block = {"type": "auto"}
+    else:
+        return None
+    if request.parallel_tool_calls is False:
+        block["disable_parallel_tool_use"] = True
+    return block
+
+
+def build_anthropic_messages_payload(
+    request: ChatRequest, *, default_max_tokens: int = 4096
+) -> dict[str, Any]:
+    """The ``/v1/messages`` body for ``request``; see the module docstring for every mapping."""
+    turns = _turns(request)
+    _check_tool_pairs(turns)
+    payload: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_output_tokens or default_max_tokens,
+        "messages": turns,
+    }
+    system = _system_text(request)
+    if system is not None:
+        payload["system"] = system
+    if request.tools:
+        payload["tools"] = [_tool(t) for t in request.tools]
+        choice = _tool_choice(request)
+        if choice is not None:
+            payload["tool_choice"] = choice
+    if request.stop:
+        payload["stop_sequences"] = list(request.stop)
+    if request.temperature is not None:
+        payload["temperature"] = min(request.temperature, MAX_TEMPERATURE)
+    if request.top_p is not None:
+        payload["top_p"] = request.top_p
+    if request.user:
+        if len(request.user) > MAX_METADATA_USER_ID_CHARS:
+            raise _invalid(
+                f"'user' is {len(request.user)} characters; Anthropic accepts at most "
+                f"{MAX_METADATA_USER_ID_CHARS} in metadata.user_id; send a shorter id or a hash",
+                param="user",
+            )
+        payload["metadata"] = {"user_id": request.user}
+    if request.stream:
+        payload["stream"] = True
+    return payload
+
+
+def build_anthropic_count_tokens_payload(request: ChatRequest) -> dict[str, Any]:
+    """The ``/v1/messages/count_tokens`` body: the messages payload minus generation settings."""
+    full = build_anthropic_messages_payload(request)
+    return {key: full[key] for key in COUNT_TOKENS_KEYS if key in full}

@@ -1,0 +1,215 @@
+"""``AnthropicProvider``: the HTTP shell around the pure Anthropic payload and parsers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar, Literal
+
+import httpx2
+import orjson
+
+from palyra.model import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    FailureClass,
+    ModelInfo,
+    PalyraError,
+    StreamEvent,
+    TokenCount,
+    TranscriptionRequest,
+    TranscriptionResponse,
+)
+from palyra.providers.anthropic.payload import (
+    build_anthropic_count_tokens_payload,
+    build_anthropic_messages_payload,
+)
+from palyra.providers.anthropic.response import (
+    load_json_object,
+    parse_anthropic_message,
+    parse_anthropic_models,
+    parse_anthropic_token_count,
+)
+from palyra.providers.anthropic.stream import AnthropicStreamParser
+from palyra.providers.base import Credential, ProviderCapabilities
+from palyra.providers.errors import classify_http_error, classify_transport_error
+from palyra.providers.sse import aiter_sse
+
+DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+MODELS_PAGE_LIMIT = 1000
+
+
+class AnthropicProvider:
+    """Anthropic Messages API (or a compatible server). ``base_url`` excludes ``/v1``."""
+
+    kind: ClassVar[str] = "anthropic"
+    capabilities: ClassVar[ProviderCapabilities] = ProviderCapabilities(count_tokens=True)
+
+    def __init__(
+        self,
+        id: str,
+        base_url: str,
+        client: httpx2.AsyncClient,
+        api_key: str | None = None,
+        anthropic_version: str = DEFAULT_ANTHROPIC_VERSION,
+        auth_scheme: Literal["x-api-key", "bearer"] = "x-api-key",
+        default_max_tokens: int = 4096,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.id = id
+        self.base_url = (base_url or DEFAULT_ANTHROPIC_BASE_URL).rstrip("/")
+        self._client = client
+        self._api_key = api_key
+        self.anthropic_version = anthropic_version
+        self.auth_scheme = auth_scheme
+        self.default_max_tokens = default_max_tokens
+        self._extra_headers = dict(headers or {})
+
+    def __repr__(self) -> str:
+        return f"AnthropicProvider(id={self.id!r}, base_url={self.base_url!r})"
+
+    def _headers(self, credential: Credential | None) -> dict[str, str]:
+        headers = {
+            "anthropic-version": self.anthropic_version,
+            "content-type": "application/json",
+            "accept": "application/json",
+            **self._extra_headers,
+        }
+        key = credential.secret if credential is not None else self._api_key
+        if key:
+            if self.auth_scheme == "bearer":
+                headers["authorization"] = f"Bearer {key}"
+            else:
+                headers["x-api-key"] = key
+        return headers
+
+    def _raise_status(self, response: httpx2.Response, body: bytes, model: str | None) -> None:
+        if not 200 <= response.status_code < 300:
+            raise PalyraError(
+                classify_http_error(
+                    response.status_code, body, response.headers, provider=self.id, model=model
+                )
+            )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        credential: Credential | None,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        params: Mapping[str, str | int] | None = None,
+        model: str | None = None,
+    ) -> dict[str, Any]:
+        try:
+            response = await self._client.request(
+                method,
+                f"{self.base_url}{path}",
+                content=orjson.dumps(payload) if payload is not None else None,
+                params=params,
+                headers=self._headers(credential),
+            )
+            body = await response.aread()
+        except httpx2.TransportError as exc:
+            raise PalyraError(classify_transport_error(exc, provider=self.id, model=model)) from exc
+        self._raise_status(response, body, model)
+        return load_json_object(body, f"the answer to {method} {path}", provider=self.id)
+
+    async def chat(
+        self, request: ChatRequest, *, credential: Credential | None = None
+    ) -> ChatResponse:
+        payload = build_anthropic_messages_payload(
+            request, default_max_tokens=self.default_max_tokens
+        )
+        payload.pop("stream", None)
+        body = await self._request(
+            "POST", "/v1/messages", credential, payload=payload, model=request.model
+        )
+        return parse_anthropic_message(body, provider=self.id)
+
+    async def stream_chat(
+        self, request: ChatRequest, *, credential: Credential | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """Yields each event as its SSE event completes; nothing is buffered."""
+        payload = build_anthropic_messages_payload(
+            request, default_max_tokens=self.default_max_tokens
+        )
+        payload["stream"] = True
+        headers = {**self._headers(credential), "accept": "text/event-stream"}
+        parser = AnthropicStreamParser(provider=self.id, model=request.model)
+        try:
+            async with self._client.stream(
+                "POST",
+                f"{self.base_url}/v1/messages",
+                content=orjson.dumps(payload),
+                headers=headers,
+            ) as response:
+                if not 200 <= response.status_code < 300:
+                    self._raise_status(response, await response.aread(), request.model)
+                async for sse in aiter_sse(response.aiter_bytes()):
+                    for event in parser.feed(sse.event, sse.data):
+                        yield event
+                parser.finish()
+        except httpx2.TransportError as exc:
+            if parser.started:
+                raise PalyraError.of(
+                    FailureClass.STREAM_INTERRUPTED,
+                    f"{self.id}: the stream broke after it started ({type(exc).__name__}); "
+                    "the answer is incomplete",
+                    provider=self.id,
+                    model=request.model,
+                ) from exc
+            raise PalyraError(
+                classify_transport_error(exc, provider=self.id, model=request.model)
+            ) from exc
+
+    async def list_models(self, *, credential: Credential | None = None) -> list[ModelInfo]:
+        models: list[ModelInfo] = []
+        params: dict[str, str | int] = {"limit": MODELS_PAGE_LIMIT}
+        while True:
+            body = await self._request("GET", "/v1/models", credential, params=params)
+            page, after = parse_anthropic_models(body, provider=self.id)
+            models.extend(page)
+            if after is None or not page:
+                return models
+            params = {"limit": MODELS_PAGE_LIMIT, "after_id": after}
+
+    async def count_tokens(
+        self, request: ChatRequest, *, credential: Credential | None = None
+    ) -> TokenCount:
+        body = await self._request(
+            "POST",
+            "/v1/messages/count_tokens",
+            credential,
+            payload=build_anthropic_count_tokens_payload(request),
+            model=request.model,
+        )
+        return parse_anthropic_token_count(body, provider=self.id)
+
+    async def embed(
+        self, request: EmbeddingRequest, *, credential: Credential | None = None
+    ) -> EmbeddingResponse:
+        raise PalyraError.of(
+            FailureClass.UNSUPPORTED_CAPABILITY,
+            f'provider "{self.id}" (kind anthropic) has no embeddings API; route '
+            f"{request.model!r} to an embeddings model on an openai or openai_compatible provider",
+            provider=self.id,
+            model=request.model,
+        )
+
+    async def transcribe(
+        self, request: TranscriptionRequest, *, credential: Credential | None = None
+    ) -> TranscriptionResponse:
+        raise PalyraError.of(
+            FailureClass.UNSUPPORTED_CAPABILITY,
+            f'provider "{self.id}" (kind anthropic) has no transcription API; route '
+            f"{request.model!r} to a transcription model (e.g. whisper) on an openai or "
+            "openai_compatible provider",
+            provider=self.id,
+            model=request.model,
+        )
+
+    async def aclose(self) -> None:
+        """The HTTP client is injected and shared; whoever created it closes it."""

@@ -1,0 +1,166 @@
+"""Anthropic answers -> neutral types: messages, usage, stop reasons, models and token counts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from palyra.model import (
+    Capability,
+    ChatResponse,
+    FailureClass,
+    FinishReason,
+    ModelInfo,
+    PalyraError,
+    TokenCount,
+    ToolCallPart,
+    Usage,
+)
+
+STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def malformed(message: str, *, provider: str | None = None) -> PalyraError:
+    where = provider or "anthropic"
+    return PalyraError.of(FailureClass.MALFORMED_RESPONSE, f"{where}: {message}", provider=provider)
+
+
+def finish_reason(stop_reason: object, *, has_tool_calls: bool) -> FinishReason:
+    """The neutral finish reason; an unknown or missing one falls back on what the answer holds."""
+    if isinstance(stop_reason, str) and stop_reason in STOP_REASONS:
+        return STOP_REASONS[stop_reason]
+    return "tool_calls" if has_tool_calls else "stop"
+
+
+def _count(usage: Mapping[str, Any], key: str) -> int:
+    value = usage.get(key)
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def usage_from_anthropic(usage: Mapping[str, Any]) -> Usage:
+    """Provider usage. Anthropic's ``input_tokens`` leaves out cache reads and writes; the
+    neutral ``input_tokens`` counts all input (as OpenAI does), cached parts reported beside it."""
+    read = _count(usage, "cache_read_input_tokens")
+    created = _count(usage, "cache_creation_input_tokens")
+    return Usage(
+        input_tokens=_count(usage, "input_tokens") + read + created,
+        output_tokens=_count(usage, "output_tokens"),
+        cached_input_tokens=read,
+        cache_creation_input_tokens=created,
+        source="provider",
+    )
+
+
+def load_json_object(
+    text: bytes | str, what: str, *, provider: str | None = None
+) -> dict[str, Any]:
+    """Parse an upstream body that must be a JSON object, or raise ``malformed_response``."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise malformed(f"{what} is not valid JSON ({exc})", provider=provider) from exc
+    if not isinstance(data, dict):
+        raise malformed(f"{what} is not a JSON object", provider=provider)
+    return data
+
+
+def parse_anthropic_message(body: dict[str, Any], *, provider: str | None = None) -> ChatResponse:
+    """A ``Message`` object -> ``ChatResponse``; thinking and server-tool blocks are left out."""
+    content = body.get("content")
+    if not isinstance(body.get("id"), str) or not isinstance(content, list):
+        raise malformed("the message has no 'id' or no 'content' list", provider=provider)
+    texts: list[str] = []
+    calls: list[ToolCallPart] = []
+    for block in content:
+        if not isinstance(block, dict):
+            raise malformed("a content block is not an object", provider=provider)
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind == "tool_use":
+            if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
+                raise malformed("a tool_use block has no 'id' or 'name'", provider=provider)
+            tool_input = block.get("input")
+            arguments = orjson.dumps(tool_input).decode() if tool_input is not None else "{}"
+            calls.append(ToolCallPart(id=block["id"], name=block["name"], arguments=arguments))
+    usage = body.get("usage")
+    return ChatResponse(
+        id=body["id"],
+        model=str(body.get("model") or ""),
+        content="".join(texts),
+        tool_calls=calls,
+        finish_reason=finish_reason(body.get("stop_reason"), has_tool_calls=bool(calls)),
+        usage=usage_from_anthropic(usage) if isinstance(usage, dict) else Usage(source="estimated"),
+        provider=provider,
+    )
+
+
+def _created(value: object) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
+
+
+def _positive(value: object) -> int | None:
+    return value if isinstance(value, int) and value >= 1 else None
+
+
+def _capabilities(entry: Mapping[str, Any]) -> frozenset[Capability]:
+    caps: set[Capability] = {"chat", "tools", "json", "vision"}
+    reported = entry.get("capabilities")
+    if isinstance(reported, dict):
+        image = reported.get("image_input")
+        if isinstance(image, dict) and image.get("supported") is False:
+            caps.discard("vision")
+    return frozenset(caps)
+
+
+def parse_anthropic_models(
+    body: dict[str, Any], *, provider: str
+) -> tuple[list[ModelInfo], str | None]:
+    """One ``GET /v1/models`` page -> (models, the ``after_id`` for the next page or None)."""
+    data = body.get("data")
+    if not isinstance(data, list):
+        raise malformed("the model list has no 'data' array", provider=provider)
+    models: list[ModelInfo] = []
+    for entry in data:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise malformed("a model entry has no 'id'", provider=provider)
+        display = entry.get("display_name")
+        models.append(
+            ModelInfo(
+                id=entry["id"],
+                provider=provider,
+                owned_by="anthropic",
+                created=_created(entry.get("created_at")),
+                context_window=_positive(entry.get("max_input_tokens")),
+                max_output_tokens=_positive(entry.get("max_tokens")),
+                capabilities=_capabilities(entry),
+                display_name=display if isinstance(display, str) else None,
+            )
+        )
+    last = body.get("last_id")
+    next_after = last if body.get("has_more") is True and isinstance(last, str) else None
+    return models, next_after
+
+
+def parse_anthropic_token_count(body: dict[str, Any], *, provider: str | None = None) -> TokenCount:
+    """``/v1/messages/count_tokens`` -> an exact (not estimated) count."""
+    tokens = body.get("input_tokens")
+    if not isinstance(tokens, int) or tokens < 0:
+        raise malformed("the token count has no 'input_tokens' integer", provider=provider)
+    return TokenCount(input_tokens=tokens, estimated=False)

@@ -1,0 +1,204 @@
+"""Anthropic Messages SSE -> neutral stream events, one SSE event at a time (no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from palyra.model import (
+    FailureClass,
+    FinishReason,
+    MessageEnd,
+    MessageStart,
+    PalyraError,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    UsageEvent,
+)
+from palyra.providers.anthropic.response import (
+    finish_reason,
+    load_json_object,
+    malformed,
+    usage_from_anthropic,
+)
+from palyra.providers.errors import classify_http_error
+
+# The HTTP status Anthropic uses for each error type, for errors that arrive inside a stream.
+ERROR_TYPE_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+_USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+
+
+@dataclass
+class _ToolBlock:
+    index: int
+    start_input: Any
+    streamed: bool = False
+
+
+@dataclass
+class AnthropicStreamParser:
+    """Feed each SSE ``(event, data)``; get the neutral events it means.
+
+    Tool calls are numbered over tool blocks only, so text blocks between them leave no gaps.
+    Usage from ``message_start`` (input, cache) and ``message_delta`` (output, sometimes final
+    input) is merged and sent once, just before ``MessageEnd``.
+    """
+
+    provider: str | None = None
+    model: str | None = None
+    started: bool = False
+    stopped: bool = False
+    _usage: dict[str, int] = field(default_factory=dict)
+    _tools: dict[int, _ToolBlock] = field(default_factory=dict)
+    _stop_reason: str | None = None
+
+    def feed(self, event: str, data: str) -> list[StreamEvent]:
+        if event == "ping":
+            return []
+        payload = load_json_object(data, f"the stream event {event!r}", provider=self.provider)
+        kind = payload.get("type") if event == "message" else event
+        if kind == "error":
+            raise self._error(payload)
+        if self.stopped:
+            return []
+        handler = _HANDLERS.get(str(kind))
+        return handler(self, payload) if handler is not None else []
+
+    def finish(self) -> list[StreamEvent]:
+        """End of the byte stream: fine after ``message_stop``, an interruption otherwise."""
+        if self.stopped:
+            return []
+        where = self.provider or "anthropic"
+        if not self.started:
+            raise PalyraError.of(
+                FailureClass.CONNECTION,
+                f"{where}: the stream ended before any event arrived",
+                provider=self.provider,
+                model=self.model,
+            )
+        raise PalyraError.of(
+            FailureClass.STREAM_INTERRUPTED,
+            f"{where}: the stream ended without message_stop; the answer is incomplete",
+            provider=self.provider,
+            model=self.model,
+        )
+
+    def _error(self, payload: dict[str, Any]) -> PalyraError:
+        err = payload.get("error")
+        err_type = err.get("type") if isinstance(err, dict) else None
+        status = ERROR_TYPE_STATUS.get(err_type, 500) if isinstance(err_type, str) else 500
+        envelope = classify_http_error(
+            status, orjson.dumps(payload), {}, provider=self.provider, model=self.model
+        )
+        return PalyraError(envelope)
+
+    def _merge_usage(self, usage: object) -> None:
+        if isinstance(usage, dict):
+            for key in _USAGE_KEYS:
+                value = usage.get(key)
+                if isinstance(value, int):
+                    self._usage[key] = value
+
+    def _message_start(self, payload: dict[str, Any]) -> list[StreamEvent]:
+        message = payload.get("message")
+        if not isinstance(message, dict) or not isinstance(message.get("id"), str):
+            raise malformed("message_start has no message id", provider=self.provider)
+        self.started = True
+        self.model = str(message.get("model") or self.model or "")
+        self._merge_usage(message.get("usage"))
+        return [MessageStart(id=message["id"], model=self.model)]
+
+    def _block_start(self, payload: dict[str, Any]) -> list[StreamEvent]:
+        block = payload.get("content_block")
+        index = payload.get("index")
+        if not isinstance(block, dict) or not isinstance(index, int):
+            raise malformed("content_block_start has no block or index", provider=self.provider)
+        if block.get("type") == "text":
+            text = block.get("text")
+            return [TextDelta(text=text)] if isinstance(text, str) and text else []
+        if block.get("type") != "tool_use":
+            return []
+        if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
+            raise malformed("a streamed tool_use block has no id or name", provider=self.provider)
+        tool = _ToolBlock(index=len(self._tools), start_input=block.get("input"))
+        self._tools[index] = tool
+        return [ToolCallStart(index=tool.index, id=block["id"], name=block["name"])]
+
+    def _block_delta(self, payload: dict[str, Any]) -> list[StreamEvent]:
+        delta = payload.get("delta")
+        if not isinstance(delta, dict):
+            raise malformed("content_block_delta has no delta", provider=self.provider)
+        if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+            return [TextDelta(text=delta["text"])] if delta["text"] else []
+        if delta.get("type") == "input_json_delta":
+            tool = self._tools.get(payload.get("index", -1))
+            part = delta.get("partial_json")
+            if tool is None or not isinstance(part, str):
+                raise malformed(
+                    "input_json_delta for an unknown tool block", provider=self.provider
+                )
+            if not part:
+                return []
+            tool.streamed = True
+            return [ToolCallDelta(index=tool.index, arguments=part)]
+        return []
+
+    def _block_stop(self, payload: dict[str, Any]) -> list[StreamEvent]:
+        tool = self._tools.get(payload.get("index", -1))
+        if tool is None:
+            return []
+        events: list[StreamEvent] = []
+        if not tool.streamed and tool.start_input:
+            # Some Anthropic-compatible servers send the whole input at block start instead.
+            arguments = orjson.dumps(tool.start_input).decode()
+            events.append(ToolCallDelta(index=tool.index, arguments=arguments))
+        events.append(ToolCallEnd(index=tool.index))
+        return events
+
+    def _message_delta(self, payload: dict[str, Any]) -> list[StreamEvent]:
+        delta = payload.get("delta")
+        if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+            self._stop_reason = delta["stop_reason"]
+        self._merge_usage(payload.get("usage"))
+        return []
+
+    def _message_stop(self, payload: dict[str, Any]) -> list[StreamEvent]:
+        self.stopped = True
+        reason: FinishReason = finish_reason(self._stop_reason, has_tool_calls=bool(self._tools))
+        events: list[StreamEvent] = []
+        if self._usage:
+            events.append(UsageEvent(usage=usage_from_anthropic(self._usage)))
+        events.append(MessageEnd(finish_reason=reason))
+        return events
+
+
+_HANDLERS = {
+    "message_start": AnthropicStreamParser._message_start,
+    "content_block_start": AnthropicStreamParser._block_start,
+    "content_block_delta": AnthropicStreamParser._block_delta,
+    "content_block_stop": AnthropicStreamParser._block_stop,
+    "message_delta": AnthropicStreamParser._message_delta,
+    "message_stop": AnthropicStreamParser._message_stop,
+}
