@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from palyra import __version__
+from palyra.cli import config_cmd
 from palyra.cli.serve import serve
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ def version() -> None:
 
 
 app.command(name="serve")(serve)
+app.add_typer(config_cmd.app, name="config")
 
 
 def main() -> None:
