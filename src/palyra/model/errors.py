@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -93,15 +94,22 @@ def class_policy(failure_class: FailureClass) -> tuple[int, bool, bool]:
     return p.http_status, p.retryable, p.failover_allowed
 
 
-_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+def _redact_value(match: re.Match[str]) -> str:
+    """Keep the name and separator; a quoted value goes whole, spaces and all."""
+    value = match.group(3)
+    quote = value[0] if value[0] in "\"'" else ""
+    return f"{match.group(1)}{match.group(2)}{quote}[REDACTED]{quote}"
+
+
+_REDACTIONS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{6,}"), "sk-[REDACTED]"),
     (
         re.compile(
             r"(?i)\b((?:api[_-]?)?key|token|secret|password|access_token|refresh_token"
-            r"|client_secret|x-api-key)(\"?\s*[:=]\s*\"?)([^\s\"'&,;}]+)"
+            r"|client_secret|x-api-key)(\"?\s*[:=]\s*)(\"[^\"]*\"?|'[^']*'?|[^\s\"'&,;}]+)"
         ),
-        r"\1\2[REDACTED]",
+        _redact_value,
     ),
 )
 

@@ -7,6 +7,7 @@ the HTTP status second; words in the message only as a last resort.
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -72,19 +73,32 @@ _CONTEXT_WORDS = (
 )
 
 
+def _clamp_delay(seconds: float) -> float | None:
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date), capped."""
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date), capped.
+
+    Header names match in any case, whatever mapping is passed; ``nan`` counts as garbage.
+    """
+    if not isinstance(headers, httpx2.Headers):
+        headers = {key.lower(): value for key, value in headers.items()}
     raw_ms = headers.get("retry-after-ms")
     if raw_ms:
         try:
-            return min(max(float(raw_ms) / 1000.0, 0.0), MAX_RETRY_AFTER_S)
+            delay = _clamp_delay(float(raw_ms) / 1000.0)
         except ValueError:
-            pass
+            delay = None
+        if delay is not None:
+            return delay
     raw = headers.get("retry-after")
     if not raw:
         return None
     try:
-        return min(max(float(raw), 0.0), MAX_RETRY_AFTER_S)
+        return _clamp_delay(float(raw))
     except ValueError:
         pass
     try:
@@ -150,6 +164,9 @@ def classify_http_error(
     if failure is FailureClass.AUTH_INVALID and "expired" in lowered:
         failure = FailureClass.AUTH_EXPIRED
     if failure is FailureClass.RATE_LIMITED and ("quota" in lowered or "billing" in lowered):
+        failure = FailureClass.QUOTA_EXHAUSTED
+    if failure is FailureClass.INVALID_REQUEST and "credit balance" in lowered:
+        # Anthropic reports an empty prepaid balance as a 400 invalid_request_error.
         failure = FailureClass.QUOTA_EXHAUSTED
     where = f"{provider}: " if provider else ""
     text = message or f"HTTP {status}"
