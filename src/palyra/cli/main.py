@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from palyra import __version__
-from palyra.cli import config_cmd
+from palyra.cli import config_cmd, vault
 from palyra.cli.serve import serve
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ def version() -> None:
 
 app.command(name="serve")(serve)
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(vault.app, name="vault")
 
 
 def main() -> None:

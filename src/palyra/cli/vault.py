@@ -1,0 +1,209 @@
+"""``palyra vault``: put, get, list, delete and rotate-key for encrypted secrets.
+
+Values are read from stdin (when piped) or a hidden prompt, never from argv; only ``get`` prints
+a value. Errors go to stderr with exit code 1; bad arguments exit with 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+
+from palyra.model import PalyraError
+from palyra.paths import state_dir
+from palyra.store import DEFAULT_STORE_URL, Store, open_store
+from palyra.vault import (
+    EnvKey,
+    InvalidVaultRef,
+    KeyFile,
+    KeyResolver,
+    Passphrase,
+    RotationTarget,
+    Vault,
+    VaultRef,
+    system_keyring,
+)
+from palyra.vault.keys import KEY_ENV, PASSPHRASE_ENV
+from palyra.vault.refs import check_scope
+
+NEW_KEY_ENV = "PALYRA_VAULT_NEW_KEY"
+NEW_PASSPHRASE_ENV = "PALYRA_VAULT_NEW_PASSPHRASE"
+
+app = typer.Typer(
+    help="Encrypted secrets: put, get, list, delete, rotate-key.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DbUrl = Annotated[
+    str | None,
+    typer.Option("--db-url", help="Database URL (default: the SQLite file in the state dir)."),
+]
+RefArg = Annotated[str, typer.Argument(help="Secret ref: <scope>/<name>, e.g. global/openai.")]
+T = TypeVar("T")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _parse_ref(text: str) -> VaultRef:
+    try:
+        return VaultRef.parse(text)
+    except InvalidVaultRef as exc:
+        _fail(exc.envelope.message, 2)
+
+
+def _stdin_is_tty() -> bool:
+    return sys.stdin.isatty()
+
+
+def _run(db_url: str | None, action: Callable[[Vault], Awaitable[T]]) -> T:
+    """Open the store and vault, run ``action``, close; vault/store errors exit 1."""
+
+    async def go() -> T:
+        store: Store | None = None
+        try:
+            state = state_dir()
+            store = await open_store(db_url or DEFAULT_STORE_URL, state_dir=state)
+            keys = KeyResolver(state, environ=dict(os.environ), keyring=system_keyring())
+            return await action(await Vault.open(store, keys))
+        finally:
+            if store is not None:
+                await store.aclose()
+
+    try:
+        return asyncio.run(go())
+    except PalyraError as exc:
+        _fail(exc.envelope.message)
+
+
+def _read_value(ref: VaultRef) -> str:
+    if _stdin_is_tty():
+        value: str = typer.prompt(
+            f"Value for {ref}", hide_input=True, confirmation_prompt=True, err=True
+        )
+        return value
+    value = sys.stdin.read()
+    return value.removesuffix("\n").removesuffix("\r")
+
+
+@app.command()
+def put(ref: RefArg, db_url: DbUrl = None) -> None:
+    """Store a secret; the value comes from stdin when piped, else a hidden prompt."""
+    vref = _parse_ref(ref)
+    value = _read_value(vref)
+    meta = _run(db_url, lambda vault: vault.put(vref, value))
+    typer.echo(f"stored {meta.ref} (version {meta.version})")
+
+
+@app.command()
+def get(ref: RefArg, db_url: DbUrl = None) -> None:
+    """Print a secret's value (the only command that prints one)."""
+    vref = _parse_ref(ref)
+    typer.echo(_run(db_url, lambda vault: vault.get(vref)))
+
+
+@app.command("list")
+def list_secrets(
+    scope: Annotated[
+        str | None, typer.Option("--scope", help="Only this scope, e.g. agent:ops.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    db_url: DbUrl = None,
+) -> None:
+    """List secrets: refs, versions and timestamps, never values."""
+    if scope is not None:
+        try:
+            check_scope(scope)
+        except InvalidVaultRef as exc:
+            _fail(exc.envelope.message, 2)
+    metas = _run(db_url, lambda vault: vault.list(scope))
+    if as_json:
+        typer.echo(json.dumps([m.as_dict() for m in metas], indent=2))
+        return
+    if not metas:
+        typer.echo("no secrets" + (f" in scope {scope}" if scope else ""))
+        return
+    width = max(len(str(m.ref)) for m in metas)
+    for m in metas:
+        updated = m.updated_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        typer.echo(f"{m.ref!s:<{width}}  v{m.version:<4} updated {updated}")
+
+
+@app.command()
+def delete(ref: RefArg, db_url: DbUrl = None) -> None:
+    """Delete a secret."""
+    vref = _parse_ref(ref)
+    if not _run(db_url, lambda vault: vault.delete(vref)):
+        _fail(f"there is no vault secret {vref}; see: palyra vault list")
+    typer.echo(f"deleted {vref}")
+
+
+@app.command("rotate-key")
+def rotate_key(
+    to_env: Annotated[
+        bool, typer.Option("--to-env", help=f"Use the base64 key in ${NEW_KEY_ENV}.")
+    ] = False,
+    to_passphrase: Annotated[
+        bool,
+        typer.Option(
+            "--to-passphrase",
+            help=f"Derive the key from ${NEW_PASSPHRASE_ENV}, else a hidden prompt.",
+        ),
+    ] = False,
+    db_url: DbUrl = None,
+) -> None:
+    """Re-wrap every secret under a new master key (default: a new random vault.key)."""
+    if to_env and to_passphrase:
+        _fail("choose one of --to-env and --to-passphrase", 2)
+    key_file = KeyFile(state_dir() / "vault.key")
+    target: RotationTarget
+    if to_env:
+        if not os.environ.get(NEW_KEY_ENV):
+            _fail(f"--to-env reads the new key from {NEW_KEY_ENV}, which is not set", 2)
+        target = EnvKey(os.environ, NEW_KEY_ENV)
+    elif to_passphrase:
+        target = Passphrase(_new_passphrase(), where=PASSPHRASE_ENV)
+    else:
+        target = key_file
+
+    async def rotate(vault: Vault) -> tuple[int, str, bool]:
+        was_file = vault.key_source == str(key_file.path)
+        return await vault.rotate_master_key(target), vault.key_id, was_file
+
+    count, key_id, was_file = _run(db_url, rotate)
+    typer.echo(f"re-wrapped {count} secret(s) under a new master key (key id {key_id})")
+    if target is key_file:
+        typer.echo(f"the key is in {key_file.path}")
+        if os.environ.get(KEY_ENV):
+            typer.echo(f"unset {KEY_ENV}: the vault now uses {key_file.path}", err=True)
+        return
+    if was_file and key_file.remove():
+        typer.echo(f"removed the old key file {key_file.path}")
+    if to_env:
+        typer.echo(f"now set {KEY_ENV} to the value of {NEW_KEY_ENV}, then unset {NEW_KEY_ENV}")
+    else:
+        typer.echo(f"now set {PASSPHRASE_ENV} to the new passphrase")
+
+
+def _new_passphrase() -> str:
+    from_env = os.environ.get(NEW_PASSPHRASE_ENV)
+    if from_env:
+        return from_env
+    if not _stdin_is_tty():
+        _fail(f"--to-passphrase needs {NEW_PASSPHRASE_ENV} or an interactive terminal", 2)
+    value: str = typer.prompt(
+        "New vault passphrase", hide_input=True, confirmation_prompt=True, err=True
+    )
+    return value
+
+
+__all__ = ["app"]

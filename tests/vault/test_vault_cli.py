@@ -1,0 +1,157 @@
+"""``palyra vault`` through typer's CliRunner and a real subprocess; no secret leaks anywhere."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+from vault_helpers import new_key_b64, plaintext_hits
+
+from palyra.cli import vault as vault_cli
+from palyra.cli.main import app
+
+OPENAI = "sk-cli-openai-5b2e8d71c4"
+OTHER = "sk-cli-other-a9f04e3b"
+SECRETS = [OPENAI, OTHER]
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "state"
+    monkeypatch.setenv("PALYRA_STATE_DIR", str(path))
+    for var in ("PALYRA_VAULT_KEY", "PALYRA_VAULT_PASSPHRASE", "PALYRA_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    return path
+
+
+def run(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(app, ["vault", *args], input=input)
+
+
+def assert_no_leak(result: Result) -> None:
+    assert not [s for s in SECRETS if s in result.stdout or s in result.stderr]
+
+
+def test_put_get_list_delete_round_trip_without_leaks(state: Path) -> None:
+    put = run("put", "global/openai", input=OPENAI + "\n")
+    assert put.exit_code == 0, put.stderr
+    assert put.stdout == "stored global/openai (version 1)\n"
+    assert run("put", "agent:ops/other", input=OTHER).exit_code == 0
+    got = run("get", "vault:global/openai")
+    assert (got.exit_code, got.stdout) == (0, OPENAI + "\n")
+    listed = run("list")
+    assert listed.exit_code == 0
+    assert "global/openai" in listed.stdout and "agent:ops/other" in listed.stdout
+    as_json = run("list", "--json", "--scope", "agent:ops")
+    assert [e["ref"] for e in json.loads(as_json.stdout)] == ["agent:ops/other"]
+    deleted = run("delete", "agent:ops/other")
+    assert (deleted.exit_code, deleted.stdout) == (0, "deleted agent:ops/other\n")
+    again = run("delete", "agent:ops/other")
+    assert again.exit_code == 1 and "there is no vault secret agent:ops/other" in again.stderr
+    for result in (put, listed, as_json, deleted, again):
+        assert_no_leak(result)
+    assert plaintext_hits([state], SECRETS) == []
+
+
+def test_bad_ref_is_a_usage_error_on_stderr(state: Path) -> None:
+    result = run("put", "openai", input=OPENAI)
+    assert result.exit_code == 2
+    assert "no '/' between scope and name" in result.stderr
+    assert result.stdout == ""
+    assert run("list", "--scope", "team:x").exit_code == 2
+
+
+def test_missing_secret_exits_1_with_the_fix(state: Path) -> None:
+    result = run("get", "global/nope")
+    assert result.exit_code == 1
+    assert "palyra vault put global/nope" in result.stderr
+
+
+def test_hidden_prompt_is_used_on_a_terminal(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vault_cli, "_stdin_is_tty", lambda: True)
+    result = run("put", "global/openai", input=f"{OPENAI}\n{OPENAI}\n")
+    assert result.exit_code == 0, result.stderr
+    assert_no_leak(result)
+    monkeypatch.setattr(vault_cli, "_stdin_is_tty", lambda: False)
+    assert run("get", "global/openai").stdout == OPENAI + "\n"
+
+
+def test_rotate_key_to_file_env_and_passphrase_keeps_secrets_readable(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run("put", "global/openai", input=OPENAI)
+    run("put", "global/other", input=OTHER)
+    old = (state / "vault.key").read_bytes()
+    rotated = run("rotate-key")
+    assert rotated.exit_code == 0, rotated.stderr
+    assert "re-wrapped 2 secret(s)" in rotated.stdout
+    assert (state / "vault.key").read_bytes() != old
+    assert run("get", "global/other").stdout == OTHER + "\n"
+
+    new_key = new_key_b64()
+    monkeypatch.setenv("PALYRA_VAULT_NEW_KEY", new_key)
+    to_env = run("rotate-key", "--to-env")
+    assert to_env.exit_code == 0, to_env.stderr
+    assert "removed the old key file" in to_env.stdout
+    assert new_key not in to_env.stdout + to_env.stderr
+    assert not (state / "vault.key").exists()
+    monkeypatch.setenv("PALYRA_VAULT_KEY", new_key)
+    assert run("get", "global/openai").stdout == OPENAI + "\n"
+
+    monkeypatch.setenv("PALYRA_VAULT_NEW_PASSPHRASE", "a long new passphrase")
+    assert run("rotate-key", "--to-passphrase").exit_code == 0
+    monkeypatch.delenv("PALYRA_VAULT_KEY")
+    monkeypatch.setenv("PALYRA_VAULT_PASSPHRASE", "a long new passphrase")
+    assert run("get", "global/openai").stdout == OPENAI + "\n"
+    assert plaintext_hits([state], SECRETS) == []
+
+
+def test_rotate_key_refuses_two_targets(state: Path) -> None:
+    assert run("rotate-key", "--to-env", "--to-passphrase").exit_code == 2
+
+
+def test_wrong_key_and_corrupt_database_exit_1_with_clear_messages(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run("put", "global/openai", input=OPENAI)
+    (state / "vault.key").rename(state / "vault.key.bak")
+    monkeypatch.setenv("PALYRA_VAULT_KEY", new_key_b64())
+    wrong = run("get", "global/openai")
+    assert wrong.exit_code == 1
+    assert "does not match the one these secrets were written with" in wrong.stderr
+    assert_no_leak(wrong)
+    db = state / "broken.db"
+    db.write_bytes(b"garbage" * 1000)
+    corrupt = run("list", "--db-url", f"sqlite+aiosqlite:///{db}")
+    assert corrupt.exit_code == 1
+    assert "is not a valid database" in corrupt.stderr
+
+
+def test_piped_stdin_in_a_real_subprocess(state: Path) -> None:
+    env = {"PALYRA_STATE_DIR": str(state), "PATH": "/usr/bin:/bin"}
+    cmd = [sys.executable, "-c", "from palyra.cli.main import main; main()", "vault"]
+    put = subprocess.run(
+        [*cmd, "put", "global/piped"],
+        input=OPENAI + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert put.returncode == 0, put.stderr
+    assert OPENAI not in put.stdout + put.stderr
+    got = subprocess.run(
+        [*cmd, "get", "global/piped"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert got.stdout == OPENAI + "\n"
+    assert plaintext_hits([state], [OPENAI]) == []
