@@ -58,7 +58,8 @@ class SSEDecoder:
 
     def _line(self, line: str) -> SSEEvent | None:
         if not line:
-            if not self._data and not self._event:
+            if not self._data:
+                self._event = ""  # no data lines: nothing is dispatched (WHATWG)
                 return None
             event = SSEEvent(self._event or "message", "\n".join(self._data), self._id)
             self._event, self._data = "", []

@@ -1,0 +1,149 @@
+"""The incremental SSE decoder: line endings, fields, comments, and chunking anywhere."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from palyra.providers.sse import SSEDecoder, SSEEvent, aiter_sse
+
+
+def _decode(*chunks: bytes) -> list[SSEEvent]:
+    decoder = SSEDecoder()
+    events = [event for chunk in chunks for event in decoder.feed(chunk)]
+    return events + decoder.flush()
+
+
+def test_lf_cr_and_crlf_all_end_lines() -> None:
+    expected = [SSEEvent("message", "a"), SSEEvent("message", "b")]
+    assert _decode(b"data: a\n\ndata: b\n\n") == expected
+    assert _decode(b"data: a\r\rdata: b\r\r") == expected
+    assert _decode(b"data: a\r\n\r\ndata: b\r\n\r\n") == expected
+
+
+def test_crlf_split_between_cr_and_lf_is_one_line_end() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\r") == []
+    assert decoder.feed(b"\n\r") == []
+    assert decoder.feed(b"\n") == [SSEEvent("message", "a")]
+    assert decoder.flush() == []
+
+
+def test_an_event_is_yielded_as_soon_as_its_blank_line_arrives() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b'data: {"x":') == []
+    assert decoder.feed(b" 1}\n") == []
+    assert decoder.feed(b"\n") == [SSEEvent("message", '{"x": 1}')]
+
+
+def test_comments_are_ignored() -> None:
+    assert _decode(b": keep-alive\n\n:another\ndata: x\n\n") == [SSEEvent("message", "x")]
+
+
+def test_multi_line_data_is_joined_with_newlines() -> None:
+    assert _decode(b"data: one\ndata:two\ndata\ndata:  three\n\n") == [
+        SSEEvent("message", "one\ntwo\n\n three")
+    ]
+
+
+def test_event_and_id_fields_are_kept_and_the_id_persists() -> None:
+    stream = b"event: message_start\nid: 7\ndata: {}\n\ndata: next\n\nid\ndata: reset\n\n"
+    assert _decode(stream) == [
+        SSEEvent("message_start", "{}", "7"),
+        SSEEvent("message", "next", "7"),
+        SSEEvent("message", "reset", ""),
+    ]
+
+
+def test_a_final_event_without_its_blank_line_still_counts() -> None:
+    assert _decode(b"data: a\n\ndata: [DONE]") == [
+        SSEEvent("message", "a"),
+        SSEEvent("message", "[DONE]"),
+    ]
+    assert _decode(b"data: last\r") == [SSEEvent("message", "last")]
+
+
+def test_an_event_with_no_data_lines_is_not_dispatched() -> None:
+    assert _decode(b"event: ping\n\ndata: x\n\n") == [SSEEvent("message", "x")]
+    assert _decode(b"event: ping\n") == []
+
+
+def test_unknown_fields_are_ignored_and_one_leading_space_is_stripped() -> None:
+    assert _decode(b"retry: 100\nfoo: bar\ndata:   spaced\n\n") == [SSEEvent("message", "  spaced")]
+
+
+def test_utf8_split_inside_a_character_survives() -> None:
+    raw = "data: héllo €\n\n".encode()
+    cut = raw.index("€".encode()) + 1
+    assert _decode(raw[:cut], raw[cut:]) == [SSEEvent("message", "héllo €")]
+
+
+async def test_aiter_sse_yields_events_from_an_async_byte_stream() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for piece in (b"event: a\nda", b"ta: 1\n\nda", b"ta: 2"):
+            yield piece
+
+    assert [event async for event in aiter_sse(chunks())] == [
+        SSEEvent("a", "1"),
+        SSEEvent("message", "2"),
+    ]
+
+
+_line_end = st.sampled_from(["\n", "\r", "\r\n"])
+_value = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_characters="\r\n", exclude_categories=("Cs",)),
+    max_size=20,
+)
+_field_line = st.one_of(
+    st.builds(lambda v: f"data: {v}", _value),
+    st.builds(lambda v: f"data:{v}", _value),
+    st.builds(lambda v: f"event: {v}", _value),
+    st.builds(lambda v: f"id: {v}", _value.filter(lambda v: "\0" not in v)),
+    st.builds(lambda v: f": {v}", _value),
+)
+
+
+@st.composite
+def _streams(draw: st.DrawFn) -> bytes:
+    blocks = draw(st.lists(st.lists(_field_line, min_size=1, max_size=5), max_size=6))
+    text = ""
+    for block in blocks:
+        for line in block:
+            text += line + draw(_line_end)
+        text += draw(_line_end)
+    return text.encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=_streams(), data=st.data())
+def test_any_chunking_yields_the_same_events(stream: bytes, data: st.DataObject) -> None:
+    cuts = sorted(data.draw(st.lists(st.integers(min_value=0, max_value=len(stream)), max_size=12)))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    assert _decode(*chunks) == _decode(stream)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.text(alphabet="abcdefghij_", min_size=1, max_size=12),
+            st.lists(_value, min_size=1, max_size=3),
+        ),
+        max_size=6,
+    ),
+    line_end=_line_end,
+    data=st.data(),
+)
+def test_encoded_events_decode_back_whatever_the_chunking(
+    events: list[tuple[str, list[str]]], line_end: str, data: st.DataObject
+) -> None:
+    text = "".join(
+        f"event: {name}{line_end}" + "".join(f"data: {line}{line_end}" for line in lines) + line_end
+        for name, lines in events
+    )
+    raw = text.encode()
+    size = data.draw(st.integers(min_value=1, max_value=max(1, len(raw))))
+    chunks = [raw[i : i + size] for i in range(0, len(raw), size)]
+    assert _decode(*chunks) == [SSEEvent(name, "\n".join(lines)) for name, lines in events]
