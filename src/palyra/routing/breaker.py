@@ -1,0 +1,110 @@
+"""Circuit breakers over a ``BreakerStore``: the I/O shell around ``breaker_state``.
+
+State lives behind a tiny async get/put protocol so several replicas can share it later (Redis);
+the in-memory store serves one process. Admission is serialised by a lock so that exactly one
+probe goes out when a cooldown ends, however many callers arrive at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from palyra.config.schema import BreakerConfig
+from palyra.model import ErrorEnvelope
+from palyra.routing.breaker_state import (
+    Admission,
+    BreakerKey,
+    BreakerState,
+    admit,
+    record,
+    release,
+)
+from palyra.routing.clock import Clock
+
+
+class BreakerStore(Protocol):
+    """Where breaker state lives, one small state per key text."""
+
+    async def get(self, key: str) -> BreakerState | None: ...
+
+    async def put(self, key: str, state: BreakerState) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class InMemoryBreakerStore:
+    """Breaker state for one process."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, BreakerState] = {}
+
+    async def get(self, key: str) -> BreakerState | None:
+        return self._states.get(key)
+
+    async def put(self, key: str, state: BreakerState) -> None:
+        self._states[key] = state
+
+    async def delete(self, key: str) -> None:
+        self._states.pop(key, None)
+
+
+class CircuitBreakers:
+    """All breakers of one router: ask ``allow`` before a call, ``record`` after it."""
+
+    def __init__(self, config: BreakerConfig, store: BreakerStore, clock: Clock) -> None:
+        self._config = config
+        self._store = store
+        self._clock = clock
+        self._lock = asyncio.Lock()
+
+    async def state(self, key: BreakerKey) -> BreakerState:
+        return await self._store.get(key.text) or BreakerState()
+
+    async def allow(self, key: BreakerKey) -> Admission:
+        """Whether a request may go to ``key`` now; while open the answer is always no."""
+        async with self._lock:
+            current = await self.state(key)
+            admission, updated = admit(current, self._clock.now(), self._config)
+            if updated != current:
+                await self._store.put(key.text, updated)
+            return admission
+
+    async def record(
+        self,
+        key: BreakerKey,
+        admission: Admission,
+        envelope: ErrorEnvelope | None,
+        *,
+        credentialed: bool = False,
+    ) -> BreakerState:
+        """Fold in the outcome of a call ``allow`` admitted (``envelope`` None = success)."""
+        async with self._lock:
+            current = await self.state(key)
+            updated = record(
+                current,
+                key.kind,
+                self._clock.now(),
+                self._config,
+                envelope,
+                probe=admission.probe,
+                credentialed=credentialed,
+            )
+            if updated != current:
+                await self._store.put(key.text, updated)
+            return updated
+
+    async def abandon(self, key: BreakerKey, admission: Admission) -> None:
+        """The admitted call never went out (or was cut off by the caller): free its probe."""
+        if not admission.probe:
+            return
+        async with self._lock:
+            current = await self.state(key)
+            updated = release(current, probe=True)
+            if updated != current:
+                await self._store.put(key.text, updated)
+
+    async def reset(self, key: BreakerKey) -> None:
+        """Forget everything about ``key``, e.g. when its auth profile was replaced."""
+        async with self._lock:
+            await self._store.delete(key.text)

@@ -1,0 +1,212 @@
+"""Circuit-breaker state transitions as pure functions on a small serialisable state.
+
+Two kinds of key share one machine: a *target* (provider, model) opens on failures that say the
+target is unwell; a *credential* (provider, profile) additionally gets disabled outright by auth
+and quota failures, because retrying a revoked key or an empty balance only burns time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from palyra.config.schema import BreakerConfig
+from palyra.model import ErrorEnvelope, FailureClass
+
+KeyKind = Literal["target", "credential"]
+Phase = Literal["closed", "open", "half_open"]
+WINDOW_BUCKETS = 10
+
+# Failures that say something about the upstream target itself.
+TARGET_FAILURES = frozenset(
+    {
+        FailureClass.TIMEOUT,
+        FailureClass.CONNECTION,
+        FailureClass.UPSTREAM_UNAVAILABLE,
+        FailureClass.MALFORMED_RESPONSE,
+        FailureClass.RATE_LIMITED,
+    }
+)
+# Failures that make a credential useless until someone changes it (or time passes).
+CREDENTIAL_DISABLING = frozenset(
+    {
+        FailureClass.AUTH_INVALID,
+        FailureClass.AUTH_EXPIRED,
+        FailureClass.PERMISSION_DENIED,
+        FailureClass.QUOTA_EXHAUSTED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerKey:
+    kind: KeyKind
+    provider: str
+    name: str  # the model id for targets, the auth profile id for credentials
+
+    @property
+    def text(self) -> str:
+        return f"{self.kind}:{self.provider}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    """Everything a breaker remembers; small enough for one Redis hash per key."""
+
+    phase: Phase = "closed"
+    consecutive_failures: int = 0
+    open_until: float = 0.0
+    ladder_index: int = 0
+    probe_started_at: float | None = None
+    disabled_until: float = 0.0
+    # Rolling window as fixed buckets: (bucket start, successes, failures).
+    buckets: tuple[tuple[float, int, int], ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "consecutive_failures": self.consecutive_failures,
+            "open_until": self.open_until,
+            "ladder_index": self.ladder_index,
+            "probe_started_at": self.probe_started_at,
+            "disabled_until": self.disabled_until,
+            "buckets": [list(b) for b in self.buckets],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BreakerState:
+        return cls(
+            phase=data["phase"],
+            consecutive_failures=int(data["consecutive_failures"]),
+            open_until=float(data["open_until"]),
+            ladder_index=int(data["ladder_index"]),
+            probe_started_at=(
+                None if data["probe_started_at"] is None else float(data["probe_started_at"])
+            ),
+            disabled_until=float(data["disabled_until"]),
+            buckets=tuple((float(b[0]), int(b[1]), int(b[2])) for b in data["buckets"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The answer to "may a request go there now?"; a probe must report back."""
+
+    allowed: bool
+    probe: bool = False
+    retry_in_s: float = 0.0
+
+
+def admit(state: BreakerState, now: float, cfg: BreakerConfig) -> tuple[Admission, BreakerState]:
+    """Closed admits all; open admits none; after the cooldown exactly one probe is admitted."""
+    if now < state.disabled_until:
+        return Admission(False, retry_in_s=state.disabled_until - now), state
+    if state.phase == "closed":
+        return Admission(True), state
+    if state.phase == "open" and now < state.open_until:
+        return Admission(False, retry_in_s=state.open_until - now), state
+    if state.phase == "half_open" and state.probe_started_at is not None:
+        # A probe whose caller vanished without reporting must not block the key forever.
+        stale_after = _cooldown(cfg, state.ladder_index)
+        if now - state.probe_started_at < stale_after:
+            return Admission(False, retry_in_s=state.probe_started_at + stale_after - now), state
+    return Admission(True, probe=True), replace(state, phase="half_open", probe_started_at=now)
+
+
+def record(
+    state: BreakerState,
+    kind: KeyKind,
+    now: float,
+    cfg: BreakerConfig,
+    envelope: ErrorEnvelope | None,
+    *,
+    probe: bool,
+    credentialed: bool = False,
+) -> BreakerState:
+    """Fold one outcome in. ``envelope`` is None for success.
+
+    ``credentialed`` says a credential key took this call too: a rate limit is then the
+    credential's problem, not the target's.
+    """
+    if envelope is None:
+        return _succeed(state, now, cfg, probe=probe)
+    fc = envelope.failure_class
+    if kind == "credential" and fc in CREDENTIAL_DISABLING:
+        released = release(state, probe=probe)
+        return replace(released, disabled_until=now + cfg.auth_disable_s)
+    if not counts(kind, fc, credentialed=credentialed):
+        return release(state, probe=probe)
+    return _fail(state, now, cfg, probe=probe)
+
+
+def counts(kind: KeyKind, fc: FailureClass, *, credentialed: bool) -> bool:
+    """Whether a failure counts against this kind of key."""
+    if kind == "credential":
+        return fc is FailureClass.RATE_LIMITED
+    if fc is FailureClass.RATE_LIMITED and credentialed:
+        return False
+    return fc in TARGET_FAILURES
+
+
+def release(state: BreakerState, *, probe: bool) -> BreakerState:
+    """Give back a probe slot without a verdict (the call said nothing about the target)."""
+    if probe and state.phase == "half_open":
+        return replace(state, probe_started_at=None)
+    return state
+
+
+def _succeed(state: BreakerState, now: float, cfg: BreakerConfig, *, probe: bool) -> BreakerState:
+    buckets = _add(state.buckets, now, cfg, ok=True)
+    if state.phase != "closed" and not probe:
+        # A straggler admitted before the breaker opened; only the probe decides.
+        return replace(state, buckets=buckets)
+    return BreakerState(buckets=buckets if state.phase == "closed" else ())
+
+
+def _fail(state: BreakerState, now: float, cfg: BreakerConfig, *, probe: bool) -> BreakerState:
+    if state.phase != "closed":
+        if not probe:
+            return state
+        return _open(state, now, cfg)
+    buckets = _add(state.buckets, now, cfg, ok=False)
+    failed = replace(state, consecutive_failures=state.consecutive_failures + 1, buckets=buckets)
+    if failed.consecutive_failures >= cfg.consecutive_failures:
+        return _open(failed, now, cfg)
+    ok = sum(b[1] for b in buckets)
+    bad = sum(b[2] for b in buckets)
+    if ok + bad >= cfg.min_requests and bad / (ok + bad) >= cfg.error_ratio:
+        return _open(failed, now, cfg)
+    return failed
+
+
+def _open(state: BreakerState, now: float, cfg: BreakerConfig) -> BreakerState:
+    cooldown = _cooldown(cfg, state.ladder_index)
+    return replace(
+        state,
+        phase="open",
+        open_until=now + cooldown,
+        ladder_index=min(state.ladder_index + 1, max(len(cfg.cooldown_ladder_s), 1) - 1),
+        probe_started_at=None,
+        consecutive_failures=0,
+        buckets=(),
+    )
+
+
+def _cooldown(cfg: BreakerConfig, index: int) -> float:
+    ladder = cfg.cooldown_ladder_s or [30.0]
+    return ladder[min(index, len(ladder) - 1)]
+
+
+def _add(
+    buckets: tuple[tuple[float, int, int], ...], now: float, cfg: BreakerConfig, *, ok: bool
+) -> tuple[tuple[float, int, int], ...]:
+    """Add one outcome to a rolling window of WINDOW_BUCKETS fixed-width buckets."""
+    width = cfg.window_s / WINDOW_BUCKETS
+    start = now - (now % width)
+    kept = [b for b in buckets if b[0] > now - cfg.window_s]
+    if kept and kept[-1][0] == start:
+        s, good, bad = kept[-1]
+        kept[-1] = (s, good + ok, bad + (not ok))
+    else:
+        kept.append((start, int(ok), int(not ok)))
+    return tuple(kept[-WINDOW_BUCKETS:])

@@ -1,0 +1,137 @@
+"""Passive health from real traffic: no probes that cost tokens, bounded memory per scope."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from palyra.model import ErrorEnvelope, FailureClass
+
+DEFAULT_WINDOW = 256
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0..100) of ``values``; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass
+class _Stats:
+    window: int
+    latencies: deque[float] = field(init=False)
+    outcomes: deque[bool] = field(init=False)
+    requests: int = 0
+    errors: int = 0
+    last_failure_class: FailureClass | None = None
+    last_failure_at: float | None = None
+    last_success_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.latencies = deque(maxlen=self.window)
+        self.outcomes = deque(maxlen=self.window)
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeHealth:
+    """What the console shows for one provider, (provider, model) or credential."""
+
+    scope: str
+    requests: int
+    errors: int
+    error_rate: float  # over the recent window, not all time
+    p50_s: float | None
+    p95_s: float | None
+    last_failure_class: FailureClass | None
+    last_failure_at: float | None
+    last_success_at: float | None
+    breaker: str | None  # None for provider scopes, which have no breaker of their own
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "scope": self.scope,
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "p50_s": self.p50_s,
+            "p95_s": self.p95_s,
+            "last_failure_class": self.last_failure_class.value
+            if self.last_failure_class
+            else None,
+            "last_failure_at": self.last_failure_at,
+            "last_success_at": self.last_success_at,
+            "breaker": self.breaker,
+        }
+
+
+class HealthTracker:
+    """Latency and error figures per scope, fed by the router after every upstream call.
+
+    Scope names: ``provider:<id>``, ``target:<provider>/<model>``, ``credential:<provider>/<profile>``
+    (the latter two match the breaker key names, so breaker state lines up).
+    """
+
+    def __init__(self, *, window: int = DEFAULT_WINDOW) -> None:
+        self._window = window
+        self._stats: dict[str, _Stats] = {}
+        self._breakers: dict[str, str] = {}
+
+    def observe(
+        self,
+        provider_id: str,
+        model_id: str,
+        profile_id: str | None,
+        *,
+        at: float,
+        elapsed_s: float,
+        envelope: ErrorEnvelope | None,
+    ) -> None:
+        scopes = [f"provider:{provider_id}", f"target:{provider_id}/{model_id}"]
+        if profile_id is not None:
+            scopes.append(f"credential:{provider_id}/{profile_id}")
+        for scope in scopes:
+            stats = self._stats.get(scope)
+            if stats is None:
+                stats = self._stats[scope] = _Stats(self._window)
+            stats.requests += 1
+            stats.outcomes.append(envelope is None)
+            if envelope is None:
+                stats.latencies.append(elapsed_s)
+                stats.last_success_at = at
+            else:
+                stats.errors += 1
+                stats.last_failure_class = envelope.failure_class
+                stats.last_failure_at = at
+
+    def note_breaker(self, scope: str, phase: str) -> None:
+        self._breakers[scope] = phase
+
+    def snapshot(self) -> list[ScopeHealth]:
+        """Every scope seen so far, sorted by name."""
+        result = []
+        for scope in sorted(self._stats):
+            stats = self._stats[scope]
+            recent = len(stats.outcomes)
+            failures = recent - sum(stats.outcomes)
+            result.append(
+                ScopeHealth(
+                    scope=scope,
+                    requests=stats.requests,
+                    errors=stats.errors,
+                    error_rate=failures / recent if recent else 0.0,
+                    p50_s=percentile(stats.latencies, 50),
+                    p95_s=percentile(stats.latencies, 95),
+                    last_failure_class=stats.last_failure_class,
+                    last_failure_at=stats.last_failure_at,
+                    last_success_at=stats.last_success_at,
+                    breaker=None
+                    if scope.startswith("provider:")
+                    else self._breakers.get(scope, "closed"),
+                )
+            )
+        return result

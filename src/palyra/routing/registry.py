@@ -1,0 +1,177 @@
+"""The model registry: client model ids and aliases to ordered, capable upstream targets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from palyra.config.schema import ModelConfig, ModelProviderRegistryConfig, ProviderConfig
+from palyra.model import Capability, ChatRequest, FailureClass, PalyraError
+
+Role = Literal["chat", "embeddings", "transcription"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One place a request can go: a configured model on its provider."""
+
+    model_id: str
+    provider_id: str
+    upstream_model: str
+    context_window: int | None
+    capabilities: frozenset[Capability] = field(default=frozenset())
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    """Targets in the order to try them, and the models passed over with the reason."""
+
+    targets: list[Target]
+    skipped: list[tuple[str, str]]
+
+
+def required_capabilities(request: ChatRequest) -> frozenset[Capability]:
+    """What a chat request needs from a model: images need vision, tools need tools, and so on."""
+    caps: set[Capability] = {"chat"}
+    if request.images:
+        caps.add("vision")
+    if request.tools:
+        caps.add("tools")
+    if request.wants_json:
+        caps.add("json")
+    return frozenset(caps)
+
+
+class ModelRegistry:
+    """Resolves names and orders candidates; pure data, built once from config."""
+
+    def __init__(
+        self,
+        models: Iterable[ModelConfig],
+        providers: Iterable[ProviderConfig],
+        *,
+        defaults: dict[Role, str],
+        auto_fallback: bool,
+    ) -> None:
+        self._models = {m.id: m for m in models}
+        self._providers = {p.id: p for p in providers}
+        self._defaults = defaults
+        self._auto_fallback = auto_fallback
+        self._names: dict[str, str] = {}
+        for model in self._models.values():
+            for name in [model.id, *model.aliases]:
+                owner = self._names.setdefault(name, model.id)
+                if owner != model.id:
+                    raise PalyraError.of(
+                        FailureClass.CONFIG,
+                        f'model name "{name}" is used by both "{owner}" and "{model.id}"; '
+                        "rename one id or alias in [[model_provider.models]] of palyra.toml",
+                    )
+
+    @classmethod
+    def from_config(cls, cfg: ModelProviderRegistryConfig) -> ModelRegistry:
+        return cls(
+            cfg.models,
+            cfg.providers,
+            defaults={
+                "chat": cfg.default_chat_model,
+                "embeddings": cfg.default_embeddings_model,
+                "transcription": cfg.default_transcription_model,
+            },
+            auto_fallback=cfg.auto_fallback,
+        )
+
+    @property
+    def model_ids(self) -> list[str]:
+        return list(self._models)
+
+    def default_model(self, role: Role) -> str:
+        """The model id used when a caller names none for this role."""
+        return self._defaults[role]
+
+    def provider(self, provider_id: str) -> ProviderConfig:
+        found = self._providers.get(provider_id)
+        if found is None:
+            known = ", ".join(self._providers) or "none"
+            raise PalyraError.of(
+                FailureClass.CONFIG,
+                f'provider "{provider_id}" is not configured (known: {known}); add it to '
+                "[[model_provider.providers]] in palyra.toml",
+                provider=provider_id,
+            )
+        return found
+
+    def resolve(self, name: str) -> ModelConfig:
+        """The model a client named by id or alias; unknown names are a 404 listing the ids."""
+        model_id = self._names.get(name)
+        if model_id is None:
+            known = ", ".join(self._models) or "none"
+            raise PalyraError.of(
+                FailureClass.NOT_FOUND,
+                f'model "{name}" is not configured (known: {known}); send one of those ids or '
+                "add it to [[model_provider.models]] in palyra.toml",
+                param="model",
+                code="model_not_found",
+                http_status=404,
+            )
+        return self._models[model_id]
+
+    def plan(self, name: str, required: frozenset[Capability]) -> RoutePlan:
+        """The model, its fallbacks breadth-first (each once), then any capable model if
+        ``auto_fallback``; models missing a capability are skipped with the reason."""
+        first = self.resolve(name)
+        order = [first.id]
+        queue = [first.id]
+        while queue:
+            current = self._models[queue.pop(0)]
+            for fallback in current.fallbacks:
+                fallback_id = self._fallback_id(current, fallback)
+                if fallback_id not in order:
+                    order.append(fallback_id)
+                    queue.append(fallback_id)
+        if self._auto_fallback:
+            order += [m for m in self._models if m not in order]
+        targets: list[Target] = []
+        skipped: list[tuple[str, str]] = []
+        for model_id in order:
+            model = self._models[model_id]
+            missing = sorted(required - set(model.capabilities))
+            if missing:
+                skipped.append((model_id, f"lacks {', '.join(missing)}"))
+                continue
+            targets.append(
+                Target(
+                    model_id=model.id,
+                    provider_id=model.provider,
+                    upstream_model=model.upstream_model,
+                    context_window=model.context_window,
+                    capabilities=frozenset(model.capabilities),
+                )
+            )
+        if not targets:
+            needed = ", ".join(sorted(required))
+            tried = "; ".join(f"{m} {why}" for m, why in skipped)
+            raise PalyraError.of(
+                FailureClass.UNSUPPORTED_CAPABILITY,
+                f'no configured model can serve this request to "{name}": it needs {needed} '
+                f"({tried}); send it to a model with those capabilities or add one to the "
+                f'fallbacks of "{first.id}"',
+                param="model",
+                code="model_not_supported",
+            )
+        return RoutePlan(targets, skipped)
+
+    def _fallback_id(self, model: ModelConfig, fallback: str) -> str:
+        found = self._names.get(fallback)
+        if found is None:
+            known = ", ".join(self._models)
+            raise PalyraError.of(
+                FailureClass.CONFIG,
+                f'model "{model.id}" lists fallback "{fallback}", which is not configured '
+                f"(known: {known}); fix its fallbacks in [[model_provider.models]] of palyra.toml",
+            )
+        return found
+
+    def candidates(self, name: str, required: frozenset[Capability]) -> list[Target]:
+        return self.plan(name, required).targets

@@ -1,0 +1,473 @@
+"""The router: one retry loop, breakers, credential rotation, leases and failover under one deadline.
+
+Decisions come from ``ErrorEnvelope`` fields only. Retries and failovers share a single request
+deadline; each attempt gets ``min(request_timeout, time left)``. When another candidate can take
+the request, a failed target is left at once instead of retried (a healthy fallback answers now,
+a retry answers later at best); the retry budget is spent on the last place left to go.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from palyra.config.schema import ModelProviderRegistryConfig, ProviderConfig
+from palyra.model import (
+    Capability,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ErrorEnvelope,
+    FailureClass,
+    PalyraError,
+    TranscriptionRequest,
+    TranscriptionResponse,
+)
+from palyra.providers.base import Credential, ModelProvider
+from palyra.routing.breaker import CircuitBreakers
+from palyra.routing.breaker_state import Admission, BreakerKey
+from palyra.routing.clock import Clock
+from palyra.routing.health import HealthTracker
+from palyra.routing.leases import Lease, LeaseManager
+from palyra.routing.registry import ModelRegistry, Target, required_capabilities
+from palyra.routing.retry import RetryPolicy, decide_retry
+from palyra.routing.stream import RoutedStream
+from palyra.routing.trail import Attempt, AttemptTrail, Skip
+
+T = TypeVar("T")
+
+# Failures that belong to the credential: another profile of the same provider may work.
+ROTATE_CREDENTIAL = frozenset(
+    {
+        FailureClass.AUTH_INVALID,
+        FailureClass.AUTH_EXPIRED,
+        FailureClass.PERMISSION_DENIED,
+        FailureClass.RATE_LIMITED,
+        FailureClass.QUOTA_EXHAUSTED,
+    }
+)
+
+
+class CredentialSource(Protocol):
+    """Where the router gets secrets for a provider, and tells how they fared."""
+
+    async def credentials_for(
+        self, provider: ProviderConfig, *, agent_id: str | None
+    ) -> list[Credential]: ...
+
+    async def report(
+        self, provider_id: str, profile_id: str | None, envelope: ErrorEnvelope | None
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedResponse(Generic[T]):
+    response: T
+    trail: AttemptTrail
+
+
+class RoutingError(PalyraError):
+    """A routed request failed; the trail says everything that was tried."""
+
+    def __init__(self, envelope: ErrorEnvelope, trail: AttemptTrail) -> None:
+        super().__init__(envelope)
+        self.trail = trail
+
+
+@dataclass
+class Run:
+    """One request's deadline, trail and caller facts (shared with ``routing.stream``)."""
+
+    trail: AttemptTrail
+    deadline: float
+    background: bool
+    agent_id: str | None
+
+
+@dataclass
+class InFlight:
+    """An attempt in flight: what it holds until ``Router.settle`` or ``Router.abandon``."""
+
+    target: Target
+    profile_id: str | None
+    lease: Lease
+    target_admission: Admission
+    credential_admission: Admission | None
+    started_at: float
+    waited_s: float
+    retry_index: int
+
+
+Attempter = Callable[[ModelProvider, Target, Credential | None], Awaitable[T]]
+
+
+class Router:
+    """Routes neutral requests to providers; see the module docstring for the policy."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        providers: Mapping[str, ModelProvider],
+        credentials: CredentialSource,
+        config: ModelProviderRegistryConfig,
+        clock: Clock,
+        rng: random.Random,
+        breakers: CircuitBreakers,
+        leases: LeaseManager,
+        health: HealthTracker,
+    ) -> None:
+        self.registry = registry
+        self._providers = providers
+        self._credentials = credentials
+        self._config = config
+        self.clock = clock
+        self._rng = rng
+        self._policy = RetryPolicy.from_config(config)
+        self.breakers = breakers
+        self.leases = leases
+        self.health = health
+
+    async def chat(
+        self,
+        request: ChatRequest,
+        *,
+        deadline_s: float | None = None,
+        background: bool = False,
+        agent_id: str | None = None,
+    ) -> RoutedResponse[ChatResponse]:
+        """A whole chat answer. ``deadline_s`` (seconds from now) overrides request_deadline_ms."""
+
+        async def attempt(
+            provider: ModelProvider, target: Target, cred: Credential | None
+        ) -> ChatResponse:
+            upstream = request.model_copy(update={"model": target.upstream_model})
+            return await provider.chat(upstream, credential=cred)
+
+        run = self._start(request.model, deadline_s, background, agent_id)
+        response, call = await self.route(
+            run, request.model, required_capabilities(request), attempt
+        )
+        await self.settle(run, call, None)
+        run.trail.finished_at = self.clock.now()
+        served = response.model_copy(
+            update={
+                "model": call.target.model_id,
+                "provider": response.provider or call.target.provider_id,
+            }
+        )
+        return RoutedResponse(served, run.trail)
+
+    def stream_chat(
+        self,
+        request: ChatRequest,
+        *,
+        deadline_s: float | None = None,
+        background: bool = False,
+        agent_id: str | None = None,
+    ) -> RoutedStream:
+        """A stream of events; iterate it with ``async for``; ``.trail`` is filled as it goes."""
+        return RoutedStream(
+            self, request, self._start(request.model, deadline_s, background, agent_id)
+        )
+
+    async def embed(
+        self,
+        request: EmbeddingRequest,
+        *,
+        deadline_s: float | None = None,
+        background: bool = False,
+        agent_id: str | None = None,
+    ) -> RoutedResponse[EmbeddingResponse]:
+        async def attempt(
+            provider: ModelProvider, target: Target, cred: Credential | None
+        ) -> EmbeddingResponse:
+            upstream = request.model_copy(update={"model": target.upstream_model})
+            return await provider.embed(upstream, credential=cred)
+
+        run = self._start(request.model, deadline_s, background, agent_id)
+        response, call = await self.route(run, request.model, frozenset({"embeddings"}), attempt)
+        await self.settle(run, call, None)
+        run.trail.finished_at = self.clock.now()
+        return RoutedResponse(
+            response.model_copy(update={"model": call.target.model_id}), run.trail
+        )
+
+    async def transcribe(
+        self,
+        request: TranscriptionRequest,
+        *,
+        deadline_s: float | None = None,
+        background: bool = False,
+        agent_id: str | None = None,
+    ) -> RoutedResponse[TranscriptionResponse]:
+        async def attempt(
+            provider: ModelProvider, target: Target, cred: Credential | None
+        ) -> TranscriptionResponse:
+            upstream = request.model_copy(update={"model": target.upstream_model})
+            return await provider.transcribe(upstream, credential=cred)
+
+        run = self._start(request.model, deadline_s, background, agent_id)
+        response, call = await self.route(run, request.model, frozenset({"transcription"}), attempt)
+        await self.settle(run, call, None)
+        run.trail.finished_at = self.clock.now()
+        return RoutedResponse(response, run.trail)
+
+    def _start(
+        self, model: str, deadline_s: float | None, background: bool, agent_id: str | None
+    ) -> Run:
+        now = self.clock.now()
+        budget = deadline_s if deadline_s is not None else self._config.request_deadline_ms / 1000
+        return Run(AttemptTrail(model, now), now + budget, background, agent_id)
+
+    def time_left(self, run: Run) -> float:
+        return run.deadline - self.clock.now()
+
+    def attempt_budget(self, run: Run, provider_id: str) -> float:
+        """An attempt's time: the provider's (or global) request timeout, within the deadline."""
+        timeout_ms = self.registry.provider(provider_id).timeout_ms
+        per_attempt = (timeout_ms or self._config.request_timeout_ms) / 1000
+        return max(0.0, min(per_attempt, self.time_left(run)))
+
+    async def route(
+        self, run: Run, name: str, caps: frozenset[Capability], attempt: Attempter[T]
+    ) -> tuple[T, InFlight]:
+        """Try candidates in order until one answers; raise the last error otherwise."""
+        try:
+            plan = self.registry.plan(name, caps)
+        except PalyraError as exc:
+            raise RoutingError(exc.envelope, run.trail) from exc
+        run.trail.skipped += [Skip(model_id, reason) for model_id, reason in plan.skipped]
+        targets = plan.targets if self._config.failover else plan.targets[:1]
+        last: ErrorEnvelope | None = None
+        min_window: int | None = None
+        for index, target in enumerate(targets):
+            if self.time_left(run) <= 0:
+                break
+            if min_window is not None and (target.context_window or 0) <= min_window:
+                run.trail.skipped.append(
+                    Skip(target.model_id, f"context window not larger than {min_window}")
+                )
+                continue
+            has_next = any(
+                min_window is None or (later.context_window or 0) > min_window
+                for later in targets[index + 1 :]
+            )
+            outcome = await self._try_target(run, target, attempt, has_next=has_next)
+            if not isinstance(outcome, ErrorEnvelope):
+                return outcome
+            last = self._prefer(last, outcome)
+            if not outcome.failover_allowed:
+                raise RoutingError(outcome, run.trail)
+            if outcome.failure_class is FailureClass.CONTEXT_TOO_LONG:
+                min_window = max(min_window or 0, target.context_window or 0)
+        run.trail.finished_at = self.clock.now()
+        raise RoutingError(last or self._deadline_error(run, name), run.trail)
+
+    @staticmethod
+    def _prefer(last: ErrorEnvelope | None, new: ErrorEnvelope) -> ErrorEnvelope:
+        """The error to report: a real upstream failure beats "circuit open" skips."""
+        if last is not None and new.failure_class is FailureClass.CIRCUIT_OPEN:
+            if last.failure_class is not FailureClass.CIRCUIT_OPEN:
+                return last
+            soonest = min(last.retry_after_s or 0.0, new.retry_after_s or 0.0)
+            return last.model_copy(update={"retry_after_s": soonest})
+        return new
+
+    async def _try_target(
+        self, run: Run, target: Target, attempt: Attempter[T], *, has_next: bool
+    ) -> tuple[T, InFlight] | ErrorEnvelope:
+        """All attempts at one target: credential rotation and retries with backoff."""
+        provider = self._providers.get(target.provider_id)
+        if provider is None:
+            raise RoutingError(
+                ErrorEnvelope.of(
+                    FailureClass.CONFIG,
+                    f'model "{target.model_id}" names provider "{target.provider_id}", which '
+                    "was not started; check [[model_provider.providers]] in palyra.toml",
+                    provider=target.provider_id,
+                ),
+                run.trail,
+            )
+        pcfg = self.registry.provider(target.provider_id)
+        target_key = BreakerKey("target", target.provider_id, target.model_id)
+        try:
+            creds: list[Credential | None] = list(
+                await self._credentials.credentials_for(pcfg, agent_id=run.agent_id)
+            ) or [None]
+        except PalyraError as exc:
+            run.trail.skipped.append(
+                Skip(target.model_id, f"no credential: {exc.envelope.message}")
+            )
+            return exc.envelope
+        last: ErrorEnvelope | None = None
+        for cred_index, cred in enumerate(creds):
+            profile = cred.profile_id if cred else None
+            retry_index = 0
+            waited = 0.0
+            while True:
+                t_adm = await self.breakers.allow(target_key)
+                if not t_adm.allowed:
+                    run.trail.skipped.append(
+                        Skip(target.model_id, f"circuit open for {t_adm.retry_in_s:.1f}s more")
+                    )
+                    return last or self._circuit_error(target, None, t_adm)
+                c_adm: Admission | None = None
+                if profile is not None:
+                    c_adm = await self.breakers.allow(
+                        BreakerKey("credential", target.provider_id, profile)
+                    )
+                    if not c_adm.allowed:
+                        await self.breakers.abandon(target_key, t_adm)
+                        run.trail.skipped.append(
+                            Skip(
+                                target.model_id,
+                                f"credential cooling down for {c_adm.retry_in_s:.1f}s more",
+                                profile,
+                            )
+                        )
+                        last = last or self._circuit_error(target, profile, c_adm)
+                        break
+                started = self.clock.now()
+                try:
+                    lease = await self.leases.acquire(
+                        pcfg, profile, background=run.background, timeout_s=self.time_left(run)
+                    )
+                except PalyraError as exc:
+                    await self._release_admissions(target_key, t_adm, profile, c_adm)
+                    run.trail.skipped.append(Skip(target.model_id, exc.envelope.message, profile))
+                    return exc.envelope
+                call = InFlight(
+                    target,
+                    profile,
+                    lease,
+                    t_adm,
+                    c_adm,
+                    self.clock.now(),
+                    waited + (self.clock.now() - started),
+                    retry_index,
+                )
+                envelope: ErrorEnvelope | None = None
+                try:
+                    async with self.clock.timeout(self.attempt_budget(run, target.provider_id)):
+                        result = await attempt(provider, target, cred)
+                except TimeoutError:
+                    envelope = self.timeout_error(run, call)
+                except PalyraError as exc:
+                    envelope = exc.envelope
+                except BaseException:
+                    await self.abandon(run, call)
+                    raise
+                if envelope is None:
+                    return result, call
+                await self.settle(run, call, envelope)
+                last = envelope
+                if envelope.failure_class in ROTATE_CREDENTIAL and cred_index < len(creds) - 1:
+                    break
+                if has_next and envelope.failover_allowed:
+                    return envelope
+                decision = decide_retry(
+                    self._policy, envelope, retry_index, self._rng, time_left_s=self.time_left(run)
+                )
+                if not decision.retry:
+                    return envelope
+                await self.clock.sleep(decision.delay_s)
+                waited = decision.delay_s
+                retry_index += 1
+        assert last is not None  # every credential ended in an error or a skip
+        return last
+
+    async def _release_admissions(
+        self, target_key: BreakerKey, t_adm: Admission, profile: str | None, c_adm: Admission | None
+    ) -> None:
+        await self.breakers.abandon(target_key, t_adm)
+        if profile is not None and c_adm is not None:
+            await self.breakers.abandon(
+                BreakerKey("credential", target_key.provider, profile), c_adm
+            )
+
+    async def settle(self, run: Run, call: InFlight, envelope: ErrorEnvelope | None) -> None:
+        """Close an attempt: release its lease, log it, feed breakers, health and the auth layer."""
+        call.lease.release()
+        now = self.clock.now()
+        target = call.target
+        run.trail.attempts.append(
+            Attempt(
+                model_id=target.model_id,
+                provider_id=target.provider_id,
+                upstream_model=target.upstream_model,
+                profile_id=call.profile_id,
+                outcome="ok" if envelope is None else envelope.failure_class.value,
+                failure_class=None if envelope is None else envelope.failure_class,
+                retry_index=call.retry_index,
+                started_at=call.started_at,
+                elapsed_s=now - call.started_at,
+                waited_s=call.waited_s,
+            )
+        )
+        target_key = BreakerKey("target", target.provider_id, target.model_id)
+        state = await self.breakers.record(
+            target_key, call.target_admission, envelope, credentialed=call.profile_id is not None
+        )
+        self.health.note_breaker(target_key.text, state.phase)
+        if call.profile_id is not None and call.credential_admission is not None:
+            cred_key = BreakerKey("credential", target.provider_id, call.profile_id)
+            state = await self.breakers.record(cred_key, call.credential_admission, envelope)
+            self.health.note_breaker(cred_key.text, state.phase)
+        self.health.observe(
+            target.provider_id,
+            target.model_id,
+            call.profile_id,
+            at=now,
+            elapsed_s=now - call.started_at,
+            envelope=envelope,
+        )
+        await self._credentials.report(target.provider_id, call.profile_id, envelope)
+
+    async def abandon(self, run: Run, call: InFlight) -> None:
+        """The caller went away mid-call: free the lease and any probe, judge nothing."""
+        call.lease.release()
+        target_key = BreakerKey("target", call.target.provider_id, call.target.model_id)
+        await self._release_admissions(
+            target_key, call.target_admission, call.profile_id, call.credential_admission
+        )
+
+    def timeout_error(self, run: Run, call: InFlight) -> ErrorEnvelope:
+        target = call.target
+        waited = self.clock.now() - call.started_at
+        return ErrorEnvelope.of(
+            FailureClass.TIMEOUT,
+            f'model "{target.model_id}" on provider "{target.provider_id}" did not answer within '
+            f"{waited:.1f}s (its share of the request deadline); raise request_timeout_ms or "
+            "request_deadline_ms in [model_provider] of palyra.toml if it is just slow",
+            provider=target.provider_id,
+            model=target.model_id,
+        )
+
+    def _deadline_error(self, run: Run, name: str) -> ErrorEnvelope:
+        spent = self.clock.now() - run.trail.started_at
+        return ErrorEnvelope.of(
+            FailureClass.TIMEOUT,
+            f'request to model "{name}" ran out of its deadline after {spent:.1f}s and '
+            f"{len(run.trail.attempts)} attempts; raise request_deadline_ms in [model_provider] "
+            "of palyra.toml or pass a longer deadline",
+            model=name,
+        )
+
+    @staticmethod
+    def _circuit_error(target: Target, profile: str | None, admission: Admission) -> ErrorEnvelope:
+        what = (
+            f'credential "{profile}" of provider "{target.provider_id}"'
+            if profile
+            else f'model "{target.model_id}" on provider "{target.provider_id}"'
+        )
+        return ErrorEnvelope.of(
+            FailureClass.CIRCUIT_OPEN,
+            f"{what} is cooling down after repeated failures; retry in "
+            f"{admission.retry_in_s:.0f}s or check `palyra doctor` for its health",
+            retry_after_s=admission.retry_in_s,
+            provider=target.provider_id,
+            model=target.model_id,
+        )
