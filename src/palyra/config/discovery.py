@@ -24,7 +24,7 @@ class ConfigLocation:
 
 
 def xdg_config_file(env: Mapping[str, str]) -> Path:
-    """``$XDG_CONFIG_HOME/palyra/palyra.toml``; XDG says an unset, empty or relative value means ~/.config."""
+    """``$XDG_CONFIG_HOME/palyra/palyra.toml``; unset, empty or relative means ``~/.config``."""
     xdg = env.get("XDG_CONFIG_HOME", "")
     if xdg and Path(xdg).is_absolute():
         base = Path(xdg)

@@ -133,14 +133,18 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     merged = apply_overrides(document, overrides)
     mp = merged.get(MP)
     user_mp: dict[str, Any] = dict(mp) if isinstance(mp, dict) else {}
-    user_set_models = "providers" in user_mp or "models" in user_mp
-    if not user_set_models and (mp is None or isinstance(mp, dict)):
+    user_set_registry = "providers" in user_mp or "models" in user_mp
+    if not user_set_registry and (mp is None or isinstance(mp, dict)):
         builtin = default_config().model_provider.model_dump(include={"providers", "models"})
         merged = {**merged, MP: {**user_mp, **builtin}}
 
     config, findings = check_schema(PalyraConfig, merged)
-    explicit = {key for key, _, _ in DEFAULT_KEYS if key in user_mp} if user_set_models else None
-    findings += check_references(merged, explicit_defaults=explicit)
+    # Defaults the user set are checked; the chat default also whenever the user set models,
+    # so a chat-only config needs no dummy embeddings or transcription model.
+    checked = {key for key, _, _ in DEFAULT_KEYS if key in user_mp}
+    if "models" in user_mp:
+        checked.add("default_chat_model")
+    findings += check_references(merged, checked_defaults=checked)
     findings += check_security(merged)
     problems = env_problems + place_findings(findings, parsed, overrides, "built-in defaults")
     if problems or config is None:

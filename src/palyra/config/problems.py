@@ -1,4 +1,4 @@
-"""Config problems: what is wrong, where (file, line, key), and how to fix it — collected, never thrown one by one."""
+"""Config problems: what is wrong, where (file, line, key) and how to fix it, all at once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ KeyPath = tuple[str | int, ...]
 
 
 def format_path(path: Sequence[str | int]) -> str:
-    """``("model_provider", "models", 2, "fallbacks")`` -> ``model_provider.models[2].fallbacks``."""
+    """``("model_provider", "models", 2, "id")`` -> ``model_provider.models[2].id``."""
     out = ""
     for part in path:
         if isinstance(part, int):

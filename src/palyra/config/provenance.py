@@ -1,4 +1,4 @@
-"""Where each effective config value came from: ``default``, ``file:<path>:<line>`` or ``env:<VAR>``."""
+"""Where each effective value came from: ``default``, ``file:<path>:<line>`` or ``env:<VAR>``."""
 
 from __future__ import annotations
 

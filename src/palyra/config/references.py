@@ -1,4 +1,4 @@
-"""Cross-reference checks on ``[model_provider]``: ids, providers, fallbacks, defaults, capabilities."""
+"""Cross-reference checks on ``[model_provider]``: ids, providers, fallbacks, defaults."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from palyra.config.cycles import find_cycles
 from palyra.config.document import MP, entries, known, section, text, texts
 from palyra.config.problems import Finding, KeyPath, format_path
+from palyra.config.schema import ModelProviderRegistryConfig
 
 KIND_CAPABILITIES: dict[str, frozenset[str]] = {
     "openai": frozenset({"chat", "tools", "vision", "json", "embeddings", "transcription"}),
@@ -157,12 +158,8 @@ def _fallbacks(document: Mapping[str, Any]) -> list[Finding]:
     return findings
 
 
-def _defaults(document: Mapping[str, Any], explicit: set[str]) -> list[Finding]:
-    """Defaults must name a model that can do the job; only checked when the user set models.
-
-    The chat default is always checked; the embeddings and transcription defaults only when
-    the user set them, so a chat-only config needs no dummy embeddings model.
-    """
+def _defaults(document: Mapping[str, Any], checked: set[str]) -> list[Finding]:
+    """Each ``default_*_model`` key in ``checked`` must name a model that can do the job."""
     names = model_names(document)
     capabilities: dict[str, set[str]] = {}
     for _, table in entries(document, "models"):
@@ -175,9 +172,9 @@ def _defaults(document: Mapping[str, Any], explicit: set[str]) -> list[Finding]:
     mp = section(document, MP)
     findings: list[Finding] = []
     for key, capability, noun in DEFAULT_KEYS:
-        if capability != "chat" and key not in explicit:
+        if key not in checked:
             continue
-        name = mp.get(key)
+        name = mp.get(key, ModelProviderRegistryConfig.model_fields[key].default)
         if not isinstance(name, str):
             continue
         if name not in names:
@@ -200,18 +197,13 @@ def _defaults(document: Mapping[str, Any], explicit: set[str]) -> list[Finding]:
     return findings
 
 
-def check_references(
-    document: Mapping[str, Any], *, explicit_defaults: set[str] | None
-) -> list[Finding]:
-    """All cross-reference problems. ``explicit_defaults`` is ``None`` when the user set no models
-    (the built-in ones are consistent), else the ``default_*_model`` keys the user set."""
-    findings = [
+def check_references(document: Mapping[str, Any], *, checked_defaults: set[str]) -> list[Finding]:
+    """All cross-reference problems; ``checked_defaults``: the ``default_*_model`` keys to check."""
+    return [
         *_unique_ids(document, "providers", "provider"),
         *_unique_ids(document, "models", "model"),
         *_aliases(document),
         *_providers_and_capabilities(document),
         *_fallbacks(document),
+        *_defaults(document, checked_defaults),
     ]
-    if explicit_defaults is not None:
-        findings.extend(_defaults(document, explicit_defaults))
-    return findings

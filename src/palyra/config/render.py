@@ -1,4 +1,4 @@
-"""The effective config for people: secret references shown as written, secret-looking values redacted."""
+"""The effective config for people: references shown as written, secret-looking values redacted."""
 
 from __future__ import annotations
 

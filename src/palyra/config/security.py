@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 from palyra.config.document import MP, entries, section, text, texts
 from palyra.config.problems import Finding
+from palyra.vault.errors import InvalidVaultRef
+from palyra.vault.refs import VaultRef
 
 SECRET_REF_PREFIXES = ("env:", "vault:", "file:")
-_VAULT_REF = re.compile(r"^[^/\s]+/[a-z0-9._-]{1,128}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -29,8 +30,14 @@ def reference_problem(value: str) -> str | None:
     kind, _, rest = value.partition(":")
     if kind == "env" and not _ENV_NAME.match(rest):
         return "env: references name a variable, e.g. env:OPENAI_API_KEY"
-    if kind == "vault" and not _VAULT_REF.match(rest):
-        return "vault: references are scope/key with a lowercase key, e.g. vault:global/openai"
+    if kind == "vault":
+        try:
+            VaultRef.parse(rest)
+        except InvalidVaultRef:
+            return (
+                "vault: references are <scope>/<name> with scope global, agent:<id> or "
+                "profile:<id>, e.g. vault:global/openai"
+            )
     if kind == "file" and not rest.strip():
         return "file: references name a path, e.g. file:/run/secrets/openai"
     return None
