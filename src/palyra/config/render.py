@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -56,7 +57,7 @@ def render_json(loaded: LoadedConfig) -> str:
 def _toml_value(value: Any) -> str:
     if value is None:
         return "(unset)"
-    return orjson.dumps(value).decode()
+    return json.dumps(value, ensure_ascii=False)
 
 
 def render_text(loaded: LoadedConfig) -> str:
