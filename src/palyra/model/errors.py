@@ -107,7 +107,7 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]],
     (
         re.compile(
             r"(?i)\b((?:api[_-]?)?key|token|secret|password|access_token|refresh_token"
-            r"|client_secret|x-api-key)(\"?\s*[:=]\s*)(\"[^\"]*\"?|'[^']*'?|[^\s\"'&,;}]+)"
+            r"|client_secret|x-api-key)([\"']?\s*[:=]\s*)(\"[^\"]*\"?|'[^']*'?|[^\s\"'&,;}]+)"
         ),
         _redact_value,
     ),

@@ -10,7 +10,11 @@ TranscriptionFormat = Literal["json", "verbose_json", "text", "srt", "vtt"]
 
 
 class TranscriptionRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """Audio travels as base64 in JSON: raw audio is rarely valid UTF-8."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
+    )
 
     model: str = Field(min_length=1)
     audio: bytes = Field(min_length=1)
