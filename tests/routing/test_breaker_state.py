@@ -1,0 +1,157 @@
+from palyra.config.schema import BreakerConfig
+from palyra.model import ErrorEnvelope, FailureClass
+from palyra.routing import BreakerState
+from palyra.routing.breaker_state import admit, record
+
+CFG = BreakerConfig(
+    consecutive_failures=3,
+    error_ratio=0.5,
+    window_s=60,
+    min_requests=10,
+    cooldown_ladder_s=[30, 60, 300, 1500],
+    auth_disable_s=3600,
+)
+DOWN = ErrorEnvelope.of(FailureClass.CONNECTION, "refused")
+
+
+def fail(state: BreakerState, now: float, env: ErrorEnvelope = DOWN, **kw: bool) -> BreakerState:
+    return record(state, "target", now, CFG, env, probe=kw.get("probe", False))
+
+
+def ok(state: BreakerState, now: float, *, probe: bool = False) -> BreakerState:
+    return record(state, "target", now, CFG, None, probe=probe)
+
+
+def open_breaker() -> BreakerState:
+    state = BreakerState()
+    for _ in range(3):
+        state = fail(state, 0.0)
+    return state
+
+
+def test_opens_after_n_consecutive_failures_and_admits_nobody_during_cooldown() -> None:
+    state = fail(fail(BreakerState(), 0), 0)
+    assert state.phase == "closed"
+    state = fail(state, 0)
+    assert state.phase == "open" and state.open_until == 30
+    for now in (0.0, 10.0, 29.999):
+        admission, after = admit(state, now, CFG)
+        assert not admission.allowed and after == state
+
+
+def test_success_resets_the_consecutive_count() -> None:
+    state = ok(fail(fail(BreakerState(), 0), 0), 0)
+    assert fail(fail(state, 0), 0).phase == "closed"
+
+
+def test_half_open_admits_exactly_one_probe() -> None:
+    state = open_breaker()
+    probe, state = admit(state, 30.0, CFG)
+    assert probe.allowed and probe.probe and state.phase == "half_open"
+    second, _ = admit(state, 30.5, CFG)
+    assert not second.allowed
+
+
+def test_failed_probe_reopens_with_the_next_longer_cooldown_and_success_resets_the_ladder() -> None:
+    state = open_breaker()
+    _, state = admit(state, 30.0, CFG)
+    state = fail(state, 31.0, probe=True)
+    assert state.phase == "open" and state.open_until == 31 + 60
+    _, state = admit(state, 91.0, CFG)
+    state = fail(state, 91.0, probe=True)
+    assert state.open_until == 91 + 300
+    _, state = admit(state, 391.0, CFG)
+    state = ok(state, 391.0, probe=True)
+    assert state.phase == "closed" and state.ladder_index == 0
+    for _ in range(3):
+        state = fail(state, 400.0)
+    assert state.open_until == 430.0
+
+
+def test_ladder_stays_on_its_last_step() -> None:
+    state = open_breaker()
+    now = 0.0
+    for _ in range(6):
+        now = state.open_until
+        _, state = admit(state, now, CFG)
+        state = fail(state, now, probe=True)
+    assert state.open_until - now == 1500
+
+
+def test_ratio_trigger_waits_for_min_requests() -> None:
+    state = BreakerState()
+    # Alternate so consecutive failures never reach 3; 4 failures in 8 is 50% but under min 10.
+    for i in range(8):
+        state = fail(state, float(i)) if i % 2 else ok(state, float(i))
+    assert state.phase == "closed"
+    state = ok(state, 8.0)
+    state = fail(state, 9.0)
+    assert state.phase == "open"
+
+
+def test_ratio_window_forgets_old_outcomes() -> None:
+    state = BreakerState()
+    for i in range(9):
+        state = fail(state, float(i)) if i % 2 else ok(state, float(i))
+    state = fail(state, 200.0)  # the first nine fell out of the 60 s window
+    assert state.phase == "closed"
+
+
+def test_failures_about_the_request_do_not_count() -> None:
+    state = BreakerState()
+    for fc in (
+        FailureClass.INVALID_REQUEST,
+        FailureClass.CONTENT_POLICY,
+        FailureClass.CONTEXT_TOO_LONG,
+    ) * 3:
+        state = fail(state, 0.0, ErrorEnvelope.of(fc, "bad request"))
+    assert state == BreakerState()
+
+
+def test_rate_limit_counts_against_the_credential_not_the_target_when_a_credential_is_used() -> (
+    None
+):
+    limited = ErrorEnvelope.of(FailureClass.RATE_LIMITED, "slow down")
+    target = BreakerState()
+    for _ in range(3):
+        target = record(target, "target", 0.0, CFG, limited, probe=False, credentialed=True)
+    assert target.phase == "closed"
+    cred = BreakerState()
+    for _ in range(3):
+        cred = record(cred, "credential", 0.0, CFG, limited, probe=False)
+    assert cred.phase == "open"
+
+
+def test_auth_and_quota_failures_disable_a_credential_for_auth_disable_s() -> None:
+    for fc in (
+        FailureClass.AUTH_INVALID,
+        FailureClass.AUTH_EXPIRED,
+        FailureClass.PERMISSION_DENIED,
+        FailureClass.QUOTA_EXHAUSTED,
+    ):
+        state = record(
+            BreakerState(), "credential", 10.0, CFG, ErrorEnvelope.of(fc, "no"), probe=False
+        )
+        assert not admit(state, 10.0 + 3599, CFG)[0].allowed
+        assert admit(state, 10.0 + 3600, CFG)[0].allowed
+
+
+def test_a_neutral_outcome_frees_the_probe_slot_without_a_verdict() -> None:
+    state = open_breaker()
+    _, state = admit(state, 30.0, CFG)
+    state = fail(state, 30.0, ErrorEnvelope.of(FailureClass.INVALID_REQUEST, "bad"), probe=True)
+    assert state.phase == "half_open"
+    assert admit(state, 30.0, CFG)[0].probe
+
+
+def test_a_probe_whose_caller_vanished_is_replaced_after_a_cooldown() -> None:
+    state = open_breaker()
+    _, state = admit(state, 30.0, CFG)
+    assert not admit(state, 89.0, CFG)[0].allowed
+    assert admit(state, 91.0, CFG)[0].probe
+
+
+def test_state_round_trips_through_a_plain_dict() -> None:
+    state = fail(ok(BreakerState(), 1.0), 2.0)
+    assert BreakerState.from_dict(state.to_dict()) == state
+    assert BreakerState.from_dict(open_breaker().to_dict()) == open_breaker()

@@ -1,0 +1,61 @@
+from palyra.model import ErrorEnvelope, FailureClass
+from palyra.routing import Attempt, AttemptTrail, HealthTracker
+from palyra.routing.health import percentile
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 95) == 95.0
+    assert percentile([3.0], 95) == 3.0
+    assert percentile([], 50) is None
+
+
+def test_health_keeps_a_bounded_window_per_scope_and_all_time_counts() -> None:
+    health = HealthTracker(window=10)
+    for i in range(1000):
+        health.observe("p", "m", "work", at=float(i), elapsed_s=float(i % 10), envelope=None)
+    health.observe(
+        "p",
+        "m",
+        None,
+        at=1000.0,
+        elapsed_s=9.0,
+        envelope=ErrorEnvelope.of(FailureClass.TIMEOUT, "slow"),
+    )
+    health.note_breaker("target:p/m", "open")
+    by_scope = {s.scope: s for s in health.snapshot()}
+    assert set(by_scope) == {"provider:p", "target:p/m", "credential:p/work"}
+    target = by_scope["target:p/m"]
+    assert target.requests == 1001 and target.errors == 1
+    assert target.error_rate == 0.1  # 1 failure among the last 10 outcomes
+    assert target.p50_s == 4.0 and target.p95_s == 9.0
+    assert target.last_failure_class is FailureClass.TIMEOUT and target.breaker == "open"
+    assert by_scope["provider:p"].breaker is None
+    assert by_scope["credential:p/work"].requests == 1000
+    assert len(health._stats["target:p/m"].latencies) == 10
+    assert target.to_dict()["last_failure_class"] == "timeout"
+
+
+def attempt(model: str, provider: str, outcome: str, retry: int, at: float) -> Attempt:
+    fc = None if outcome == "ok" else FailureClass(outcome)
+    return Attempt(model, provider, f"up-{model}", None, outcome, fc, retry, at, 0.5, 0.0)
+
+
+def test_trail_counts_failovers_and_retries_and_renders_a_compact_header() -> None:
+    trail = AttemptTrail("default", started_at=10.0)
+    trail.attempts += [
+        attempt("default", "openai-main", "rate_limited", 0, 10.0),
+        attempt("default", "openai-main", "upstream_unavailable", 1, 11.0),
+        attempt("claude", "anthropic", "ok", 0, 12.0),
+    ]
+    trail.finished_at = 12.5
+    assert trail.failovers == 1 and trail.retries == 1
+    assert trail.total_elapsed_s == 2.5
+    assert trail.header() == (
+        "openai-main/up-default:rate_limited,openai-main/up-default:upstream_unavailable,"
+        "anthropic/up-claude:ok"
+    )
+    as_dict = trail.to_dict()
+    assert as_dict["failovers"] == 1
+    assert as_dict["attempts"][0]["failure_class"] == "rate_limited"  # type: ignore[index]
