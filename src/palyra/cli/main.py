@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from palyra import __version__
-from palyra.cli import config_cmd, vault
+from palyra.cli import config_cmd, fake_upstream, vault
 from palyra.cli.serve import serve
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ def version() -> None:
 
 
 app.command(name="serve")(serve)
+app.command(name="fake-upstream")(fake_upstream.command)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(vault.app, name="vault")
 

@@ -1,0 +1,317 @@
+"""Anthropic ``/v1/messages`` and ``count_tokens``: request validation and response/event shapes (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import orjson
+
+from palyra.testing.conversation import (
+    Conversation,
+    Reply,
+    ToolDef,
+    ToolResult,
+    count_words,
+    split_words,
+)
+from palyra.testing.wire_errors import invalid
+
+BLOCK_TYPES = {
+    "user": ("text", "image", "document", "tool_result", "search_result"),
+    "assistant": ("text", "tool_use", "thinking", "redacted_thinking"),
+}
+TOOL_CHOICES = ("auto", "any", "tool", "none")
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "stop_sequence": "stop_sequence",
+}
+TOOL_INPUT_FRAGMENT_CHARS = 10
+
+
+def _required(name: str) -> NoReturn:
+    raise invalid(f"{name}: Field required")
+
+
+def _system_tokens(system: Any) -> int:
+    if system is None:
+        return 0
+    if isinstance(system, str):
+        return count_words(system)
+    if isinstance(system, list) and all(
+        isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        for b in system
+    ):
+        return sum(count_words(b["text"]) for b in system)
+    raise invalid("system: Input should be a valid string or a list of text blocks")
+
+
+def _result_text(content: Any, where: str) -> tuple[str, int]:
+    if content is None:
+        return "", 0
+    if isinstance(content, str):
+        return content, 0
+    if not isinstance(content, list):
+        raise invalid(f"{where}: Input should be a valid string or a list of content blocks")
+    texts = [b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str)]
+    return " ".join(texts), len(content) - len(texts)
+
+
+def _blocks(msg: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    content = msg.get("content")
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        raise invalid(
+            f"{where}.content: Input should be a valid string or a list of content blocks"
+        )
+    allowed = BLOCK_TYPES[msg["role"]]
+    for j, block in enumerate(content):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind not in allowed:
+            raise invalid(
+                f"{where}.content.{j}.type: Input tag '{kind}' is not allowed in a "
+                f"{msg['role']} message (expected one of: {', '.join(allowed)})"
+            )
+        if kind == "text" and not isinstance(block.get("text"), str):
+            _required(f"{where}.content.{j}.text")
+        if kind == "tool_use" and not (
+            isinstance(block.get("id"), str)
+            and isinstance(block.get("name"), str)
+            and isinstance(block.get("input"), dict)
+        ):
+            raise invalid(
+                f"{where}.content.{j}: tool_use blocks need string id and name and an object input"
+            )
+        if kind == "tool_result" and not isinstance(block.get("tool_use_id"), str):
+            _required(f"{where}.content.{j}.tool_use_id")
+    return content
+
+
+def _messages(messages: Any, conv: Conversation) -> int:
+    if not isinstance(messages, list):
+        _required("messages")
+    if not messages:
+        raise invalid("messages: at least one message is required")
+    tokens = 0
+    previous_calls: dict[str, str] = {}
+    for i, msg in enumerate(messages):
+        where = f"messages.{i}"
+        role = msg.get("role") if isinstance(msg, dict) else None
+        if role not in ("user", "assistant"):
+            raise invalid(f"{where}.role: Input should be 'user' or 'assistant'")
+        if i == 0 and role != "user":
+            raise invalid('messages: first message must use the "user" role')
+        if i > 0 and messages[i - 1].get("role") == role:
+            raise invalid(
+                'messages: roles must alternate between "user" and "assistant", but found '
+                f'multiple "{role}" roles in a row (at {where})'
+            )
+        blocks = _blocks(msg, where)
+        if previous_calls and role == "user":
+            answered = {b["tool_use_id"] for b in blocks if b["type"] == "tool_result"}
+            missing = [c for c in previous_calls if c not in answered]
+            if missing:
+                raise invalid(
+                    f"{where}: `tool_use` ids were found without `tool_result` blocks immediately "
+                    f"after: {', '.join(missing)}. Each `tool_use` block must have a "
+                    "corresponding `tool_result` block in the next message."
+                )
+        calls: dict[str, str] = {}
+        texts: list[str] = []
+        results: list[ToolResult] = []
+        for j, block in enumerate(blocks):
+            kind = block["type"]
+            if kind == "text":
+                texts.append(block["text"])
+            elif kind == "tool_use":
+                calls[block["id"]] = block["name"]
+                tokens += count_words(orjson.dumps(block["input"]).decode())
+            elif kind == "tool_result":
+                if block["tool_use_id"] not in previous_calls:
+                    raise invalid(
+                        f"{where}.content.{j}: unexpected `tool_use_id` found in `tool_result` "
+                        f"blocks: {block['tool_use_id']}. Each `tool_result` block must have a "
+                        "corresponding `tool_use` block in the previous message."
+                    )
+                text, other = _result_text(block.get("content"), f"{where}.content.{j}.content")
+                tokens += count_words(text) + other
+                name = previous_calls[block["tool_use_id"]]
+                results.append(ToolResult(name, text, block.get("is_error") is True))
+            elif kind in ("image", "document", "search_result"):
+                tokens += 1
+        text = " ".join(texts)
+        tokens += count_words(text)
+        previous_calls = calls
+        if role == "user":
+            conv.last_user_text = text if texts or not results else conv.last_user_text
+            conv.tool_results = results
+            conv.last_role = "tool" if results else "user"
+        else:
+            conv.last_role = "assistant"
+    if previous_calls:
+        raise invalid(
+            f"messages.{len(messages) - 1}: `tool_use` ids were found without `tool_result` "
+            f"blocks immediately after: {', '.join(previous_calls)}. Each `tool_use` block must "
+            "have a corresponding `tool_result` block in the next message."
+        )
+    return tokens
+
+
+def _tools(body: dict[str, Any]) -> list[ToolDef]:
+    tools = body.get("tools")
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise invalid("tools: Input should be a valid list")
+    out: list[ToolDef] = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            _required(f"tools.{i}.name")
+        custom = tool.get("type") in (None, "custom")
+        if custom and not isinstance(tool.get("input_schema"), dict):
+            _required(f"tools.{i}.custom.input_schema")
+        out.append(ToolDef(tool["name"], tool.get("input_schema") or {}))
+    return out
+
+
+def _tool_choice(body: dict[str, Any], tools: list[ToolDef]) -> tuple[str, bool]:
+    choice = body.get("tool_choice")
+    if choice is None:
+        return "auto", True
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind not in TOOL_CHOICES:
+        raise invalid(
+            f"tool_choice.type: Input tag '{kind}' is not one of: {', '.join(TOOL_CHOICES)}"
+        )
+    parallel = choice.get("disable_parallel_tool_use") is not True
+    if kind == "tool":
+        name = choice.get("name")
+        if name not in {t.name for t in tools}:
+            raise invalid(f"tool_choice.name: tool {name!r} is not one of the tools offered")
+        return str(name), parallel
+    return ("required" if kind == "any" else str(kind)), parallel
+
+
+def parse_messages(body: Any, *, count_only: bool = False) -> tuple[Conversation, bool]:
+    """Validate a Messages (or count_tokens) body; returns the conversation and ``stream``."""
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        _required("model")
+    max_tokens = body.get("max_tokens")
+    if not count_only:
+        if max_tokens is None:
+            _required("max_tokens")
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise invalid(f"max_tokens: Input should be an integer >= 1, got {max_tokens!r}")
+    conv = Conversation(model=model, max_tokens=max_tokens if not count_only else None)
+    tokens = _messages(body.get("messages"), conv) + _system_tokens(body.get("system"))
+    conv.input_tokens = tokens
+    conv.tools = _tools(body)
+    conv.tool_choice, conv.parallel_tool_calls = _tool_choice(body, conv.tools)
+    stops = body.get("stop_sequences") or []
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise invalid("stop_sequences: Input should be a valid list of strings")
+    conv.stop = stops
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise invalid("stream: Input should be a valid boolean")
+    return conv, stream
+
+
+def _input(arguments: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def usage(reply: Reply) -> dict[str, Any]:
+    return {
+        "input_tokens": reply.input_tokens - reply.cached_tokens,
+        "output_tokens": reply.output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": reply.cached_tokens,
+        "service_tier": "standard",
+    }
+
+
+def _shell(id: str, model: str) -> dict[str, Any]:
+    return {"id": id, "type": "message", "role": "assistant", "model": model, "content": []}
+
+
+def message(reply: Reply, *, id: str, model: str) -> dict[str, Any]:
+    out = _shell(id, model)
+    if reply.text or not reply.calls:
+        out["content"].append({"type": "text", "text": reply.text})
+    for call in reply.calls:
+        out["content"].append(
+            {"type": "tool_use", "id": call.id, "name": call.name, "input": _input(call.arguments)}
+        )
+    out["stop_reason"] = STOP_REASONS[reply.finish]
+    out["stop_sequence"] = reply.stop_sequence
+    out["usage"] = usage(reply)
+    return out
+
+
+def events(
+    reply: Reply, *, id: str, model: str, words_per_chunk: int
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The exact SSE sequence of a streamed message: (event name, data)."""
+    start = _shell(id, model)
+    start.update(stop_reason=None, stop_sequence=None, usage={**usage(reply), "output_tokens": 1})
+    yield "message_start", {"type": "message_start", "message": start}
+    index = 0
+    if reply.text or not reply.calls:
+        yield (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
+        yield "ping", {"type": "ping"}
+        pieces = split_words(reply.text)
+        for at in range(0, len(pieces), words_per_chunk):
+            delta = {"type": "text_delta", "text": "".join(pieces[at : at + words_per_chunk])}
+            yield "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+        yield "content_block_stop", {"type": "content_block_stop", "index": 0}
+        index = 1
+    for offset, call in enumerate(reply.calls):
+        block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+        at_index = index + offset
+        yield (
+            "content_block_start",
+            {"type": "content_block_start", "index": at_index, "content_block": block},
+        )
+        if at_index == 0:
+            yield "ping", {"type": "ping"}
+        args = call.arguments
+        for cut in range(0, len(args), TOOL_INPUT_FRAGMENT_CHARS):
+            delta = {
+                "type": "input_json_delta",
+                "partial_json": args[cut : cut + TOOL_INPUT_FRAGMENT_CHARS],
+            }
+            yield (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": at_index, "delta": delta},
+            )
+        yield "content_block_stop", {"type": "content_block_stop", "index": at_index}
+    yield (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": STOP_REASONS[reply.finish],
+                "stop_sequence": reply.stop_sequence,
+            },
+            "usage": {"output_tokens": reply.output_tokens},
+        },
+    )
+    yield "message_stop", {"type": "message_stop"}

@@ -1,0 +1,322 @@
+"""The request pipeline of the fake upstream: record, delay, faults, limits, auth, then answer.
+
+Order per request: record it; sleep ``latency_ms`` + jitter; consume the first queued fault
+matching its path and model; random ``fail_rate`` failure; ``rate_limit_rpm``; API key check;
+validation; the answer (possibly cut or mangled by the consumed fault).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import orjson
+
+from palyra.testing import anthropic_messages, audio, embeddings, model_lists, openai_chat
+from palyra.testing.conversation import Conversation, Reply, ScriptedToolCall, plan_reply
+from palyra.testing.faults import Fault, FaultKind, FaultQueue
+from palyra.testing.http_server import HttpRequest, Responder
+from palyra.testing.recording import RecordedRequest, RequestLog
+from palyra.testing.settings import FakeSettings
+from palyra.testing.wire_errors import (
+    Dialect,
+    WireError,
+    context_length,
+    invalid,
+    invalid_key,
+    rate_limited,
+    server_error,
+)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+ROUTES = {
+    "/v1/chat/completions": "POST",
+    "/v1/embeddings": "POST",
+    "/v1/audio/transcriptions": "POST",
+    "/v1/models": "GET",
+    "/v1/messages": "POST",
+    "/v1/messages/count_tokens": "POST",
+}
+RATE_WINDOW_S = 60.0
+_BROKEN_OPENAI_EVENT = b'data: {"id": "chatcmpl-broken", "choices": [{"delta": {"content": \n\n'
+_BROKEN_ANTHROPIC_EVENT = (
+    b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, "delta": {\n\n'
+)
+
+
+def dialect_of(request: HttpRequest) -> Dialect:
+    if request.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
+        return Dialect.ANTHROPIC
+    return Dialect.OPENAI
+
+
+def _bearer(request: HttpRequest) -> str:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else ""
+
+
+def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+class FakeApp:
+    """Holds the fake's mutable state; :meth:`handle` serves one HTTP request."""
+
+    def __init__(
+        self,
+        settings: FakeSettings,
+        *,
+        clock: Callable[[], float],
+        rng: random.Random,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.faults = FaultQueue()
+        self.log = RequestLog()
+        self._clock = clock
+        self._rng = rng
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._scripts: deque[list[ScriptedToolCall]] = deque()
+        self._window: deque[float] = deque()
+        self._ids = itertools.count(1)
+
+    def script(self, calls: list[ScriptedToolCall]) -> None:
+        with self._lock:
+            self._scripts.append(calls)
+
+    def clear(self) -> None:
+        """Forget recorded requests, queued faults, scripted calls and the rate-limit window."""
+        self.log.clear()
+        self.faults.clear()
+        with self._lock:
+            self._scripts.clear()
+            self._window.clear()
+
+    # --- pipeline ---
+    async def handle(self, request: HttpRequest, out: Responder) -> None:
+        dialect = dialect_of(request)
+        body, parse_error, fields = self._parse(request)
+        self.log.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.path,
+                query=request.query,
+                headers=dict(request.headers),
+                body=audio.recorded_fields(fields) if fields is not None else body,
+                raw_body=request.body,
+                received_at=self._clock(),
+            )
+        )
+        try:
+            delay = self.settings.latency_ms + self._rng.uniform(0, self.settings.jitter_ms)
+            if delay > 0:
+                await self._sleep(delay / 1000)
+            source = fields if fields is not None else body
+            model = source.get("model") if isinstance(source, dict) else None
+            fault = self.faults.take(request.path, model if isinstance(model, str) else None)
+            if fault is not None and await self._early_fault(fault, dialect, out):
+                return
+            self._admit(request, dialect)
+            if parse_error is not None:
+                raise parse_error
+            await self._route(request, dialect, body, fields, fault, out)
+        except WireError as err:
+            await out.send(err.status, err.body(dialect), headers=err.headers)
+
+    def _parse(
+        self, request: HttpRequest
+    ) -> tuple[Any, WireError | None, dict[str, str | audio.UploadedFile] | None]:
+        if request.method != "POST":
+            return None, None, None
+        if request.path == "/v1/audio/transcriptions":
+            try:
+                ctype = request.headers.get("content-type", "")
+                return None, None, audio.parse_multipart(ctype, request.body)
+            except WireError as err:
+                return None, err, None
+        try:
+            return orjson.loads(request.body), None, None
+        except orjson.JSONDecodeError:
+            return None, invalid("We could not parse the JSON body of your request."), None
+
+    async def _early_fault(self, fault: Fault, dialect: Dialect, out: Responder) -> bool:
+        """Apply a fault that replaces the answer; True when the request is finished."""
+        match fault.kind:
+            case FaultKind.SERVER_ERROR:
+                raise server_error(fault.status or 500)
+            case FaultKind.RATE_LIMIT:
+                raise rate_limited(fault.retry_after_s, "injected fault")
+            case FaultKind.INVALID_KEY:
+                raise invalid_key(dialect, present=True)
+            case FaultKind.CONTEXT_LENGTH:
+                window = self.settings.context_window
+                raise context_length(dialect, window + 1, window)
+            case FaultKind.HANG:
+                await out.hang()
+                return True
+            case FaultKind.CONNECTION_RESET:
+                out.reset()
+                return True
+            case FaultKind.SLOW_FIRST_BYTE:
+                await self._sleep(fault.delay_ms / 1000)
+        return False
+
+    def _admit(self, request: HttpRequest, dialect: Dialect) -> None:
+        settings = self.settings
+        if settings.fail_rate and self._rng.random() < settings.fail_rate:
+            status = settings.fail_status
+            if status == 429:
+                raise rate_limited(1.0, "injected fail_rate")
+            if status >= 500:
+                raise server_error(status)
+            raise WireError(status, f"Injected failure (fail_rate={settings.fail_rate}).")
+        if settings.rate_limit_rpm:
+            now = self._clock()
+            with self._lock:
+                while self._window and self._window[0] <= now - RATE_WINDOW_S:
+                    self._window.popleft()
+                if len(self._window) >= settings.rate_limit_rpm:
+                    wait = self._window[0] + RATE_WINDOW_S - now
+                    raise rate_limited(wait, f"{settings.rate_limit_rpm} requests per minute")
+                self._window.append(now)
+        self._authenticate(request, dialect)
+
+    def _authenticate(self, request: HttpRequest, dialect: Dialect) -> None:
+        if dialect is Dialect.OPENAI:
+            key = _bearer(request)
+        else:
+            key = request.headers.get("x-api-key", "") or _bearer(request)
+        if not self.settings.accepts_key(key):
+            raise invalid_key(dialect, present=bool(key))
+        if dialect is Dialect.ANTHROPIC and not request.headers.get("anthropic-version"):
+            raise invalid("anthropic-version: header is required")
+
+    async def _route(
+        self,
+        request: HttpRequest,
+        dialect: Dialect,
+        body: Any,
+        fields: dict[str, str | audio.UploadedFile] | None,
+        fault: Fault | None,
+        out: Responder,
+    ) -> None:
+        method = ROUTES.get(request.path)
+        if method is None:
+            raise WireError(
+                404, f"Invalid URL ({request.method} {request.path})", code="unknown_url"
+            )
+        if method != request.method:
+            raise WireError(
+                405, f"Method {request.method} is not allowed on {request.path}; use {method}"
+            )
+        match request.path:
+            case "/v1/chat/completions":
+                await self._openai_chat(body, fault, out)
+            case "/v1/messages":
+                await self._anthropic_messages(body, fault, out)
+            case "/v1/messages/count_tokens":
+                conv, _ = anthropic_messages.parse_messages(body, count_only=True)
+                await self._json(out, {"input_tokens": conv.input_tokens}, fault)
+            case "/v1/embeddings":
+                answer = embeddings.embeddings(body, self.settings.default_embedding_dimensions)
+                await self._json(out, answer, fault)
+            case "/v1/audio/transcriptions":
+                assert fields is not None
+                result, ctype = audio.transcribe(fields)
+                if isinstance(result, bytes):
+                    await out.send(200, result, ctype)
+                else:
+                    await self._json(out, result, fault)
+            case _:
+                listing = (
+                    model_lists.anthropic_models(self.settings.anthropic_models)
+                    if dialect is Dialect.ANTHROPIC
+                    else model_lists.openai_models(self.settings.openai_models)
+                )
+                await self._json(out, listing, fault)
+
+    def _reply_for(self, conv: Conversation, dialect: Dialect, n: int) -> Reply:
+        if conv.input_tokens > self.settings.context_window:
+            raise context_length(dialect, conv.input_tokens, self.settings.context_window)
+        call_prefix = "toolu" if dialect is Dialect.ANTHROPIC else "call"
+        scripted = None
+        if conv.wants_tools:
+            with self._lock:
+                scripted = self._scripts.popleft() if self._scripts else None
+        return plan_reply(
+            conv,
+            scripted=scripted,
+            call_id=lambda i: f"{call_prefix}_fake{n:06x}{i:02d}",
+            cached_tokens=self.settings.cached_tokens,
+        )
+
+    async def _openai_chat(self, body: Any, fault: Fault | None, out: Responder) -> None:
+        conv, options = openai_chat.parse_chat(body)
+        n = next(self._ids)
+        reply = self._reply_for(conv, Dialect.OPENAI, n)
+        ident, created = f"chatcmpl-fake{n:012x}", int(self._clock())
+        if not options.stream:
+            answer = openai_chat.completion(reply, id=ident, model=conv.model, created=created)
+            await self._json(out, answer, fault)
+            return
+        chunks = openai_chat.chunks(
+            reply,
+            id=ident,
+            model=conv.model,
+            created=created,
+            words_per_chunk=self.settings.stream_chunk_tokens,
+            include_usage=options.include_usage,
+        )
+        events = itertools.chain((_sse(c) for c in chunks), [b"data: [DONE]\n\n"])
+        await self._stream(out, events, fault, _BROKEN_OPENAI_EVENT)
+
+    async def _anthropic_messages(self, body: Any, fault: Fault | None, out: Responder) -> None:
+        conv, stream = anthropic_messages.parse_messages(body)
+        n = next(self._ids)
+        reply = self._reply_for(conv, Dialect.ANTHROPIC, n)
+        ident = f"msg_fake{n:012x}"
+        if not stream:
+            await self._json(
+                out, anthropic_messages.message(reply, id=ident, model=conv.model), fault
+            )
+            return
+        events = anthropic_messages.events(
+            reply, id=ident, model=conv.model, words_per_chunk=self.settings.stream_chunk_tokens
+        )
+        await self._stream(out, (_sse(d, e) for e, d in events), fault, _BROKEN_ANTHROPIC_EVENT)
+
+    async def _json(self, out: Responder, answer: Any, fault: Fault | None) -> None:
+        body = orjson.dumps(answer)
+        kind = fault.kind if fault is not None else None
+        if kind in (FaultKind.MALFORMED_JSON, FaultKind.MALFORMED_SSE):
+            await out.send(200, body[: len(body) // 2])
+        elif kind is FaultKind.STREAM_CUT:
+            out.send_partial(200, body, len(body) // 2, "application/json")
+        else:
+            await out.send(200, body)
+
+    async def _stream(
+        self, out: Responder, events: Iterable[bytes], fault: Fault | None, broken: bytes
+    ) -> None:
+        kind = fault.kind if fault is not None else None
+        after = fault.after_chunks if fault is not None else -1
+        delay = self.settings.stream_chunk_delay_ms / 1000
+        await out.start_stream(200)
+        for index, event in enumerate(events):
+            if index == after and kind is FaultKind.STREAM_CUT:
+                out.close()
+                return
+            if index == after and kind is FaultKind.MALFORMED_SSE:
+                await out.write(broken)
+            if delay and index:
+                await self._sleep(delay)
+            await out.write(event)
+        await out.end_stream()
