@@ -66,6 +66,16 @@ def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
     return head + b"data: " + orjson.dumps(data) + b"\n\n"
 
 
+def _check_route(request: HttpRequest) -> None:
+    method = ROUTES.get(request.path)
+    if method is None:
+        raise WireError(404, f"Invalid URL ({request.method} {request.path})", code="unknown_url")
+    if method != request.method:
+        raise WireError(
+            405, f"Method {request.method} is not allowed on {request.path}; use {method}"
+        )
+
+
 class FakeApp:
     """Holds the fake's mutable state; :meth:`handle` serves one HTTP request."""
 
@@ -125,6 +135,7 @@ class FakeApp:
             if fault is not None and await self._early_fault(fault, dialect, out):
                 return
             self._admit(request, dialect)
+            _check_route(request)
             if parse_error is not None:
                 raise parse_error
             await self._route(request, dialect, body, fields, fault, out)
@@ -208,15 +219,6 @@ class FakeApp:
         fault: Fault | None,
         out: Responder,
     ) -> None:
-        method = ROUTES.get(request.path)
-        if method is None:
-            raise WireError(
-                404, f"Invalid URL ({request.method} {request.path})", code="unknown_url"
-            )
-        if method != request.method:
-            raise WireError(
-                405, f"Method {request.method} is not allowed on {request.path}; use {method}"
-            )
         match request.path:
             case "/v1/chat/completions":
                 await self._openai_chat(body, fault, out)
