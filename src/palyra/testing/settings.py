@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_OPENAI_MODELS = ("gpt-4o-mini", "gpt-4.1", "text-embedding-3-small", "whisper-1")
 DEFAULT_ANTHROPIC_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5")
@@ -20,7 +20,7 @@ class FakeSettings:
     rate_limit_rpm: int = 0
     stream_chunk_tokens: int = 1
     stream_chunk_delay_ms: float = 0.0
-    api_keys: frozenset[str] = frozenset()
+    api_keys: frozenset[str] = field(default=frozenset(), repr=False)
     cached_tokens: int = 0
     context_window: int = 128_000
     default_embedding_dimensions: int = 1536
