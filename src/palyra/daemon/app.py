@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from palyra import __version__
-from palyra.daemon import openai_api
+from palyra.daemon import anthropic_api, openai_api, openai_media_api
 from palyra.daemon.middleware import RequestIdMiddleware
 from palyra.daemon.state import AppState
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
@@ -22,8 +22,8 @@ log = logging.getLogger("palyra.daemon")
 ErrorRenderer = Callable[[ErrorEnvelope], Response]
 
 # Each surface answers errors in its own API's shape: (path prefix, renderer), first match wins.
-# The Anthropic surface will add ("/v1/messages", ...) ahead of the OpenAI catch-all.
 ERROR_RENDERERS: list[tuple[str, ErrorRenderer]] = [
+    ("/v1/messages", anthropic_api.anthropic_error_response),
     ("/", openai_api.openai_error_response),
 ]
 
@@ -88,6 +88,10 @@ def create_app(state: AppState) -> FastAPI:
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/v1/models", openai_api.list_models, methods=["GET"])
     app.add_api_route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"])
+    app.add_api_route("/v1/embeddings", openai_media_api.embeddings, methods=["POST"])
+    app.add_api_route("/v1/audio/transcriptions", openai_media_api.transcriptions, methods=["POST"])
+    app.add_api_route("/v1/messages", anthropic_api.messages, methods=["POST"])
+    app.add_api_route("/v1/messages/count_tokens", anthropic_api.count_tokens, methods=["POST"])
 
     app.add_exception_handler(PalyraError, _palyra_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,0 +1,495 @@
+"""The Anthropic Messages wire format at our edge, as pure functions on plain data.
+
+Request JSON -> neutral ``ChatRequest``; neutral ``ChatResponse`` -> ``message`` JSON; neutral
+stream events -> the ``message_start`` ... ``message_stop`` SSE sequence; ``ErrorEnvelope`` ->
+Anthropic error JSON. Fields with no neutral counterpart (``top_k``, ``thinking``,
+``cache_control``, ``service_tier``) are accepted and ignored so current SDKs keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from palyra.model import (
+    ChatRequest,
+    ChatResponse,
+    ContentPart,
+    ErrorEnvelope,
+    ErrorEvent,
+    FailureClass,
+    FinishReason,
+    ImagePart,
+    Message,
+    MessageEnd,
+    MessageStart,
+    NamedToolChoice,
+    PalyraError,
+    Role,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallPart,
+    ToolCallStart,
+    ToolChoice,
+    ToolResultPart,
+    ToolSpec,
+    Usage,
+    UsageEvent,
+)
+
+_ERROR_TYPES: dict[FailureClass, str] = {
+    FailureClass.AUTH_INVALID: "authentication_error",
+    FailureClass.AUTH_EXPIRED: "authentication_error",
+    FailureClass.PERMISSION_DENIED: "permission_error",
+    FailureClass.NOT_FOUND: "not_found_error",
+    FailureClass.RATE_LIMITED: "rate_limit_error",
+    FailureClass.QUOTA_EXHAUSTED: "rate_limit_error",
+    FailureClass.INVALID_REQUEST: "invalid_request_error",
+    FailureClass.CONTEXT_TOO_LONG: "invalid_request_error",
+    FailureClass.CONTENT_POLICY: "invalid_request_error",
+    FailureClass.UNSUPPORTED_CAPABILITY: "invalid_request_error",
+    FailureClass.UPSTREAM_UNAVAILABLE: "overloaded_error",
+    FailureClass.CIRCUIT_OPEN: "overloaded_error",
+}
+
+_STOP_REASONS: dict[FinishReason, str] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+    "error": "end_turn",
+}
+
+# Block types a client may echo back that carry nothing a neutral request can use.
+_IGNORED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+
+_WIRE_NAMES = {"max_output_tokens": "max_tokens", "stop": "stop_sequences"}
+
+
+def _invalid(message: str, param: str | None = None) -> PalyraError:
+    return PalyraError.of(
+        FailureClass.INVALID_REQUEST, message, param=param, code="invalid_request_error"
+    )
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else "a number"
+    )
+
+
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _invalid(f"{where} must be a JSON object, got {_kind(value)}", where)
+    return value
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"{where} must be a string, got {_kind(value)}", where)
+    return value
+
+
+def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
+    """Content as a list of block objects; a plain string is one text block."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        raise _invalid(
+            f"{where} must be a string or an array of content blocks, got {_kind(content)}", where
+        )
+    return [_obj(block, f"{where}[{j}]") for j, block in enumerate(content)]
+
+
+def _unsupported(kind: Any, where: str, allowed: str) -> PalyraError:
+    return _invalid(
+        f"{where} has type {kind!r}, which Palyra does not accept here; send {allowed}", where
+    )
+
+
+def _image(block: dict[str, Any], where: str) -> ImagePart:
+    source = _obj(block.get("source"), f"{where}.source")
+    kind = source.get("type")
+    try:
+        if kind == "base64":
+            return ImagePart(
+                data=_str(source.get("data"), f"{where}.source.data"),
+                media_type=_str(source.get("media_type"), f"{where}.source.media_type"),
+            )
+        if kind == "url":
+            return ImagePart(url=_str(source.get("url"), f"{where}.source.url"))
+    except ValidationError as exc:
+        raise _invalid(f"{where}.source: {_first_error(exc)}", where) from exc
+    raise _invalid(f"{where}.source.type is {kind!r}; use 'base64' or 'url'", where)
+
+
+def _text(block: dict[str, Any], where: str) -> TextPart:
+    return TextPart(text=_str(block.get("text"), f"{where}.text"))
+
+
+def _system(raw: Any) -> list[Message]:
+    if raw is None:
+        return []
+    parts: list[ContentPart] = []
+    for j, block in enumerate(_blocks(raw, "system")):
+        if block.get("type") != "text":
+            raise _unsupported(block.get("type"), f"system[{j}]", "'text' blocks")
+        parts.append(_text(block, f"system[{j}]"))
+    return [Message(role=Role.SYSTEM, content=parts)] if parts else []
+
+
+def _tool_result(block: dict[str, Any], where: str) -> Message:
+    """One ``tool_result`` block as a tool message: its text joined, its images kept beside it."""
+    call_id = _str(block.get("tool_use_id"), f"{where}.tool_use_id")
+    content = block.get("content")
+    texts: list[str] = []
+    images: list[ContentPart] = []
+    if content is not None:
+        for k, inner in enumerate(_blocks(content, f"{where}.content")):
+            inner_where = f"{where}.content[{k}]"
+            if inner.get("type") == "text":
+                texts.append(_text(inner, inner_where).text)
+            elif inner.get("type") == "image":
+                images.append(_image(inner, inner_where))
+            else:
+                raise _unsupported(inner.get("type"), inner_where, "'text' or 'image' blocks")
+    result = ToolResultPart(
+        tool_call_id=call_id, content="".join(texts), is_error=block.get("is_error") is True
+    )
+    return Message(role=Role.TOOL, content=[result, *images])
+
+
+def _user_turn(blocks: list[dict[str, Any]], where: str) -> list[Message]:
+    """Tool results first (each its own tool message, in order), then the rest as one user turn."""
+    results: list[Message] = []
+    parts: list[ContentPart] = []
+    for j, block in enumerate(blocks):
+        kind, block_where = block.get("type"), f"{where}[{j}]"
+        if kind == "text":
+            parts.append(_text(block, block_where))
+        elif kind == "image":
+            parts.append(_image(block, block_where))
+        elif kind == "tool_result":
+            results.append(_tool_result(block, block_where))
+        else:
+            raise _unsupported(kind, block_where, "'text', 'image' or 'tool_result' blocks")
+    if parts or not results:
+        results.append(Message(role=Role.USER, content=parts))
+    return results
+
+
+def _assistant_turn(blocks: list[dict[str, Any]], where: str) -> Message:
+    parts: list[ContentPart] = []
+    for j, block in enumerate(blocks):
+        kind, block_where = block.get("type"), f"{where}[{j}]"
+        if kind == "text":
+            parts.append(_text(block, block_where))
+        elif kind == "tool_use":
+            tool_input = _obj(block.get("input", {}), f"{block_where}.input")
+            parts.append(
+                ToolCallPart(
+                    id=_str(block.get("id"), f"{block_where}.id"),
+                    name=_str(block.get("name"), f"{block_where}.name"),
+                    arguments=orjson.dumps(tool_input).decode(),
+                )
+            )
+        elif kind not in _IGNORED_BLOCKS:
+            raise _unsupported(kind, block_where, "'text' or 'tool_use' blocks")
+    return Message(role=Role.ASSISTANT, content=parts)
+
+
+def _messages(raw: Any) -> list[Message]:
+    if not isinstance(raw, list) or not raw:
+        raise _invalid("messages must be a non-empty array", "messages")
+    out: list[Message] = []
+    for i, item in enumerate(raw):
+        where = f"messages[{i}]"
+        message = _obj(item, where)
+        role = message.get("role")
+        blocks = _blocks(message.get("content"), f"{where}.content")
+        if role == "user":
+            out += _user_turn(blocks, f"{where}.content")
+        elif role == "assistant":
+            out.append(_assistant_turn(blocks, f"{where}.content"))
+        else:
+            raise _invalid(f"{where}.role is {role!r}; use 'user' or 'assistant'", where)
+    return out
+
+
+def _tool(raw: Any, i: int) -> ToolSpec:
+    where = f"tools[{i}]"
+    tool = _obj(raw, where)
+    if tool.get("type") not in (None, "custom"):
+        raise _invalid(
+            f"{where}.type is {tool['type']!r}; Palyra runs no server tools, only custom tools "
+            "with name, description and input_schema",
+            where,
+        )
+    spec: dict[str, Any] = {"name": tool.get("name")}
+    if tool.get("description") is not None:
+        spec["description"] = tool["description"]
+    spec["parameters"] = _obj(tool.get("input_schema"), f"{where}.input_schema")
+    try:
+        return ToolSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise _invalid(f"{where}.{_first_error(exc)}", where) from exc
+
+
+def _tool_choice(raw: Any) -> tuple[ToolChoice | None, bool | None]:
+    """(neutral tool choice, parallel tool calls) from Anthropic's ``tool_choice`` object."""
+    if raw is None:
+        return None, None
+    choice = _obj(raw, "tool_choice")
+    kind = choice.get("type")
+    parallel = False if choice.get("disable_parallel_tool_use") is True else None
+    if kind == "tool":
+        return NamedToolChoice(name=_str(choice.get("name"), "tool_choice.name")), parallel
+    mapped = (
+        {"auto": "auto", "any": "required", "none": "none"}.get(kind)
+        if isinstance(kind, str)
+        else None
+    )
+    if mapped is None:
+        raise _invalid(
+            f"tool_choice.type is {kind!r}; use 'auto', 'any', 'tool' (with name) or 'none'",
+            "tool_choice",
+        )
+    return mapped, parallel  # type: ignore[return-value]
+
+
+def _stop_sequences(raw: Any) -> list[str]:
+    if raw is None:
+        return []
+    if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+        return raw
+    raise _invalid("stop_sequences must be an array of strings", "stop_sequences")
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(_WIRE_NAMES.get(str(p), str(p)) for p in err["loc"])
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {message}" if loc else message
+
+
+def _user_id(metadata: Any) -> str | None:
+    if metadata is None:
+        return None
+    user_id = _obj(metadata, "metadata").get("user_id")
+    return None if user_id is None else _str(user_id, "metadata.user_id")
+
+
+def parse_messages_request(data: Any, *, require_max_tokens: bool = True) -> ChatRequest:
+    """An Anthropic ``/v1/messages`` body as a neutral request, or a 400 naming the field.
+
+    ``max_tokens`` is required, as Anthropic requires it; ``count_tokens`` bodies omit it.
+    """
+    body = _obj(data, "the request body")
+    if require_max_tokens and body.get("max_tokens") is None:
+        raise _invalid("max_tokens: Field required (Anthropic requires it on every call)")
+    temperature = body.get("temperature")
+    if isinstance(temperature, int | float) and not 0 <= temperature <= 1:
+        raise _invalid(f"temperature is {temperature}; Anthropic accepts 0 to 1", "temperature")
+    tools = body.get("tools") or []
+    if not isinstance(tools, list):
+        raise _invalid("tools must be an array", "tools")
+    tool_choice, parallel = _tool_choice(body.get("tool_choice"))
+    try:
+        return ChatRequest.model_validate(
+            {
+                "model": body.get("model"),
+                "messages": _system(body.get("system")) + _messages(body.get("messages")),
+                "tools": [_tool(t, i) for i, t in enumerate(tools)],
+                "tool_choice": tool_choice,
+                "parallel_tool_calls": parallel,
+                "max_output_tokens": body.get("max_tokens"),
+                "temperature": temperature,
+                "top_p": body.get("top_p"),
+                "stop": _stop_sequences(body.get("stop_sequences")),
+                "stream": body.get("stream") or False,
+                "user": _user_id(body.get("metadata")),
+            }
+        )
+    except ValidationError as exc:
+        raise _invalid(_first_error(exc)) from exc
+
+
+def load_body(raw: bytes) -> Any:
+    """Decode a request body; malformed JSON is a 400 like any other bad field."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _invalid(
+            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}"
+        ) from exc
+
+
+def stop_reason(reason: FinishReason) -> str:
+    return _STOP_REASONS[reason]
+
+
+def message_id(response_id: str) -> str:
+    """Anthropic ids start with ``msg_``; other providers' ids are kept behind that prefix."""
+    return response_id if response_id.startswith("msg_") else f"msg_{response_id}"
+
+
+def usage_json(usage: Usage) -> dict[str, int]:
+    """Anthropic usage: ``input_tokens`` excludes cache reads and writes, which stand beside it."""
+    cached = usage.cached_input_tokens + usage.cache_creation_input_tokens
+    return {
+        "input_tokens": max(usage.input_tokens - cached, 0),
+        "output_tokens": usage.output_tokens,
+        "cache_read_input_tokens": usage.cached_input_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+    }
+
+
+def tool_input(call: ToolCallPart) -> dict[str, Any]:
+    """A tool call's arguments as the object Anthropic's ``input`` must be."""
+    value = call.arguments_json()
+    return value if isinstance(value, dict) else {"raw": call.arguments}
+
+
+def message_json(response: ChatResponse) -> dict[str, Any]:
+    """A neutral answer as an Anthropic ``message`` object."""
+    content: list[dict[str, Any]] = []
+    if response.content:
+        content.append({"type": "text", "text": response.content})
+    content += [
+        {"type": "tool_use", "id": c.id, "name": c.name, "input": tool_input(c)}
+        for c in response.tool_calls
+    ]
+    return {
+        "id": message_id(response.id),
+        "type": "message",
+        "role": "assistant",
+        "model": response.model,
+        "content": content,
+        "stop_reason": stop_reason(response.finish_reason),
+        "stop_sequence": None,
+        "usage": usage_json(response.usage),
+    }
+
+
+def error_type(envelope: ErrorEnvelope) -> str:
+    if envelope.http_status == 413:
+        return "request_too_large"
+    return _ERROR_TYPES.get(envelope.failure_class, "api_error")
+
+
+def error_json(envelope: ErrorEnvelope) -> dict[str, Any]:
+    """The Anthropic error object for an envelope."""
+    return {"type": "error", "error": {"type": error_type(envelope), "message": envelope.message}}
+
+
+def sse(event: str, payload: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+class MessageEventEncoder:
+    """Turns neutral events into Anthropic's SSE sequence, one call per event.
+
+    Blocks are numbered in the order they open: a text block opens lazily on the first text,
+    each tool call opens its own block. ``message_delta`` and ``message_stop`` go out in
+    :meth:`finish`, because providers may report usage after the finish reason.
+    ``input_tokens`` is the preliminary count ``message_start`` carries (Anthropic sends it
+    before any output); the provider's own count follows in ``message_delta``, which the SDK
+    takes over it.
+    """
+
+    def __init__(self, *, fallback_id: str, model: str, input_tokens: int) -> None:
+        self.id = fallback_id
+        self.model = model
+        self.input_tokens = input_tokens
+        self._blocks = 0
+        self._text_block: int | None = None
+        self._tool_blocks: dict[int, int] = {}
+        self._open: list[int] = []
+        self._usage: Usage | None = None
+        self._finish: FinishReason | None = None
+
+    def _start_block(self, block: dict[str, Any]) -> tuple[int, bytes]:
+        index = self._blocks
+        self._blocks += 1
+        self._open.append(index)
+        frame = {"type": "content_block_start", "index": index, "content_block": block}
+        return index, sse("content_block_start", frame)
+
+    def _stop_block(self, index: int) -> bytes:
+        if index not in self._open:
+            return b""
+        self._open.remove(index)
+        if index == self._text_block:
+            self._text_block = None
+        return sse("content_block_stop", {"type": "content_block_stop", "index": index})
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
+        frame = {"type": "content_block_delta", "index": index, "delta": delta}
+        return sse("content_block_delta", frame)
+
+    def _message_start(self) -> bytes:
+        message: dict[str, Any] = {
+            "id": message_id(self.id),
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": self.input_tokens, "output_tokens": 0},
+        }
+        return sse("message_start", {"type": "message_start", "message": message})
+
+    def encode(self, event: StreamEvent) -> bytes:
+        """The SSE bytes for one event (empty when it has no Anthropic counterpart yet)."""
+        match event:
+            case MessageStart():
+                self.id = event.id or self.id
+                self.model = event.model or self.model
+                return self._message_start()
+            case TextDelta():
+                if not event.text:
+                    return b""
+                head = b""
+                if self._text_block is None:
+                    self._text_block, head = self._start_block({"type": "text", "text": ""})
+                delta = {"type": "text_delta", "text": event.text}
+                return head + self._delta(self._text_block, delta)
+            case ToolCallStart():
+                head = b"" if self._text_block is None else self._stop_block(self._text_block)
+                block = {"type": "tool_use", "id": event.id, "name": event.name, "input": {}}
+                index, start = self._start_block(block)
+                self._tool_blocks[event.index] = index
+                return head + start
+            case ToolCallDelta():
+                index = self._tool_blocks[event.index]
+                return self._delta(
+                    index, {"type": "input_json_delta", "partial_json": event.arguments}
+                )
+            case ToolCallEnd():
+                return self._stop_block(self._tool_blocks[event.index])
+            case UsageEvent():
+                self._usage = event.usage
+            case MessageEnd():
+                self._finish = event.finish_reason
+            case ErrorEvent():
+                return sse("error", error_json(event.error))
+        return b""
+
+    def finish(self) -> bytes:
+        """Close open blocks, then ``message_delta`` (stop reason, usage) and ``message_stop``."""
+        out = b"".join(self._stop_block(index) for index in list(self._open))
+        reason = self._finish or ("tool_calls" if self._tool_blocks else "stop")
+        usage = usage_json(self._usage) if self._usage is not None else {"output_tokens": 0}
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason(reason), "stop_sequence": None},
+            "usage": usage,
+        }
+        return out + sse("message_delta", delta) + sse("message_stop", {"type": "message_stop"})

@@ -1,0 +1,72 @@
+"""The OpenAI embeddings and audio transcription handlers; formats live in ``openai_media_format``."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+
+from palyra.daemon import dispatch
+from palyra.daemon.openai_api import JSON, app_state, read_body
+from palyra.daemon.openai_media_format import (
+    embedding_list_json,
+    load_json,
+    parse_embedding_request,
+    parse_transcription_fields,
+    render_transcription,
+)
+from palyra.model import FailureClass, PalyraError, check_embedding_request
+
+
+def _form_error(message: str, param: str | None = None) -> PalyraError:
+    return PalyraError.of(
+        FailureClass.INVALID_REQUEST, message, param=param, code="invalid_request_error"
+    )
+
+
+async def embeddings(request: Request) -> Response:
+    state = app_state(request)
+    parsed = parse_embedding_request(
+        load_json(await read_body(request, state.config.daemon.max_body_bytes))
+    )
+    target = state.resolve(parsed.model, "embeddings")
+    neutral = parsed.model_copy(update={"model": target.upstream_model})
+    check_embedding_request(neutral, state.limits)
+    response = await dispatch.embed(target, neutral)
+    body = orjson.dumps(embedding_list_json(response, neutral.encoding_format))
+    return Response(body, media_type=JSON, headers={"x-palyra-model": target.id})
+
+
+async def transcriptions(request: Request) -> Response:
+    state = app_state(request)
+    # Reading the body first bounds it; the form parser then works from the cached bytes.
+    await read_body(request, state.config.daemon.max_body_bytes)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise _form_error(
+            "audio/transcriptions takes multipart/form-data with a 'file' part and a 'model' "
+            "field; send the audio as a file upload"
+        )
+    try:
+        async with request.form() as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise _form_error("file: an audio file part named 'file' is required", "file")
+            audio = await upload.read()
+            fields = {key: [v for v in form.getlist(key) if isinstance(v, str)] for key in form}
+            filename = upload.filename or "audio"
+            media_type = upload.content_type or "application/octet-stream"
+    except MultiPartException as exc:
+        raise _form_error(f"the multipart body could not be read: {exc.message}") from exc
+    parsed = parse_transcription_fields(
+        fields, audio=audio, filename=filename, media_type=media_type, limits=state.limits
+    )
+    target = state.resolve(parsed.model, "transcription")
+    neutral = parsed.model_copy(update={"model": target.upstream_model})
+    response = await dispatch.transcribe(target, neutral)
+    body, is_text = render_transcription(response, neutral)
+    headers = {"x-palyra-model": target.id}
+    if is_text:
+        return Response(body, media_type="text/plain; charset=utf-8", headers=headers)
+    return Response(orjson.dumps(body), media_type=JSON, headers=headers)
