@@ -105,10 +105,17 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]],
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{6,}"), "sk-[REDACTED]"),
     (
+        # Named secrets: `api_key: v`, `"token": "v"`, `password=v`. Not after `/` or `.`, so
+        # paths like `vault:global/api_key` and `config.token` stay readable.
         re.compile(
-            r"(?i)\b((?:api[_-]?)?key|token|secret|password|access_token|refresh_token"
+            r"(?i)(?<![/.\w-])(api[_-]?key|token|secret|password|access_token|refresh_token"
             r"|client_secret|x-api-key)([\"']?\s*[:=]\s*)(\"[^\"]*\"?|'[^']*'?|[^\s\"'&,;}]+)"
         ),
+        _redact_value,
+    ),
+    (
+        # A bare `key` only in `key=value` form (query strings), so prose like "key: line 1" survives.
+        re.compile(r"(?i)(?<![/.\w-])(key)(\s*=\s*)(\"[^\"]*\"?|'[^']*'?|[^\s\"'&,;}]+)"),
         _redact_value,
     ),
 )
