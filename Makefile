@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 fmt: $(STAMP)
 	$(PY) -m ruff check --fix src tests bench
