@@ -13,7 +13,7 @@ import pytest
 from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
-from palyra.config.schema import default_config
+from palyra.config.schema import DaemonConfig, default_config
 from palyra.daemon import AppState
 from palyra.model import (
     ChatRequest,
@@ -400,6 +400,18 @@ def test_malformed_or_invalid_body_is_400_in_anthropic_shape(
     assert payload["error"]["type"] == "invalid_request_error"
     assert expected in payload["error"]["message"]
     assert "Traceback" not in response.text
+
+
+def test_oversized_body_is_413_request_too_large(start_daemon: StartDaemon) -> None:
+    config = default_config().model_copy(update={"daemon": DaemonConfig(max_body_bytes=1024)})
+    running = start_daemon(AppState.from_config(config))
+    with pytest.raises(anthropic.APIStatusError) as info:
+        anthropic_client(running).messages.create(
+            model="default", max_tokens=5, messages=[{"role": "user", "content": "x" * 2000}]
+        )
+    assert info.value.status_code == 413
+    assert info.value.body["error"]["type"] == "request_too_large"  # type: ignore[index]
+    assert "max_body_bytes" in info.value.message
 
 
 class FailingProvider(DeterministicProvider):

@@ -65,6 +65,8 @@ _STOP_REASONS: dict[FinishReason, str] = {
     "error": "end_turn",
 }
 
+_TOOL_CHOICES: dict[str, ToolChoice] = {"auto": "auto", "any": "required", "none": "none"}
+
 # Block types a client may echo back that carry nothing a neutral request can use.
 _IGNORED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 
@@ -249,17 +251,12 @@ def _tool_choice(raw: Any) -> tuple[ToolChoice | None, bool | None]:
     parallel = False if choice.get("disable_parallel_tool_use") is True else None
     if kind == "tool":
         return NamedToolChoice(name=_str(choice.get("name"), "tool_choice.name")), parallel
-    mapped = (
-        {"auto": "auto", "any": "required", "none": "none"}.get(kind)
-        if isinstance(kind, str)
-        else None
+    if isinstance(kind, str) and kind in _TOOL_CHOICES:
+        return _TOOL_CHOICES[kind], parallel
+    raise _invalid(
+        f"tool_choice.type is {kind!r}; use 'auto', 'any', 'tool' (with name) or 'none'",
+        "tool_choice",
     )
-    if mapped is None:
-        raise _invalid(
-            f"tool_choice.type is {kind!r}; use 'auto', 'any', 'tool' (with name) or 'none'",
-            "tool_choice",
-        )
-    return mapped, parallel  # type: ignore[return-value]
 
 
 def _stop_sequences(raw: Any) -> list[str]:
