@@ -1,0 +1,98 @@
+"""Where OpenAI's OAuth endpoints are, and the checks an endpoint URL must pass."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from palyra.model import FailureClass, PalyraError
+
+DEFAULT_ISSUER = "https://auth.openai.com"
+DEFAULT_AUTHORIZATION_ENDPOINT = "https://auth.openai.com/oauth/authorize"
+DEFAULT_TOKEN_ENDPOINT = "https://auth.openai.com/oauth/token"
+# The public (secret-less) PKCE client of OpenAI's own CLI; its loopback redirect is allow-listed.
+DEFAULT_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
+DEFAULT_SCOPES = "openid profile email offline_access"
+DEFAULT_VALIDATION_BASE_URL = "https://api.openai.com/v1"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(url: str, *, what: str) -> str:
+    """Refuse an endpoint that is not https (http only to loopback), has credentials, a query
+    or a fragment; ``what`` names the setting in the error."""
+    parts = urlsplit(url.strip())
+    host = parts.hostname or ""
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    problem = None
+    if parts.scheme not in ("https", "http") or not host:
+        problem = "is not an absolute https URL"
+    elif "@" in parts.netloc:
+        problem = "contains credentials before '@'"
+    elif parts.query or parts.fragment:
+        problem = "has a query or fragment"
+    elif parts.scheme == "http" and not _is_loopback(host):
+        problem = "uses plain http (only loopback hosts may)"
+    if problem:
+        raise PalyraError.of(
+            FailureClass.CONFIG,
+            f"OpenAI OAuth {what} {shown!r} {problem}; use e.g. {DEFAULT_TOKEN_ENDPOINT}",
+        )
+    return url.strip()
+
+
+def normalize_scopes(scopes: str) -> str:
+    """Space-joined, de-duplicated scopes in the given order; empty means the default set."""
+    seen: list[str] = []
+    for scope in scopes.split():
+        if scope not in seen:
+            seen.append(scope)
+    return " ".join(seen) or DEFAULT_SCOPES
+
+
+@dataclass(frozen=True)
+class OpenAIOAuthConfig:
+    """OpenAI's endpoints by default; tests and proxies point them at another issuer.
+
+    ``validation_base_url`` is where the new access token is checked with ``GET /models``;
+    ``None`` skips the check (for test issuers whose tokens no model API accepts).
+    """
+
+    issuer: str = DEFAULT_ISSUER
+    authorization_endpoint: str = DEFAULT_AUTHORIZATION_ENDPOINT
+    token_endpoint: str = DEFAULT_TOKEN_ENDPOINT
+    client_id: str = DEFAULT_CLIENT_ID
+    scopes: str = DEFAULT_SCOPES
+    validation_base_url: str | None = DEFAULT_VALIDATION_BASE_URL
+
+    def __post_init__(self) -> None:
+        check_endpoint(self.authorization_endpoint, what="authorization_endpoint")
+        check_endpoint(self.token_endpoint, what="token_endpoint")
+        if self.validation_base_url is not None:
+            check_endpoint(self.validation_base_url, what="validation_base_url")
+        if not self.client_id.strip():
+            raise PalyraError.of(
+                FailureClass.CONFIG,
+                "OpenAI OAuth client_id is empty; pass --client-id or leave it unset for "
+                f"the default ({DEFAULT_CLIENT_ID})",
+            )
+
+    @classmethod
+    def for_issuer(cls, issuer: str, **overrides: str | None) -> OpenAIOAuthConfig:
+        """Endpoints at ``<issuer>/oauth/authorize`` and ``<issuer>/oauth/token``."""
+        base = check_endpoint(issuer, what="issuer").rstrip("/")
+        values: dict[str, str | None] = {
+            "issuer": base,
+            "authorization_endpoint": f"{base}/oauth/authorize",
+            "token_endpoint": f"{base}/oauth/token",
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,311 @@
+"""A real OAuth 2.0 authorization server for tests: authlib's Flask integration, PKCE required,
+refresh-token rotation with reuse detection, served by werkzeug on 127.0.0.1:0 in a thread.
+
+``/oauth/authorize`` consents automatically (the "browser" just reads the 302 Location);
+``/oauth/token`` counts its hits and can be told to fail; ``/v1/models`` checks a bearer token
+the way a model API would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc7636 import CodeChallenge
+from flask import Flask, jsonify, request
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+
+@dataclass
+class User:
+    id: str
+    email: str
+
+    def get_user_id(self) -> str:
+        return self.id
+
+
+@dataclass
+class Client:
+    client_id: str
+    redirect_uris: set[str]
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str:
+        return next(iter(self.redirect_uris))
+
+    def get_allowed_scope(self, scope: str) -> str:
+        return scope
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return False
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == "none"
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in ("authorization_code", "refresh_token")
+
+
+@dataclass
+class AuthCode:
+    code: str
+    client_id: str
+    redirect_uri: str
+    scope: str
+    user: User
+    code_challenge: str | None
+    code_challenge_method: str | None
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+
+@dataclass
+class Token:
+    access_token: str
+    refresh_token: str | None
+    client_id: str
+    scope: str
+    user: User
+    family: str
+    issued_at: float
+    expires_in: int
+    revoked: bool = False
+
+    def check_client(self, client: Client) -> bool:
+        return client.client_id == self.client_id
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return self.expires_in
+
+    def is_expired(self) -> bool:
+        return time.time() > self.issued_at + self.expires_in
+
+    def is_revoked(self) -> bool:
+        return self.revoked
+
+
+def fake_id_token(claims: dict[str, Any]) -> str:
+    """An unsigned JWT-shaped id token: Palyra reads it for display and must not trust it."""
+
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"
+
+
+@dataclass
+class OAuthTestServer:
+    """State and knobs of the running server; all counters are read from the test thread."""
+
+    client_id: str = "palyra-test-client"
+    redirect_uris: set[str] = field(default_factory=set)
+    access_expires_in: int = 3600
+    user: User = field(default_factory=lambda: User("user-1", "ada@example.test"))
+    account_id: str = "acct-42"
+    # Knobs the tests turn.
+    fail_token_status: int | None = None
+    omit_refresh_token: bool = False
+    token_delay_s: float = 0.0
+    # Counters and storage.
+    token_hits: int = 0
+    code_grants: int = 0
+    refresh_grants: int = 0
+    invalid_grants: int = 0
+    codes: dict[str, AuthCode] = field(default_factory=dict)
+    tokens_by_refresh: dict[str, Token] = field(default_factory=dict)
+    tokens_by_access: dict[str, Token] = field(default_factory=dict)
+    base_url: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def authorize_url(self) -> str:
+        return f"{self.base_url}/oauth/authorize"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base_url}/oauth/token"
+
+    @property
+    def api_base_url(self) -> str:
+        return f"{self.base_url}/v1"
+
+    def issued_access_tokens(self) -> list[str]:
+        return list(self.tokens_by_access)
+
+    def issued_refresh_tokens(self) -> list[str]:
+        return list(self.tokens_by_refresh)
+
+    def expire_access_token(self, access_token: str) -> None:
+        self.tokens_by_access[access_token].issued_at = 0.0
+
+
+def build_app(state: OAuthTestServer) -> Flask:
+    app = Flask(__name__)
+    app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = True
+    app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {
+        "authorization_code": state.access_expires_in,
+        "refresh_token": state.access_expires_in,
+    }
+
+    def query_client(client_id: str) -> Client | None:
+        if client_id == state.client_id:
+            return Client(state.client_id, state.redirect_uris)
+        return None
+
+    def save_token(token: dict[str, Any], req: Any) -> None:
+        previous: Token | None = getattr(req, "refresh_token", None)
+        family = previous.family if previous else secrets.token_hex(8)
+        if state.omit_refresh_token:
+            token.pop("refresh_token", None)
+        record = Token(
+            access_token=token["access_token"],
+            refresh_token=token.get("refresh_token"),
+            client_id=req.client.client_id,
+            scope=token.get("scope", ""),
+            user=req.user,
+            family=family,
+            issued_at=time.time(),
+            expires_in=int(token["expires_in"]),
+        )
+        with state._lock:
+            state.tokens_by_access[record.access_token] = record
+            if record.refresh_token:
+                state.tokens_by_refresh[record.refresh_token] = record
+        if "openid" in record.scope.split():
+            token["id_token"] = fake_id_token(
+                {
+                    "sub": state.user.id,
+                    "email": state.user.email,
+                    "https://api.openai.com/auth": {"chatgpt_account_id": state.account_id},
+                }
+            )
+
+    class AuthCodeGrant(grants.AuthorizationCodeGrant):
+        TOKEN_ENDPOINT_AUTH_METHODS = ["none"]
+
+        def save_authorization_code(self, code: str, req: Any) -> None:
+            data = req.payload.data
+            state.codes[code] = AuthCode(
+                code=code,
+                client_id=req.client.client_id,
+                redirect_uri=req.payload.redirect_uri,
+                scope=req.payload.scope,
+                user=req.user,
+                code_challenge=data.get("code_challenge"),
+                code_challenge_method=data.get("code_challenge_method"),
+            )
+
+        def query_authorization_code(self, code: str, client: Client) -> AuthCode | None:
+            found = state.codes.get(code)
+            return found if found and found.client_id == client.client_id else None
+
+        def delete_authorization_code(self, authorization_code: AuthCode) -> None:
+            state.codes.pop(authorization_code.code, None)
+
+        def authenticate_user(self, authorization_code: AuthCode) -> User:
+            with state._lock:
+                state.code_grants += 1
+            return authorization_code.user
+
+    class RefreshGrant(grants.RefreshTokenGrant):
+        TOKEN_ENDPOINT_AUTH_METHODS = ["none"]
+        INCLUDE_NEW_REFRESH_TOKEN = True
+
+        def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+            with state._lock:
+                found = state.tokens_by_refresh.get(refresh_token)
+                if found is None:
+                    return None
+                if found.revoked:
+                    # Reuse of a rotated token: treat the whole family as stolen.
+                    for token in state.tokens_by_refresh.values():
+                        if token.family == found.family:
+                            token.revoked = True
+                    return None
+                return found
+
+        def authenticate_user(self, credential: Token) -> User:
+            with state._lock:
+                state.refresh_grants += 1
+            return credential.user
+
+        def revoke_old_credential(self, refresh_token: Token) -> None:
+            with state._lock:
+                refresh_token.revoked = True
+
+    server = AuthorizationServer(app, query_client=query_client, save_token=save_token)
+    server.register_grant(AuthCodeGrant, [CodeChallenge(required=True)])
+    server.register_grant(RefreshGrant)
+
+    @app.get("/oauth/authorize")
+    def authorize() -> Any:
+        return server.create_authorization_response(grant_user=state.user)
+
+    @app.post("/oauth/token")
+    def token() -> Any:
+        with state._lock:
+            state.token_hits += 1
+        if state.token_delay_s:
+            time.sleep(state.token_delay_s)
+        if state.fail_token_status is not None:
+            return jsonify({"error": "server_error"}), state.fail_token_status
+        response = server.create_token_response()
+        if response.status_code == 400 and b"invalid_grant" in response.get_data():
+            with state._lock:
+                state.invalid_grants += 1
+        return response
+
+    @app.get("/v1/models")
+    def models() -> Any:
+        header = request.headers.get("Authorization", "")
+        found = state.tokens_by_access.get(header.removeprefix("Bearer ").strip())
+        if found is None or found.revoked or found.is_expired():
+            return jsonify({"error": {"message": "invalid token", "type": "auth"}}), 401
+        return jsonify({"object": "list", "data": [{"id": "gpt-test", "object": "model"}]})
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Request lines would carry codes and tokens in query strings; tests keep logs clean."""
+
+
+class RunningServer:
+    """The server on a real loopback port; ``stop()`` shuts it down and joins its thread."""
+
+    def __init__(self, state: OAuthTestServer) -> None:
+        self.state = state
+        self._http = make_server(
+            "127.0.0.1", 0, build_app(state), threaded=True, request_handler=_QuietHandler
+        )
+        state.base_url = f"http://127.0.0.1:{self._http.server_port}"
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._http.shutdown()
+        self._thread.join(timeout=5)
