@@ -1,0 +1,224 @@
+"""Neutral requests -> OpenAI wire payloads (Chat Completions, embeddings, transcription form)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from palyra.model import (
+    ChatRequest,
+    EmbeddingRequest,
+    ImagePart,
+    Message,
+    NamedToolChoice,
+    ResponseFormat,
+    Role,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    ToolSpec,
+    TranscriptionRequest,
+)
+from palyra.providers.openai.quirks import OpenAIQuirks
+
+DEFAULT_SCHEMA_NAME = "response"
+TOOL_ERROR_PREFIX = "Error: "
+
+_DEFAULT_QUIRKS = OpenAIQuirks()
+
+
+def _text_part(part: TextPart) -> dict[str, Any]:
+    return {"type": "text", "text": part.text}
+
+
+def _image_part(part: ImagePart) -> dict[str, Any]:
+    image: dict[str, Any] = {"url": part.as_url()}
+    if part.detail is not None:
+        image["detail"] = part.detail
+    return {"type": "image_url", "image_url": image}
+
+
+def _content(parts: list[TextPart | ImagePart]) -> str | list[dict[str, Any]]:
+    """One text part collapses to a plain string, the form every compatible server reads."""
+    if not parts:
+        return ""
+    if len(parts) == 1 and isinstance(parts[0], TextPart):
+        return parts[0].text
+    return [_text_part(p) if isinstance(p, TextPart) else _image_part(p) for p in parts]
+
+
+def _tool_call(part: ToolCallPart) -> dict[str, Any]:
+    return {
+        "id": part.id,
+        "type": "function",
+        "function": {"name": part.name, "arguments": part.arguments},
+    }
+
+
+def _tool_result_text(part: ToolResultPart) -> str:
+    """OpenAI has no error flag on tool results, so a failure is said in the text."""
+    text = part.content_text()
+    return f"{TOOL_ERROR_PREFIX}{text}" if part.is_error else text
+
+
+def _with_name(out: dict[str, Any], message: Message, quirks: OpenAIQuirks) -> dict[str, Any]:
+    if message.name is not None and quirks.message_names:
+        out["name"] = message.name
+    return out
+
+
+def _messages(message: Message, quirks: OpenAIQuirks) -> list[dict[str, Any]]:
+    """One neutral message as one or more OpenAI messages (tool results: one per result)."""
+    role = message.role
+    if role is Role.TOOL:
+        out: list[dict[str, Any]] = [
+            {"role": "tool", "tool_call_id": p.tool_call_id, "content": _tool_result_text(p)}
+            for p in message.content
+            if isinstance(p, ToolResultPart)
+        ]
+        # Tool messages carry text only; anything else the tool returned follows as a user turn.
+        extra = [p for p in message.content if isinstance(p, TextPart | ImagePart)]
+        if extra:
+            out.append({"role": "user", "content": _content(extra)})
+        return out
+    if role is Role.ASSISTANT:
+        texts = [p for p in message.content if isinstance(p, TextPart)]
+        calls = message.tool_calls
+        assistant: dict[str, Any] = {"role": "assistant"}
+        if texts:
+            assistant["content"] = (
+                texts[0].text if len(texts) == 1 else [_text_part(t) for t in texts]
+            )
+        else:
+            assistant["content"] = None if calls else ""
+        if calls:
+            assistant["tool_calls"] = [_tool_call(c) for c in calls]
+        return [_with_name(assistant, message, quirks)]
+    if role is Role.USER:
+        parts = [p for p in message.content if isinstance(p, TextPart | ImagePart)]
+        return [_with_name({"role": "user", "content": _content(parts)}, message, quirks)]
+    wire_role = "developer" if role is Role.DEVELOPER and quirks.developer_role else "system"
+    texts = [p for p in message.content if isinstance(p, TextPart)]
+    content: str | list[dict[str, Any]] = (
+        texts[0].text if len(texts) == 1 else [_text_part(t) for t in texts] if texts else ""
+    )
+    return [_with_name({"role": wire_role, "content": content}, message, quirks)]
+
+
+def _tool(spec: ToolSpec, quirks: OpenAIQuirks) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": spec.name, "parameters": spec.parameters}
+    if spec.description is not None:
+        function["description"] = spec.description
+    if spec.strict is not None and quirks.strict_schemas:
+        function["strict"] = spec.strict
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: str | NamedToolChoice) -> str | dict[str, Any]:
+    if isinstance(choice, NamedToolChoice):
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice
+
+
+def schema_instruction(schema: dict[str, Any]) -> str:
+    """The system text that stands in for a JSON schema a server cannot enforce."""
+    return "Reply with a JSON object that matches this JSON schema: " + orjson.dumps(
+        schema, option=orjson.OPT_SORT_KEYS
+    ).decode("utf-8")
+
+
+def _response_format(
+    fmt: ResponseFormat, quirks: OpenAIQuirks
+) -> tuple[dict[str, Any], str | None]:
+    """The wire ``response_format`` and, when a schema had to be dropped, the instruction text."""
+    if fmt.type == "text":
+        return {"type": "text"}, None
+    if fmt.type == "json_schema" and fmt.json_schema is not None:
+        if not quirks.response_format_json_schema:
+            return {"type": "json_object"}, schema_instruction(fmt.json_schema)
+        body: dict[str, Any] = {
+            "name": fmt.schema_name or DEFAULT_SCHEMA_NAME,
+            "schema": fmt.json_schema,
+        }
+        if fmt.strict is not None and quirks.strict_schemas:
+            body["strict"] = fmt.strict
+        return {"type": "json_schema", "json_schema": body}, None
+    if not quirks.response_format_json_object:
+        any_object = {"name": "json_object", "schema": {"type": "object"}}
+        return {"type": "json_schema", "json_schema": any_object}, None
+    return {"type": "json_object"}, None
+
+
+def build_openai_chat_payload(
+    request: ChatRequest, quirks: OpenAIQuirks = _DEFAULT_QUIRKS
+) -> dict[str, Any]:
+    """The Chat Completions body for ``request``; ``request.stream`` decides ``stream``."""
+    messages = [wire for m in request.messages for wire in _messages(m, quirks)]
+    payload: dict[str, Any] = {"model": request.model, "messages": messages}
+    if request.tools:
+        payload["tools"] = [_tool(t, quirks) for t in request.tools]
+        if request.parallel_tool_calls is not None and quirks.parallel_tool_calls:
+            payload["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.tool_choice is not None:
+        payload["tool_choice"] = _tool_choice(request.tool_choice)
+    if request.response_format is not None:
+        fmt, instruction = _response_format(request.response_format, quirks)
+        payload["response_format"] = fmt
+        if instruction is not None:
+            messages.insert(0, {"role": "system", "content": instruction})
+    if request.max_output_tokens is not None:
+        key = "max_completion_tokens" if quirks.max_completion_tokens else "max_tokens"
+        payload[key] = request.max_output_tokens
+    if request.temperature is not None:
+        payload["temperature"] = request.temperature
+    if request.top_p is not None:
+        payload["top_p"] = request.top_p
+    if request.stop:
+        payload["stop"] = list(request.stop)
+    if request.user is not None:
+        payload["user"] = request.user
+    if request.metadata and quirks.metadata:
+        payload["metadata"] = dict(request.metadata)
+    if request.stream:
+        payload["stream"] = True
+        if quirks.stream_usage:
+            payload["stream_options"] = {"include_usage": True}
+    return payload
+
+
+def build_openai_embeddings_payload(request: EmbeddingRequest) -> dict[str, Any]:
+    """The ``/embeddings`` body: the whole batch in one call."""
+    payload: dict[str, Any] = {
+        "model": request.model,
+        "input": list(request.inputs),
+        "encoding_format": request.encoding_format,
+    }
+    if request.dimensions is not None:
+        payload["dimensions"] = request.dimensions
+    if request.user is not None:
+        payload["user"] = request.user
+    return payload
+
+
+TranscriptionFile = tuple[str, bytes, str]
+
+
+def build_openai_transcription_form(
+    request: TranscriptionRequest,
+) -> tuple[dict[str, str | list[str]], dict[str, TranscriptionFile]]:
+    """Multipart ``(fields, files)`` for ``/audio/transcriptions``; list fields repeat."""
+    fields: dict[str, str | list[str]] = {
+        "model": request.model,
+        "response_format": request.response_format,
+    }
+    if request.language is not None:
+        fields["language"] = request.language
+    if request.prompt is not None:
+        fields["prompt"] = request.prompt
+    if request.temperature is not None:
+        fields["temperature"] = repr(float(request.temperature))
+    if request.timestamp_granularities:
+        fields["timestamp_granularities[]"] = list(request.timestamp_granularities)
+    files = {"file": (request.filename, request.audio, request.media_type)}
+    return fields, files

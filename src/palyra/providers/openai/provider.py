@@ -1,0 +1,215 @@
+"""``OpenAIProvider``: the HTTP shell around the pure OpenAI payload builders and parsers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+
+import httpx2
+import orjson
+
+from palyra.model import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    FailureClass,
+    ModelInfo,
+    PalyraError,
+    StreamEvent,
+    TokenCount,
+    TranscriptionRequest,
+    TranscriptionResponse,
+)
+from palyra.providers.base import Credential, ProviderCapabilities
+from palyra.providers.errors import classify_http_error, classify_transport_error
+from palyra.providers.openai.payload import (
+    build_openai_chat_payload,
+    build_openai_embeddings_payload,
+    build_openai_transcription_form,
+)
+from palyra.providers.openai.quirks import OpenAIQuirks
+from palyra.providers.openai.response import (
+    load_json_object,
+    parse_openai_chat_response,
+    parse_openai_embeddings_response,
+    parse_openai_models,
+)
+from palyra.providers.openai.stream import OpenAIStreamParser
+from palyra.providers.openai.transcription import parse_openai_transcription
+from palyra.providers.sse import aiter_sse
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+class OpenAIProvider:
+    """OpenAI's REST API. ``base_url`` includes the version prefix (``.../v1``)."""
+
+    kind: ClassVar[str] = "openai"
+    capabilities: ClassVar[ProviderCapabilities] = ProviderCapabilities(
+        embeddings=True, transcription=True, count_tokens=False
+    )
+
+    def __init__(
+        self,
+        id: str,
+        base_url: str,
+        client: httpx2.AsyncClient,
+        api_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        quirks: OpenAIQuirks = OpenAIQuirks(),
+    ) -> None:
+        self.id = id
+        self.base_url = (base_url or DEFAULT_OPENAI_BASE_URL).rstrip("/")
+        self.quirks = quirks
+        self._client = client
+        self._api_key = api_key
+        self._extra_headers = dict(headers or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id!r}, base_url={self.base_url!r})"
+
+    def _headers(self, credential: Credential | None, accept: str) -> dict[str, str]:
+        headers = {"accept": accept, **self._extra_headers}
+        key = credential.secret if credential is not None else self._api_key
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    def _check(self, response: httpx2.Response, body: bytes, model: str | None) -> None:
+        if not 200 <= response.status_code < 300:
+            raise PalyraError(
+                classify_http_error(
+                    response.status_code, body, response.headers, provider=self.id, model=model
+                )
+            )
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        credential: Credential | None,
+        *,
+        model: str | None = None,
+        accept: str = "application/json",
+        content_type: str | None = None,
+        **kwargs: Any,
+    ) -> bytes:
+        headers = self._headers(credential, accept)
+        if content_type is not None:
+            headers["content-type"] = content_type
+        try:
+            response = await self._client.request(
+                method, f"{self.base_url}{path}", headers=headers, **kwargs
+            )
+            body = await response.aread()
+        except httpx2.TransportError as exc:
+            raise PalyraError(classify_transport_error(exc, provider=self.id, model=model)) from exc
+        self._check(response, body, model)
+        return body
+
+    async def _post_json(
+        self, path: str, payload: Mapping[str, Any], credential: Credential | None, model: str
+    ) -> dict[str, Any]:
+        body = await self._send(
+            "POST",
+            path,
+            credential,
+            model=model,
+            content=orjson.dumps(payload),
+            content_type="application/json",
+        )
+        return load_json_object(body, f"the answer to POST {path}", provider=self.id)
+
+    def _payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        if request.stream != stream:
+            request = request.model_copy(update={"stream": stream})
+        return build_openai_chat_payload(request, self.quirks)
+
+    async def chat(
+        self, request: ChatRequest, *, credential: Credential | None = None
+    ) -> ChatResponse:
+        body = await self._post_json(
+            "/chat/completions", self._payload(request, stream=False), credential, request.model
+        )
+        return parse_openai_chat_response(body, provider=self.id)
+
+    async def stream_chat(
+        self, request: ChatRequest, *, credential: Credential | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """Yields each event as its SSE event completes; nothing is buffered."""
+        headers = {
+            **self._headers(credential, "text/event-stream"),
+            "content-type": "application/json",
+        }
+        parser = OpenAIStreamParser(provider=self.id, model=request.model)
+        try:
+            async with self._client.stream(
+                "POST",
+                f"{self.base_url}/chat/completions",
+                content=orjson.dumps(self._payload(request, stream=True)),
+                headers=headers,
+            ) as response:
+                if not 200 <= response.status_code < 300:
+                    self._check(response, await response.aread(), request.model)
+                async for sse in aiter_sse(response.aiter_bytes()):
+                    for event in parser.feed(sse.data):
+                        yield event
+                    if parser.done:
+                        return
+                for event in parser.finish():
+                    yield event
+        except httpx2.TransportError as exc:
+            if parser.started:
+                raise PalyraError.of(
+                    FailureClass.STREAM_INTERRUPTED,
+                    f"{self.id}: the stream broke after it started ({type(exc).__name__}); "
+                    "the answer is incomplete",
+                    provider=self.id,
+                    model=request.model,
+                ) from exc
+            raise PalyraError(
+                classify_transport_error(exc, provider=self.id, model=request.model)
+            ) from exc
+
+    async def embed(
+        self, request: EmbeddingRequest, *, credential: Credential | None = None
+    ) -> EmbeddingResponse:
+        body = await self._post_json(
+            "/embeddings", build_openai_embeddings_payload(request), credential, request.model
+        )
+        return parse_openai_embeddings_response(body, provider=self.id)
+
+    async def transcribe(
+        self, request: TranscriptionRequest, *, credential: Credential | None = None
+    ) -> TranscriptionResponse:
+        fields, files = build_openai_transcription_form(request)
+        body = await self._send(
+            "POST",
+            "/audio/transcriptions",
+            credential,
+            model=request.model,
+            accept="application/json, text/plain",
+            data=fields,
+            files=files,
+        )
+        return parse_openai_transcription(body, request.response_format, provider=self.id)
+
+    async def list_models(self, *, credential: Credential | None = None) -> list[ModelInfo]:
+        body = await self._send("GET", "/models", credential)
+        data = load_json_object(body, "the answer to GET /models", provider=self.id)
+        return parse_openai_models(data, provider=self.id)
+
+    async def count_tokens(
+        self, request: ChatRequest, *, credential: Credential | None = None
+    ) -> TokenCount:
+        raise PalyraError.of(
+            FailureClass.UNSUPPORTED_CAPABILITY,
+            f'provider "{self.id}" (kind {self.kind}) has no token-counting API; estimate '
+            f"{request.model!r} locally with palyra.providers.tokens instead",
+            provider=self.id,
+            model=request.model,
+        )
+
+    async def aclose(self) -> None:
+        """The HTTP client is injected and shared; whoever created it closes it."""

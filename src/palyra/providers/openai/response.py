@@ -1,0 +1,193 @@
+"""OpenAI answers -> neutral types: chat completions, usage, finish reasons, embeddings, models."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from palyra.model import (
+    ChatResponse,
+    EmbeddingResponse,
+    FailureClass,
+    FinishReason,
+    ModelInfo,
+    PalyraError,
+    ToolCallPart,
+    Usage,
+)
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def malformed(message: str, *, provider: str | None = None) -> PalyraError:
+    where = provider or "openai"
+    return PalyraError.of(FailureClass.MALFORMED_RESPONSE, f"{where}: {message}", provider=provider)
+
+
+def load_json_object(body: bytes, what: str, *, provider: str | None = None) -> dict[str, Any]:
+    """Parse an upstream body that must be a JSON object, or fail as a malformed response."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise malformed(f"{what} is not valid JSON ({exc})", provider=provider) from exc
+    if not isinstance(value, dict):
+        raise malformed(f"{what} is JSON but not an object", provider=provider)
+    return value
+
+
+def finish_reason(reason: object, *, has_tool_calls: bool) -> FinishReason:
+    """The neutral finish reason; unknown or missing ones fall back on what the answer holds."""
+    if isinstance(reason, str) and reason in FINISH_REASONS:
+        return FINISH_REASONS[reason]
+    return "tool_calls" if has_tool_calls else "stop"
+
+
+def _count(data: Mapping[str, Any] | None, key: str) -> int:
+    value = data.get(key) if isinstance(data, Mapping) else None
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
+    """Provider usage; ``prompt_tokens`` already includes the cached part."""
+    return Usage(
+        input_tokens=_count(usage, "prompt_tokens"),
+        output_tokens=_count(usage, "completion_tokens"),
+        cached_input_tokens=_count(usage.get("prompt_tokens_details"), "cached_tokens"),
+        reasoning_tokens=_count(usage.get("completion_tokens_details"), "reasoning_tokens"),
+        source="provider",
+    )
+
+
+def content_text(content: object) -> str:
+    """Message text from a plain string or a list of text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") in ("text", "output_text")
+        )
+    return ""
+
+
+def _tool_calls(message: Mapping[str, Any], response_id: str) -> list[ToolCallPart]:
+    calls: list[ToolCallPart] = []
+    raw = message.get("tool_calls")
+    for position, call in enumerate(raw if isinstance(raw, list) else []):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            continue
+        calls.append(
+            ToolCallPart(
+                id=str(call.get("id") or f"call_{response_id}_{position}"),
+                name=str(function.get("name") or ""),
+                arguments=str(function.get("arguments") or "{}"),
+            )
+        )
+    legacy = message.get("function_call")
+    if not calls and isinstance(legacy, dict):
+        calls.append(
+            ToolCallPart(
+                id=f"call_{response_id}_0",
+                name=str(legacy.get("name") or ""),
+                arguments=str(legacy.get("arguments") or "{}"),
+            )
+        )
+    return calls
+
+
+def parse_openai_chat_response(
+    body: Mapping[str, Any], *, provider: str | None = None
+) -> ChatResponse:
+    """A whole chat completion; no usage in the body gives a zero usage marked ``estimated``."""
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise malformed("the chat completion has no choices", provider=provider)
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise malformed("the chat completion's first choice has no message", provider=provider)
+    response_id = str(body.get("id") or "")
+    calls = _tool_calls(message, response_id)
+    text = content_text(message.get("content")) or content_text(message.get("refusal"))
+    usage = body.get("usage")
+    created = body.get("created")
+    fingerprint = body.get("system_fingerprint")
+    return ChatResponse(
+        id=response_id,
+        model=str(body.get("model") or ""),
+        content=text,
+        tool_calls=calls,
+        finish_reason=finish_reason(choice.get("finish_reason"), has_tool_calls=bool(calls)),
+        usage=usage_from_openai(usage) if isinstance(usage, dict) else Usage(source="estimated"),
+        provider=provider,
+        created=created if isinstance(created, int) else None,
+        system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+    )
+
+
+def _vector(raw: object, position: int, provider: str | None) -> list[float]:
+    if isinstance(raw, str):
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except ValueError as exc:
+            raise malformed(f"embedding {position} is not valid base64", provider=provider) from exc
+        if len(data) % 4:
+            raise malformed(
+                f"embedding {position} is {len(data)} bytes, not whole float32 values",
+                provider=provider,
+            )
+        return list(struct.unpack(f"<{len(data) // 4}f", data))
+    if isinstance(raw, list) and all(isinstance(x, int | float) for x in raw):
+        return [float(x) for x in raw]
+    raise malformed(f"embedding {position} is neither a float list nor base64", provider=provider)
+
+
+def parse_openai_embeddings_response(
+    body: Mapping[str, Any], *, provider: str | None = None
+) -> EmbeddingResponse:
+    """Vectors in input order (by ``index``), base64 float32 decoded to floats."""
+    data = body.get("data")
+    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+        raise malformed("the embeddings answer has no data list", provider=provider)
+    ordered = sorted(enumerate(data), key=lambda item: (item[1].get("index", item[0]), item[0]))
+    vectors = [_vector(d.get("embedding"), i, provider) for i, d in ordered]
+    usage = body.get("usage")
+    return EmbeddingResponse(
+        model=str(body.get("model") or ""),
+        vectors=vectors,
+        usage=usage_from_openai(usage) if isinstance(usage, dict) else Usage(source="estimated"),
+    )
+
+
+def parse_openai_models(body: Mapping[str, Any], *, provider: str) -> list[ModelInfo]:
+    """``GET /models``: ids, owners and creation times (capabilities come from config)."""
+    data = body.get("data")
+    if not isinstance(data, list):
+        raise malformed("the models answer has no data list", provider=provider)
+    models: list[ModelInfo] = []
+    for entry in data:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            continue
+        created = entry.get("created")
+        owner = entry.get("owned_by")
+        models.append(
+            ModelInfo(
+                id=entry["id"],
+                provider=provider,
+                owned_by=owner if isinstance(owner, str) else None,
+                created=created if isinstance(created, int) else None,
+            )
+        )
+    return models
