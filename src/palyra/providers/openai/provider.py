@@ -37,7 +37,7 @@ from palyra.providers.openai.response import (
 )
 from palyra.providers.openai.stream import OpenAIStreamParser
 from palyra.providers.openai.transcription import parse_openai_transcription
-from palyra.providers.sse import aiter_sse
+from palyra.providers.sse import SSEDecoder
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -137,7 +137,10 @@ class OpenAIProvider:
     async def stream_chat(
         self, request: ChatRequest, *, credential: Credential | None = None
     ) -> AsyncIterator[StreamEvent]:
-        """Yields each event as its SSE event completes; nothing is buffered."""
+        """Yields each event as its SSE event completes; nothing is buffered.
+
+        An event left without its closing blank line means the upstream was cut off mid-event.
+        """
         headers = {
             **self._headers(credential, "text/event-stream"),
             "content-type": "application/json",
@@ -152,25 +155,31 @@ class OpenAIProvider:
             ) as response:
                 if not 200 <= response.status_code < 300:
                     self._check(response, await response.aread(), request.model)
-                async for sse in aiter_sse(response.aiter_bytes()):
-                    for event in parser.feed(sse.data):
-                        yield event
+                decoder = SSEDecoder()
+                async for raw in response.aiter_bytes():
+                    for sse in decoder.feed(raw):
+                        for event in parser.feed(sse.data):
+                            yield event
                     if parser.done:
                         return
+                if decoder.flush() and parser.started:
+                    raise self._interrupted(request, "in the middle of an event")
                 for event in parser.finish():
                     yield event
         except httpx2.TransportError as exc:
             if parser.started:
-                raise PalyraError.of(
-                    FailureClass.STREAM_INTERRUPTED,
-                    f"{self.id}: the stream broke after it started ({type(exc).__name__}); "
-                    "the answer is incomplete",
-                    provider=self.id,
-                    model=request.model,
-                ) from exc
+                raise self._interrupted(request, f"({type(exc).__name__})") from exc
             raise PalyraError(
                 classify_transport_error(exc, provider=self.id, model=request.model)
             ) from exc
+
+    def _interrupted(self, request: ChatRequest, how: str) -> PalyraError:
+        return PalyraError.of(
+            FailureClass.STREAM_INTERRUPTED,
+            f"{self.id}: the stream broke after it started {how}; the answer is incomplete",
+            provider=self.id,
+            model=request.model,
+        )
 
     async def embed(
         self, request: EmbeddingRequest, *, credential: Credential | None = None
