@@ -357,3 +357,39 @@ async def test_count_tokens_is_unsupported_with_a_way_out(provider: OpenAIProvid
         await provider.count_tokens(REQUEST)
     assert info.value.envelope.failure_class is FailureClass.UNSUPPORTED_CAPABILITY
     assert '"oai"' in str(info.value) and "estimate" in str(info.value)
+
+
+async def test_connection_dropped_mid_stream_is_interrupted(client: httpx2.AsyncClient) -> None:
+    """A raw server sends one chunk of a chunked body, then closes the socket."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += conn.recv(65536)
+            head_end = received.index(b"\r\n\r\n") + 4
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in received[:head_end].lower().split(b"\r\n")
+                if line.startswith(b"content-length:")
+            )
+            while len(received) < head_end + length:  # read it all: unread bytes would RST
+                received += conn.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            conn.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+            conn.sendall(f"{len(FIRST):x}\r\n".encode() + FIRST + b"\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    provider = OpenAIProvider("oai", f"http://127.0.0.1:{port}/v1", client, api_key=KEY)
+    events = []
+    with pytest.raises(PalyraError) as info:
+        async for event in provider.stream_chat(REQUEST):
+            events.append(event)
+    thread.join(timeout=3)
+    listener.close()
+    assert isinstance(events[0], MessageStart)
+    assert info.value.envelope.failure_class is FailureClass.STREAM_INTERRUPTED
