@@ -303,9 +303,24 @@ class RunningServer:
             "127.0.0.1", 0, build_app(state), threaded=True, request_handler=_QuietHandler
         )
         state.base_url = f"http://127.0.0.1:{self._http.server_port}"
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
         self._http.shutdown()
         self._thread.join(timeout=5)
+
+
+REDIRECT_URI = "http://127.0.0.1:7142/console/v1/auth/providers/openai/callback"
+
+
+async def browse(client: Any, authorization_url: str) -> dict[str, str]:
+    """What a browser does after the user consents: GET the authorize URL, follow nothing,
+    and return the query of the redirect back to Palyra."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    response = await client.get(authorization_url, follow_redirects=False)
+    assert response.status_code == 302, response.text
+    return dict(parse_qsl(urlsplit(response.headers["location"]).query))
