@@ -11,6 +11,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from palyra.auth.policy import effective_health
 from palyra.auth.records import GLOBAL_SCOPE, AuthProfileRecord, OAuthRefs, ProfileHealth
 from palyra.auth.registry import AuthProfileRegistry
@@ -117,7 +119,7 @@ class ProfileCredentialSource:
                 await self.registry.record_success(profile_id)
             else:
                 await self.registry.record_failure(profile_id, envelope)
-        except (PalyraError, OSError) as exc:
+        except (PalyraError, OSError, SQLAlchemyError) as exc:
             log.warning(
                 "could not record the outcome for auth profile %s (provider %s): %s",
                 profile_id,

@@ -1,0 +1,204 @@
+"""ProfileCredentialSource: what routing gets for a provider, and how reports change profiles."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from palyra.auth import (
+    ApiKeyRefs,
+    AuthProfileRecord,
+    AuthProfileRegistry,
+    OAuthRefs,
+    ProfileHealth,
+    secret_ref,
+)
+from palyra.auth.credentials import ProfileCredentialSource
+from palyra.config.schema import ProviderConfig
+from palyra.model import ErrorEnvelope, FailureClass, PalyraError
+from palyra.store import open_store
+from palyra.vault import KeyResolver, Vault
+
+
+class WallClock:
+    t = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+async def registry(tmp_path: Path) -> AsyncIterator[AuthProfileRegistry]:
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path}/palyra.db")
+    key = base64.b64encode(os.urandom(32)).decode()
+    vault = await Vault.open(store, KeyResolver(tmp_path, environ={"PALYRA_VAULT_KEY": key}))
+    try:
+        yield AuthProfileRegistry(store, vault, WallClock())
+    finally:
+        await store.aclose()
+
+
+async def add_key(
+    registry: AuthProfileRegistry, pid: str, provider: str = "openai", scope: str = "global"
+) -> None:
+    now = registry.now()
+    await registry.create(
+        AuthProfileRecord(
+            profile_id=pid,
+            provider=provider,  # type: ignore[arg-type]
+            display_name=pid,
+            scope=scope,
+            credential=ApiKeyRefs(api_key_ref=str(secret_ref(pid, "api_key"))),
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    await registry.vault.put(secret_ref(pid, "api_key"), f"key-of-{pid}")
+
+
+async def add_oauth(registry: AuthProfileRegistry, pid: str, expires_in_s: float) -> None:
+    now = registry.now()
+    await registry.create(
+        AuthProfileRecord(
+            profile_id=pid,
+            provider="openai",
+            display_name=pid,
+            credential=OAuthRefs(
+                access_token_ref=str(secret_ref(pid, "access_token")),
+                refresh_token_ref=str(secret_ref(pid, "refresh_token")),
+                token_endpoint="https://auth.openai.com/oauth/token",
+                expires_at=now + timedelta(seconds=expires_in_s),
+            ),
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    await registry.vault.put(secret_ref(pid, "access_token"), f"stored-token-of-{pid}")
+    await registry.vault.put(secret_ref(pid, "refresh_token"), f"refresh-of-{pid}")
+
+
+def provider(**kw: object) -> ProviderConfig:
+    return ProviderConfig(id="openai-main", kind="openai", **kw)  # type: ignore[arg-type]
+
+
+async def test_named_profiles_in_config_order_skipping_unusable_ones(
+    registry: AuthProfileRegistry,
+) -> None:
+    for pid in ("a", "b", "c"):
+        await add_key(registry, pid)
+    await registry.record_failure("b", ErrorEnvelope.of(FailureClass.QUOTA_EXHAUSTED, "x"))
+    source = ProfileCredentialSource(registry)
+    creds = await source.credentials_for(
+        provider(auth_profile_id="c", auth_profile_ids=["b", "a"]), agent_id=None
+    )
+    assert [(c.profile_id, c.secret) for c in creds] == [("c", "key-of-c"), ("a", "key-of-a")]
+    assert "key-of" not in repr(creds)
+
+
+async def test_without_named_profiles_the_selection_order_is_used(
+    registry: AuthProfileRegistry,
+) -> None:
+    await add_key(registry, "global-1")
+    await add_key(registry, "ops-own", scope="agent:ops")
+    await add_key(registry, "claude", provider="anthropic")
+    source = ProfileCredentialSource(registry)
+    for_ops = await source.credentials_for(provider(), agent_id="ops")
+    assert [c.profile_id for c in for_ops] == ["ops-own", "global-1"]
+    assert [c.profile_id for c in await source.credentials_for(provider(), agent_id=None)] == [
+        "global-1"
+    ]
+    deterministic = ProviderConfig(id="d", kind="deterministic")
+    assert await source.credentials_for(deterministic, agent_id=None) == []
+
+
+async def test_nothing_usable_is_a_config_error_listing_every_reason(
+    registry: AuthProfileRegistry,
+) -> None:
+    await add_key(registry, "reauth")
+    await add_key(registry, "claude", provider="anthropic")
+    await add_key(registry, "dev-own", scope="agent:dev")
+    for _ in range(2):
+        await registry.record_failure("reauth", ErrorEnvelope.of(FailureClass.AUTH_INVALID, "x"))
+    await registry.vault.delete(secret_ref("claude", "api_key"))
+    source = ProfileCredentialSource(registry)
+    config = provider(auth_profile_ids=["reauth", "claude", "dev-own", "ghost"])
+    with pytest.raises(PalyraError) as caught:
+        await source.credentials_for(config, agent_id="ops")
+    message = caught.value.envelope.message
+    assert caught.value.failure_class is FailureClass.CONFIG
+    assert message.startswith("provider 'openai-main' has no usable auth profile (reauth: needs")
+    assert "claude: it is a anthropic profile, not openai" in message
+    assert "dev-own: scoped to agent:dev, not usable for agent ops" in message
+    assert "ghost: no such profile; create it with: palyra auth openai api-key --profile ghost" in (
+        message
+    )
+
+
+async def test_api_key_reference_wins_and_is_resolved_per_call(
+    registry: AuthProfileRegistry,
+) -> None:
+    source = ProfileCredentialSource(registry, environ={"OPENAI_KEY": "from-env"})
+    creds = await source.credentials_for(provider(api_key="env:OPENAI_KEY"), agent_id=None)
+    assert [(c.profile_id, c.secret) for c in creds] == [(None, "from-env")]
+
+
+async def test_expiring_oauth_profiles_are_refreshed_through_the_hook(
+    registry: AuthProfileRegistry,
+) -> None:
+    await add_oauth(registry, "fresh", expires_in_s=3600)
+    await add_oauth(registry, "soon", expires_in_s=60)
+    refreshed: list[str] = []
+
+    async def refresher(profile_id: str) -> str:
+        refreshed.append(profile_id)
+        return f"new-token-of-{profile_id}"
+
+    source = ProfileCredentialSource(registry, refresher=refresher)
+    creds = await source.credentials_for(
+        provider(auth_profile_ids=["fresh", "soon"]), agent_id=None
+    )
+    assert [c.secret for c in creds] == ["stored-token-of-fresh", "new-token-of-soon"]
+    assert refreshed == ["soon"]
+
+
+async def test_a_failing_refresh_is_recorded_and_the_profile_skipped(
+    registry: AuthProfileRegistry,
+) -> None:
+    await add_oauth(registry, "dead", expires_in_s=-5)
+    await add_key(registry, "backup")
+
+    async def refresher(profile_id: str) -> str:
+        raise PalyraError.of(FailureClass.AUTH_INVALID, "invalid_grant")
+
+    source = ProfileCredentialSource(registry, refresher=refresher)
+    creds = await source.credentials_for(
+        provider(auth_profile_ids=["dead", "backup"]), agent_id=None
+    )
+    assert [c.profile_id for c in creds] == ["backup"]
+    dead = await registry.get("dead")
+    assert (dead.health, dead.last_error_category) == (
+        ProfileHealth.NEEDS_REAUTH,
+        "refresh:auth_invalid",
+    )
+    no_hook = ProfileCredentialSource(registry)
+    await registry.clear_cooldown("dead")
+    with pytest.raises(PalyraError, match="no refresher is configured"):
+        await no_hook.credentials_for(provider(auth_profile_id="dead"), agent_id=None)
+
+
+async def test_report_feeds_success_and_failure_and_never_raises(
+    registry: AuthProfileRegistry,
+) -> None:
+    await add_key(registry, "p")
+    source = ProfileCredentialSource(registry)
+    await source.report("openai-main", "p", ErrorEnvelope.of(FailureClass.RATE_LIMITED, "slow"))
+    assert (await registry.get("p")).health is ProfileHealth.COOLING_DOWN
+    await source.report("openai-main", "p", None)
+    assert (await registry.get("p")).health is ProfileHealth.OK
+    await source.report("openai-main", None, None)
+    await source.report("openai-main", "deleted", ErrorEnvelope.of(FailureClass.AUTH_INVALID, "x"))
