@@ -10,17 +10,32 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx2
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Flask, jsonify, request
 from werkzeug.serving import WSGIRequestHandler, make_server
+
+from palyra.auth import AuthProfileRegistry
+from palyra.auth.oauth import (
+    CallbackResult,
+    complete_openai_oauth_callback,
+    start_openai_oauth_attempt,
+)
+from palyra.auth.oauth_config import OpenAIOAuthConfig
+from palyra.store import Store
+from palyra.vault import KeyResolver, Vault
 
 
 @dataclass
@@ -129,6 +144,7 @@ class OAuthTestServer:
     fail_token_status: int | None = None
     omit_refresh_token: bool = False
     token_delay_s: float = 0.0
+    reuse_detection: bool = True
     # Counters and storage.
     token_hits: int = 0
     code_grants: int = 0
@@ -239,13 +255,13 @@ def build_app(state: OAuthTestServer) -> Flask:
                 found = state.tokens_by_refresh.get(refresh_token)
                 if found is None:
                     return None
-                if found.revoked:
+                if found.revoked and state.reuse_detection:
                     # Reuse of a rotated token: treat the whole family as stolen.
                     for token in state.tokens_by_refresh.values():
                         if token.family == found.family:
                             token.revoked = True
                     return None
-                return found
+                return None if found.revoked else found
 
         def authenticate_user(self, credential: Token) -> User:
             with state._lock:
@@ -324,3 +340,87 @@ async def browse(client: Any, authorization_url: str) -> dict[str, str]:
     response = await client.get(authorization_url, follow_redirects=False)
     assert response.status_code == 302, response.text
     return dict(parse_qsl(urlsplit(response.headers["location"]).query))
+
+
+@contextmanager
+def serving(**knobs: Any) -> Iterator[OAuthTestServer]:
+    """A running server for one test (``REDIRECT_URI`` registered)."""
+    state = OAuthTestServer(redirect_uris={REDIRECT_URI}, **knobs)
+    running = RunningServer(state)
+    try:
+        yield state
+    finally:
+        running.stop()
+
+
+SESSION = "console-session-1"
+
+
+class Clock:
+    """Injected wall clock (unix seconds) the tests move by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_900_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Env:
+    """Everything a sign-in needs, wired to one test server and one real store."""
+
+    server: OAuthTestServer
+    store: Store
+    vault: Vault
+    registry: AuthProfileRegistry
+    client: httpx2.AsyncClient
+    clock: Clock
+    config: OpenAIOAuthConfig
+
+    async def start(self, session: str = SESSION, profile_id: str | None = None) -> tuple[str, str]:
+        started = await start_openai_oauth_attempt(
+            self.store,
+            redirect_uri=REDIRECT_URI,
+            session_id=session,
+            config=self.config,
+            clock=self.clock,
+            profile_id=profile_id,
+        )
+        return started.attempt_id, started.authorization_url
+
+    async def callback(
+        self, query: dict[str, str], session: str | None = SESSION
+    ) -> CallbackResult:
+        return await complete_openai_oauth_callback(
+            self.store,
+            self.registry,
+            self.vault,
+            query=query,
+            session_id=session,
+            client=self.client,
+            clock=self.clock,
+        )
+
+    async def sign_in(self, profile_id: str = "openai-oauth") -> str:
+        """A whole successful sign-in; returns the profile id."""
+        _, url = await self.start(profile_id=profile_id)
+        result = await self.callback(await browse(self.client, url))
+        assert result.succeeded, result.message
+        return profile_id
+
+
+@asynccontextmanager
+async def oauth_env(server: OAuthTestServer, store: Store, tmp_path: Path) -> AsyncIterator[Env]:
+    clock = Clock()
+    key = base64.b64encode(os.urandom(32)).decode()
+    vault = await Vault.open(
+        store, KeyResolver(state_dir=tmp_path, environ={"PALYRA_VAULT_KEY": key}), clock=clock
+    )
+    config = OpenAIOAuthConfig.for_issuer(
+        server.base_url, client_id=server.client_id, validation_base_url=server.api_base_url
+    )
+    async with httpx2.AsyncClient() as client:
+        yield Env(
+            server, store, vault, AuthProfileRegistry(store, vault, clock), client, clock, config
+        )

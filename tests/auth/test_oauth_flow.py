@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import base64
 import logging
-import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx2
 import pytest
 import sqlalchemy as sa
-from oauth_server import REDIRECT_URI, OAuthTestServer, RunningServer, browse
+from oauth_server import (
+    REDIRECT_URI,
+    SESSION,
+    Env,
+    OAuthTestServer,
+    browse,
+    oauth_env,
+    serving,
+)
 
-from palyra.auth import AuthProfileRegistry, OAuthRefs, secret_ref
+from palyra.auth import OAuthRefs, secret_ref
 from palyra.auth.oauth import (
     OPENAI_OAUTH_CALLBACK_PATH,
-    complete_openai_oauth_callback,
     oauth_attempt_status,
     start_openai_oauth_attempt,
 )
@@ -27,84 +30,19 @@ from palyra.auth.oauth_config import OpenAIOAuthConfig
 from palyra.auth.pkce import digest
 from palyra.model import PalyraError
 from palyra.store import Store
-from palyra.vault import KeyResolver, SecretNotFound, Vault
-
-SESSION = "console-session-1"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_900_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Env:
-    server: OAuthTestServer
-    store: Store
-    vault: Vault
-    registry: AuthProfileRegistry
-    client: httpx2.AsyncClient
-    clock: Clock
-    config: OpenAIOAuthConfig
-
-    async def start(self, session: str = SESSION, profile_id: str | None = None) -> tuple[str, str]:
-        started = await start_openai_oauth_attempt(
-            self.store,
-            redirect_uri=REDIRECT_URI,
-            session_id=session,
-            config=self.config,
-            clock=self.clock,
-            profile_id=profile_id,
-        )
-        return started.attempt_id, started.authorization_url
-
-    async def callback(self, query: dict[str, str], session: str | None = SESSION):  # type: ignore[no-untyped-def]
-        return await complete_openai_oauth_callback(
-            self.store,
-            self.registry,
-            self.vault,
-            query=query,
-            session_id=session,
-            client=self.client,
-            clock=self.clock,
-        )
+from palyra.vault import SecretNotFound
 
 
 @pytest.fixture
 def oauth_server() -> Iterator[OAuthTestServer]:
-    state = OAuthTestServer(redirect_uris={REDIRECT_URI})
-    running = RunningServer(state)
-    try:
+    with serving() as state:
         yield state
-    finally:
-        running.stop()
 
 
 @pytest.fixture
 async def env(oauth_server: OAuthTestServer, store: Store, tmp_path: Path) -> AsyncIterator[Env]:
-    clock = Clock()
-    key = base64.b64encode(os.urandom(32)).decode()
-    vault = await Vault.open(
-        store, KeyResolver(state_dir=tmp_path, environ={"PALYRA_VAULT_KEY": key}), clock=clock
-    )
-    config = OpenAIOAuthConfig.for_issuer(
-        oauth_server.base_url,
-        client_id=oauth_server.client_id,
-        validation_base_url=oauth_server.api_base_url,
-    )
-    async with httpx2.AsyncClient() as client:
-        yield Env(
-            oauth_server,
-            store,
-            vault,
-            AuthProfileRegistry(store, vault, clock),
-            client,
-            clock,
-            config,
-        )
+    async with oauth_env(oauth_server, store, tmp_path) as opened:
+        yield opened
 
 
 async def _attempt_row(store: Store, attempt_id: str) -> dict[str, object]:

@@ -44,7 +44,8 @@ def check_endpoint(url: str, *, what: str) -> str:
     if problem:
         raise PalyraError.of(
             FailureClass.CONFIG,
-            f"OpenAI OAuth {what} {shown!r} {problem}; use e.g. {DEFAULT_TOKEN_ENDPOINT}",
+            f"OpenAI OAuth {what} {shown!r} {problem}; use an https URL (http only to "
+            "localhost or 127.0.0.1)",
         )
     return url.strip()
 
