@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from palyra.auth.policy import effective_health
 from palyra.auth.records import GLOBAL_SCOPE, AuthProfileRecord, OAuthRefs, ProfileHealth
 from palyra.auth.registry import AuthProfileRegistry
+from palyra.auth.selection import select_profile
 from palyra.config.schema import ProviderConfig
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
 from palyra.providers.base import Credential
@@ -56,12 +57,14 @@ class ProfileCredentialSource:
             return [Credential(secret)]
         named = provider.profile_ids()
         if named:
-            records = [await self.registry.find(pid) for pid in named]
+            found = await self.registry.find_many(named)
+            records = [found.get(pid) for pid in named]
         else:
-            selection = await self.registry.explain_selection(provider.kind, agent_id)
+            everyone = await self.registry.all(provider=provider.kind)
+            selection = select_profile(everyone, provider.kind, agent_id, self.registry.now())
             if not selection.candidates:
                 return []
-            by_id = {r.profile_id: r for r in await self.registry.all(provider=selection.provider)}
+            by_id = {r.profile_id: r for r in everyone}
             records = [by_id.get(pid) for pid in selection.usable_ids()]
             named = selection.usable_ids()
             if not named:

@@ -130,6 +130,16 @@ class AuthProfileRegistry:
             row = (await conn.execute(sa.select(auth_profiles).where(_c.profile_id == pid))).first()
         return _record(row) if row else None
 
+    async def find_many(self, profile_ids: Sequence[str]) -> dict[str, AuthProfileRecord]:
+        """The existing profiles among ``profile_ids`` by id, in one query (the hot path)."""
+        await self.migrate()
+        ids = [normalize_profile_id(p) for p in profile_ids]
+        async with self.store.connect() as conn:
+            rows = (
+                await conn.execute(sa.select(auth_profiles).where(_c.profile_id.in_(ids)))
+            ).all()
+        return {str(row.profile_id): _record(row) for row in rows}
+
     async def get(self, profile_id: str) -> AuthProfileRecord:
         record = await self.find(profile_id)
         if record is None:
