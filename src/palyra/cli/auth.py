@@ -380,3 +380,10 @@ __all__ = [
     "read_secret",
     "run_registry",
 ]
+
+
+# OpenAI OAuth sign-in and refresh live in their own module (palyra.cli.auth_oauth).
+from palyra.cli import auth_oauth  # noqa: E402
+
+openai_app.command("login")(auth_oauth.login)
+openai_app.command("refresh")(auth_oauth.refresh)
