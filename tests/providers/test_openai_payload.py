@@ -280,6 +280,18 @@ FIELD_CASES: list[tuple[str, dict[str, Any], OpenAIQuirks, dict[str, Any]]] = [
         {"tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
     ),
     (
+        "tool choice none without tools is omitted (OpenAI rejects it)",
+        {"tool_choice": "none"},
+        OpenAIQuirks(),
+        {"tool_choice": None, "tools": None},
+    ),
+    (
+        "tool choice auto without tools is omitted",
+        {"tool_choice": "auto", "parallel_tool_calls": True},
+        OpenAIQuirks(),
+        {"tool_choice": None, "parallel_tool_calls": None},
+    ),
+    (
         "parallel off",
         {"tools": [WEATHER], "parallel_tool_calls": False},
         OpenAIQuirks(),

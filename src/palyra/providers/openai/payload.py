@@ -160,8 +160,9 @@ def build_openai_chat_payload(
         payload["tools"] = [_tool(t, quirks) for t in request.tools]
         if request.parallel_tool_calls is not None and quirks.parallel_tool_calls:
             payload["parallel_tool_calls"] = request.parallel_tool_calls
-    if request.tool_choice is not None:
-        payload["tool_choice"] = _tool_choice(request.tool_choice)
+        # OpenAI rejects tool_choice without tools (400); without tools none/auto mean the same.
+        if request.tool_choice is not None:
+            payload["tool_choice"] = _tool_choice(request.tool_choice)
     if request.response_format is not None:
         fmt, instruction = _response_format(request.response_format, quirks)
         payload["response_format"] = fmt
