@@ -148,6 +148,24 @@ def test_finish_reason_mapping(wire: str | None, expected: str) -> None:
     assert parse_openai_chat_response(body).finish_reason == expected
 
 
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [("stop", "tool_calls"), ("length", "length"), ("content_filter", "content_filter")],
+)
+def test_forced_call_answered_with_stop_is_tool_calls_unless_cut_off(
+    wire: str, expected: str
+) -> None:
+    """OpenAI says ``stop`` for a named/required tool_choice call; ``length`` still wins."""
+    message = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        ],
+    }
+    assert parse_openai_chat_response(_with(message, wire)).finish_reason == expected
+
+
 def test_missing_finish_reason_with_calls_means_tool_calls() -> None:
     message = {
         "role": "assistant",

@@ -319,3 +319,22 @@ def test_one_event_split_mid_json_and_mid_utf8() -> None:
     assert first == []
     rest = [e for s in decoder.feed(raw[cut:]) for e in parser.feed(s.data)]
     assert TextDelta(text="Grüße 🚀") in rest
+
+
+def test_forced_call_streamed_with_stop_ends_as_tool_calls_like_the_whole_answer() -> None:
+    """The final chunk carries the last argument fragment and ``finish_reason: stop``."""
+    stream = [
+        chunk({"role": "assistant", "tool_calls": [tool_delta(0, id="call_a", name="f")]}),
+        chunk({"tool_calls": [tool_delta(0, args='{"n":')]}),
+        chunk({"tool_calls": [tool_delta(0, args="1}")]}, "stop"),
+        "[DONE]",
+    ]
+    events = run(stream)
+    assert events[-2:] == [ToolCallEnd(index=0), MessageEnd(finish_reason="tool_calls")]
+    streamed = StreamAccumulator().extend(events).response()
+    call = {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": '{"n":1}'}}
+    expected = parse_openai_chat_response(whole(None, [call], "stop"))
+    assert (streamed.tool_calls, streamed.finish_reason) == (
+        expected.tool_calls,
+        expected.finish_reason,
+    )

@@ -46,10 +46,16 @@ def load_json_object(body: bytes, what: str, *, provider: str | None = None) -> 
 
 
 def finish_reason(reason: object, *, has_tool_calls: bool) -> FinishReason:
-    """The neutral finish reason; unknown or missing ones fall back on what the answer holds."""
-    if isinstance(reason, str) and reason in FINISH_REASONS:
-        return FINISH_REASONS[reason]
-    return "tool_calls" if has_tool_calls else "stop"
+    """The neutral finish reason; unknown or missing ones fall back on what the answer holds.
+
+    OpenAI answers a forced call (named or ``required`` tool_choice) with ``stop`` beside the
+    calls; that is ``tool_calls`` here, or agent loops (and the Anthropic surface's ``tool_use``)
+    would miss them. ``length`` and ``content_filter`` win: a cut-off call is not a finished one.
+    """
+    mapped = FINISH_REASONS.get(reason) if isinstance(reason, str) else None
+    if mapped is None or mapped == "stop":
+        return "tool_calls" if has_tool_calls else "stop"
+    return mapped
 
 
 def _count(data: Mapping[str, Any] | None, key: str) -> int:
