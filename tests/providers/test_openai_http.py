@@ -281,6 +281,40 @@ async def test_stream_cut_after_start_is_interrupted(
     assert info.value.envelope.failure_class is FailureClass.STREAM_INTERRUPTED
 
 
+@pytest.mark.parametrize(
+    "tail",
+    [b"data: [DONE]\n", b"data: [DONE]", b"data: [DONE]\r\n"],
+    ids=["one-newline", "no-newline", "crlf"],
+)
+async def test_complete_stream_closed_without_the_last_blank_line_keeps_answer_and_usage(
+    httpserver_ipv4: HTTPServer, provider: OpenAIProvider, tail: bytes
+) -> None:
+    """Regression: this was stream_interrupted, dropping provider usage and forcing a failover."""
+    body = FIRST + b"".join(REST[:-1]) + tail
+    httpserver_ipv4.expect_request("/v1/chat/completions").respond_with_data(
+        body, content_type="text/event-stream"
+    )
+    events = [e async for e in provider.stream_chat(REQUEST)]
+    response = StreamAccumulator().extend(events).response()
+    assert (response.content, response.finish_reason, response.usage.source) == (
+        "Hello!",
+        "stop",
+        "provider",
+    )
+    assert response.usage.input_tokens == 9
+
+
+async def test_stream_cut_inside_its_first_event_is_a_connection_failure(
+    httpserver_ipv4: HTTPServer, provider: OpenAIProvider
+) -> None:
+    httpserver_ipv4.expect_request("/v1/chat/completions").respond_with_data(
+        b'data: {"id":"chatcmpl-1","choi', content_type="text/event-stream"
+    )
+    with pytest.raises(PalyraError) as info:
+        [e async for e in provider.stream_chat(REQUEST)]
+    assert info.value.envelope.failure_class is FailureClass.CONNECTION
+
+
 async def test_empty_stream_is_a_connection_failure(
     httpserver_ipv4: HTTPServer, provider: OpenAIProvider
 ) -> None:

@@ -24,6 +24,7 @@ from palyra.model import (
     UsageEvent,
 )
 from palyra.providers.openai import OpenAIStreamParser, parse_openai_chat_response
+from palyra.providers.openai.stream import is_whole_payload
 from palyra.providers.sse import SSEDecoder
 
 BASE = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700, "model": "gpt-4o"}
@@ -338,3 +339,18 @@ def test_forced_call_streamed_with_stop_ends_as_tool_calls_like_the_whole_answer
         expected.tool_calls,
         expected.finish_reason,
     )
+
+
+@pytest.mark.parametrize(
+    ("data", "whole"),
+    [
+        ("[DONE]", True),
+        (" [DONE] ", True),
+        (chunk({}, "stop"), True),
+        ('{"id":"chatcmpl-1","choi', False),
+        ("[DONE", False),
+        ("", False),
+    ],
+)
+def test_is_whole_payload_tells_a_cut_event_from_a_finished_one(data: str, whole: bool) -> None:
+    assert is_whole_payload(data) is whole

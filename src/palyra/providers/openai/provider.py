@@ -35,7 +35,7 @@ from palyra.providers.openai.response import (
     parse_openai_embeddings_response,
     parse_openai_models,
 )
-from palyra.providers.openai.stream import OpenAIStreamParser
+from palyra.providers.openai.stream import OpenAIStreamParser, is_whole_payload
 from palyra.providers.openai.transcription import parse_openai_transcription
 from palyra.providers.sse import SSEDecoder
 
@@ -139,7 +139,8 @@ class OpenAIProvider:
     ) -> AsyncIterator[StreamEvent]:
         """Yields each event as its SSE event completes; nothing is buffered.
 
-        An event left without its closing blank line means the upstream was cut off mid-event.
+        A last event without its closing blank line still counts when its payload is whole;
+        one cut mid-payload means the upstream was cut off.
         """
         headers = {
             **self._headers(credential, "text/event-stream"),
@@ -162,8 +163,13 @@ class OpenAIProvider:
                             yield event
                     if parser.done:
                         return
-                if decoder.flush() and parser.started:
-                    raise self._interrupted(request, "in the middle of an event")
+                for sse in decoder.flush():
+                    if not is_whole_payload(sse.data):
+                        if parser.started:
+                            raise self._interrupted(request, "in the middle of an event")
+                        break  # nothing usable arrived: finish() reports the connection
+                    for event in parser.feed(sse.data):
+                        yield event
                 for event in parser.finish():
                     yield event
         except httpx2.TransportError as exc:

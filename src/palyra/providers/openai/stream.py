@@ -27,6 +27,21 @@ from palyra.providers.openai.response import finish_reason, malformed, usage_fro
 DONE = "[DONE]"
 
 
+def is_whole_payload(data: str) -> bool:
+    """Whether an event the byte stream ended inside still carries a whole payload.
+
+    A server may close right after ``data: [DONE]`` (or a last chunk) without the blank line;
+    that answer is complete. A payload cut mid-JSON is not.
+    """
+    if data.strip() == DONE:
+        return True
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
 @dataclass
 class _Call:
     """One streamed tool call; fragments that come before its name wait in ``pending``."""
