@@ -1,4 +1,8 @@
-"""The one table from a provider ``kind`` to the code that builds it; a new provider is one entry."""
+"""The one table from a provider ``kind`` to the code that builds it; a new provider is one entry.
+
+A provider's static ``api_key`` is never handed to the provider here: credentials come per call
+from routing's ``CredentialSource``, so rotating a key or a profile needs no rebuild.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +12,138 @@ import httpx2
 
 from palyra.config.schema import ProviderConfig
 from palyra.model import FailureClass, PalyraError
+from palyra.providers.anthropic import DEFAULT_ANTHROPIC_BASE_URL, AnthropicProvider
 from palyra.providers.base import ModelProvider
 from palyra.providers.deterministic import DeterministicProvider
+from palyra.providers.openai import DEFAULT_OPENAI_BASE_URL, OpenAIProvider
+from palyra.providers.openai_compatible import OpenAICompatibleProvider, quirks_from_names
+from palyra.providers.upstream_guard import check_base_url, make_upstream_client
 
 ProviderFactory = Callable[[ProviderConfig, httpx2.AsyncClient | None], ModelProvider]
 
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "anthropic": DEFAULT_ANTHROPIC_BASE_URL,
+    "openai": DEFAULT_OPENAI_BASE_URL,
+}
+LOCAL_KINDS = frozenset({"deterministic"})
+
+
+def _where(cfg: ProviderConfig) -> str:
+    return f'provider "{cfg.id}" (kind {cfg.kind})'
+
+
+def base_url_of(cfg: ProviderConfig) -> str:
+    """The URL a provider talks to: its ``base_url``, else the kind's public API."""
+    if cfg.base_url:
+        return cfg.base_url
+    default = DEFAULT_BASE_URLS.get(cfg.kind)
+    if default is None:
+        raise PalyraError.of(
+            FailureClass.CONFIG,
+            f"{_where(cfg)} has no base_url; set base_url to the server's OpenAI-style API root "
+            '(e.g. "http://127.0.0.1:11434/v1") in [[model_provider.providers]] of palyra.toml',
+            provider=cfg.id,
+        )
+    return default
+
+
+def _no_quirks(cfg: ProviderConfig) -> None:
+    if cfg.quirks:
+        raise PalyraError.of(
+            FailureClass.CONFIG,
+            f"{_where(cfg)} sets quirks {cfg.quirks}, which only apply to kind "
+            "openai_compatible; remove quirks or change the kind in palyra.toml",
+            provider=cfg.id,
+        )
+
+
+def _client(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> httpx2.AsyncClient:
+    if client is None:
+        raise PalyraError.of(
+            FailureClass.INTERNAL,
+            f"{_where(cfg)} needs an upstream HTTP client; build providers with "
+            "palyra.routing.assembly.build_runtime (or pass upstream_client_for(cfg, ...))",
+            provider=cfg.id,
+        )
+    return client
+
 
 def _deterministic(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProvider:
+    _no_quirks(cfg)
     return DeterministicProvider(id=cfg.id)
+
+
+def _anthropic(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProvider:
+    _no_quirks(cfg)
+    return AnthropicProvider(
+        id=cfg.id,
+        base_url=base_url_of(cfg),
+        client=_client(cfg, client),
+        anthropic_version=cfg.anthropic_version,
+        headers=dict(cfg.headers),
+    )
+
+
+def _openai(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProvider:
+    _no_quirks(cfg)
+    return OpenAIProvider(
+        id=cfg.id, base_url=base_url_of(cfg), client=_client(cfg, client), headers=dict(cfg.headers)
+    )
+
+
+def _openai_compatible(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProvider:
+    try:
+        quirks = quirks_from_names(cfg.quirks, where=f'provider "{cfg.id}" quirks')
+    except ValueError as exc:
+        raise PalyraError.of(
+            FailureClass.CONFIG,
+            f"{exc}; fix quirks in [[model_provider.providers]] of palyra.toml",
+            provider=cfg.id,
+        ) from None
+    return OpenAICompatibleProvider(
+        id=cfg.id,
+        base_url=base_url_of(cfg),
+        client=_client(cfg, client),
+        headers=dict(cfg.headers),
+        quirks=quirks,
+    )
 
 
 PROVIDER_FACTORIES: dict[str, ProviderFactory] = {
     "deterministic": _deterministic,
+    "anthropic": _anthropic,
+    "openai": _openai,
+    "openai_compatible": _openai_compatible,
 }
 
 
+def needs_client(cfg: ProviderConfig) -> bool:
+    """Whether this provider talks HTTP (and so gets its own pooled client)."""
+    return cfg.kind not in LOCAL_KINDS
+
+
+def upstream_client_for(cfg: ProviderConfig, *, timeout_s: float) -> httpx2.AsyncClient:
+    """A pooled, address-guarded client for one provider, after its base URL passed the check.
+
+    The caller owns the client and closes it; providers never close injected clients.
+    """
+    check_base_url(base_url_of(cfg), allow_private=cfg.allow_private_base_url, provider_id=cfg.id)
+    return make_upstream_client(
+        allow_private=cfg.allow_private_base_url, timeout_s=timeout_s, provider_id=cfg.id
+    )
+
+
 def build_provider(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProvider:
-    """The provider for one ``[[model_provider.providers]]`` entry, or a ``config`` error."""
+    """The provider for one ``[[model_provider.providers]]`` entry, or a ``config`` error.
+
+    ``client`` is required for every kind but ``deterministic``; see :func:`upstream_client_for`.
+    """
     factory = PROVIDER_FACTORIES.get(cfg.kind)
     if factory is None:
         known = ", ".join(sorted(PROVIDER_FACTORIES))
         raise PalyraError.of(
             FailureClass.CONFIG,
-            f'provider "{cfg.id}" has kind "{cfg.kind}", which this build cannot run yet '
+            f'provider "{cfg.id}" has kind "{cfg.kind}", which this build cannot run '
             f"(available kinds: {known}); change its kind or remove it from "
             "[[model_provider.providers]] in palyra.toml",
             provider=cfg.id,
