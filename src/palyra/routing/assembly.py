@@ -1,0 +1,155 @@
+"""``build_runtime``: a ready ``Router`` and everything it leans on, from one ``PalyraConfig``.
+
+The daemon, the CLI and library users build routing the same way here, so a provider entry in
+palyra.toml means the same thing everywhere. Each HTTP provider gets its own pooled client
+(``palyra.providers.registry.upstream_client_for``); the runtime owns and closes them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import httpx2
+
+from palyra.config.schema import ModelProviderRegistryConfig, PalyraConfig, ProviderConfig
+from palyra.model import FailureClass, PalyraError
+from palyra.providers.base import ModelProvider
+from palyra.providers.registry import build_provider, needs_client, upstream_client_for
+from palyra.routing.breaker import BreakerStore, CircuitBreakers, InMemoryBreakerStore
+from palyra.routing.clock import Clock, SystemClock
+from palyra.routing.config_credentials import ConfigCredentialSource
+from palyra.routing.health import HealthTracker
+from palyra.routing.leases import LeaseManager
+from palyra.routing.registry import ModelRegistry
+from palyra.routing.router import CredentialSource, Router
+from palyra.vault import Vault
+
+ClientFactory = Callable[[ProviderConfig, float], httpx2.AsyncClient]
+"""``(provider config, timeout in seconds) -> client``; tests may inject their own."""
+
+
+def _default_client(cfg: ProviderConfig, timeout_s: float) -> httpx2.AsyncClient:
+    return upstream_client_for(cfg, timeout_s=timeout_s)
+
+
+@dataclass
+class Runtime:
+    """A router with its registry, providers, breakers, leases and health; ``aclose`` when done."""
+
+    config: PalyraConfig
+    registry: ModelRegistry
+    providers: dict[str, ModelProvider]
+    credentials: CredentialSource
+    breakers: CircuitBreakers
+    leases: LeaseManager
+    health: HealthTracker
+    clock: Clock
+    router: Router
+    clients: dict[str, httpx2.AsyncClient] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> ModelProviderRegistryConfig:
+        return self.config.model_provider
+
+    def provider_config(self, provider_id: str) -> ProviderConfig:
+        return self.registry.provider(provider_id)
+
+    async def aclose(self) -> None:
+        """Close providers, then the HTTP clients this runtime created for them."""
+        for provider in self.providers.values():
+            await provider.aclose()
+        await _close_clients(self.clients)
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def _close_clients(clients: dict[str, httpx2.AsyncClient]) -> None:
+    for client in clients.values():
+        await client.aclose()
+    clients.clear()
+
+
+def _check_models(mp: ModelProviderRegistryConfig) -> None:
+    known = {p.id for p in mp.providers}
+    for model in mp.models:
+        if model.provider not in known:
+            raise PalyraError.of(
+                FailureClass.CONFIG,
+                f'model "{model.id}" names provider "{model.provider}", which does not exist '
+                f"(known: {', '.join(sorted(known)) or 'none'}); fix [[model_provider.models]] "
+                "in palyra.toml",
+            )
+
+
+def build_runtime(
+    config: PalyraConfig,
+    *,
+    breaker_store: BreakerStore | None = None,
+    vault: Vault | None = None,
+    credentials: CredentialSource | None = None,
+    profiles: CredentialSource | None = None,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    client_factory: ClientFactory = _default_client,
+) -> Runtime:
+    """Everything routing needs, built from ``config``; raises ``PalyraError`` (``config``).
+
+    ``credentials`` replaces the default :class:`ConfigCredentialSource` entirely; ``profiles``
+    is the auth-profile source that default source falls back to. Nothing is left open when
+    building fails part-way.
+    """
+    mp = config.model_provider
+    _check_models(mp)
+    registry = ModelRegistry.from_config(mp)
+    clock = clock or SystemClock()
+    clients: dict[str, httpx2.AsyncClient] = {}
+    providers: dict[str, ModelProvider] = {}
+    try:
+        for pcfg in mp.providers:
+            client = None
+            if needs_client(pcfg):
+                timeout_s = (pcfg.timeout_ms or mp.request_timeout_ms) / 1000
+                client = clients[pcfg.id] = client_factory(pcfg, timeout_s)
+            providers[pcfg.id] = build_provider(pcfg, client)
+    except BaseException:
+        clients.clear()  # none has made a request yet, so no connection is left open
+        raise
+    source = credentials or ConfigCredentialSource(vault, profiles=profiles, clock=clock)
+    breakers = CircuitBreakers(mp.breaker, breaker_store or InMemoryBreakerStore(), clock)
+    leases = LeaseManager(clock)
+    health = HealthTracker()
+    router = Router(
+        registry,
+        providers,
+        source,
+        mp,
+        clock,
+        rng or random.Random(),
+        breakers,
+        leases,
+        health,
+    )
+    return Runtime(
+        config=config,
+        registry=registry,
+        providers=providers,
+        credentials=source,
+        breakers=breakers,
+        leases=leases,
+        health=health,
+        clock=clock,
+        router=router,
+        clients=clients,
+    )

@@ -1,0 +1,125 @@
+"""``ConfigCredentialSource``: credentials from palyra.toml ``api_key`` refs, then auth profiles.
+
+A provider's ``api_key`` reference (``env:``, ``vault:``, ``file:``) is resolved per call and the
+value kept in memory for a few seconds only, so a burst of requests reads the vault once while a
+rotated key is picked up quickly. Providers that name auth profiles are handed to an inner source
+(``palyra.auth.credentials.ProfileCredentialSource`` or any other ``CredentialSource``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from palyra.config.schema import ProviderConfig
+from palyra.model import ErrorEnvelope, FailureClass, PalyraError
+from palyra.providers.base import Credential
+from palyra.routing.clock import Clock, SystemClock
+from palyra.routing.router import CredentialSource
+from palyra.vault import Vault, resolve_secret_ref
+
+DEFAULT_CACHE_TTL_S = 30.0
+# Kinds whose public APIs always need a key; a compatible local server may need none.
+KEYED_KINDS = frozenset({"openai", "anthropic"})
+# Failures that say the cached key itself is wrong, so the next call must read it afresh.
+STALE_KEY = frozenset({FailureClass.AUTH_INVALID, FailureClass.AUTH_EXPIRED})
+
+
+@dataclass(slots=True)
+class _Cached:
+    secret: str = field(repr=False)
+    expires_at: float
+
+
+class ConfigCredentialSource:
+    """The ``CredentialSource`` a daemon built from palyra.toml uses (see the module docstring).
+
+    Order per provider: its ``api_key`` ref; else its auth profiles through ``profiles``; else,
+    with ``profiles``, whatever that source selects for the provider's kind; else no credential
+    (fine for local servers, a ``config`` error for openai and anthropic).
+    """
+
+    def __init__(
+        self,
+        vault: Vault | None = None,
+        *,
+        profiles: CredentialSource | None = None,
+        clock: Clock | None = None,
+        cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._vault = vault
+        self._profiles = profiles
+        self._clock = clock or SystemClock()
+        self._ttl_s = cache_ttl_s
+        self._environ = environ
+        self._cache: dict[tuple[str, str], _Cached] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"ConfigCredentialSource(cached={len(self._cache)}, profiles={self._profiles!r})"
+
+    async def credentials_for(
+        self, provider: ProviderConfig, *, agent_id: str | None
+    ) -> list[Credential]:
+        if provider.kind == "deterministic":
+            return []
+        if provider.api_key:
+            return [Credential(await self._api_key(provider, provider.api_key))]
+        if self._profiles is not None:
+            return await self._profiles.credentials_for(provider, agent_id=agent_id)
+        if provider.profile_ids():
+            raise PalyraError.of(
+                FailureClass.CONFIG,
+                f'provider "{provider.id}" uses auth profiles '
+                f"({', '.join(provider.profile_ids())}) but no profile store is open here; run "
+                "this where the Palyra store is available, or set api_key to an env:, vault: or "
+                "file: reference in [[model_provider.providers]] of palyra.toml",
+                provider=provider.id,
+            )
+        if provider.kind in KEYED_KINDS:
+            raise PalyraError.of(
+                FailureClass.CONFIG,
+                f'provider "{provider.id}" (kind {provider.kind}) has no credential; set '
+                'api_key = "env:NAME" (or vault:/file:) or auth_profile_id in '
+                "[[model_provider.providers]] of palyra.toml",
+                provider=provider.id,
+            )
+        return []
+
+    async def _api_key(self, provider: ProviderConfig, ref: str) -> str:
+        key = (provider.id, ref)
+        cached = self._cache.get(key)
+        if cached is not None and cached.expires_at > self._clock.now():
+            return cached.secret
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one resolution per key, however many callers arrive at once
+            cached = self._cache.get(key)
+            if cached is not None and cached.expires_at > self._clock.now():
+                return cached.secret
+            try:
+                secret = await resolve_secret_ref(ref, self._vault, environ=self._environ)
+            except PalyraError as exc:
+                raise PalyraError.of(
+                    FailureClass.CONFIG,
+                    f'provider "{provider.id}" api_key: {exc.envelope.message}',
+                    provider=provider.id,
+                ) from None
+            self._cache[key] = _Cached(secret, self._clock.now() + self._ttl_s)
+            return secret
+
+    def forget(self, provider_id: str) -> None:
+        """Drop the cached keys of one provider, so the next call reads its ref again."""
+        for key in [k for k in self._cache if k[0] == provider_id]:
+            del self._cache[key]
+
+    async def report(
+        self, provider_id: str, profile_id: str | None, envelope: ErrorEnvelope | None
+    ) -> None:
+        if profile_id is None:
+            if envelope is not None and envelope.failure_class in STALE_KEY:
+                self.forget(provider_id)
+            return
+        if self._profiles is not None:
+            await self._profiles.report(provider_id, profile_id, envelope)
