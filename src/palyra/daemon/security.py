@@ -1,0 +1,177 @@
+"""Who may call which route: the route policy, and the authenticator that checks bearer tokens.
+
+Route policy (``required_access``): ``/healthz`` and the OpenAI OAuth callback are open; the
+console (``/console/v1``) takes admin tokens only; ``/metrics`` takes a client or an admin token
+(a Prometheus scraper needs no console powers, and the figures hold no secrets); everything else,
+``/v1`` and unknown paths alike, takes client tokens only.
+
+Validated tokens are cached in memory for ``cache_ttl_s`` (30 s by default), so the hot path does
+no database query per request. A token revoked with ``palyra token revoke`` is therefore refused
+by a running daemon within that TTL, not instantly.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
+from palyra.daemon.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore, hash_token
+from palyra.store import Store, open_store
+
+DEFAULT_CACHE_TTL_S = 30.0
+MAX_CACHED_TOKENS = 4096
+OPEN_PATHS = frozenset({"/healthz", OPENAI_OAUTH_CALLBACK_PATH})
+CONSOLE_PREFIX = "/console/v1"
+ANTHROPIC_PREFIX = "/v1/messages"
+
+
+class Access(StrEnum):
+    OPEN = "open"
+    CLIENT = "client"
+    ADMIN = "admin"
+    CLIENT_OR_ADMIN = "client or admin"
+
+
+def required_access(path: str) -> Access:
+    """The token a path needs; anything not listed needs a client token (deny by default)."""
+    if path in OPEN_PATHS:
+        return Access.OPEN
+    if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
+        return Access.ADMIN
+    if path == "/metrics":
+        return Access.CLIENT_OR_ADMIN
+    return Access.CLIENT
+
+
+def admits(access: Access, kind: TokenKind) -> bool:
+    if access is Access.OPEN or access is Access.CLIENT_OR_ADMIN:
+        return True
+    return access.value == kind.value
+
+
+def is_anthropic_path(path: str) -> bool:
+    return path == ANTHROPIC_PREFIX or path.startswith(ANTHROPIC_PREFIX + "/")
+
+
+def presented_tokens(path: str, headers: Mapping[str, str]) -> list[str]:
+    """The tokens a request offers: a bearer token, and ``x-api-key`` on Anthropic routes only."""
+    found = []
+    scheme, _, value = headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        found.append(value.strip())
+    api_key = headers.get("x-api-key", "").strip()
+    if api_key and is_anthropic_path(path):
+        found.append(api_key)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request is: the token's kind and, for stored tokens, its id and name."""
+
+    kind: TokenKind
+    source: str  # "store" or "config"
+    token_id: str | None = None
+    name: str | None = None
+
+    def public_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind.value,
+            "source": self.source,
+            "token_id": self.token_id,
+            "name": self.name,
+        }
+
+
+class Authenticator:
+    """Checks tokens against fixed ones (from ``[daemon] client_tokens``) and the token store.
+
+    Comparisons are ``hmac.compare_digest`` over SHA-256 digests, so no prefix of a valid token
+    can be found by timing; the store is queried by digest, whose index timing says nothing
+    about the token because the digest cannot be inverted.
+    """
+
+    def __init__(
+        self,
+        *,
+        store_url: str | None = None,
+        state_dir: Path | None = None,
+        fixed_tokens: Mapping[str, TokenKind] | None = None,
+        clock: Callable[[], float] = time.time,
+        cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+    ) -> None:
+        self._store_url = store_url
+        self._state_dir = state_dir
+        self._fixed = [(hash_token(t), kind) for t, kind in (fixed_tokens or {}).items()]
+        self._clock = clock
+        self._ttl = cache_ttl_s
+        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._store: Store | None = None
+        self.tokens: TokenStore | None = None
+
+    async def start(self) -> None:
+        """Open the token store (in the serving event loop) when one is configured."""
+        if self._store_url is not None and self._store is None:
+            self._store = await open_store(
+                self._store_url, state_dir=self._state_dir, migrations=(TOKENS_SCHEMA,)
+            )
+            self.tokens = TokenStore(self._store, clock=self._clock)
+
+    async def aclose(self) -> None:
+        if self._store is not None:
+            await self._store.aclose()
+            self._store = None
+            self.tokens = None
+
+    def forget_all(self) -> None:
+        """Drop the cache, so revocations take effect on the next request."""
+        self._cache.clear()
+
+    async def authenticate(self, token: str) -> Principal | None:
+        """The principal a token belongs to, or None for an unknown, expired or revoked token."""
+        digest = hash_token(token)
+        now = self._clock()
+        cached = self._cache.get(digest)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        principal, valid_until = await self._validate(digest, now)
+        if principal is None:
+            self._cache.pop(digest, None)
+            return None
+        if len(self._cache) >= MAX_CACHED_TOKENS:
+            self._cache.clear()
+        self._cache[digest] = (principal, min(valid_until, now + self._ttl))
+        return principal
+
+    async def _validate(self, digest: str, now: float) -> tuple[Principal | None, float]:
+        match: TokenKind | None = None
+        for fixed_digest, kind in self._fixed:
+            if hmac.compare_digest(fixed_digest, digest):
+                match = kind
+        if match is not None:
+            return Principal(match, "config"), float("inf")
+        if self.tokens is None:
+            return None, now
+        record = await self.tokens.find(digest)
+        if record is None or not hmac.compare_digest(record.token_hash, digest):
+            return None, now
+        if record.status(int(now * 1000)) != "active":
+            return None, now
+        await self.tokens.touch(record.id)
+        expires = float("inf") if record.expires_at_ms is None else record.expires_at_ms / 1000
+        return Principal(record.kind, "store", record.id, record.name), expires
+
+
+async def whoami(request: Request) -> Response:
+    """``GET /console/v1/whoami``: the caller's token kind, id and name (never the token)."""
+    principal: Principal = request.state.principal
+    return Response(orjson.dumps(principal.public_dict()), media_type="application/json")
