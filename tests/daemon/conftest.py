@@ -1,12 +1,17 @@
-"""A real daemon on a free loopback port, served by uvicorn in a background thread."""
+"""A real daemon on a free loopback port, served by uvicorn in a background thread.
+
+Each daemon accepts one client token and one admin token (``RunningDaemon.headers`` /
+``admin_headers``); pass ``auth=`` to ``start_daemon`` to use another authenticator.
+"""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import openai
 import pytest
@@ -14,18 +19,33 @@ import uvicorn
 
 from palyra.config.schema import default_config
 from palyra.daemon import AppState, create_app
+from palyra.daemon.security import Authenticator
+from palyra.daemon.tokens_store import TokenKind, generate_token
 
 
 @dataclass(frozen=True)
 class RunningDaemon:
     url: str
     state: AppState
+    client_token: str = field(repr=False)
+    admin_token: str = field(repr=False)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization for ``/v1`` routes."""
+        return {"authorization": f"Bearer {self.client_token}"}
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """Authorization for ``/console/v1`` routes."""
+        return {"authorization": f"Bearer {self.admin_token}"}
 
     def openai_client(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", max_retries=0)
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.client_token, max_retries=0)
 
 
-StartDaemon = Callable[[AppState], RunningDaemon]
+class StartDaemon(Protocol):
+    def __call__(self, state: AppState, *, auth: Authenticator | None = None) -> RunningDaemon: ...
 
 
 @pytest.fixture
@@ -33,7 +53,12 @@ def start_daemon() -> Iterator[StartDaemon]:
     """Start ``create_app(state)`` on 127.0.0.1:<free port>; every server stops at teardown."""
     running: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(state: AppState) -> RunningDaemon:
+    def start(state: AppState, *, auth: Authenticator | None = None) -> RunningDaemon:
+        client_token = generate_token(TokenKind.CLIENT)
+        admin_token = generate_token(TokenKind.ADMIN)
+        state.auth = auth or Authenticator(
+            fixed_tokens={client_token: TokenKind.CLIENT, admin_token: TokenKind.ADMIN}
+        )
         sock = socket.create_server(("127.0.0.1", 0))
         config = uvicorn.Config(
             create_app(state),
@@ -53,7 +78,12 @@ def start_daemon() -> Iterator[StartDaemon]:
                 raise RuntimeError("the test daemon did not start")
             time.sleep(0.005)
         port = sock.getsockname()[1]
-        return RunningDaemon(url=f"http://127.0.0.1:{port}", state=state)
+        return RunningDaemon(
+            url=f"http://127.0.0.1:{port}",
+            state=state,
+            client_token=client_token,
+            admin_token=admin_token,
+        )
 
     yield start
     for server, thread in running:

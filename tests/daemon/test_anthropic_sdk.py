@@ -49,7 +49,7 @@ STREAM_EVENT: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 
 
 def anthropic_client(daemon: RunningDaemon, **kwargs: Any) -> anthropic.Anthropic:
-    options: dict[str, Any] = {"api_key": "unused"} | kwargs
+    options: dict[str, Any] = {"api_key": daemon.client_token} | kwargs
     return anthropic.Anthropic(base_url=daemon.url, max_retries=0, **options)
 
 
@@ -111,7 +111,9 @@ def test_message_json_validates_strictly_against_sdk_types(daemon: RunningDaemon
         "messages": [{"role": "user", "content": "call get_weather for Rome"}],
     }
     for extra in ({}, {"tools": [WEATHER]}):
-        response = httpx2.post(f"{daemon.url}/v1/messages", json=body | extra)
+        response = httpx2.post(
+            f"{daemon.url}/v1/messages", json=body | extra, headers=daemon.headers
+        )
         assert response.status_code == 200
         message = Message.model_validate(response.json(), strict=True)
         assert_no_extra_keys(message)
@@ -265,7 +267,9 @@ def test_stream_events_validate_strictly_in_anthropic_order(daemon: RunningDaemo
         "tools": [WEATHER],
         "messages": [{"role": "user", "content": "use get_weather"}],
     }
-    with httpx2.stream("POST", f"{daemon.url}/v1/messages", json=body) as response:
+    with httpx2.stream(
+        "POST", f"{daemon.url}/v1/messages", json=body, headers=daemon.headers
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         frames = sse_frames(response.read())
     for name, data in frames:
@@ -324,8 +328,8 @@ def test_count_tokens_falls_back_to_the_estimate(start_daemon: StartDaemon) -> N
 
 def test_bearer_and_x_api_key_are_both_accepted(daemon: RunningDaemon) -> None:
     for client in (
-        anthropic_client(daemon, api_key="key-1"),
-        anthropic.Anthropic(base_url=daemon.url, auth_token="token-1", max_retries=0),
+        anthropic_client(daemon, api_key=daemon.client_token),
+        anthropic.Anthropic(base_url=daemon.url, auth_token=daemon.client_token, max_retries=0),
     ):
         message = client.messages.create(
             model="default", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
@@ -391,7 +395,9 @@ def test_malformed_or_invalid_body_is_400_in_anthropic_shape(
     daemon: RunningDaemon, body: bytes, expected: str
 ) -> None:
     response = httpx2.post(
-        f"{daemon.url}/v1/messages", content=body, headers={"content-type": "application/json"}
+        f"{daemon.url}/v1/messages",
+        content=body,
+        headers=daemon.headers | {"content-type": "application/json"},
     )
     assert response.status_code == 400
     payload = response.json()
@@ -471,7 +477,9 @@ def test_mid_stream_failure_is_an_error_event_without_message_stop(
         "stream": True,
         "messages": [{"role": "user", "content": "a b c"}],
     }
-    with httpx2.stream("POST", f"{running.url}/v1/messages", json=body) as response:
+    with httpx2.stream(
+        "POST", f"{running.url}/v1/messages", json=body, headers=running.headers
+    ) as response:
         assert response.status_code == 200
         frames = sse_frames(response.read())
     names = [name for name, _ in frames]

@@ -73,7 +73,9 @@ def test_chat_completion_round_trip(client: openai.OpenAI) -> None:
 def test_completion_json_validates_strictly_against_sdk_types(daemon: RunningDaemon) -> None:
     body = {"model": "default", "messages": [{"role": "user", "content": "call get_weather"}]}
     for extra in ({}, {"tools": [WEATHER_TOOL]}):
-        response = httpx2.post(f"{daemon.url}/v1/chat/completions", json=body | extra)
+        response = httpx2.post(
+            f"{daemon.url}/v1/chat/completions", json=body | extra, headers=daemon.headers
+        )
         ChatCompletion.model_validate(orjson.loads(response.content), strict=True)
 
 
@@ -118,7 +120,9 @@ def test_stream_chunks_validate_strictly_and_end_with_done(daemon: RunningDaemon
         "tools": [WEATHER_TOOL],
         "messages": [{"role": "user", "content": "use get_weather"}],
     }
-    with httpx2.stream("POST", f"{daemon.url}/v1/chat/completions", json=body) as response:
+    with httpx2.stream(
+        "POST", f"{daemon.url}/v1/chat/completions", json=body, headers=daemon.headers
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         payloads = sse_payloads(response.read())
     assert payloads[-1] == b"[DONE]"
@@ -259,7 +263,7 @@ def test_malformed_or_invalid_body_is_400_in_openai_shape(
     response = httpx2.post(
         f"{daemon.url}/v1/chat/completions",
         content=body,
-        headers={"content-type": "application/json"},
+        headers=daemon.headers | {"content-type": "application/json"},
     )
     assert response.status_code == 400
     error = response.json()["error"]
@@ -270,7 +274,7 @@ def test_malformed_or_invalid_body_is_400_in_openai_shape(
 
 
 def test_unknown_route_is_404_in_openai_shape(daemon: RunningDaemon) -> None:
-    response = httpx2.get(f"{daemon.url}/v1/nothing-here")
+    response = httpx2.get(f"{daemon.url}/v1/nothing-here", headers=daemon.headers)
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
 
@@ -293,7 +297,7 @@ def test_oversized_body_is_413(start_daemon: StartDaemon) -> None:
     config = default_config().model_copy(update={"daemon": DaemonConfig(max_body_bytes=1024)})
     running = start_daemon(AppState.from_config(config))
     body = {"model": "default", "messages": [{"role": "user", "content": "x" * 2000}]}
-    response = httpx2.post(f"{running.url}/v1/chat/completions", json=body)
+    response = httpx2.post(f"{running.url}/v1/chat/completions", json=body, headers=running.headers)
     assert response.status_code == 413
     assert "max_body_bytes" in response.json()["error"]["message"]
 
@@ -334,7 +338,9 @@ def failing_daemon(start_daemon: StartDaemon, *, rate_limited: bool = False) -> 
 def test_mid_stream_failure_is_an_sse_error_without_done(start_daemon: StartDaemon) -> None:
     running = failing_daemon(start_daemon)
     body = {"model": "default", "stream": True, "messages": [{"role": "user", "content": "a b c"}]}
-    with httpx2.stream("POST", f"{running.url}/v1/chat/completions", json=body) as response:
+    with httpx2.stream(
+        "POST", f"{running.url}/v1/chat/completions", json=body, headers=running.headers
+    ) as response:
         assert response.status_code == 200
         payloads = sse_payloads(response.read())
     assert b"[DONE]" not in payloads
@@ -382,7 +388,9 @@ def test_client_disconnect_closes_the_provider_stream(start_daemon: StartDaemon)
     provider = HangingProvider()
     running = start_daemon(AppState(config=default_config(), providers={"deterministic": provider}))
     body = {"model": "default", "stream": True, "messages": [{"role": "user", "content": "a b"}]}
-    with httpx2.stream("POST", f"{running.url}/v1/chat/completions", json=body) as response:
+    with httpx2.stream(
+        "POST", f"{running.url}/v1/chat/completions", json=body, headers=running.headers
+    ) as response:
         first = next(response.iter_bytes())
         assert first.startswith(b"data: ")
     assert provider.closed.wait(timeout=5)

@@ -50,6 +50,7 @@ def test_response_validates_strictly_against_the_sdk_type(daemon: RunningDaemon)
         response = httpx2.post(
             f"{daemon.url}/v1/embeddings",
             json={"model": "embed", "input": "x y", "encoding_format": fmt, "user": "u"},
+            headers=daemon.headers,
         )
         assert response.status_code == 200
         assert response.headers["x-palyra-model"] == "embed"
@@ -96,7 +97,9 @@ def test_invalid_bodies_are_400_in_openai_shape(
     daemon: RunningDaemon, body: bytes, expected: str
 ) -> None:
     response = httpx2.post(
-        f"{daemon.url}/v1/embeddings", content=body, headers={"content-type": "application/json"}
+        f"{daemon.url}/v1/embeddings",
+        content=body,
+        headers=daemon.headers | {"content-type": "application/json"},
     )
     assert response.status_code == 400
     error = response.json()["error"]

@@ -54,6 +54,7 @@ def test_verbose_json_has_duration_language_and_segments(daemon: RunningDaemon) 
         f"{daemon.url}/v1/audio/transcriptions",
         data={"model": "whisper", "response_format": "verbose_json"},
         files={"file": ("a.wav", make_wav(), "audio/wav")},
+        headers=daemon.headers,
     )
     TranscriptionVerbose.model_validate(response.json(), strict=True)
 
@@ -78,6 +79,7 @@ def test_text_formats_are_plain_text(daemon: RunningDaemon, fmt: str, expected: 
         f"{daemon.url}/v1/audio/transcriptions",
         data={"model": "whisper", "response_format": fmt},
         files={"file": ("a.wav", make_wav(), "audio/wav")},
+        headers=daemon.headers,
     )
     assert response.headers["content-type"].startswith("text/plain")
 
@@ -134,7 +136,7 @@ def test_bad_forms_are_400_in_openai_shape(
     daemon: RunningDaemon, data: dict[str, str], files: Any, expected: str
 ) -> None:
     url = f"{daemon.url}/v1/audio/transcriptions"
-    response = httpx2.post(url, data=data, files=files) if files else httpx2.post(url, data=data)
+    response = httpx2.post(url, data=data, files=files or None, headers=daemon.headers)
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -42,12 +43,16 @@ def test_config_file_is_loaded_and_bad_keys_name_the_file(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_serve_answers_then_stops_gracefully_on_signal(sig: signal.Signals) -> None:
+def test_serve_answers_then_stops_gracefully_on_signal(sig: signal.Signals, tmp_path: Path) -> None:
     command = "from palyra.cli.main import main; main()"
+    env = {**os.environ, "PALYRA_STATE_DIR": str(tmp_path / "state")}
+    env.pop("PALYRA_CONFIG", None)
     process = subprocess.Popen(
         [sys.executable, "-c", command, "serve", "--bind", "127.0.0.1:0"],
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     try:
         assert process.stderr is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from palyra import __version__
-from palyra.cli import auth, config_cmd, fake_upstream, models, vault
+from palyra.cli import auth, config_cmd, fake_upstream, models, token, vault
 from palyra.cli.serve import serve
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ app.command(name="fake-upstream")(fake_upstream.command)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(vault.app, name="vault")
 app.add_typer(auth.app, name="auth")
+app.add_typer(token.app, name="token")
 app.add_typer(models.app, name="models")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import tomllib
@@ -67,18 +68,34 @@ def serve(
     import uvicorn  # imported here so other commands start without the server stack
 
     from palyra.daemon import AppState, create_app
+    from palyra.daemon.logging_setup import configure_logging
+    from palyra.daemon.security import Authenticator
+    from palyra.daemon.startup_tokens import prepare_tokens
     from palyra.model import PalyraError
+    from palyra.paths import state_dir
 
     cfg = load_config(config)
     host, port = parse_bind(bind or cfg.daemon.bind)
     level = cfg.daemon.log_level.upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level, cfg.daemon.log_format)
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     try:
         state = AppState.from_config(cfg)
+        states = state_dir()
+        tokens = asyncio.run(prepare_tokens(cfg, host=host, state_dir=states, environ=os.environ))
     except PalyraError as exc:
         typer.echo(f"palyra serve: {exc.envelope.message}", err=True)
         raise typer.Exit(2) from exc
+    if tokens.minted is not None:
+        # The one place a token is shown: stdout, never the log.
+        typer.echo(
+            f"Created a client token for local use (shown once; also saved 0600 to "
+            f"{tokens.token_file}):\n  {tokens.minted}\n"
+            "Send it as Authorization: Bearer <token>. Admin token: palyra token create --admin"
+        )
+    state.auth = Authenticator(
+        store_url=cfg.storage.url, state_dir=states, fixed_tokens=tokens.fixed
+    )
     server_config = uvicorn.Config(
         create_app(state),
         loop="uvloop",

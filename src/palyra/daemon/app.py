@@ -8,18 +8,28 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from palyra import __version__
 from palyra.daemon import anthropic_api, openai_api, openai_media_api
-from palyra.daemon.middleware import RequestIdMiddleware
+from palyra.daemon.auth_guard import GuardMiddleware
+from palyra.daemon.observe import ObservabilityMiddleware, metrics_endpoint
+from palyra.daemon.security import whoami
 from palyra.daemon.state import AppState
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
 
 log = logging.getLogger("palyra.daemon")
 
 ErrorRenderer = Callable[[ErrorEnvelope], Response]
+EXPOSED_HEADERS = (
+    "x-palyra-request-id",
+    "x-palyra-model",
+    "x-palyra-attempts",
+    "x-palyra-overhead-ms",
+    "request-id",
+)
 
 # Each surface answers errors in its own API's shape: (path prefix, renderer), first match wins.
 ERROR_RENDERERS: list[tuple[str, ErrorRenderer]] = [
@@ -32,10 +42,13 @@ async def healthz(request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
-def _render(request: Request, envelope: ErrorEnvelope) -> Response:
-    path = request.url.path
+def render_error(path: str, envelope: ErrorEnvelope) -> Response:
     renderer = next(r for prefix, r in ERROR_RENDERERS if path.startswith(prefix))
     return renderer(envelope)
+
+
+def _render(request: Request, envelope: ErrorEnvelope) -> Response:
+    return render_error(request.url.path, envelope)
 
 
 async def _palyra_error(request: Request, exc: Exception) -> Response:
@@ -73,8 +86,12 @@ def create_app(state: AppState) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await state.aclose()
+        await state.auth.start()
+        try:
+            yield
+        finally:
+            await state.auth.aclose()
+            await state.aclose()
 
     app = FastAPI(
         title="Palyra",
@@ -86,6 +103,8 @@ def create_app(state: AppState) -> FastAPI:
     app.state.palyra = state
 
     app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
+    app.add_api_route("/console/v1/whoami", whoami, methods=["GET"])
     app.add_api_route("/v1/models", openai_api.list_models, methods=["GET"])
     app.add_api_route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"])
     app.add_api_route("/v1/embeddings", openai_media_api.embeddings, methods=["POST"])
@@ -97,5 +116,16 @@ def create_app(state: AppState) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
-    app.add_middleware(RequestIdMiddleware)
+    # Last added runs first: observability sees every request, CORS answers preflights before
+    # the guard asks for a token.
+    app.add_middleware(GuardMiddleware, state=state, render=render_error)
+    if state.config.daemon.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=state.config.daemon.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["*"],
+            expose_headers=list(EXPOSED_HEADERS),
+        )
+    app.add_middleware(ObservabilityMiddleware, state=state, routes=app.router.routes)
     return app

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import httpx2
 
 from palyra.config.schema import ModelConfig, PalyraConfig
+from palyra.daemon.metrics import Metrics
+from palyra.daemon.security import Authenticator
 from palyra.model import DEFAULT_LIMITS, Capability, FailureClass, Limits, PalyraError
 from palyra.providers.base import ModelProvider
 from palyra.providers.registry import build_provider
@@ -39,6 +41,9 @@ class AppState:
     limits: Limits = DEFAULT_LIMITS
     clock: Callable[[], float] = time.time
     started_at: int = field(default=0)
+    # With no tokens configured the authenticator refuses every protected route.
+    auth: Authenticator = field(default_factory=Authenticator)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def from_config(

@@ -1,0 +1,138 @@
+"""``palyra token``: create, list and revoke the daemon's client and admin tokens.
+
+``create`` prints the token once, alone on stdout (so ``TOKEN=$(palyra token create)`` works),
+with its id and kind on stderr; only its hash is stored. ``list`` never shows a token. A running
+daemon keeps accepting a revoked token for up to its cache TTL (30 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+
+from palyra.config.loader import load_config
+from palyra.config.problems import ConfigError
+from palyra.daemon.tokens_store import TOKENS_SCHEMA, TokenKind, TokenRecord, TokenStore
+from palyra.model import PalyraError
+from palyra.paths import state_dir
+from palyra.store import Store, open_store
+
+T = TypeVar("T")
+SECONDS_PER_DAY = 86_400
+
+app = typer.Typer(
+    help="Daemon access tokens: create, list, revoke.", no_args_is_help=True, add_completion=False
+)
+
+DbUrl = Annotated[
+    str | None,
+    typer.Option("--db-url", help="Database URL (default: [storage] url of the config)."),
+]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _store_url(db_url: str | None) -> str:
+    if db_url:
+        return db_url
+    try:
+        return load_config().config.storage.url
+    except ConfigError as exc:
+        _fail(f"cannot read the config for [storage] url:\n{exc}")
+
+
+def _run(db_url: str | None, action: Callable[[TokenStore], Awaitable[T]]) -> T:
+    """Open the store, run ``action`` on the token table, close; Palyra errors exit 1."""
+    url = _store_url(db_url)
+
+    async def go() -> T:
+        store: Store | None = None
+        try:
+            store = await open_store(url, state_dir=state_dir(), migrations=(TOKENS_SCHEMA,))
+            return await action(TokenStore(store))
+        finally:
+            if store is not None:
+                await store.aclose()
+
+    try:
+        return asyncio.run(go())
+    except PalyraError as exc:
+        _fail(exc.envelope.message)
+
+
+@app.command()
+def create(
+    admin: Annotated[
+        bool, typer.Option("--admin", help="An admin token (for /console/v1), not a client one.")
+    ] = False,
+    name: Annotated[str, typer.Option("--name", help="What the token is for.")] = "",
+    expires_days: Annotated[
+        int | None,
+        typer.Option("--expires-days", min=1, help="Expire after this many days (default: never)."),
+    ] = None,
+    db_url: DbUrl = None,
+) -> None:
+    """Create a token and print it once; only its hash is kept."""
+    kind = TokenKind.ADMIN if admin else TokenKind.CLIENT
+    lifetime = None if expires_days is None else expires_days * SECONDS_PER_DAY
+    token, record = _run(
+        db_url, lambda tokens: tokens.create(kind, name=name, expires_in_s=lifetime)
+    )
+    expiry = f", expires {record.public_dict(record.created_at_ms)['expires']}"
+    typer.echo(
+        f"created {kind.value} token {record.id} ({record.name}"
+        f"{expiry if record.expires_at_ms else ''}); it is shown once, store it now:",
+        err=True,
+    )
+    typer.echo(token)
+
+
+def _row(record: dict[str, object]) -> str:
+    return (
+        f"{record['id']}  {record['kind']:<6}  {record['status']:<7}  "
+        f"created {record['created']}  expires {record['expires'] or 'never'}  "
+        f"last used {record['last_used'] or 'never'}  {record['name']}"
+    )
+
+
+@app.command("list")
+def list_tokens(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    db_url: DbUrl = None,
+) -> None:
+    """List tokens: id, kind, status, dates and name, never the token."""
+
+    async def listing(tokens: TokenStore) -> list[dict[str, object]]:
+        now = tokens.now_ms()
+        return [r.public_dict(now) for r in await tokens.list()]
+
+    records = _run(db_url, listing)
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+    elif not records:
+        typer.echo("no tokens; create one with: palyra token create")
+    else:
+        for record in records:
+            typer.echo(_row(record))
+
+
+@app.command()
+def revoke(
+    token_id: Annotated[str, typer.Argument(help="Token id from `palyra token list`.")],
+    db_url: DbUrl = None,
+) -> None:
+    """Revoke a token (a running daemon refuses it within 30 s)."""
+    record: TokenRecord | None = _run(db_url, lambda tokens: tokens.revoke(token_id))
+    if record is None:
+        _fail(f"there is no token {token_id!r}; see: palyra token list")
+    typer.echo(f"revoked {record.kind.value} token {record.id} ({record.name})")
+
+
+__all__ = ["app"]
