@@ -126,7 +126,7 @@ def test_metrics_take_admin_or_client_tokens_but_not_none(daemon: RunningDaemon)
 class HangingProvider(DeterministicProvider):
     """Streams its first text, then waits until the stream is closed."""
 
-    async def stream_chat(  # type: ignore[override]
+    async def stream_chat(
         self, request: ChatRequest, *, credential: object = None
     ) -> AsyncIterator[StreamEvent]:
         async for event in super().stream_chat(request):

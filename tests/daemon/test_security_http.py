@@ -222,7 +222,7 @@ def test_unresolvable_client_token_ref_is_a_config_error_naming_it(tmp_path: Pat
 
 def _with_daemon(**daemon: object) -> AppState:
     config = default_config()
-    config = config.model_copy(update={"daemon": DaemonConfig(**daemon)})  # type: ignore[arg-type]
+    config = config.model_copy(update={"daemon": DaemonConfig(**daemon)})
     return AppState.from_config(config)
 
 
