@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from palyra import __version__
-from palyra.cli import auth, config_cmd, fake_upstream, models, token, vault
+from palyra.cli import auth, chat, config_cmd, doctor, fake_upstream, models, token, vault
 from palyra.cli.serve import serve
 
 app = typer.Typer(
@@ -35,6 +35,8 @@ app.add_typer(vault.app, name="vault")
 app.add_typer(auth.app, name="auth")
 app.add_typer(token.app, name="token")
 app.add_typer(models.app, name="models")
+app.command(name="chat")(chat.chat)
+app.command(name="doctor")(doctor.doctor)
 
 
 def main() -> None:

@@ -1,0 +1,332 @@
+"""``palyra doctor``: every part of a Palyra setup checked in one pass, each with a fix hint.
+
+Checks never spend tokens (providers are probed by listing their models) and never create
+state: a store or vault that does not exist yet is reported as such, not initialised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import httpx2
+import sqlalchemy as sa
+import typer
+
+from palyra.auth.credentials import ProfileCredentialSource
+from palyra.auth.doctor import Severity
+from palyra.auth.oauth_attempts import OAUTH_SCHEMA
+from palyra.auth.registry import AuthProfileRegistry
+from palyra.auth.tables import AUTH_PROFILES_SCHEMA
+from palyra.cli.models import FIX_HINTS
+from palyra.config.loader import load_config
+from palyra.config.problems import ConfigError
+from palyra.config.schema import PalyraConfig
+from palyra.model import PalyraError
+from palyra.paths import state_dir as default_state_dir
+from palyra.routing.assembly import build_runtime
+from palyra.routing.discovery import ModelDiscovery, ProviderListing
+from palyra.store import MigrationSet, Store, expand_url, open_store, schema_table
+from palyra.store.migrations import SCHEMA_TABLE_NAME
+from palyra.vault import VAULT_SCHEMA, KeyResolver, Vault, system_keyring
+from palyra.vault.tables import vault_settings
+
+HEALTH_TIMEOUT_S = 2.0
+
+
+def known_schemas() -> tuple[MigrationSet, ...]:
+    """Every component's migrations; the daemon's are imported only when the doctor runs."""
+    from palyra.daemon.tokens_store import TOKENS_SCHEMA
+
+    return (VAULT_SCHEMA, AUTH_PROFILES_SCHEMA, OAUTH_SCHEMA, TOKENS_SCHEMA)
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the report; ``hint`` says what to do when the status is not ok."""
+
+    name: str
+    status: Status
+    detail: str
+    hint: str = ""
+
+
+def render(checks: list[Check]) -> list[str]:
+    """The report: ``STATUS  NAME  detail`` per check, then an indented fix line if any."""
+    width = max((len(c.name) for c in checks), default=0)
+    lines: list[str] = []
+    for check in checks:
+        lines.append(f"{check.status.value:<5} {check.name:<{width}}  {check.detail}")
+        if check.hint and check.status is not Status.OK:
+            lines.append(f"{'':<5} {'':<{width}}  fix: {check.hint}")
+    return lines
+
+
+def check_state_dir(path: Path) -> Check:
+    """The state directory holds keys and tokens, so only its owner may read it."""
+    if not path.exists():
+        return Check("state dir", Status.OK, f"{path} (not created yet; made 0700 on first use)")
+    if not path.is_dir():
+        return Check(
+            "state dir",
+            Status.FAIL,
+            f"{path} is not a directory",
+            "move it aside, or set PALYRA_STATE_DIR to another place",
+        )
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        return Check(
+            "state dir",
+            Status.FAIL,
+            f"{path} is not readable and writable by this user",
+            "chown it to this user, or set PALYRA_STATE_DIR to a directory you own",
+        )
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        return Check(
+            "state dir",
+            Status.WARN,
+            f"{path} is mode {mode:o}; other users may read keys and tokens in it",
+            f"chmod 700 {path}",
+        )
+    return Check("state dir", Status.OK, f"{path} (mode 700)")
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; ``None`` for other databases."""
+    parsed = sa.engine.make_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database:
+        return None
+    return Path(parsed.database)
+
+
+async def _versions(store: Store) -> dict[str, int]:
+    async with store.connect() as conn:
+        if not await conn.run_sync(lambda c: sa.inspect(c).has_table(SCHEMA_TABLE_NAME)):
+            return {}
+        rows = await conn.execute(sa.select(schema_table.c.component, schema_table.c.version))
+        return {str(r.component): int(r.version) for r in rows}
+
+
+def schema_check(versions: dict[str, int], shown: str) -> Check:
+    """Compare each component's recorded version with the one this Palyra knows."""
+    latest = {s.component: s.latest for s in known_schemas()}
+    newer = [f"{c} v{v} (this Palyra knows v{latest[c]})" for c, v in versions.items()
+             if c in latest and v > latest[c]]  # fmt: skip
+    if newer:
+        return Check(
+            "store",
+            Status.FAIL,
+            f"{shown}: schema is newer than this Palyra: {', '.join(newer)}",
+            "upgrade Palyra, or point [storage] url at a database this version wrote",
+        )
+    summary = ", ".join(f"{c} v{v}" for c, v in sorted(versions.items())) or "empty"
+    return Check("store", Status.OK, f"{shown} (schema: {summary})")
+
+
+async def _has_vault(store: Store) -> bool:
+    async with store.connect() as conn:
+        if not await conn.run_sync(lambda c: sa.inspect(c).has_table(vault_settings.name)):
+            return False
+        row = await conn.execute(
+            sa.select(vault_settings.c.value).where(vault_settings.c.name == "key_id")
+        )
+        return row.first() is not None
+
+
+def _listing_check(listing: ProviderListing) -> Check:
+    name = f"provider {listing.provider_id}"
+    error = listing.error
+    if error is not None:
+        return Check(
+            name,
+            Status.FAIL,
+            f"{listing.kind}: {error.failure_class.value}: {error.message}",
+            FIX_HINTS.get(error.failure_class, "see the message"),
+        )
+    if not listing.supported:
+        return Check(
+            name,
+            Status.WARN,
+            f"{listing.kind}: cannot list its models, so it was not probed",
+            "send it one request (`palyra chat --model <id> hi`) to check it",
+        )
+    where = "local" if listing.kind == "deterministic" else f"{listing.latency_s * 1000:.0f} ms"
+    return Check(
+        name, Status.OK, f"{listing.kind}: reachable, {len(listing.models)} models, {where}"
+    )
+
+
+@dataclass
+class _Setup:
+    """What the store checks found, for the checks that build on them."""
+
+    store: Store | None = None
+    vault: Vault | None = None
+    vault_broken: bool = False
+
+
+async def _store_checks(config: PalyraConfig, states: Path, setup: _Setup) -> list[Check]:
+    url = expand_url(config.storage.url, states)
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None and not sqlite_file.exists():
+        return [
+            Check("store", Status.OK, f"{sqlite_file} (not created yet; made on first use)"),
+            Check("vault", Status.OK, "no vault yet (created by the first `palyra vault put`)"),
+        ]
+    try:
+        store = await open_store(url, state_dir=states)
+    except PalyraError as exc:
+        return [
+            Check(
+                "store",
+                Status.FAIL,
+                exc.envelope.message,
+                "fix [storage] url in palyra.toml, or restore the database from a backup",
+            )
+        ]
+    setup.store = store
+    checks = [schema_check(await _versions(store), store.url)]
+    if not await _has_vault(store):
+        checks.append(Check("vault", Status.OK, "no secrets stored yet"))
+        return checks
+    keys = KeyResolver(states, environ=dict(os.environ), keyring=system_keyring())
+    try:
+        setup.vault = await Vault.open(store, keys)
+    except PalyraError as exc:
+        setup.vault_broken = True
+        checks.append(
+            Check(
+                "vault",
+                Status.FAIL,
+                "the master key cannot be used",
+                exc.envelope.message,
+            )
+        )
+        return checks
+    vault = setup.vault
+    checks.append(Check("vault", Status.OK, f"key {vault.key_id} from {vault.key_source}"))
+    return checks
+
+
+async def _auth_check(setup: _Setup) -> Check:
+    if setup.vault is None:
+        if setup.vault_broken:
+            return Check(
+                "auth profiles", Status.WARN, "not checked: the vault cannot be opened",
+                "fix the vault first (see above)",
+            )  # fmt: skip
+        return Check("auth profiles", Status.OK, "none (no vault)")
+    registry = AuthProfileRegistry(setup.vault.store, setup.vault)
+    profiles = await registry.all()
+    findings = await registry.doctor()
+    errors = [f for f in findings if f.severity is Severity.ERROR]
+    warnings = [f for f in findings if f.severity is Severity.WARNING]
+    detail = f"{len(profiles)} profiles, {len(errors)} errors, {len(warnings)} warnings"
+    worst = errors or warnings
+    if not worst:
+        return Check("auth profiles", Status.OK, detail)
+    first = worst[0]
+    return Check(
+        "auth profiles",
+        Status.FAIL if errors else Status.WARN,
+        f"{detail}; {first.message}",
+        f"{first.hint}  (all findings: `palyra auth profiles doctor`)",
+    )
+
+
+async def _provider_checks(config: PalyraConfig, setup: _Setup) -> list[Check]:
+    profiles = None
+    if setup.vault is not None:
+        profiles = ProfileCredentialSource(AuthProfileRegistry(setup.vault.store, setup.vault))
+    try:
+        async with build_runtime(config, vault=setup.vault, profiles=profiles) as runtime:
+            listings = await ModelDiscovery(runtime).discover()
+    except PalyraError as exc:
+        return [
+            Check(
+                "providers",
+                Status.FAIL,
+                exc.envelope.message,
+                FIX_HINTS.get(exc.envelope.failure_class, "see the message"),
+            )
+        ]
+    return [_listing_check(listing) for listing in listings]
+
+
+async def daemon_check(bind: str, client: httpx2.AsyncClient) -> Check:
+    """A daemon that is not running is only a warning: the setup itself can still be fine."""
+    url = f"http://{bind}/healthz"
+    try:
+        response = await client.get(url, timeout=HEALTH_TIMEOUT_S)
+    except httpx2.TransportError:
+        return Check(
+            "daemon", Status.WARN, f"not running at {bind}", "start it with `palyra serve`"
+        )
+    if response.status_code != 200:
+        return Check(
+            "daemon",
+            Status.FAIL,
+            f"{url} answered HTTP {response.status_code}",
+            "check that the process on that port is Palyra, or change [daemon] bind",
+        )
+    return Check("daemon", Status.OK, f"running at {bind}")
+
+
+async def run_checks(config_path: Path | None) -> list[Check]:
+    """Every check in order; the ones that need a valid config are skipped without one."""
+    states = default_state_dir(create=False)
+    checks: list[Check] = []
+    try:
+        loaded = load_config(config_path)
+    except ConfigError as exc:
+        problems = "; ".join(str(p) for p in exc.problems)
+        checks.append(
+            Check(
+                "config",
+                Status.FAIL,
+                problems,
+                "fix palyra.toml as described (`palyra config check` shows every problem)",
+            )
+        )
+        checks.append(check_state_dir(states))
+        return checks
+    config = loaded.config
+    checks.append(Check("config", Status.OK, str(loaded.path or "built-in defaults")))
+    checks.append(check_state_dir(states))
+    setup = _Setup()
+    try:
+        checks += await _store_checks(config, states, setup)
+        checks.append(await _auth_check(setup))
+        checks += await _provider_checks(config, setup)
+    finally:
+        if setup.store is not None:
+            await setup.store.aclose()
+    async with httpx2.AsyncClient() as client:
+        checks.append(await daemon_check(config.daemon.bind, client))
+    return checks
+
+
+def doctor(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="palyra.toml to use instead of discovery.")
+    ] = None,
+) -> None:
+    """Check config, state, store, vault, auth profiles, providers and the daemon; exit 1 on
+    any failure."""
+    checks = asyncio.run(run_checks(config))
+    for line in render(checks):
+        typer.echo(line)
+    failed = [c for c in checks if c.status is Status.FAIL]
+    if failed:
+        typer.echo(f"{len(failed)} of {len(checks)} checks failed.", err=True)
+        raise typer.Exit(1)
