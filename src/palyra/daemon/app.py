@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from palyra import __version__
 from palyra.daemon import anthropic_api, openai_api, openai_media_api
 from palyra.daemon.auth_guard import GuardMiddleware
+from palyra.daemon.console_api import mount_console
 from palyra.daemon.observe import ObservabilityMiddleware, metrics_endpoint
 from palyra.daemon.security import whoami
 from palyra.daemon.state import AppState
@@ -90,6 +91,7 @@ def create_app(state: AppState) -> FastAPI:
         try:
             yield
         finally:
+            await console.aclose()
             await state.auth.aclose()
             await state.aclose()
 
@@ -105,6 +107,7 @@ def create_app(state: AppState) -> FastAPI:
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
     app.add_api_route("/console/v1/whoami", whoami, methods=["GET"])
+    console = mount_console(app, state)
     app.add_api_route("/v1/models", openai_api.list_models, methods=["GET"])
     app.add_api_route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"])
     app.add_api_route("/v1/embeddings", openai_media_api.embeddings, methods=["POST"])
