@@ -82,7 +82,10 @@ def test_one_json_access_line_per_request_without_secrets(
         "status",
         "duration_ms",
         "model",
+        "attempts",
+        "upstream_ms",
     }
+    assert chat["attempts"] == "deterministic/deterministic:ok"
     assert (chat["method"], chat["path"], chat["status"], chat["model"]) == (
         "POST",
         "/v1/chat/completions",

@@ -1,6 +1,6 @@
 """The HTTP daemon: FastAPI surfaces over the neutral contract."""
 
 from palyra.daemon.app import create_app
-from palyra.daemon.state import AppState, ResolvedModel
+from palyra.daemon.state import AppState
 
-__all__ = ["AppState", "ResolvedModel", "create_app"]
+__all__ = ["AppState", "create_app"]

@@ -88,6 +88,7 @@ def create_app(state: AppState) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.auth.start()
+        await state.start()
         try:
             yield
         finally:

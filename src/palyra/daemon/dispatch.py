@@ -1,37 +1,197 @@
-"""The one place a daemon request meets a provider; the routing layer will replace these calls."""
+"""Where a daemon request meets the router, for every surface alike.
+
+Handlers parse and render; this module checks what must be refused before any upstream call,
+routes, and tells the observability middleware (through ``request.state``) which attempts were
+made, how long the upstream took, the usage and whether a stream broke off.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
-from palyra.daemon.state import ResolvedModel
+from fastapi import Request
+
+from palyra.config.schema import ModelConfig
+from palyra.daemon.observe import upstream_timer
+from palyra.daemon.state import AppState
 from palyra.model import (
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
+    ErrorEnvelope,
+    ErrorEvent,
+    FailureClass,
+    MessageStart,
+    PalyraError,
     StreamEvent,
     TokenCount,
     TranscriptionRequest,
     TranscriptionResponse,
+    UsageEvent,
 )
+from palyra.providers.tokens import check_context_window
+from palyra.routing.registry import required_capabilities
+from palyra.routing.router import RoutedResponse, RoutingError
+from palyra.routing.trail import Attempt, AttemptTrail
+
+log = logging.getLogger("palyra.daemon")
+
+T = TypeVar("T")
 
 
-async def chat(target: ResolvedModel, request: ChatRequest) -> ChatResponse:
-    return await target.provider.chat(request)
+def check_window(state: AppState, request: ChatRequest) -> None:
+    """Refuse a request no candidate's context window can hold, before any upstream call.
+
+    Checked against the largest window among the routing candidates, so a request too long for
+    the first model still fails over to a larger one; skipped when any candidate's window is
+    unknown.
+    """
+    try:
+        targets = state.router.registry.plan(request.model, required_capabilities(request)).targets
+    except PalyraError:
+        return  # the router reports unroutable requests with their trail
+    windows = [t.context_window for t in targets]
+    if not windows or any(w is None for w in windows):
+        return
+    widest = max(targets, key=lambda t: t.context_window or 0)
+    check_context_window(request, widest.model_id, widest.context_window or 1)
 
 
-def stream_chat(target: ResolvedModel, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-    return target.provider.stream_chat(request)
+async def _routed(request: Request, call: Awaitable[RoutedResponse[T]]) -> tuple[T, Attempt]:
+    """The response and the attempt that produced it; the trail goes to ``request.state``."""
+    try:
+        with upstream_timer(request).waiting():
+            routed = await call
+    except RoutingError as exc:
+        request.state.attempt_trail = exc.trail
+        raise
+    request.state.attempt_trail = routed.trail
+    return routed.response, routed.trail.attempts[-1]
 
 
-async def embed(target: ResolvedModel, request: EmbeddingRequest) -> EmbeddingResponse:
-    return await target.provider.embed(request)
+async def chat(request: Request, state: AppState, chat: ChatRequest) -> tuple[ChatResponse, str]:
+    """A whole answer and the configured model that gave it. The body names the upstream model,
+    as the provider's own API would."""
+    response, served = await _routed(request, state.router.chat(chat))
+    request.state.usage = response.usage
+    return response.model_copy(update={"model": served.upstream_model}), served.model_id
 
 
-async def transcribe(target: ResolvedModel, request: TranscriptionRequest) -> TranscriptionResponse:
-    return await target.provider.transcribe(request)
+async def embed(
+    request: Request, state: AppState, body: EmbeddingRequest
+) -> tuple[EmbeddingResponse, str]:
+    response, served = await _routed(request, state.router.embed(body))
+    request.state.usage = response.usage
+    return response.model_copy(update={"model": served.upstream_model}), served.model_id
 
 
-async def count_tokens(target: ResolvedModel, request: ChatRequest) -> TokenCount:
-    return await target.provider.count_tokens(request)
+async def transcribe(
+    request: Request, state: AppState, body: TranscriptionRequest
+) -> tuple[TranscriptionResponse, str]:
+    response, served = await _routed(request, state.router.transcribe(body))
+    return response, served.model_id
+
+
+async def count_tokens(state: AppState, model: ModelConfig, chat: ChatRequest) -> TokenCount:
+    """Counted by the model's own provider (not routed: a count never fails over)."""
+    provider = state.runtime.providers[model.provider]
+    pcfg = state.runtime.provider_config(model.provider)
+    creds = await state.runtime.credentials.credentials_for(pcfg, agent_id=None)
+    upstream = chat.model_copy(update={"model": model.upstream_model})
+    return await provider.count_tokens(upstream, credential=creds[0] if creds else None)
+
+
+@dataclass
+class StreamTrail:
+    """The trail of a stream that has started: the answering attempt is only recorded when the
+    stream ends, so the response header (sent at the start) names it as ``ok`` already."""
+
+    trail: AttemptTrail
+    answering: str
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        return self.trail.attempts
+
+    @property
+    def failovers(self) -> int:
+        return self.trail.failovers
+
+    def header_value(self) -> str:
+        settled = self.trail.header()
+        if self.trail.finished_at is not None:
+            return settled
+        return f"{settled},{self.answering}" if settled else self.answering
+
+
+@dataclass
+class OpenedStream:
+    """A routed stream whose first event has arrived (the failover boundary is behind it)."""
+
+    first: StreamEvent
+    events: AsyncIterator[StreamEvent]
+    model_id: str
+
+
+async def open_stream(request: Request, state: AppState, chat: ChatRequest) -> OpenedStream:
+    """Route a stream up to its first event; a ``RoutingError`` here is a plain error response."""
+    routed = state.router.stream_chat(chat)
+    request.state.attempt_trail = routed.trail
+    events = upstream_timer(request).stream(aiter(routed))
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        raise PalyraError.of(
+            FailureClass.MALFORMED_RESPONSE,
+            f'model "{chat.model}" ended the stream before sending anything',
+            model=chat.model,
+        ) from None
+    model_id = first.model if isinstance(first, MessageStart) else chat.model
+    target = state.router.registry.resolve(model_id)
+    if isinstance(first, MessageStart):
+        first = first.model_copy(update={"model": target.upstream_model})
+    answering = f"{target.provider}/{target.upstream_model}:ok"
+    request.state.attempt_trail = StreamTrail(routed.trail, answering)
+    return OpenedStream(first, events, target.id)
+
+
+async def sse_body(
+    request: Request,
+    opened: OpenedStream,
+    encode: Callable[[StreamEvent], bytes],
+    finish: Callable[[], bytes],
+    error: Callable[[ErrorEnvelope], bytes],
+) -> AsyncIterator[bytes]:
+    """Encode events as they arrive; a failure mid-way becomes the surface's error event (and no
+    normal end), and is counted as an upstream stream interruption."""
+    events = opened.events
+    try:
+        event = opened.first
+        while True:
+            if isinstance(event, UsageEvent):
+                request.state.usage = event.usage
+            frame = encode(event)
+            if frame:
+                yield frame
+            if isinstance(event, ErrorEvent):
+                request.state.stream_interrupted = True
+                return
+            try:
+                event = await anext(events)
+            except StopAsyncIteration:
+                break
+        yield finish()
+    except PalyraError as exc:
+        request.state.stream_interrupted = True
+        yield error(exc.envelope)
+    except Exception:
+        log.exception("stream failed inside Palyra")
+        yield error(ErrorEnvelope.of(FailureClass.INTERNAL, "the stream failed inside Palyra"))
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
 from typing import cast
 
 import orjson
@@ -22,10 +21,8 @@ from palyra.daemon.openai_format import (
 from palyra.daemon.state import AppState
 from palyra.model import (
     ErrorEnvelope,
-    ErrorEvent,
     FailureClass,
     PalyraError,
-    StreamEvent,
     check_chat_request,
 )
 
@@ -84,62 +81,27 @@ async def list_models(request: Request) -> Response:
 async def chat_completions(request: Request) -> Response:
     state = app_state(request)
     parsed = parse_chat_body(await read_body(request, state.config.daemon.max_body_bytes))
-    target = state.resolve(parsed.request.model, "chat")
-    neutral = parsed.request.model_copy(update={"model": target.upstream_model})
+    neutral = parsed.request
+    state.resolve(neutral.model, "chat")
     check_chat_request(neutral, state.limits)
-    headers = {"x-palyra-model": target.id}
+    dispatch.check_window(state, neutral)
     created = int(state.clock())
     if not neutral.stream:
-        response = await dispatch.chat(target, neutral)
+        response, model_id = await dispatch.chat(request, state, neutral)
         body = orjson.dumps(chat_completion(response, created=created))
-        return Response(body, media_type=JSON, headers=headers)
-    events = dispatch.stream_chat(target, neutral)
-    try:
-        first = await anext(events)
-    except StopAsyncIteration:
-        raise PalyraError.of(
-            FailureClass.MALFORMED_RESPONSE,
-            f'provider "{target.config.provider}" ended the stream before sending anything',
-            provider=target.config.provider,
-            model=target.upstream_model,
-        ) from None
+        return Response(body, media_type=JSON, headers={"x-palyra-model": model_id})
+    opened = await dispatch.open_stream(request, state, neutral)
     encoder = ChunkEncoder(
         fallback_id=f"chatcmpl-{request.state.request_id}",
-        model=target.upstream_model,
+        model=opened.model_id,
         created=created,
         include_usage=parsed.include_usage,
     )
-    return StreamingResponse(
-        _sse_body(first, events, encoder),
-        media_type="text/event-stream",
-        headers=headers | {"cache-control": "no-cache"},
+    body_iter = dispatch.sse_body(
+        request, opened, encoder.encode, encoder.finish, lambda env: sse(error_json(env))
     )
-
-
-async def _sse_body(
-    first: StreamEvent, events: AsyncIterator[StreamEvent], encoder: ChunkEncoder
-) -> AsyncIterator[bytes]:
-    """Encode events as they arrive; a failure mid-way becomes an SSE error and no ``[DONE]``."""
-    try:
-        event = first
-        while True:
-            chunk = encoder.encode(event)
-            if chunk:
-                yield chunk
-            if isinstance(event, ErrorEvent):
-                return
-            try:
-                event = await anext(events)
-            except StopAsyncIteration:
-                break
-        yield encoder.finish()
-    except PalyraError as exc:
-        yield sse(error_json(exc.envelope))
-    except Exception:
-        log.exception("chat stream failed")
-        internal = ErrorEnvelope.of(FailureClass.INTERNAL, "the stream failed inside Palyra")
-        yield sse(error_json(internal))
-    finally:
-        close = getattr(events, "aclose", None)
-        if close is not None:
-            await close()
+    return StreamingResponse(
+        body_iter,
+        media_type="text/event-stream",
+        headers={"x-palyra-model": opened.model_id, "cache-control": "no-cache"},
+    )

@@ -31,12 +31,11 @@ async def embeddings(request: Request) -> Response:
     parsed = parse_embedding_request(
         load_json(await read_body(request, state.config.daemon.max_body_bytes))
     )
-    target = state.resolve(parsed.model, "embeddings")
-    neutral = parsed.model_copy(update={"model": target.upstream_model})
-    check_embedding_request(neutral, state.limits)
-    response = await dispatch.embed(target, neutral)
-    body = orjson.dumps(embedding_list_json(response, neutral.encoding_format))
-    return Response(body, media_type=JSON, headers={"x-palyra-model": target.id})
+    state.resolve(parsed.model, "embeddings")
+    check_embedding_request(parsed, state.limits)
+    response, model_id = await dispatch.embed(request, state, parsed)
+    body = orjson.dumps(embedding_list_json(response, parsed.encoding_format))
+    return Response(body, media_type=JSON, headers={"x-palyra-model": model_id})
 
 
 async def transcriptions(request: Request) -> Response:
@@ -62,11 +61,10 @@ async def transcriptions(request: Request) -> Response:
     parsed = parse_transcription_fields(
         fields, audio=audio, filename=filename, media_type=media_type, limits=state.limits
     )
-    target = state.resolve(parsed.model, "transcription")
-    neutral = parsed.model_copy(update={"model": target.upstream_model})
-    response = await dispatch.transcribe(target, neutral)
-    body, is_text = render_transcription(response, neutral)
-    headers = {"x-palyra-model": target.id}
+    state.resolve(parsed.model, "transcription")
+    response, model_id = await dispatch.transcribe(request, state, parsed)
+    body, is_text = render_transcription(response, parsed)
+    headers = {"x-palyra-model": model_id}
     if is_text:
         return Response(body, media_type="text/plain; charset=utf-8", headers=headers)
     return Response(orjson.dumps(body), media_type=JSON, headers=headers)

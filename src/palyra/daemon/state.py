@@ -1,104 +1,238 @@
-"""What the daemon holds while it runs: config, one provider per entry, limits and a clock."""
+"""What the daemon holds while it runs: config, the routing runtime, limits and a clock.
+
+Every request goes through ``runtime.router``. The runtime is built (without I/O) when the state
+is; ``start()`` then opens the store and vault, only when some provider's credential lives there,
+so the built-in deterministic setup starts with no keys and no database.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import httpx2
 
-from palyra.config.schema import ModelConfig, PalyraConfig
+from palyra.auth.credentials import ProfileCredentialSource
+from palyra.auth.records import OAuthRefs
+from palyra.auth.refresh import OAuthRefresher
+from palyra.auth.registry import AuthProfileRegistry
+from palyra.config.schema import ModelConfig, PalyraConfig, ProviderConfig
 from palyra.daemon.metrics import Metrics
 from palyra.daemon.security import Authenticator
-from palyra.model import DEFAULT_LIMITS, Capability, FailureClass, Limits, PalyraError
-from palyra.providers.base import ModelProvider
-from palyra.providers.registry import build_provider
+from palyra.model import (
+    DEFAULT_LIMITS,
+    Capability,
+    ErrorEnvelope,
+    FailureClass,
+    Limits,
+    PalyraError,
+)
+from palyra.paths import state_dir
+from palyra.providers.base import Credential, ModelProvider
+from palyra.routing.assembly import ClientFactory, Runtime, build_runtime
+from palyra.routing.config_credentials import KEYED_KINDS, ConfigCredentialSource
+from palyra.routing.router import CredentialSource, Router
+from palyra.store import Store, open_store
+from palyra.vault import KeyResolver, Vault, system_keyring
+
+log = logging.getLogger("palyra.daemon")
+
+OAUTH_REFRESH_INTERVAL_S = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedModel:
-    """A client's model id mapped to the configured entry and the provider that serves it."""
+def needs_store(provider: ProviderConfig) -> bool:
+    """Whether this provider's credential lives in the vault or in auth profiles."""
+    if provider.kind == "deterministic":
+        return False
+    if provider.api_key:
+        return provider.api_key.startswith("vault:")
+    return bool(provider.profile_ids()) or provider.kind in KEYED_KINDS
 
-    config: ModelConfig
-    provider: ModelProvider
 
-    @property
-    def id(self) -> str:
-        return self.config.id
+class DeferredCredentials:
+    """The runtime's credential source; swapped for one backed by the vault in ``start()``.
 
-    @property
-    def upstream_model(self) -> str:
-        return self.config.upstream_model
+    Until then (and for ever when no provider needs the store) it resolves ``env:`` and ``file:``
+    references only.
+    """
+
+    def __init__(self, inner: CredentialSource | None = None) -> None:
+        self.inner: CredentialSource = inner or ConfigCredentialSource(None)
+
+    def __repr__(self) -> str:
+        return f"DeferredCredentials({self.inner!r})"
+
+    async def credentials_for(
+        self, provider: ProviderConfig, *, agent_id: str | None
+    ) -> list[Credential]:
+        return await self.inner.credentials_for(provider, agent_id=agent_id)
+
+    async def report(
+        self, provider_id: str, profile_id: str | None, envelope: ErrorEnvelope | None
+    ) -> None:
+        await self.inner.report(provider_id, profile_id, envelope)
+
+
+def _with_providers(runtime: Runtime, injected: Mapping[str, ModelProvider]) -> Runtime:
+    """The runtime with some providers replaced (tests and embedders bring their own)."""
+    unknown = sorted(set(injected) - set(runtime.providers))
+    if unknown:
+        raise PalyraError.of(
+            FailureClass.CONFIG,
+            f"providers {', '.join(unknown)} are not configured (known: "
+            f"{', '.join(runtime.providers)}); add them to [[model_provider.providers]]",
+        )
+    providers = {**runtime.providers, **injected}
+    router = Router(
+        runtime.registry,
+        providers,
+        runtime.credentials,
+        runtime.settings,
+        runtime.clock,
+        random.Random(),
+        runtime.breakers,
+        runtime.leases,
+        runtime.health,
+    )
+    return replace(runtime, providers=providers, router=router)
 
 
 @dataclass
 class AppState:
-    """Everything a request handler needs; built once at start, closed once at shutdown."""
+    """Everything a request handler needs; built once at start, closed once at shutdown.
+
+    ``providers`` replaces configured providers of the same id (the rest are built from config).
+    """
 
     config: PalyraConfig
-    providers: dict[str, ModelProvider]
+    providers: dict[str, ModelProvider] = field(default_factory=dict)
     limits: Limits = DEFAULT_LIMITS
     clock: Callable[[], float] = time.time
     started_at: int = field(default=0)
     # With no tokens configured the authenticator refuses every protected route.
     auth: Authenticator = field(default_factory=Authenticator)
     metrics: Metrics = field(default_factory=Metrics)
+    client_factory: ClientFactory | None = None
+    state_dir: Path | None = None
+    environ: Mapping[str, str] | None = None
+    # ``palyra serve`` turns this on: refresh OAuth profiles ahead of expiry while running.
+    refresh_oauth: bool = False
+    runtime: Runtime = field(init=False, repr=False)
+    _credentials: DeferredCredentials = field(init=False, repr=False)
+    _store: Store | None = field(default=None, init=False, repr=False)
+    _oauth_client: httpx2.AsyncClient | None = field(default=None, init=False, repr=False)
+    _refresh_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._credentials = DeferredCredentials()
+        if self.client_factory is None:
+            runtime = build_runtime(self.config, credentials=self._credentials)
+        else:
+            runtime = build_runtime(
+                self.config, credentials=self._credentials, client_factory=self.client_factory
+            )
+        self.runtime = _with_providers(runtime, self.providers) if self.providers else runtime
+        self.providers = self.runtime.providers
 
     @classmethod
     def from_config(
         cls,
         config: PalyraConfig,
         *,
-        client: httpx2.AsyncClient | None = None,
         limits: Limits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.time,
+        client_factory: ClientFactory | None = None,
     ) -> AppState:
-        """Build every configured provider; a model naming a missing provider is a config error."""
-        registry = config.model_provider
-        providers = {p.id: build_provider(p, client) for p in registry.providers}
-        for model in registry.models:
-            if model.provider not in providers:
-                known = ", ".join(providers) or "none"
-                raise PalyraError.of(
-                    FailureClass.CONFIG,
-                    f'model "{model.id}" names provider "{model.provider}", which does not '
-                    f"exist (known: {known}); fix [[model_provider.models]] in palyra.toml",
-                )
+        """The state for ``config``; a model naming a missing provider is a config error."""
         return cls(
             config=config,
-            providers=providers,
             limits=limits,
             clock=clock,
             started_at=int(clock()),
+            client_factory=client_factory,
         )
 
     @property
-    def model_ids(self) -> list[str]:
-        return [m.id for m in self.config.model_provider.models]
+    def router(self) -> Router:
+        return self.runtime.router
 
-    def resolve(self, model_id: str, capability: Capability) -> ResolvedModel:
-        """The configured model a client named, checked for the capability the endpoint needs."""
-        entry = next((m for m in self.config.model_provider.models if m.id == model_id), None)
-        if entry is None:
-            raise PalyraError.of(
-                FailureClass.NOT_FOUND,
-                f'model "{model_id}" is not configured (known: {", ".join(self.model_ids)}); '
-                "send one of those ids or add it to [[model_provider.models]] in palyra.toml",
-                param="model",
-                code="model_not_found",
-            )
+    @property
+    def model_ids(self) -> list[str]:
+        return self.runtime.registry.model_ids
+
+    def resolve(self, name: str, capability: Capability) -> ModelConfig:
+        """The configured model a client named (id or alias), checked for the endpoint's
+        capability; unknown names are a 404 listing the configured ids."""
+        entry = self.runtime.registry.resolve(name)
         if capability not in entry.capabilities:
             able = [m.id for m in self.config.model_provider.models if capability in m.capabilities]
             raise PalyraError.of(
                 FailureClass.UNSUPPORTED_CAPABILITY,
-                f'model "{model_id}" does not support {capability} (it has: '
+                f'model "{name}" does not support {capability} (it has: '
                 f"{', '.join(entry.capabilities)}); use one of: {', '.join(able) or 'none'}",
                 param="model",
                 code="model_not_supported",
             )
-        return ResolvedModel(config=entry, provider=self.providers[entry.provider])
+        return entry
+
+    async def start(self) -> None:
+        """Open the store and vault when a provider needs them; with ``refresh_oauth``, refresh
+        OAuth profiles in the background. A vault that cannot open is logged, not fatal: only
+        the providers that need it fail, each with a config error naming it."""
+        if not any(needs_store(p) for p in self.config.model_provider.providers):
+            return
+        states = self.state_dir or state_dir()
+        environ = dict(os.environ if self.environ is None else self.environ)
+        try:
+            self._store = await open_store(self.config.storage.url, state_dir=states)
+            keys = KeyResolver(states, environ=environ, keyring=system_keyring())
+            vault = await Vault.open(self._store, keys)
+            registry = AuthProfileRegistry(self._store, vault)
+            await registry.migrate()
+        except PalyraError as exc:
+            log.warning(
+                "the vault is not available (%s); providers using vault: keys or auth profiles "
+                "will fail until it is",
+                exc.envelope.message,
+            )
+            await self._close_store()
+            return
+        self._oauth_client = httpx2.AsyncClient(timeout=30.0)
+        refresher = OAuthRefresher(registry, vault, client=self._oauth_client, clock=time.time)
+        profiles = ProfileCredentialSource(
+            registry, refresher=refresher.access_token, environ=environ
+        )
+        self._credentials.inner = ConfigCredentialSource(
+            vault, profiles=profiles, clock=self.runtime.clock, environ=environ
+        )
+        if self.refresh_oauth and any(
+            isinstance(r.credential, OAuthRefs) for r in await registry.all()
+        ):
+            self._refresh_task = asyncio.create_task(
+                refresher.run_background(OAUTH_REFRESH_INTERVAL_S), name="palyra-oauth-refresh"
+            )
+
+    async def _close_store(self) -> None:
+        if self._store is not None:
+            await self._store.aclose()
+            self._store = None
 
     async def aclose(self) -> None:
-        for provider in self.providers.values():
-            await provider.aclose()
+        """Stop the refresher, close the runtime (providers and their clients), then the store."""
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh_task
+            self._refresh_task = None
+        await self.runtime.aclose()
+        if self._oauth_client is not None:
+            await self._oauth_client.aclose()
+            self._oauth_client = None
+        await self._close_store()
