@@ -27,19 +27,31 @@ def test_parse_bind_rejects_what_is_not_host_port(bind: str) -> None:
         parse_bind(bind)
 
 
-def test_no_config_means_builtin_defaults() -> None:
-    config = load_config(None)
+def test_no_config_means_builtin_defaults(tmp_path: Path) -> None:
+    config = load_config(None, {"XDG_CONFIG_HOME": str(tmp_path)})
     assert [p.kind for p in config.model_provider.providers] == ["deterministic"]
 
 
-def test_config_file_is_loaded_and_bad_keys_name_the_file(tmp_path: Path) -> None:
+def test_config_file_and_env_overrides_are_loaded(tmp_path: Path) -> None:
     good = tmp_path / "palyra.toml"
     good.write_text('version = 1\n[daemon]\nbind = "127.0.0.1:9000"\n')
-    assert load_config(good).daemon.bind == "127.0.0.1:9000"
+    assert load_config(good, {}).daemon.bind == "127.0.0.1:9000"
+    overridden = load_config(good, {"PALYRA_DAEMON__SHUTDOWN_GRACE_S": "3"})
+    assert overridden.daemon.shutdown_grace_s == 3
+
+
+def test_every_config_problem_is_printed_and_serve_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text("version = 1\n[daemon]\nbnd = 1\n")
-    with pytest.raises(typer.BadParameter, match=r"bad\.toml: daemon\.bnd: Extra inputs"):
-        load_config(bad)
+    bad.write_text("version = 1\n[daemon]\nbnd = 1\nbind = 7\n")
+    with pytest.raises(typer.Exit) as info:
+        load_config(bad, {})
+    assert info.value.exit_code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert all(line.startswith("palyra serve: ") and "bad.toml" in line for line in lines)
+    assert any("bnd" in line for line in lines) and any("bind" in line for line in lines)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import socket
-import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 
-from palyra.config.schema import PalyraConfig, default_config
+from palyra.config import ConfigError
+from palyra.config import load_config as load_effective_config
+from palyra.config.schema import PalyraConfig
 
 log = logging.getLogger("palyra")
 
@@ -29,21 +31,15 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def load_config(path: Path | None) -> PalyraConfig:
-    """The config at ``path``, or the built-in defaults (a deterministic provider) without one."""
-    if path is None:
-        return default_config()
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> PalyraConfig:
+    """The effective config (``--config``, else discovery, plus ``PALYRA__*`` overrides); every
+    problem found is printed and the command exits 1."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        return PalyraConfig.model_validate(data)
-    except OSError as exc:
-        raise typer.BadParameter(f"cannot read config {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise typer.BadParameter(f"{path}: not valid TOML ({exc})") from exc
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise typer.BadParameter(f"{path}: {where}: {err['msg']}") from exc
+        return load_effective_config(path, env).config
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"palyra serve: {problem}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -58,7 +54,10 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def serve(
     config: Path | None = typer.Option(
-        None, "--config", help="palyra.toml to use (default: built-in deterministic setup)."
+        None,
+        "--config",
+        help="palyra.toml to use (default: $PALYRA_CONFIG, ./palyra.toml, the XDG config file, "
+        "else the built-in deterministic setup).",
     ),
     bind: str | None = typer.Option(
         None, "--bind", help="HOST:PORT to listen on (default: [daemon] bind, 127.0.0.1:7142)."
@@ -93,6 +92,7 @@ def serve(
             f"{tokens.token_file}):\n  {tokens.minted}\n"
             "Send it as Authorization: Bearer <token>. Admin token: palyra token create --admin"
         )
+    state.refresh_oauth = True
     state.auth = Authenticator(
         store_url=cfg.storage.url, state_dir=states, fixed_tokens=tokens.fixed
     )
@@ -103,7 +103,8 @@ def serve(
         lifespan="on",
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=int(cfg.daemon.shutdown_grace_s),
+        # In-flight streams get this long to finish after SIGINT/SIGTERM.
+        timeout_graceful_shutdown=math.ceil(cfg.daemon.shutdown_grace_s),
     )
     server = uvicorn.Server(server_config)
     sock = _listen(host, port)
