@@ -1,7 +1,8 @@
 """A real daemon on a free loopback port, served by uvicorn in a background thread.
 
 Each daemon accepts one client token and one admin token (``RunningDaemon.headers`` /
-``admin_headers``); pass ``auth=`` to ``start_daemon`` to use another authenticator.
+``admin_headers``); pass ``auth=`` to ``start_daemon`` to use another authenticator. Give
+``start_daemon`` an ``AppState``, or a ``PalyraConfig`` to build one from.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import openai
 import pytest
 import uvicorn
 
-from palyra.config.schema import default_config
+from palyra.config.schema import PalyraConfig, default_config
 from palyra.daemon import AppState, create_app
 from palyra.daemon.security import Authenticator
 from palyra.daemon.tokens_store import TokenKind, generate_token
@@ -45,7 +46,9 @@ class RunningDaemon:
 
 
 class StartDaemon(Protocol):
-    def __call__(self, state: AppState, *, auth: Authenticator | None = None) -> RunningDaemon: ...
+    def __call__(
+        self, state: AppState | PalyraConfig, *, auth: Authenticator | None = None
+    ) -> RunningDaemon: ...
 
 
 @pytest.fixture
@@ -53,7 +56,11 @@ def start_daemon() -> Iterator[StartDaemon]:
     """Start ``create_app(state)`` on 127.0.0.1:<free port>; every server stops at teardown."""
     running: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(state: AppState, *, auth: Authenticator | None = None) -> RunningDaemon:
+    def start(
+        state: AppState | PalyraConfig, *, auth: Authenticator | None = None
+    ) -> RunningDaemon:
+        if isinstance(state, PalyraConfig):
+            state = AppState.from_config(state)
         client_token = generate_token(TokenKind.CLIENT)
         admin_token = generate_token(TokenKind.ADMIN)
         state.auth = auth or Authenticator(
