@@ -214,3 +214,31 @@ def test_the_upstream_key_never_appears_in_responses_or_logs(
     everything = "\n".join(seen) + caplog.text + repr(daemon.state)
     assert KEY not in everything
     assert KEY[:12] not in everything
+
+
+def test_a_request_no_candidate_window_can_hold_is_refused_before_any_upstream_call(
+    fake: FakeUpstream, start_daemon: StartDaemon
+) -> None:
+    cfg = config(
+        ("a", "anthropic", fake.anthropic_base_url, "claude-haiku-4-5"),
+        ("b", "openai", fake.openai_base_url, "gpt-4o-mini"),
+    )
+    small = [
+        m.model_copy(update={"context_window": w})
+        for m, w in zip(cfg.model_provider.models, [8, 64], strict=True)
+    ]
+    cfg = cfg.model_copy(
+        update={"model_provider": cfg.model_provider.model_copy(update={"models": small})}
+    )
+    daemon = start_daemon(cfg)
+    long = {**CHAT, "messages": [{"role": "user", "content": "word " * 200}]}
+    with pytest.raises(openai.BadRequestError, match="context window 64") as info:
+        daemon.openai_client().chat.completions.create(**long)
+    assert info.value.code == "context_length_exceeded"
+    assert fake.requests == []
+    # Too long for the first model's window only: not refused up front, since a fallback could
+    # hold it; the (fake) upstream decides, and here it answers.
+    medium = {**CHAT, "messages": [{"role": "user", "content": "word " * 20}]}
+    raw = daemon.openai_client().chat.completions.with_raw_response.create(**medium)
+    assert raw.headers["x-palyra-model"] == "main"
+    assert len(fake.requests) == 1

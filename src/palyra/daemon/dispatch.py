@@ -58,7 +58,7 @@ def check_window(state: AppState, request: ChatRequest) -> None:
     if not windows or any(w is None for w in windows):
         return
     widest = max(targets, key=lambda t: t.context_window or 0)
-    check_context_window(request, widest.model_id, widest.context_window or 1)
+    check_context_window(request, widest.upstream_model, widest.context_window or 1)
 
 
 async def _routed(request: Request, call: Awaitable[RoutedResponse[T]]) -> tuple[T, Attempt]:
