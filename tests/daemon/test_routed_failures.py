@@ -113,6 +113,8 @@ def test_failover_from_a_dead_primary_shows_in_the_attempts_header(
     assert sse_data(body)[-1] == b"[DONE]"
     metrics = httpx2.get(f"{daemon.url}/metrics", headers=daemon.headers).text
     assert metric_value(metrics, "palyra_failovers_total", model="alt1") >= 1
+    breakers = [line for line in metrics.splitlines() if line.startswith("palyra_breaker_state{")]
+    assert any("live" in line and line.endswith(" 0") for line in breakers), breakers
 
 
 def test_a_stream_cut_mid_way_is_an_error_event_and_a_counted_interruption(

@@ -186,6 +186,10 @@ class AppState:
         """Open the store and vault when a provider needs them; with ``refresh_oauth``, refresh
         OAuth profiles in the background. A vault that cannot open is logged, not fatal: only
         the providers that need it fail, each with a config error naming it."""
+        health = self.runtime.health
+        self.metrics.set_breaker_source(
+            lambda: {h.scope: h.breaker for h in health.snapshot() if h.breaker is not None}
+        )
         if not any(needs_store(p) for p in self.config.model_provider.providers):
             return
         states = self.state_dir or state_dir()
