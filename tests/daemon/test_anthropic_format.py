@@ -305,14 +305,22 @@ def test_encoder_opens_text_lazily_then_one_block_per_tool_and_sends_late_usage(
         ("message_stop", None),
     ]
     start = out[0][1]["message"]
-    assert (start["id"], start["model"], start["usage"]) == (
-        "msg_up-1",
-        "m",
-        {"input_tokens": 9, "output_tokens": 0},
-    )
-    assert out[5][1]["content_block"] == {"type": "tool_use", "id": "t1", "name": "a", "input": {}}
+    assert (start["id"], start["model"], start["usage"]["input_tokens"]) == ("msg_up-1", "m", 9)
+    assert start["usage"]["output_tokens"] == 0
+    assert out[5][1]["content_block"] == {
+        "type": "tool_use",
+        "id": "t1",
+        "name": "a",
+        "input": {},
+        "caller": {"type": "direct"},
+    }
     assert out[6][1]["delta"] == {"type": "input_json_delta", "partial_json": '{"x"'}
-    assert out[-2][1]["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
+    assert out[-2][1]["delta"] == {
+        "stop_reason": "tool_use",
+        "stop_sequence": None,
+        "stop_details": None,
+        "container": None,
+    }
     assert out[-2][1]["usage"]["input_tokens"] == 5
     assert out[-2][1]["usage"]["output_tokens"] == 3
 
@@ -332,7 +340,8 @@ def test_encoder_text_after_a_tool_block_opens_a_new_text_block() -> None:
     stops = [d["index"] for n, d in out if n == "content_block_stop"]
     assert sorted(stops) == [0, 1]
     assert out[-2][1]["delta"]["stop_reason"] == "tool_use"
-    assert out[-2][1]["usage"] == {"output_tokens": 0}
+    assert out[-2][1]["usage"]["output_tokens"] == 0
+    assert out[-2][1]["usage"]["input_tokens"] is None  # unknown: the SDK keeps message_start's
 
 
 def test_encoder_turns_an_error_event_into_an_sse_error() -> None:

@@ -293,6 +293,8 @@ def test_stream_events_validate_strictly_in_anthropic_order(daemon: RunningDaemo
         "output_tokens": 2,
         "cache_read_input_tokens": 0,
         "cache_creation_input_tokens": 0,
+        "output_tokens_details": None,
+        "server_tool_use": None,
     }
 
 

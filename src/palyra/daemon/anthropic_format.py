@@ -347,6 +347,24 @@ def usage_json(usage: Usage) -> dict[str, int]:
     }
 
 
+# Fields the Messages API always sends (null when unused); the official OpenAPI document marks
+# them required, and the SDK models know them.
+_MESSAGE_NULLS: dict[str, Any] = {"stop_details": None, "container": None}
+_USAGE_NULLS: dict[str, Any] = {
+    "cache_creation": None,
+    "inference_geo": None,
+    "output_tokens_details": None,
+    "server_tool_use": None,
+    "service_tier": None,
+}
+_DIRECT_CALLER: dict[str, Any] = {"type": "direct"}
+
+
+def message_usage_json(usage: Usage) -> dict[str, Any]:
+    """The full ``usage`` object of a ``message`` (``message_delta`` carries the short one)."""
+    return {**usage_json(usage), **_USAGE_NULLS}
+
+
 def tool_input(call: ToolCallPart) -> dict[str, Any]:
     """A tool call's arguments as the object Anthropic's ``input`` must be."""
     value = call.arguments_json()
@@ -357,9 +375,15 @@ def message_json(response: ChatResponse) -> dict[str, Any]:
     """A neutral answer as an Anthropic ``message`` object."""
     content: list[dict[str, Any]] = []
     if response.content:
-        content.append({"type": "text", "text": response.content})
+        content.append({"type": "text", "text": response.content, "citations": None})
     content += [
-        {"type": "tool_use", "id": c.id, "name": c.name, "input": tool_input(c)}
+        {
+            "type": "tool_use",
+            "id": c.id,
+            "name": c.name,
+            "input": tool_input(c),
+            "caller": _DIRECT_CALLER,
+        }
         for c in response.tool_calls
     ]
     return {
@@ -370,7 +394,8 @@ def message_json(response: ChatResponse) -> dict[str, Any]:
         "content": content,
         "stop_reason": stop_reason(response.finish_reason),
         "stop_sequence": None,
-        "usage": usage_json(response.usage),
+        **_MESSAGE_NULLS,
+        "usage": message_usage_json(response.usage),
     }
 
 
@@ -439,7 +464,14 @@ class MessageEventEncoder:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": self.input_tokens, "output_tokens": 0},
+            **_MESSAGE_NULLS,
+            "usage": {
+                "input_tokens": self.input_tokens,
+                "output_tokens": 0,
+                "cache_read_input_tokens": None,
+                "cache_creation_input_tokens": None,
+                **_USAGE_NULLS,
+            },
         }
         return sse("message_start", {"type": "message_start", "message": message})
 
@@ -455,12 +487,20 @@ class MessageEventEncoder:
                     return b""
                 head = b""
                 if self._text_block is None:
-                    self._text_block, head = self._start_block({"type": "text", "text": ""})
+                    self._text_block, head = self._start_block(
+                        {"type": "text", "text": "", "citations": None}
+                    )
                 delta = {"type": "text_delta", "text": event.text}
                 return head + self._delta(self._text_block, delta)
             case ToolCallStart():
                 head = b"" if self._text_block is None else self._stop_block(self._text_block)
-                block = {"type": "tool_use", "id": event.id, "name": event.name, "input": {}}
+                block = {
+                    "type": "tool_use",
+                    "id": event.id,
+                    "name": event.name,
+                    "input": {},
+                    "caller": _DIRECT_CALLER,
+                }
                 index, start = self._start_block(block)
                 self._tool_blocks[event.index] = index
                 return head + start
@@ -483,10 +523,23 @@ class MessageEventEncoder:
         """Close open blocks, then ``message_delta`` (stop reason, usage) and ``message_stop``."""
         out = b"".join(self._stop_block(index) for index in list(self._open))
         reason = self._finish or ("tool_calls" if self._tool_blocks else "stop")
-        usage = usage_json(self._usage) if self._usage is not None else {"output_tokens": 0}
+        counts: dict[str, Any] = (
+            usage_json(self._usage)
+            if self._usage is not None
+            else {
+                "input_tokens": None,
+                "output_tokens": 0,
+                "cache_read_input_tokens": None,
+                "cache_creation_input_tokens": None,
+            }
+        )
         delta = {
             "type": "message_delta",
-            "delta": {"stop_reason": stop_reason(reason), "stop_sequence": None},
-            "usage": usage,
+            "delta": {
+                "stop_reason": stop_reason(reason),
+                "stop_sequence": None,
+                **_MESSAGE_NULLS,
+            },
+            "usage": {**counts, "output_tokens_details": None, "server_tool_use": None},
         }
         return out + sse("message_delta", delta) + sse("message_stop", {"type": "message_stop"})

@@ -335,7 +335,7 @@ def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
     }
     if response.tool_calls:
         message["tool_calls"] = [_call_json(None, c) for c in response.tool_calls]
-    return {
+    body: dict[str, Any] = {
         "id": response.id,
         "object": "chat.completion",
         "created": response.created if response.created is not None else created,
@@ -349,8 +349,10 @@ def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
             }
         ],
         "usage": usage_json(response.usage),
-        "system_fingerprint": response.system_fingerprint,
     }
+    if response.system_fingerprint is not None:  # a string when present, never null (OpenAPI)
+        body["system_fingerprint"] = response.system_fingerprint
+    return body
 
 
 def error_json(envelope: ErrorEnvelope) -> dict[str, Any]:
