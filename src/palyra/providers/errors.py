@@ -15,7 +15,7 @@ from typing import Any
 import httpx2
 import orjson
 
-from palyra.model import ErrorEnvelope, FailureClass
+from palyra.model import ErrorEnvelope, FailureClass, PalyraError
 
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -207,3 +207,15 @@ def classify_transport_error(
         provider=provider,
         model=model,
     )
+
+
+def raise_for_upstream_status(
+    response: httpx2.Response, body: bytes, *, provider: str, model: str | None
+) -> None:
+    """Raise the classified ``PalyraError`` for a non-2xx upstream answer; 2xx passes."""
+    if not 200 <= response.status_code < 300:
+        raise PalyraError(
+            classify_http_error(
+                response.status_code, body, response.headers, provider=provider, model=model
+            )
+        )

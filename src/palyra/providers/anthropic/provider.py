@@ -33,7 +33,7 @@ from palyra.providers.anthropic.response import (
 )
 from palyra.providers.anthropic.stream import AnthropicStreamParser
 from palyra.providers.base import Credential, ProviderCapabilities
-from palyra.providers.errors import classify_http_error, classify_transport_error
+from palyra.providers.errors import classify_transport_error, raise_for_upstream_status
 from palyra.providers.sse import aiter_sse
 
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
@@ -85,14 +85,6 @@ class AnthropicProvider:
                 headers["x-api-key"] = key
         return headers
 
-    def _raise_status(self, response: httpx2.Response, body: bytes, model: str | None) -> None:
-        if not 200 <= response.status_code < 300:
-            raise PalyraError(
-                classify_http_error(
-                    response.status_code, body, response.headers, provider=self.id, model=model
-                )
-            )
-
     async def _request(
         self,
         method: str,
@@ -114,7 +106,7 @@ class AnthropicProvider:
             body = await response.aread()
         except httpx2.TransportError as exc:
             raise PalyraError(classify_transport_error(exc, provider=self.id, model=model)) from exc
-        self._raise_status(response, body, model)
+        raise_for_upstream_status(response, body, provider=self.id, model=model)
         return load_json_object(body, f"the answer to {method} {path}", provider=self.id)
 
     async def chat(
@@ -147,7 +139,9 @@ class AnthropicProvider:
                 headers=headers,
             ) as response:
                 if not 200 <= response.status_code < 300:
-                    self._raise_status(response, await response.aread(), request.model)
+                    raise_for_upstream_status(
+                        response, await response.aread(), provider=self.id, model=request.model
+                    )
                 async for sse in aiter_sse(response.aiter_bytes()):
                     for event in parser.feed(sse.event, sse.data):
                         yield event

@@ -22,7 +22,7 @@ from palyra.model import (
     TranscriptionResponse,
 )
 from palyra.providers.base import Credential, ProviderCapabilities
-from palyra.providers.errors import classify_http_error, classify_transport_error
+from palyra.providers.errors import classify_transport_error, raise_for_upstream_status
 from palyra.providers.openai.payload import (
     build_openai_chat_payload,
     build_openai_embeddings_payload,
@@ -76,14 +76,6 @@ class OpenAIProvider:
             headers["authorization"] = f"Bearer {key}"
         return headers
 
-    def _check(self, response: httpx2.Response, body: bytes, model: str | None) -> None:
-        if not 200 <= response.status_code < 300:
-            raise PalyraError(
-                classify_http_error(
-                    response.status_code, body, response.headers, provider=self.id, model=model
-                )
-            )
-
     async def _send(
         self,
         method: str,
@@ -105,7 +97,7 @@ class OpenAIProvider:
             body = await response.aread()
         except httpx2.TransportError as exc:
             raise PalyraError(classify_transport_error(exc, provider=self.id, model=model)) from exc
-        self._check(response, body, model)
+        raise_for_upstream_status(response, body, provider=self.id, model=model)
         return body
 
     async def _post_json(
@@ -155,7 +147,9 @@ class OpenAIProvider:
                 headers=headers,
             ) as response:
                 if not 200 <= response.status_code < 300:
-                    self._check(response, await response.aread(), request.model)
+                    raise_for_upstream_status(
+                        response, await response.aread(), provider=self.id, model=request.model
+                    )
                 decoder = SSEDecoder()
                 async for raw in response.aiter_bytes():
                     for sse in decoder.feed(raw):
