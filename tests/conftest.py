@@ -4,6 +4,9 @@ Every test that takes ``store`` runs twice: on a fresh SQLite file in ``tmp_path
 PostgreSQL in a fresh schema (dropped afterwards) when ``PALYRA_TEST_POSTGRES_URL`` is set, e.g.
 ``postgresql+asyncpg://postgres@127.0.0.1:5432/palyra_test``; otherwise the PostgreSQL run is
 skipped. The store has no migrations applied; call ``await store.migrate(YOUR_SCHEMA)``.
+
+Every test runs with ``PALYRA_STATE_DIR``, ``XDG_STATE_HOME`` and ``XDG_CONFIG_HOME`` pointing at
+fresh temporary directories, so no test reads or writes the real ``~/.local/state/palyra``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,21 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from palyra.store import Store, open_store
 
 POSTGRES_URL_ENV = "PALYRA_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state_dirs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Keep every test's state, tokens and vault key out of the user's real directories."""
+    home = tmp_path_factory.mktemp("home")
+    for name, sub in (
+        ("PALYRA_STATE_DIR", "state/palyra"),
+        ("XDG_STATE_HOME", "state"),
+        ("XDG_CONFIG_HOME", "config"),
+    ):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(name, str(home / sub))
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,33 @@
 """Schemathesis over the daemon's own OpenAPI document, in process against ``create_app``.
 
 Bounded and derandomized so it runs the same few hundred requests, in seconds, every time.
-Known daemon gaps (undocumented statuses, one 500) are pinned by strict xfails, so a fix shows
-up as an XPASS that asks for the xfail to be removed.
+Every operation must answer no 5xx, only statuses its document declares, and bodies that match
+the declared schemas. The API-key route checks the key against its provider: the generated
+body is pointed at a loopback :class:`FakeUpstream`, so no request leaves the machine.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from palyra.config.schema import default_config
 from palyra.daemon import AppState, create_app
 from palyra.daemon.security import Authenticator
 from palyra.daemon.tokens_store import TokenKind, generate_token
+from palyra.testing import FakeUpstream
 
 CLIENT_TOKEN = generate_token(TokenKind.CLIENT)
 ADMIN_TOKEN = generate_token(TokenKind.ADMIN)
+API_KEY_ROUTE = "/console/v1/auth/providers/{provider}/api-key"
 
 
 def _app() -> object:
@@ -47,52 +53,37 @@ BOUNDED = settings(
     suppress_health_check=list(HealthCheck),
 )
 
-# Operations whose answers are not all documented (see the xfail reason), by path.
-UNDOCUMENTED = (
-    r"^/v1/(chat/completions|embeddings|audio/transcriptions|messages|messages/count_tokens)$"
-    r"|^/console/v1/(auth|tokens)(/|$)"
-)
-# An operation that answers 500 to a generated request (see the xfail reason).
-API_KEY_ROUTE = "/console/v1/auth/providers/{provider}/api-key"
-SERVER_ERROR = f"^{re.escape(API_KEY_ROUTE)}$"
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream(api_keys={"sk-fake-valid"}) as server:
+        yield server
 
 
-@schema.exclude(path_regex=SERVER_ERROR).parametrize()
+def _keep_local(case: schemathesis.Case, upstream: FakeUpstream) -> None:
+    """Send an API-key check to the loopback fake instead of the provider's real host."""
+    if case.operation.path == API_KEY_ROUTE and isinstance(case.body, dict):
+        provider = (case.path_parameters or {}).get("provider")
+        url = upstream.openai_base_url if provider == "openai" else upstream.anthropic_base_url
+        case.body.update(base_url=url, allow_private=True)
+
+
+@schema.parametrize()
 @BOUNDED
-def test_no_operation_answers_a_server_error(case: schemathesis.Case) -> None:
+def test_no_operation_answers_a_server_error(
+    case: schemathesis.Case, upstream: FakeUpstream
+) -> None:
+    _keep_local(case, upstream)
     case.call_and_validate(headers=_headers(case.path), checks=[not_a_server_error])
 
 
-# Defined only while the route exists, so the file also runs against a daemon without it.
-if API_KEY_ROUTE in schema.raw_schema["paths"]:
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="daemon bug: POST /console/v1/auth/providers/openai/api-key with "
-        '{"api_key": "...", "profile_id": "attempts"} answers 500',
-    )
-    @schema.include(path_regex=SERVER_ERROR).parametrize()
-    @BOUNDED
-    def test_api_key_connect_answers_no_server_error(case: schemathesis.Case) -> None:
-        case.call_and_validate(headers=_headers(case.path), checks=[not_a_server_error])
-
-
-@schema.exclude(path_regex=UNDOCUMENTED).parametrize()
+@schema.parametrize()
 @BOUNDED
-def test_operations_answer_only_documented_statuses(case: schemathesis.Case) -> None:
-    case.call_and_validate(headers=_headers(case.path), checks=[status_code_conformance])
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug: the /v1 body routes read the body by hand and document only 200, yet "
-    "answer 400 to an empty body; the /console/v1/auth and /console/v1/tokens routes document "
-    "200 and 422 but answer 400 (the app turns 422 into 400) and 404 (unknown ids), "
-    "undeclared in their responses=",
-)
-@schema.include(path_regex=UNDOCUMENTED).parametrize()
-@BOUNDED
-def test_undocumented_operations_answer_only_documented_statuses(
-    case: schemathesis.Case,
+def test_operations_answer_only_documented_statuses_and_bodies(
+    case: schemathesis.Case, upstream: FakeUpstream
 ) -> None:
-    case.call_and_validate(headers=_headers(case.path), checks=[status_code_conformance])
+    _keep_local(case, upstream)
+    case.call_and_validate(
+        headers=_headers(case.path),
+        checks=[status_code_conformance, response_schema_conformance],
+    )

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from palyra import __version__
 from palyra.daemon import anthropic_api, openai_api, openai_media_api
+from palyra.daemon import openapi_docs as docs
 from palyra.daemon.auth_guard import GuardMiddleware
 from palyra.daemon.console_api import mount_console
 from palyra.daemon.observe import ObservabilityMiddleware, metrics_endpoint
@@ -24,6 +25,8 @@ from palyra.model import ErrorEnvelope, FailureClass, PalyraError
 log = logging.getLogger("palyra.daemon")
 
 ErrorRenderer = Callable[[ErrorEnvelope], Response]
+OPENAI = docs.error_responses(docs.MODEL_STATUSES)
+ANTHROPIC = docs.error_responses(docs.MODEL_STATUSES, docs.ANTHROPIC_ERROR)
 EXPOSED_HEADERS = (
     "x-palyra-request-id",
     "x-palyra-model",
@@ -110,11 +113,25 @@ def create_app(state: AppState) -> FastAPI:
     app.add_api_route("/console/v1/whoami", whoami, methods=["GET"])
     console = mount_console(app, state)
     app.add_api_route("/v1/models", openai_api.list_models, methods=["GET"])
-    app.add_api_route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"])
-    app.add_api_route("/v1/embeddings", openai_media_api.embeddings, methods=["POST"])
-    app.add_api_route("/v1/audio/transcriptions", openai_media_api.transcriptions, methods=["POST"])
-    app.add_api_route("/v1/messages", anthropic_api.messages, methods=["POST"])
-    app.add_api_route("/v1/messages/count_tokens", anthropic_api.count_tokens, methods=["POST"])
+    for path, endpoint, body, errors in (
+        ("/v1/chat/completions", openai_api.chat_completions, docs.CHAT_BODY, OPENAI),
+        ("/v1/embeddings", openai_media_api.embeddings, docs.EMBEDDINGS_BODY, OPENAI),
+        (
+            "/v1/audio/transcriptions",
+            openai_media_api.transcriptions,
+            docs.TRANSCRIPTION_BODY,
+            OPENAI,
+        ),
+        ("/v1/messages", anthropic_api.messages, docs.MESSAGES_BODY, ANTHROPIC),
+        (
+            "/v1/messages/count_tokens",
+            anthropic_api.count_tokens,
+            docs.COUNT_TOKENS_BODY,
+            ANTHROPIC,
+        ),
+    ):
+        app.add_api_route(path, endpoint, methods=["POST"], openapi_extra=body, responses=errors)
+    docs.install_openapi(app)
 
     app.add_exception_handler(PalyraError, _palyra_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

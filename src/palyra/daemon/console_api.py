@@ -18,8 +18,8 @@ from typing import Literal
 
 import httpx2
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from palyra.auth.api_key import (
     ANTHROPIC_BASE_URL,
@@ -50,6 +50,7 @@ from palyra.daemon.console_format import (
     session_cookie,
     session_id,
 )
+from palyra.daemon.openapi_docs import error_responses, html_responses
 from palyra.daemon.security import Principal
 from palyra.daemon.state import AppState
 from palyra.daemon.tokens_store import TokenKind, TokenStore
@@ -236,6 +237,17 @@ class ApiKeyBody(BaseModel):
     name: str | None = None
     agent: str | None = None
     allow_private: bool = False
+
+    @field_validator("api_key")
+    @classmethod
+    def _sendable(cls, value: str) -> str:
+        """An HTTP header carries the key, so only printable ASCII can be checked or used."""
+        if not value.isascii() or not value.isprintable():
+            raise ValueError(
+                "the API key has characters an HTTP header cannot carry; "
+                "paste the key again exactly as the provider shows it"
+            )
+        return value
 
 
 async def connect_api_key(
@@ -437,24 +449,38 @@ def mount_console(app: FastAPI, state: AppState) -> ConsoleHub:
     hub = ConsoleHub(state)
     app.state.console = hub
     auth = f"{PREFIX}/auth"
-    routes: list[tuple[str, Callable[..., Awaitable[Response]], str]] = [
-        (f"{auth}/profiles", list_profiles, "GET"),
-        (f"{auth}/profiles/order", set_order, "PUT"),
-        (f"{auth}/profiles/{{profile_id}}", get_profile, "GET"),
-        (f"{auth}/profiles/{{profile_id}}", delete_profile, "DELETE"),
-        (f"{auth}/profiles/{{profile_id}}/cooldown-clear", clear_cooldown, "POST"),
-        (f"{auth}/profiles/{{profile_id}}/refresh", refresh_profile, "POST"),
-        (f"{auth}/doctor", doctor, "GET"),
-        (f"{auth}/explain-selection", explain_selection, "GET"),
-        (f"{auth}/providers/{{provider}}/api-key", connect_api_key, "POST"),
-        (f"{auth}/providers/openai/oauth/start", oauth_start, "POST"),
-        (f"{auth}/providers/openai/oauth/{{attempt_id}}", oauth_status, "GET"),
-        (OPENAI_OAUTH_CALLBACK_PATH, oauth_callback, "GET"),
-        (f"{PREFIX}/providers/health", providers_health, "GET"),
-        (f"{PREFIX}/tokens", list_tokens, "GET"),
-        (f"{PREFIX}/tokens", create_token, "POST"),
-        (f"{PREFIX}/tokens/{{token_id}}", revoke_token, "DELETE"),
+    # (path, endpoint, method, statuses besides the success one) — what each route can answer.
+    base, ids, upstream = (400, 401, 500), (400, 401, 404, 500), (429, 502, 503, 504)
+    routes: list[tuple[str, Callable[..., Awaitable[Response]], str, tuple[int, ...]]] = [
+        (f"{auth}/profiles", list_profiles, "GET", base),
+        (f"{auth}/profiles/order", set_order, "PUT", (*ids, 413)),
+        (f"{auth}/profiles/{{profile_id}}", get_profile, "GET", ids),
+        (f"{auth}/profiles/{{profile_id}}", delete_profile, "DELETE", ids),
+        (f"{auth}/profiles/{{profile_id}}/cooldown-clear", clear_cooldown, "POST", ids),
+        (f"{auth}/profiles/{{profile_id}}/refresh", refresh_profile, "POST", (*ids, *upstream)),
+        (f"{auth}/doctor", doctor, "GET", base),
+        (f"{auth}/explain-selection", explain_selection, "GET", ids),
+        (
+            f"{auth}/providers/{{provider}}/api-key",
+            connect_api_key,
+            "POST",
+            (*base, 413, *upstream),
+        ),
+        (f"{auth}/providers/openai/oauth/start", oauth_start, "POST", (*base, 413)),
+        (f"{auth}/providers/openai/oauth/{{attempt_id}}", oauth_status, "GET", ids),
+        (f"{PREFIX}/providers/health", providers_health, "GET", (401, 500)),
+        (f"{PREFIX}/tokens", list_tokens, "GET", (401, 409, 500)),
+        (f"{PREFIX}/tokens", create_token, "POST", (*base, 409, 413)),
+        (f"{PREFIX}/tokens/{{token_id}}", revoke_token, "DELETE", (*ids, 409)),
     ]
-    for path, endpoint, method in routes:
-        app.add_api_route(path, endpoint, methods=[method])
+    for path, endpoint, method, statuses in routes:
+        app.add_api_route(path, endpoint, methods=[method], responses=error_responses(statuses))
+    # The one open path answers a browser: an HTML page whatever the outcome.
+    app.add_api_route(
+        OPENAI_OAUTH_CALLBACK_PATH,
+        oauth_callback,
+        methods=["GET"],
+        response_class=HTMLResponse,
+        responses={**html_responses((400, 403, 409, 502)), **error_responses((500,))},
+    )
     return hub
