@@ -205,6 +205,12 @@ async def test_bad_inputs_are_refused_before_any_request(
         await connect_openai_api_key(
             registry, profile_id="p", api_key=GOOD, base_url="http://api.example.com/v1"
         )
+    for pasted in ("sk-caf\u00e9-key", "sk-one two", "sk-tab\tkey", "sk-bell\x07"):
+        with pytest.raises(ProfileError, match="paste the key itself") as caught:
+            await connect_openai_api_key(
+                registry, profile_id="p", api_key=pasted, base_url=fake.openai_base_url
+            )
+        assert pasted not in str(caught.value)
     assert fake.requests == []
     await assert_nothing_stored(registry)
 

@@ -112,6 +112,11 @@ async def _connect(
     label = _LABELS[provider]
     if not key:
         raise ProfileError(f"the {label} API key for profile {pid} is empty; nothing was stored")
+    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+        raise ProfileError(
+            f"the {label} API key for profile {pid} contains spaces, control or non-ASCII "
+            "characters, which no provider issues; paste the key itself. Nothing was stored"
+        )
     base = base_url.strip().rstrip("/")
     check_base_url(base, allow_private=allow_private)
     existing = await registry.find(pid)
