@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from palyra.daemon.wire_checks import invalid, json_kind, obj, string
 from palyra.model import (
     ChatRequest,
     ChatResponse,
@@ -73,65 +74,42 @@ _IGNORED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 _WIRE_NAMES = {"max_output_tokens": "max_tokens", "stop": "stop_sequences"}
 
 
-def _invalid(message: str, param: str | None = None) -> PalyraError:
-    return PalyraError.of(
-        FailureClass.INVALID_REQUEST, message, param=param, code="invalid_request_error"
-    )
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
-        type(value), "null" if value is None else "a number"
-    )
-
-
-def _obj(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _invalid(f"{where} must be a JSON object, got {_kind(value)}", where)
-    return value
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise _invalid(f"{where} must be a string, got {_kind(value)}", where)
-    return value
-
-
 def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
     """Content as a list of block objects; a plain string is one text block."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
     if not isinstance(content, list):
-        raise _invalid(
-            f"{where} must be a string or an array of content blocks, got {_kind(content)}", where
+        raise invalid(
+            f"{where} must be a string or an array of content blocks, got {json_kind(content)}",
+            where,
         )
-    return [_obj(block, f"{where}[{j}]") for j, block in enumerate(content)]
+    return [obj(block, f"{where}[{j}]") for j, block in enumerate(content)]
 
 
 def _unsupported(kind: Any, where: str, allowed: str) -> PalyraError:
-    return _invalid(
+    return invalid(
         f"{where} has type {kind!r}, which Palyra does not accept here; send {allowed}", where
     )
 
 
 def _image(block: dict[str, Any], where: str) -> ImagePart:
-    source = _obj(block.get("source"), f"{where}.source")
+    source = obj(block.get("source"), f"{where}.source")
     kind = source.get("type")
     try:
         if kind == "base64":
             return ImagePart(
-                data=_str(source.get("data"), f"{where}.source.data"),
-                media_type=_str(source.get("media_type"), f"{where}.source.media_type"),
+                data=string(source.get("data"), f"{where}.source.data"),
+                media_type=string(source.get("media_type"), f"{where}.source.media_type"),
             )
         if kind == "url":
-            return ImagePart(url=_str(source.get("url"), f"{where}.source.url"))
+            return ImagePart(url=string(source.get("url"), f"{where}.source.url"))
     except ValidationError as exc:
-        raise _invalid(f"{where}.source: {_first_error(exc)}", where) from exc
-    raise _invalid(f"{where}.source.type is {kind!r}; use 'base64' or 'url'", where)
+        raise invalid(f"{where}.source: {_first_error(exc)}", where) from exc
+    raise invalid(f"{where}.source.type is {kind!r}; use 'base64' or 'url'", where)
 
 
 def _text(block: dict[str, Any], where: str) -> TextPart:
-    return TextPart(text=_str(block.get("text"), f"{where}.text"))
+    return TextPart(text=string(block.get("text"), f"{where}.text"))
 
 
 def _system(raw: Any) -> list[Message]:
@@ -147,7 +125,7 @@ def _system(raw: Any) -> list[Message]:
 
 def _tool_result(block: dict[str, Any], where: str) -> Message:
     """One ``tool_result`` block as a tool message: its text joined, its images kept beside it."""
-    call_id = _str(block.get("tool_use_id"), f"{where}.tool_use_id")
+    call_id = string(block.get("tool_use_id"), f"{where}.tool_use_id")
     content = block.get("content")
     texts: list[str] = []
     images: list[ContentPart] = []
@@ -192,11 +170,11 @@ def _assistant_turn(blocks: list[dict[str, Any]], where: str) -> Message:
         if kind == "text":
             parts.append(_text(block, block_where))
         elif kind == "tool_use":
-            tool_input = _obj(block.get("input", {}), f"{block_where}.input")
+            tool_input = obj(block.get("input", {}), f"{block_where}.input")
             parts.append(
                 ToolCallPart(
-                    id=_str(block.get("id"), f"{block_where}.id"),
-                    name=_str(block.get("name"), f"{block_where}.name"),
+                    id=string(block.get("id"), f"{block_where}.id"),
+                    name=string(block.get("name"), f"{block_where}.name"),
                     arguments=orjson.dumps(tool_input).decode(),
                 )
             )
@@ -207,11 +185,11 @@ def _assistant_turn(blocks: list[dict[str, Any]], where: str) -> Message:
 
 def _messages(raw: Any) -> list[Message]:
     if not isinstance(raw, list) or not raw:
-        raise _invalid("messages must be a non-empty array", "messages")
+        raise invalid("messages must be a non-empty array", "messages")
     out: list[Message] = []
     for i, item in enumerate(raw):
         where = f"messages[{i}]"
-        message = _obj(item, where)
+        message = obj(item, where)
         role = message.get("role")
         blocks = _blocks(message.get("content"), f"{where}.content")
         if role == "user":
@@ -219,15 +197,15 @@ def _messages(raw: Any) -> list[Message]:
         elif role == "assistant":
             out.append(_assistant_turn(blocks, f"{where}.content"))
         else:
-            raise _invalid(f"{where}.role is {role!r}; use 'user' or 'assistant'", where)
+            raise invalid(f"{where}.role is {role!r}; use 'user' or 'assistant'", where)
     return out
 
 
 def _tool(raw: Any, i: int) -> ToolSpec:
     where = f"tools[{i}]"
-    tool = _obj(raw, where)
+    tool = obj(raw, where)
     if tool.get("type") not in (None, "custom"):
-        raise _invalid(
+        raise invalid(
             f"{where}.type is {tool['type']!r}; Palyra runs no server tools, only custom tools "
             "with name, description and input_schema",
             where,
@@ -235,25 +213,25 @@ def _tool(raw: Any, i: int) -> ToolSpec:
     spec: dict[str, Any] = {"name": tool.get("name")}
     if tool.get("description") is not None:
         spec["description"] = tool["description"]
-    spec["parameters"] = _obj(tool.get("input_schema"), f"{where}.input_schema")
+    spec["parameters"] = obj(tool.get("input_schema"), f"{where}.input_schema")
     try:
         return ToolSpec.model_validate(spec)
     except ValidationError as exc:
-        raise _invalid(f"{where}.{_first_error(exc)}", where) from exc
+        raise invalid(f"{where}.{_first_error(exc)}", where) from exc
 
 
 def _tool_choice(raw: Any) -> tuple[ToolChoice | None, bool | None]:
     """(neutral tool choice, parallel tool calls) from Anthropic's ``tool_choice`` object."""
     if raw is None:
         return None, None
-    choice = _obj(raw, "tool_choice")
+    choice = obj(raw, "tool_choice")
     kind = choice.get("type")
     parallel = False if choice.get("disable_parallel_tool_use") is True else None
     if kind == "tool":
-        return NamedToolChoice(name=_str(choice.get("name"), "tool_choice.name")), parallel
+        return NamedToolChoice(name=string(choice.get("name"), "tool_choice.name")), parallel
     if isinstance(kind, str) and kind in _TOOL_CHOICES:
         return _TOOL_CHOICES[kind], parallel
-    raise _invalid(
+    raise invalid(
         f"tool_choice.type is {kind!r}; use 'auto', 'any', 'tool' (with name) or 'none'",
         "tool_choice",
     )
@@ -264,7 +242,7 @@ def _stop_sequences(raw: Any) -> list[str]:
         return []
     if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
         return raw
-    raise _invalid("stop_sequences must be an array of strings", "stop_sequences")
+    raise invalid("stop_sequences must be an array of strings", "stop_sequences")
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -277,8 +255,8 @@ def _first_error(exc: ValidationError) -> str:
 def _user_id(metadata: Any) -> str | None:
     if metadata is None:
         return None
-    user_id = _obj(metadata, "metadata").get("user_id")
-    return None if user_id is None else _str(user_id, "metadata.user_id")
+    user_id = obj(metadata, "metadata").get("user_id")
+    return None if user_id is None else string(user_id, "metadata.user_id")
 
 
 def parse_messages_request(data: Any, *, require_max_tokens: bool = True) -> ChatRequest:
@@ -286,15 +264,15 @@ def parse_messages_request(data: Any, *, require_max_tokens: bool = True) -> Cha
 
     ``max_tokens`` is required, as Anthropic requires it; ``count_tokens`` bodies omit it.
     """
-    body = _obj(data, "the request body")
+    body = obj(data, "the request body")
     if require_max_tokens and body.get("max_tokens") is None:
-        raise _invalid("max_tokens: Field required (Anthropic requires it on every call)")
+        raise invalid("max_tokens: Field required (Anthropic requires it on every call)")
     temperature = body.get("temperature")
     if isinstance(temperature, int | float) and not 0 <= temperature <= 1:
-        raise _invalid(f"temperature is {temperature}; Anthropic accepts 0 to 1", "temperature")
+        raise invalid(f"temperature is {temperature}; Anthropic accepts 0 to 1", "temperature")
     tools = body.get("tools") or []
     if not isinstance(tools, list):
-        raise _invalid("tools must be an array", "tools")
+        raise invalid("tools must be an array", "tools")
     tool_choice, parallel = _tool_choice(body.get("tool_choice"))
     try:
         return ChatRequest.model_validate(
@@ -313,7 +291,7 @@ def parse_messages_request(data: Any, *, require_max_tokens: bool = True) -> Cha
             }
         )
     except ValidationError as exc:
-        raise _invalid(_first_error(exc)) from exc
+        raise invalid(_first_error(exc)) from exc
 
 
 def load_body(raw: bytes) -> Any:
@@ -321,7 +299,7 @@ def load_body(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise _invalid(
+        raise invalid(
             f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}, "
             f"column {exc.colno}"
         ) from exc

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from palyra.daemon.wire_checks import invalid, json_kind, obj, string
 from palyra.model import (
     ChatRequest,
     ChatResponse,
@@ -27,7 +28,6 @@ from palyra.model import (
     MessageEnd,
     MessageStart,
     NamedToolChoice,
-    PalyraError,
     ResponseFormat,
     Role,
     StreamEvent,
@@ -72,30 +72,6 @@ class ParsedChat:
     include_usage: bool = False
 
 
-def _invalid(message: str, param: str | None = None) -> PalyraError:
-    return PalyraError.of(
-        FailureClass.INVALID_REQUEST, message, param=param, code="invalid_request_error"
-    )
-
-
-def _obj(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _invalid(f"{where} must be a JSON object, got {_kind(value)}", where)
-    return value
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise _invalid(f"{where} must be a string, got {_kind(value)}", where)
-    return value
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
-        type(value), "null" if value is None else "a number"
-    )
-
-
 def _text_only(content: Any, where: str, *, allow_refusal: bool = False) -> list[ContentPart]:
     """Content that may only hold text: a string, null, or ``text`` parts."""
     if content is None:
@@ -103,19 +79,19 @@ def _text_only(content: Any, where: str, *, allow_refusal: bool = False) -> list
     if isinstance(content, str):
         return [TextPart(text=content)]
     if not isinstance(content, list):
-        raise _invalid(
-            f"{where} must be a string or an array of parts, got {_kind(content)}", where
+        raise invalid(
+            f"{where} must be a string or an array of parts, got {json_kind(content)}", where
         )
     parts: list[ContentPart] = []
     for j, raw in enumerate(content):
-        part = _obj(raw, f"{where}[{j}]")
+        part = obj(raw, f"{where}[{j}]")
         kind = part.get("type")
         if kind == "text":
-            parts.append(TextPart(text=_str(part.get("text"), f"{where}[{j}].text")))
+            parts.append(TextPart(text=string(part.get("text"), f"{where}[{j}].text")))
         elif kind == "refusal" and allow_refusal:
-            parts.append(TextPart(text=_str(part.get("refusal"), f"{where}[{j}].refusal")))
+            parts.append(TextPart(text=string(part.get("refusal"), f"{where}[{j}].refusal")))
         else:
-            raise _invalid(
+            raise invalid(
                 f"{where}[{j}] has type {kind!r}; only 'text' parts are allowed here", where
             )
     return parts
@@ -126,19 +102,19 @@ def _user_content(content: Any, where: str) -> list[ContentPart]:
         return _text_only(content, where)
     parts: list[ContentPart] = []
     for j, raw in enumerate(content):
-        part = _obj(raw, f"{where}[{j}]")
+        part = obj(raw, f"{where}[{j}]")
         kind = part.get("type")
         if kind == "text":
-            parts.append(TextPart(text=_str(part.get("text"), f"{where}[{j}].text")))
+            parts.append(TextPart(text=string(part.get("text"), f"{where}[{j}].text")))
         elif kind == "image_url":
-            image = _obj(part.get("image_url"), f"{where}[{j}].image_url")
-            url = _str(image.get("url"), f"{where}[{j}].image_url.url")
+            image = obj(part.get("image_url"), f"{where}[{j}].image_url")
+            url = string(image.get("url"), f"{where}[{j}].image_url.url")
             try:
                 parts.append(ImagePart.from_data_url(url, detail=image.get("detail")))
             except (ValueError, ValidationError) as exc:
-                raise _invalid(f"{where}[{j}].image_url: {_first_error(exc)}", where) from exc
+                raise invalid(f"{where}[{j}].image_url: {_first_error(exc)}", where) from exc
         else:
-            raise _invalid(
+            raise invalid(
                 f"{where}[{j}] has type {kind!r}, which Palyra does not accept yet; "
                 "send 'text' or 'image_url' parts",
                 where,
@@ -147,20 +123,20 @@ def _user_content(content: Any, where: str) -> list[ContentPart]:
 
 
 def _tool_call(raw: Any, where: str) -> ToolCallPart:
-    call = _obj(raw, where)
+    call = obj(raw, where)
     if call.get("type", "function") != "function":
-        raise _invalid(f"{where}.type is {call.get('type')!r}; only 'function' is supported", where)
-    function = _obj(call.get("function"), f"{where}.function")
+        raise invalid(f"{where}.type is {call.get('type')!r}; only 'function' is supported", where)
+    function = obj(call.get("function"), f"{where}.function")
     return ToolCallPart(
-        id=_str(call.get("id"), f"{where}.id"),
-        name=_str(function.get("name"), f"{where}.function.name"),
-        arguments=_str(function.get("arguments", "{}"), f"{where}.function.arguments"),
+        id=string(call.get("id"), f"{where}.id"),
+        name=string(function.get("name"), f"{where}.function.name"),
+        arguments=string(function.get("arguments", "{}"), f"{where}.function.arguments"),
     )
 
 
 def _message(raw: Any, i: int) -> Message:
     where = f"messages[{i}]"
-    msg = _obj(raw, where)
+    msg = obj(raw, where)
     role = msg.get("role")
     name = msg.get("name") if isinstance(msg.get("name"), str) else None
     content = msg.get("content")
@@ -172,16 +148,16 @@ def _message(raw: Any, i: int) -> Message:
         parts = _text_only(content, f"{where}.content", allow_refusal=True)
         calls = msg.get("tool_calls") or []
         if not isinstance(calls, list):
-            raise _invalid(f"{where}.tool_calls must be an array", where)
+            raise invalid(f"{where}.tool_calls must be an array", where)
         parts += [_tool_call(c, f"{where}.tool_calls[{k}]") for k, c in enumerate(calls)]
     elif role == "tool":
         text = "".join(
             p.text for p in _text_only(content, f"{where}.content") if isinstance(p, TextPart)
         )
-        call_id = _str(msg.get("tool_call_id"), f"{where}.tool_call_id")
+        call_id = string(msg.get("tool_call_id"), f"{where}.tool_call_id")
         parts = [ToolResultPart(tool_call_id=call_id, content=text)]
     else:
-        raise _invalid(
+        raise invalid(
             f"{where}.role is {role!r}; use one of system, developer, user, assistant, tool",
             where,
         )
@@ -190,10 +166,10 @@ def _message(raw: Any, i: int) -> Message:
 
 def _tool(raw: Any, i: int) -> ToolSpec:
     where = f"tools[{i}]"
-    tool = _obj(raw, where)
+    tool = obj(raw, where)
     if tool.get("type") != "function":
-        raise _invalid(f"{where}.type is {tool.get('type')!r}; only 'function' tools are supported")
-    function = _obj(tool.get("function"), f"{where}.function")
+        raise invalid(f"{where}.type is {tool.get('type')!r}; only 'function' tools are supported")
+    function = obj(tool.get("function"), f"{where}.function")
     spec: dict[str, Any] = {"name": function.get("name")}
     for key in ("description", "parameters", "strict"):
         if function.get(key) is not None:
@@ -205,9 +181,9 @@ def _tool_choice(raw: Any) -> ToolChoice | None:
     if raw is None or raw in ("auto", "none", "required"):
         return raw  # type: ignore[no-any-return]
     if isinstance(raw, dict) and raw.get("type") == "function":
-        function = _obj(raw.get("function"), "tool_choice.function")
-        return NamedToolChoice(name=_str(function.get("name"), "tool_choice.function.name"))
-    raise _invalid(
+        function = obj(raw.get("function"), "tool_choice.function")
+        return NamedToolChoice(name=string(function.get("name"), "tool_choice.function.name"))
+    raise invalid(
         "tool_choice must be 'auto', 'none', 'required' or "
         '{"type": "function", "function": {"name": ...}}',
         "tool_choice",
@@ -217,10 +193,10 @@ def _tool_choice(raw: Any) -> ToolChoice | None:
 def _response_format(raw: Any) -> ResponseFormat | None:
     if raw is None:
         return None
-    fmt = _obj(raw, "response_format")
+    fmt = obj(raw, "response_format")
     kind = fmt.get("type")
     if kind == "json_schema":
-        spec = _obj(fmt.get("json_schema"), "response_format.json_schema")
+        spec = obj(fmt.get("json_schema"), "response_format.json_schema")
         return ResponseFormat(
             type="json_schema",
             schema_name=spec.get("name"),
@@ -229,7 +205,7 @@ def _response_format(raw: Any) -> ResponseFormat | None:
         )
     if kind in ("text", "json_object"):
         return ResponseFormat(type=kind)
-    raise _invalid(
+    raise invalid(
         f"response_format.type is {kind!r}; use 'text', 'json_object' or 'json_schema'",
         "response_format",
     )
@@ -242,7 +218,7 @@ def _stop(raw: Any) -> list[str]:
         return [raw]
     if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
         return raw
-    raise _invalid("stop must be a string or an array of strings", "stop")
+    raise invalid("stop must be a string or an array of strings", "stop")
 
 
 def _first_error(exc: ValueError | ValidationError) -> str:
@@ -256,15 +232,15 @@ def _first_error(exc: ValueError | ValidationError) -> str:
 
 def parse_chat_request(data: Any) -> ParsedChat:
     """An OpenAI ``/v1/chat/completions`` body as a neutral request, or a 400 naming the field."""
-    body = _obj(data, "the request body")
+    body = obj(data, "the request body")
     if body.get("n") not in (None, 1):
-        raise _invalid(f"n={body['n']!r}: Palyra returns one choice; send n=1 or omit it", "n")
+        raise invalid(f"n={body['n']!r}: Palyra returns one choice; send n=1 or omit it", "n")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _invalid("messages must be a non-empty array", "messages")
+        raise invalid("messages must be a non-empty array", "messages")
     tools = body.get("tools") or []
     if not isinstance(tools, list):
-        raise _invalid("tools must be an array", "tools")
+        raise invalid("tools must be an array", "tools")
     options = body.get("stream_options") or {}
     max_tokens = body.get("max_completion_tokens")
     try:
@@ -286,7 +262,7 @@ def parse_chat_request(data: Any) -> ParsedChat:
             }
         )
     except (ValidationError, ValueError) as exc:
-        raise _invalid(_first_error(exc)) from exc
+        raise invalid(_first_error(exc)) from exc
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     return ParsedChat(request=request, include_usage=include_usage)
 
@@ -296,7 +272,7 @@ def parse_chat_body(raw: bytes) -> ParsedChat:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise _invalid(
+        raise invalid(
             f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}, "
             f"column {exc.colno}"
         ) from exc

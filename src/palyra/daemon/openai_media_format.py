@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from palyra.daemon.wire_checks import invalid
 from palyra.model import (
     EmbeddingRequest,
     EmbeddingResponse,
@@ -31,12 +32,6 @@ TEXT_FORMATS = frozenset({"text", "srt", "vtt"})
 _GRANULARITY_FIELDS = ("timestamp_granularities[]", "timestamp_granularities")
 
 
-def _invalid(
-    message: str, param: str | None = None, code: str = "invalid_request_error"
-) -> PalyraError:
-    return PalyraError.of(FailureClass.INVALID_REQUEST, message, param=param, code=code)
-
-
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join("input" if p == "inputs" else str(p) for p in err["loc"])
@@ -49,7 +44,7 @@ def load_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise _invalid(
+        raise invalid(
             f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}, "
             f"column {exc.colno}"
         ) from exc
@@ -61,18 +56,18 @@ def _inputs(raw: Any) -> list[str]:
     if isinstance(raw, list) and raw and all(isinstance(item, str) for item in raw):
         return raw
     if isinstance(raw, list) and raw and all(isinstance(item, int | list) for item in raw):
-        raise _invalid(
+        raise invalid(
             "input holds token ids; Palyra embeds text only: send a string or an array of "
             "strings (decode the tokens first)",
             "input",
         )
-    raise _invalid("input must be a string or a non-empty array of strings", "input")
+    raise invalid("input must be a string or a non-empty array of strings", "input")
 
 
 def parse_embedding_request(data: Any) -> EmbeddingRequest:
     """An OpenAI ``/v1/embeddings`` body as a neutral request, or a 400 naming the field."""
     if not isinstance(data, dict):
-        raise _invalid("the request body must be a JSON object")
+        raise invalid("the request body must be a JSON object")
     try:
         return EmbeddingRequest.model_validate(
             {
@@ -84,7 +79,7 @@ def parse_embedding_request(data: Any) -> EmbeddingRequest:
             }
         )
     except ValidationError as exc:
-        raise _invalid(_first_error(exc)) from exc
+        raise invalid(_first_error(exc)) from exc
 
 
 def encode_vector(vector: Sequence[float], encoding_format: str) -> list[float] | str:
@@ -132,7 +127,7 @@ def parse_transcription_fields(
             code="audio_too_large",
         )
     if not audio:
-        raise _invalid(f"audio file {filename!r} is empty", "file")
+        raise invalid(f"audio file {filename!r} is empty", "file")
     granularities = [g for name in _GRANULARITY_FIELDS for g in fields.get(name, [])]
     temperature = _field(fields, "temperature")
     try:
@@ -150,7 +145,7 @@ def parse_transcription_fields(
             }
         )
     except ValidationError as exc:
-        raise _invalid(_first_error(exc)) from exc
+        raise invalid(_first_error(exc)) from exc
 
 
 def _timestamp(seconds: float, separator: str) -> str:
