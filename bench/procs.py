@@ -53,6 +53,7 @@ url = "sqlite+aiosqlite:///{db}"
 
 [model_provider]
 max_retries = 0
+default_chat_model = "{OPENAI_MODEL}"
 
 [[model_provider.providers]]
 id = "fake-openai"
