@@ -14,6 +14,7 @@ other non-global address needs ``allow_private_base_url = true`` on the provider
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import time
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx2
 
 from palyra.model import FailureClass, PalyraError
+from palyra.providers.http1_pool import Http1Transport
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -82,7 +84,9 @@ def blocked_reason(address: IPAddress) -> str | None:
     return next((reason for hit, reason in checks if hit), None)
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse_ip(host: str) -> IPAddress | None:
+    """Cached: the same few upstream hosts are parsed on every request."""
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -272,12 +276,10 @@ def make_upstream_client(
     max_connections: int = 100,
     provider_id: str | None = None,
 ) -> httpx2.AsyncClient:
-    """The one way Palyra builds an upstream HTTP client: pooled keep-alive HTTP/1.1, guarded
-    addresses, no redirects followed, no proxy or netrc taken from the environment."""
-    limits = httpx2.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
-    inner = httpx2.AsyncHTTPTransport(http1=True, http2=False, limits=limits, trust_env=False)
+    """The one way Palyra builds an upstream HTTP client: pooled keep-alive HTTP/1.1 on
+    :class:`Http1Transport`, guarded addresses, no redirects followed, no proxy or netrc taken
+    from the environment."""
+    inner = Http1Transport(max_connections=max_connections)
     return httpx2.AsyncClient(
         transport=GuardedTransport(inner, allow_private, provider_id=provider_id),
         timeout=httpx2.Timeout(timeout_s),

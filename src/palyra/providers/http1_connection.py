@@ -1,0 +1,259 @@
+"""One keep-alive HTTP/1.1 client connection: an asyncio protocol fed through httptools.
+
+Why not httpcore: on the daemon's hot path its per-request bookkeeping (anyio streams, pool
+expiry scans, h11 event objects) cost about a millisecond of CPU per proxied request; this is
+the same protocol in a few callbacks. The pool (``http1_pool``) decides which connection a
+request gets; this module only speaks the protocol and maps failures to httpx2's exceptions,
+which ``classify_transport_error`` already understands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from typing import cast
+
+import httptools
+import httpx2
+
+# Stop reading from the socket when this much response body waits unread (a slow consumer of a
+# long stream); resume when it has been taken.
+READ_HIGH_WATER = 256 * 1024
+
+
+class Http1Connection(asyncio.Protocol):
+    """A connection that carries one exchange at a time and is reused while the server allows."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[str, str, int, str]) -> None:
+        self.key = key
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._error: httpx2.TransportError | None = None
+        self.closed = False
+        self.idle_since = time.monotonic()
+        self.exchanges = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.received = False
+        self._body_until_eof = False
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but have its methods.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(httpx2.RemoteProtocolError("upstream switched protocols unexpectedly"))
+        except httptools.HttpParserError as exc:
+            self._fail(httpx2.RemoteProtocolError(f"upstream sent malformed HTTP: {exc}"))
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        if self._body_until_eof and self.headers_done and not self.complete:
+            self.complete = True  # a body without a length ends when the server closes
+            self.keep_alive = False
+        self._wake()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.complete and self._error is None:
+            detail = f": {exc}" if exc else ""
+            if self.headers_done:
+                message = f"upstream closed the connection mid-response{detail}"
+            else:
+                message = f"upstream closed the connection without a response{detail}"
+            self._error = httpx2.RemoteProtocolError(message)
+        self._wake()
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._drain is None:
+            self._drain = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            # An interim answer (we never send Expect, but a server may still send one); the
+            # parser reports the final response as a new message.
+            self.headers = []
+            self.reason = b""
+            return
+        self.status = status
+        self.headers_done = True
+        self.keep_alive = self._parser.should_keep_alive()
+        self._body_until_eof = not any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers
+        ) and status not in (204, 304)
+
+    def on_body(self, body: bytes) -> None:
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > READ_HIGH_WATER and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self.headers_done:
+            self.complete = True
+            self.keep_alive = self.keep_alive and self._parser.should_keep_alive()
+
+    # -- used by the pool ------------------------------------------------------------------
+
+    @property
+    def reusable(self) -> bool:
+        return not self.closed and self._transport is not None and not self._transport.is_closing()
+
+    def close(self) -> None:
+        self.closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def send(
+        self,
+        head: bytes,
+        body: bytes | AsyncIterator[bytes],
+        write_timeout: float | None,
+        *,
+        chunked: bool = False,
+    ) -> None:
+        """Write the request; a streamed body goes out chunked unless its length was declared."""
+        self._reset()
+        self._error = None
+        self.exchanges += 1
+        transport = self._transport
+        if transport is None or self.closed:
+            raise httpx2.RemoteProtocolError("upstream closed the connection before the request")
+        if isinstance(body, bytes):
+            if len(body) < 65536:
+                transport.write(head + body)  # one write, one segment for the usual request
+            else:
+                transport.write(head)
+                transport.write(body)
+            await self._drained(write_timeout)
+            return
+        transport.write(head)
+        async for chunk in body:
+            if chunk:
+                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                await self._drained(write_timeout)
+        if chunked:
+            transport.write(b"0\r\n\r\n")
+        await self._drained(write_timeout)
+
+    async def _drained(self, limit_s: float | None) -> None:
+        if self._drain is None:
+            return
+        if self.closed:
+            raise httpx2.WriteError("upstream closed the connection while the request was sent")
+        try:
+            async with asyncio.timeout(limit_s):
+                await self._drain
+        except TimeoutError:
+            raise httpx2.WriteTimeout("timed out sending the request upstream") from None
+        if self.closed:
+            raise httpx2.WriteError("upstream closed the connection while the request was sent")
+
+    async def read_head(self, limit_s: float | None) -> None:
+        """Wait until the status line and headers have arrived."""
+        while not self.headers_done:
+            self._raise_if_failed()
+            await self._wait(limit_s)
+
+    async def body_chunks(self, limit_s: float | None) -> AsyncIterator[bytes]:
+        """The response body as it arrives; raises when the connection breaks before its end."""
+        while True:
+            while self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                if self._paused and self._buffered <= READ_HIGH_WATER // 4:
+                    self._paused = False
+                    if self._transport is not None:
+                        self._transport.resume_reading()
+                yield chunk
+            if self.complete:
+                return
+            self._raise_if_failed()
+            await self._wait(limit_s)
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self.closed and not self.complete:
+            raise httpx2.RemoteProtocolError("upstream closed the connection mid-response")
+
+    async def _wait(self, limit_s: float | None) -> None:
+        waiter = self._loop.create_future()
+        self._waiter = waiter
+        timer = None if limit_s is None else self._loop.call_later(limit_s, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, error: httpx2.TransportError) -> None:
+        self._error = error
+        self.abort()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(httpx2.ReadTimeout("timed out waiting for the upstream to answer"))
+
+
+def request_head(method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The request line and headers; a header that could split the message is refused."""
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name or b":" in name:
+            raise httpx2.LocalProtocolError(f"invalid header {name!r}: line breaks are not allowed")
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)

@@ -1,0 +1,405 @@
+"""The pooled HTTP/1.1 transport against real loopback servers that misbehave on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx2
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from palyra.providers.http1_connection import request_head
+from palyra.providers.http1_pool import Http1Transport
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+OK = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
+
+
+class Server:
+    """A raw TCP server; ``handler`` gets each connection and its ordinal."""
+
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
+        self.handler = handler
+        self.tls = tls
+        self.connections = 0
+        self.open_now = 0
+        self.most_open = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Server:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            await self.handler(reader, writer, self.connections)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.open_now -= 1
+            writer.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One request's head and body (content-length or chunked)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lower = head.lower()
+    if b"transfer-encoding: chunked" in lower:
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                return head, body
+            body += chunk[:-2]
+    length = 0
+    for line in lower.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head, await reader.readexactly(length)
+
+
+async def answer_forever(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int
+) -> None:
+    while True:
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+
+
+def client(transport: Http1Transport, timeout: float = 5.0) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(transport=transport, timeout=timeout)
+
+
+async def test_connections_are_kept_alive_and_reused() -> None:
+    async with Server(answer_forever) as server:
+        transport = Http1Transport()
+        async with client(transport) as http:
+            for _ in range(5):
+                response = await http.post(server.url + "/x", content=b"hello")
+                assert (response.status_code, response.text) == (200, "ok")
+            assert transport.connections == (0, 1)
+    assert server.connections == 1
+
+
+async def test_request_line_headers_and_body_reach_the_server() -> None:
+    seen: list[tuple[bytes, bytes]] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        seen.append(await read_request(reader))
+        writer.write(OK)
+
+    async with Server(record) as server, client(Http1Transport()) as http:
+        await http.post(server.url + "/v1/chat?x=1", content=b'{"a":1}', headers={"x-k": "v"})
+    head, body = seen[0]
+    assert head.startswith(b"POST /v1/chat?x=1 HTTP/1.1\r\n")
+    assert b"\r\nx-k: v\r\n" in head and f"host: 127.0.0.1:{server.port}".encode() in head.lower()
+    assert body == b'{"a":1}'
+
+
+async def test_streamed_request_bodies_go_out_chunked() -> None:
+    seen: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        seen.append((await read_request(reader))[1])
+        writer.write(OK)
+
+    async def parts() -> AsyncIterator[bytes]:
+        for part in (b"one,", b"", b"two,", b"three"):
+            yield part
+
+    async with Server(record) as server, client(Http1Transport()) as http:
+        response = await http.post(server.url, content=parts())
+    assert response.status_code == 200
+    assert seen == [b"one,two,three"]
+
+
+async def test_chunked_and_until_close_bodies_are_read_whole() -> None:
+    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        if n == 1:
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for part in (b"ab", b"cde", b"f"):
+                writer.write(b"%x\r\n%b\r\n" % (len(part), part))
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            writer.write(b"0\r\n\r\n")
+        else:  # no length: the body ends when the server closes
+            writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil-close")
+        await writer.drain()
+        if n == 1:
+            await read_request(reader)  # keep-alive: the next request comes on this connection
+            writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nsecond")
+
+    async with Server(chunked) as server:
+        transport = Http1Transport()
+        async with client(transport) as http:
+            assert (await http.get(server.url)).content == b"abcdef"
+            assert (await http.get(server.url)).content == b"second"
+            assert (await http.get(server.url)).content == b"until-close"
+            assert transport.connections == (0, 0)  # "connection: close" is not pooled
+
+
+async def test_a_body_arrives_piece_by_piece_before_the_server_finishes() -> None:
+    release = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await release.wait()
+        writer.write(b"4\r\nlast\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async with Server(slow) as server, client(Http1Transport()) as http:
+        async with http.stream("GET", server.url) as response:
+            parts = response.aiter_raw()
+            assert await anext(parts) == b"first"
+            release.set()
+            assert [p async for p in parts] == [b"last"]
+
+
+async def test_an_idle_connection_the_server_dropped_is_replaced() -> None:
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(OK)  # says nothing about closing, then closes anyway
+        await writer.drain()
+
+    async with Server(once) as server:
+        transport = Http1Transport()
+        async with client(transport) as http:
+            for _ in range(3):
+                assert (await http.get(server.url)).text == "ok"
+                await asyncio.sleep(0.05)
+    assert server.connections == 3
+
+
+async def test_a_reused_connection_closed_before_answering_is_retried_once() -> None:
+    async def drop_second(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int
+    ) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        if n == 1:
+            await read_request(reader)  # the keep-alive race: closes without an answer
+            return
+        while True:
+            await read_request(reader)
+            writer.write(OK)
+            await writer.drain()
+
+    async with Server(drop_second) as server, client(Http1Transport()) as http:
+        assert (await http.post(server.url, content=b"1")).text == "ok"
+        assert (await http.post(server.url, content=b"2")).text == "ok"
+    assert server.connections == 2
+
+
+async def test_a_fresh_connection_closed_without_answer_is_an_error_not_a_retry() -> None:
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+
+    async with Server(drop) as server:
+        transport = Http1Transport()
+        async with client(transport) as http:
+            with pytest.raises(httpx2.RemoteProtocolError, match="without a response"):
+                await http.get(server.url)
+        assert transport.connections == (0, 0)
+    assert server.connections == 1
+
+
+async def test_cut_mid_body_is_a_remote_protocol_error() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+        await writer.drain()
+
+    async with Server(cut) as server:
+        transport = Http1Transport()
+        async with client(transport) as http:
+            with pytest.raises(httpx2.RemoteProtocolError, match="mid-response"):
+                await http.get(server.url)
+        assert transport.connections == (0, 0)
+
+
+async def test_garbage_from_the_server_is_a_remote_protocol_error() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(b"SMTP ready\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with Server(garbage) as server, client(Http1Transport()) as http:
+        with pytest.raises(httpx2.RemoteProtocolError, match="malformed HTTP"):
+            await http.get(server.url)
+
+
+async def test_a_silent_server_times_out_and_frees_the_connection() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    async with Server(silent) as server:
+        transport = Http1Transport()
+        async with client(transport, timeout=0.2) as http:
+            with pytest.raises(httpx2.ReadTimeout):
+                await http.get(server.url)
+        assert transport.connections == (0, 0)
+
+
+async def test_nobody_listening_is_a_connect_error() -> None:
+    async with Server(answer_forever) as server:
+        port = server.port
+    async with client(Http1Transport()) as http:
+        with pytest.raises(httpx2.ConnectError, match=f"127.0.0.1:{port}"):
+            await http.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_the_pool_never_opens_more_than_max_connections() -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.05)
+            writer.write(OK)
+            await writer.drain()
+
+    async with Server(slow) as server:
+        transport = Http1Transport(max_connections=2)
+        async with client(transport) as http:
+            answers = await asyncio.gather(*(http.get(server.url) for _ in range(6)))
+        assert [a.text for a in answers] == ["ok"] * 6
+    assert server.most_open == 2 and server.connections == 2
+
+
+async def test_a_full_pool_gives_up_after_the_pool_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    async with Server(silent) as server:
+        transport = Http1Transport(max_connections=1)
+        timeout = httpx2.Timeout(5.0, pool=0.1)
+        async with httpx2.AsyncClient(transport=transport, timeout=timeout) as http:
+            hanging = asyncio.create_task(http.get(server.url))
+            await asyncio.sleep(0.05)
+            with pytest.raises(httpx2.PoolTimeout, match="all 1 upstream connections"):
+                await http.get(server.url)
+            hanging.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await hanging
+        assert transport.connections == (0, 0)  # the cancelled request gave its slot back
+
+
+async def test_a_response_closed_before_its_end_drops_the_connection() -> None:
+    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async with Server(big) as server:
+        transport = Http1Transport()
+        async with client(transport) as http:
+            async with http.stream("GET", server.url) as response:
+                assert await anext(response.aiter_raw()) == b"abc"
+            assert transport.connections == (0, 0)
+            assert (await http.get(server.url)).text == "abc"
+            assert transport.connections == (0, 1)
+    assert server.connections == 2
+
+
+async def test_idle_connections_expire() -> None:
+    async with Server(answer_forever) as server:
+        transport = Http1Transport(keepalive_expiry_s=0.05)
+        async with client(transport) as http:
+            await http.get(server.url)
+            await asyncio.sleep(0.1)
+            await http.get(server.url)
+    assert server.connections == 2
+
+
+def test_header_values_that_could_split_the_request_are_refused() -> None:
+    with pytest.raises(httpx2.LocalProtocolError, match="line breaks"):
+        request_head(b"GET", b"/", [(b"x-a", b"one\r\nx-injected: two")])
+    assert request_head(b"GET", b"/p", [(b"host", b"h")]) == b"GET /p HTTP/1.1\r\nhost: h\r\n\r\n"
+
+
+def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context for a certificate naming "upstream.test", and a client trusting it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("upstream.test"), x509.IPAddress(ipaddress.ip_address("127.0.0.2"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    return server, ssl.create_default_context(cafile=str(cert_path))
+
+
+async def test_tls_checks_the_certificate_against_the_sni_name(tmp_path: Path) -> None:
+    server_tls, trusting = _self_signed(tmp_path)
+    async with Server(answer_forever, tls=server_tls) as server:
+        transport = Http1Transport(ssl_context=trusting)
+        async with client(transport) as http:
+            # Connected by IP (as the address guard pins it), verified as the named host.
+            request = http.build_request("GET", server.url)
+            request.extensions["sni_hostname"] = "upstream.test"
+            assert (await http.send(request)).text == "ok"
+            with pytest.raises(httpx2.ConnectError, match="127.0.0.1"):
+                await http.get(server.url)  # the certificate does not name 127.0.0.1
+        untrusting = Http1Transport()  # the system CAs do not know this certificate
+        async with client(untrusting) as http:
+            request = http.build_request("GET", server.url)
+            request.extensions["sni_hostname"] = "upstream.test"
+            with pytest.raises(httpx2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await http.send(request)
