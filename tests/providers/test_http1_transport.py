@@ -174,12 +174,15 @@ async def test_a_body_arrives_piece_by_piece_before_the_server_finishes() -> Non
         writer.write(b"4\r\nlast\r\n0\r\n\r\n")
         await writer.drain()
 
-    async with Server(slow) as server, client(Http1Transport()) as http:
-        async with http.stream("GET", server.url) as response:
-            parts = response.aiter_raw()
-            assert await anext(parts) == b"first"
-            release.set()
-            assert [p async for p in parts] == [b"last"]
+    async with (
+        Server(slow) as server,
+        client(Http1Transport()) as http,
+        http.stream("GET", server.url) as response,
+    ):
+        parts = response.aiter_raw()
+        assert await anext(parts) == b"first"
+        release.set()
+        assert [p async for p in parts] == [b"last"]
 
 
 async def test_an_idle_connection_the_server_dropped_is_replaced() -> None:
@@ -395,7 +398,7 @@ async def test_tls_checks_the_certificate_against_the_sni_name(tmp_path: Path) -
             request = http.build_request("GET", server.url)
             request.extensions["sni_hostname"] = "upstream.test"
             assert (await http.send(request)).text == "ok"
-            with pytest.raises(httpx2.ConnectError, match="127.0.0.1"):
+            with pytest.raises(httpx2.ConnectError, match=r"127\.0\.0\.1"):
                 await http.get(server.url)  # the certificate does not name 127.0.0.1
         untrusting = Http1Transport()  # the system CAs do not know this certificate
         async with client(untrusting) as http:
