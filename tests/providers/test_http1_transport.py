@@ -18,6 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from palyra.providers.http1_connection import request_head
 from palyra.providers.http1_pool import Http1Transport
+from palyra.providers.upstream_guard import make_upstream_client
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
@@ -406,3 +407,94 @@ async def test_tls_checks_the_certificate_against_the_sni_name(tmp_path: Path) -
             request.extensions["sni_hostname"] = "upstream.test"
             with pytest.raises(httpx2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                 await http.send(request)
+
+
+# -- UpstreamClient: the httpx2 client on top of the transport ---------------------------------
+
+
+async def test_upstream_cookies_are_never_sent_back() -> None:
+    heads: list[bytes] = []
+
+    async def cookie_setter(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int
+    ) -> None:
+        while True:
+            heads.append((await read_request(reader))[0].lower())
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nset-cookie: session=for-key-a; Path=/\r\n"
+                b"content-length: 2\r\n\r\nok"
+            )
+            await writer.drain()
+
+    async with (
+        Server(cookie_setter) as server,
+        make_upstream_client(allow_private=True, timeout_s=5) as http,
+    ):
+        await http.get(server.url, headers={"authorization": "Bearer key-a"})
+        await http.get(server.url, headers={"authorization": "Bearer key-b"})
+    assert len(heads) == 2 and all(b"cookie" not in head for head in heads)
+
+
+async def test_redirects_are_returned_not_followed() -> None:
+    async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(
+                b"HTTP/1.1 307 Temporary Redirect\r\nlocation: http://elsewhere.test/\r\n"
+                b"content-length: 0\r\n\r\n"
+            )
+            await writer.drain()
+
+    async with (
+        Server(redirect) as server,
+        make_upstream_client(allow_private=True, timeout_s=5) as http,
+    ):
+        response = await http.post(server.url, content=b"{}")
+    assert response.status_code == 307 and server.connections == 1
+
+
+async def test_plain_and_general_requests_carry_the_same_defaults() -> None:
+    heads: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            head, _body = await read_request(reader)
+            heads.append(head.lower())
+            writer.write(OK)
+            await writer.drain()
+
+    async with (
+        Server(record) as server,
+        make_upstream_client(allow_private=True, timeout_s=5) as http,
+    ):
+        await http.post(server.url + "/a", content=b"{}", headers={"User-Agent": "mine"})
+        await http.post(server.url + "/b", json={"x": 1}, params={"q": "1"})
+    plain, general = heads
+    assert b"user-agent: mine\r\n" in plain and b"accept-encoding: " in plain
+    assert plain.count(b"user-agent:") == 1
+    assert general.startswith(b"post /b?q=1 ")
+    assert b"accept-encoding: " in general and b"content-type: application/json" in general
+
+
+async def test_compressed_answers_are_decoded_and_timeouts_come_from_the_client() -> None:
+    import gzip
+
+    packed = gzip.compress(b'{"ok": true}')
+
+    async def gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        if n > 1:
+            await asyncio.sleep(5)  # the second connection never answers
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%b" % (len(packed), packed)
+        )
+        await writer.drain()
+
+    async with (
+        Server(gzipped) as server,
+        make_upstream_client(allow_private=True, timeout_s=0.2) as http,
+    ):
+        assert (await http.get(server.url)).json() == {"ok": True}
+        with pytest.raises(httpx2.ReadTimeout):
+            await http.get(server.url)

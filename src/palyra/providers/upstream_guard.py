@@ -26,6 +26,7 @@ import httpx2
 
 from palyra.model import FailureClass, PalyraError
 from palyra.providers.http1_pool import Http1Transport
+from palyra.providers.upstream_client import UpstreamClient
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -277,12 +278,10 @@ def make_upstream_client(
     provider_id: str | None = None,
 ) -> httpx2.AsyncClient:
     """The one way Palyra builds an upstream HTTP client: pooled keep-alive HTTP/1.1 on
-    :class:`Http1Transport`, guarded addresses, no redirects followed, no proxy or netrc taken
-    from the environment."""
+    :class:`Http1Transport`, guarded addresses, no redirects followed, no cookie jar, no proxy
+    or netrc taken from the environment."""
     inner = Http1Transport(max_connections=max_connections)
-    return httpx2.AsyncClient(
+    return UpstreamClient(
         transport=GuardedTransport(inner, allow_private, provider_id=provider_id),
         timeout=httpx2.Timeout(timeout_s),
-        follow_redirects=False,
-        trust_env=False,
     )
