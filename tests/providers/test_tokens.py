@@ -37,7 +37,9 @@ from palyra.providers.tokens import (
     estimate_text_tokens,
     estimate_token_count,
     exact_encoding_name,
+    refuse_if_too_long,
     split_text_delta,
+    token_upper_bound,
 )
 
 
@@ -370,3 +372,53 @@ def test_counting_a_hundred_thousand_tokens_takes_well_under_a_second() -> None:
     elapsed = time.perf_counter() - started
     assert estimate.input_tokens > 100_000
     assert elapsed < 1.0, f"counting {estimate.input_tokens} tokens took {elapsed:.3f}s"
+
+
+_TEXTS = st.text(
+    alphabet=st.characters(min_codepoint=1, blacklist_categories=("Cs",)),
+    max_size=300,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    texts=st.lists(_TEXTS, min_size=1, max_size=4),
+    name=st.one_of(st.none(), st.from_regex(r"[a-z]{1,8}", fullmatch=True)),
+    model=st.sampled_from(["gpt-4o", "gpt-4", "claude-haiku-4-5", "llama-3"]),
+)
+def test_the_byte_bound_is_never_below_the_count(
+    texts: list[str], name: str | None, model: str
+) -> None:
+    messages = [Message.text("user", text) for text in texts]
+    if name is not None:
+        messages[0] = messages[0].model_copy(update={"name": name})
+    request = _request(*messages)
+    assert token_upper_bound(request, model) >= estimate_token_count(request, model).input_tokens
+
+
+@given(texts=st.lists(_TEXTS, min_size=1, max_size=3), window=st.integers(1, 400))
+@settings(max_examples=150, deadline=None)
+def test_the_hot_path_check_refuses_exactly_what_the_full_check_refuses(
+    texts: list[str], window: int
+) -> None:
+    request = _request(*(Message.text("user", text) for text in texts), max_output_tokens=5)
+    for model in ("gpt-4o", "claude-haiku-4-5"):
+        try:
+            check_context_window(request, model, window)
+        except PalyraError as full:
+            with pytest.raises(PalyraError) as fast:
+                refuse_if_too_long(request, model, window)
+            assert fast.value.envelope == full.envelope
+        else:
+            refuse_if_too_long(request, model, window)
+
+
+def test_the_bound_counts_tools_and_schemas_like_the_formula() -> None:
+    tool = ToolSpec(name="lookup", description="find it", parameters={"type": "object"})
+    request = _request(Message.text("user", "hi"), tools=[tool])
+    assert (
+        token_upper_bound(request, "gpt-4o") >= estimate_token_count(request, "gpt-4o").input_tokens
+    )
+    # One byte per ASCII character: the bound of a plain message is the formula over lengths.
+    plain = _request(Message.text("user", "hello world"))
+    assert token_upper_bound(plain, "gpt-4o") == REPLY_PRIMING_TOKENS + 3 + len("user") + 11

@@ -33,7 +33,7 @@ from palyra.model import (
     TranscriptionResponse,
     UsageEvent,
 )
-from palyra.providers.tokens import check_context_window
+from palyra.providers.tokens import refuse_if_too_long
 from palyra.routing.registry import required_capabilities
 from palyra.routing.router import RoutedResponse, RoutingError
 from palyra.routing.trail import Attempt, AttemptTrail
@@ -58,7 +58,7 @@ def check_window(state: AppState, request: ChatRequest) -> None:
     if not windows or any(w is None for w in windows):
         return
     widest = max(targets, key=lambda t: t.context_window or 0)
-    check_context_window(request, widest.upstream_model, widest.context_window or 1)
+    refuse_if_too_long(request, widest.upstream_model, widest.context_window or 1)
 
 
 async def _routed(request: Request, call: Awaitable[RoutedResponse[T]]) -> tuple[T, Attempt]:

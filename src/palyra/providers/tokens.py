@@ -215,6 +215,42 @@ def check_context_window(
     return estimate
 
 
+def _byte_bound(text: str) -> int:
+    """At least the token count of ``text`` in any byte-level BPE: every token covers at least
+    one UTF-8 byte. ``isascii`` is constant-time, so ASCII text costs no encoding."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def token_upper_bound(request: ChatRequest, model: str) -> int:
+    """A cheap upper bound of :func:`estimate_token_count`: the same formula with each text's
+    token count replaced by its UTF-8 length."""
+    tally = _Tally(text=REPLY_PRIMING_TOKENS)
+    anthropic = _is_anthropic(model)
+    for message in request.messages:
+        _message_tokens(message, _byte_bound, anthropic, tally)
+    if request.tools:
+        tally.text += _tool_tokens(request.tools, _byte_bound)
+    response_format = request.response_format
+    if response_format is not None and response_format.json_schema is not None:
+        tally.text += _byte_bound(_compact_json(response_format.json_schema))
+    exact = exact_encoding_name(model) is not None
+    return (tally.text if exact else math.ceil(tally.text * ESTIMATE_FACTOR)) + tally.images
+
+
+def refuse_if_too_long(
+    request: ChatRequest,
+    model: str,
+    context_window: int,
+    default_max_output: int | None = None,
+) -> None:
+    """:func:`check_context_window` for the hot path: when the byte-length bound already fits,
+    nothing is tokenized (a long prompt costs milliseconds of BPE per request otherwise)."""
+    requested = request.max_output_tokens or default_max_output or 0
+    if context_window >= 1 and token_upper_bound(request, model) + requested <= context_window:
+        return
+    check_context_window(request, model, context_window, default_max_output)
+
+
 def _default_delta_counter(text: str) -> int:
     return _counter(ESTIMATE_BASE_ENCODING)(text)
 
