@@ -17,6 +17,7 @@ from typing import Protocol
 import openai
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from palyra.config.schema import PalyraConfig, default_config
 from palyra.daemon import AppState, create_app
@@ -30,6 +31,7 @@ class RunningDaemon:
     state: AppState
     client_token: str = field(repr=False)
     admin_token: str = field(repr=False)
+    app: FastAPI | None = field(default=None, repr=False, compare=False)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -67,8 +69,9 @@ def start_daemon() -> Iterator[StartDaemon]:
             fixed_tokens={client_token: TokenKind.CLIENT, admin_token: TokenKind.ADMIN}
         )
         sock = socket.create_server(("127.0.0.1", 0))
+        app = create_app(state)
         config = uvicorn.Config(
-            create_app(state),
+            app,
             loop="uvloop",
             http="httptools",
             lifespan="on",
@@ -90,6 +93,7 @@ def start_daemon() -> Iterator[StartDaemon]:
             state=state,
             client_token=client_token,
             admin_token=admin_token,
+            app=app,
         )
 
     yield start

@@ -11,12 +11,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from palyra import __version__
 from palyra.daemon import anthropic_api, openai_api, openai_media_api
 from palyra.daemon import openapi_docs as docs
 from palyra.daemon.auth_guard import GuardMiddleware
 from palyra.daemon.console_api import mount_console
+from palyra.daemon.front import HotRoutes, PalyraApp, first_routes
 from palyra.daemon.observe import ObservabilityMiddleware, metrics_endpoint
 from palyra.daemon.security import whoami
 from palyra.daemon.state import AppState
@@ -33,6 +35,14 @@ EXPOSED_HEADERS = (
     "x-palyra-attempts",
     "x-palyra-overhead-ms",
     "request-id",
+)
+
+# The model routes: an exact (method, path) hit skips FastAPI's stack (see palyra.daemon.front).
+HOT_PATHS = (
+    "/v1/chat/completions",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/embeddings",
 )
 
 # Each surface answers errors in its own API's shape: (path prefix, renderer), first match wins.
@@ -99,7 +109,7 @@ def create_app(state: AppState) -> FastAPI:
             await state.auth.aclose()
             await state.aclose()
 
-    app = FastAPI(
+    app = PalyraApp(
         title="Palyra",
         version=__version__,
         lifespan=lifespan,
@@ -137,16 +147,25 @@ def create_app(state: AppState) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
-    # Last added runs first: observability sees every request, CORS answers preflights before
-    # the guard asks for a token.
-    app.add_middleware(GuardMiddleware, state=state, render=render_error)
-    if state.config.daemon.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=state.config.daemon.cors_origins,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["*"],
-            expose_headers=list(EXPOSED_HEADERS),
+    # The front chain, outermost first: observability sees every request, CORS answers
+    # preflights before the guard asks for a token, then the model routes or FastAPI.
+    cors = state.config.daemon.cors_origins
+    hot = first_routes(app, HOT_PATHS)
+
+    def front(fastapi_app: ASGIApp) -> ASGIApp:
+        chain: ASGIApp = HotRoutes(fastapi_app, routes=hot, handlers=app.exception_handlers)
+        chain = GuardMiddleware(chain, state=state, render=render_error)
+        if cors:
+            chain = CORSMiddleware(
+                chain,
+                allow_origins=cors,
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["*"],
+                expose_headers=list(EXPOSED_HEADERS),
+            )
+        return ObservabilityMiddleware(
+            chain, state=state, routes=app.router.routes, on_error=_internal_error
         )
-    app.add_middleware(ObservabilityMiddleware, state=state, routes=app.router.routes)
+
+    app.install_front(front)
     return app

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from fastapi import HTTPException
 from fastapi.responses import Response
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from palyra.daemon.security import Access, admits, presented_tokens, required_access
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
     from palyra.daemon.state import AppState
 
 ErrorRenderer = Callable[[str, ErrorEnvelope], Response]
+_WANTED = {name.encode(): name for name in ("authorization", "x-api-key", "content-length")}
 
 
 def _too_large_message(limit: int) -> str:
@@ -60,7 +60,7 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        headers = Headers(scope=scope)
+        headers = _wanted_headers(scope)
         access = required_access(path)
         if access is not Access.OPEN:
             principal = None
@@ -87,6 +87,18 @@ class GuardMiddleware:
             await self.render(path, envelope)(scope, receive, send)
             return
         await self.app(scope, _counting(receive, limit), send)
+
+
+def _wanted_headers(scope: Scope) -> dict[str, str]:
+    """The first value of each header the guard reads, in one pass over the raw headers (ASGI
+    header names are lower case)."""
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name in _WANTED:
+            key = _WANTED[name]
+            if key not in found:
+                found[key] = value.decode("latin-1")
+    return found
 
 
 def _counting(receive: Receive, limit: int) -> Receive:
