@@ -103,6 +103,9 @@ def serve(
         lifespan="on",
         access_log=False,
         log_config=None,
+        # Nothing reads the client address or scheme (the console refuses proxied requests by
+        # their headers), so uvicorn need not rewrite them from X-Forwarded-* on every request.
+        proxy_headers=False,
         # In-flight streams get this long to finish after SIGINT/SIGTERM.
         timeout_graceful_shutdown=math.ceil(cfg.daemon.shutdown_grace_s),
     )
