@@ -2,6 +2,12 @@
 
 Everything runs on the daemon's one event loop, so plain dict updates need no locks; an update
 is a dict lookup and an add, cheap enough for every request.
+
+With several worker processes (``[daemon] workers``) each worker keeps its own registry and
+publishes a :meth:`Metrics.snapshot` about once a second (see :mod:`palyra.daemon.workers`);
+whichever worker a scrape lands on renders its live figures merged with its siblings'
+snapshots (``Metrics.peers``): counters and histograms summed, gauges reported per worker with a
+``worker`` label. Nothing of that touches the per-request path.
 """
 
 from __future__ import annotations
@@ -9,8 +15,13 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 Labels = tuple[str, ...]
+# One registry's figures as plain JSON data: {"counters": {name: [[labels, value], ...]},
+# "histograms": {name: [[labels, per-bucket counts, sum], ...]}, "gauges": {name: [[labels,
+# value], ...]}, "worker": slot index}. Written to files, so only lists, strings and numbers.
+Snapshot = dict[str, Any]
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Breaker phases as gauge values, so alerts can say "> 0" for "not closed".
@@ -45,10 +56,11 @@ class Counter:
     def get(self, labels: Labels) -> float:
         return self.values.get(labels, 0.0)
 
-    def render(self) -> Iterable[str]:
+    def render(self, values: Mapping[Labels, float] | None = None) -> Iterable[str]:
+        """The exposition of this counter's own values, or of ``values`` (merged figures)."""
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} counter"
-        for labels, value in sorted(self.values.items()):
+        for labels, value in sorted((self.values if values is None else values).items()):
             yield f"{self.name}{_labels(self.labelnames, labels)} {_number(value)}"
 
 
@@ -73,16 +85,23 @@ class Histogram:
         counts[bisect_left(self.buckets, value)] += 1
         self.sums[labels] = self.sums.get(labels, 0.0) + value
 
-    def render(self) -> Iterable[str]:
+    def render(
+        self,
+        counts: Mapping[Labels, Sequence[int]] | None = None,
+        sums: Mapping[Labels, float] | None = None,
+    ) -> Iterable[str]:
+        """The exposition of this histogram's own figures, or of ``counts`` and ``sums``."""
+        if counts is None or sums is None:
+            counts, sums = self.counts, self.sums
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} histogram"
-        for labels, counts in sorted(self.counts.items()):
+        for labels, per_bucket in sorted(counts.items()):
             running = 0
-            for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
+            for bound, count in zip((*self.buckets, math.inf), per_bucket, strict=True):
                 running += count
                 le = f'le="{_number(bound)}"'
                 yield f"{self.name}_bucket{_labels(self.labelnames, labels, le)} {running}"
-            yield f"{self.name}_sum{_labels(self.labelnames, labels)} {_number(self.sums[labels])}"
+            yield f"{self.name}_sum{_labels(self.labelnames, labels)} {_number(sums[labels])}"
             yield f"{self.name}_count{_labels(self.labelnames, labels)} {running}"
 
 
@@ -96,18 +115,42 @@ class CallbackGauge:
         self.name, self.help, self.labelnames = name, help_text, tuple(labelnames)
         self.source: GaugeSource | None = None
 
-    def render(self) -> Iterable[str]:
+    def read(self) -> Mapping[Labels, float]:
+        return self.source() if self.source is not None else {}
+
+    def render(
+        self, per_worker: Mapping[str, Mapping[Labels, float]] | None = None
+    ) -> Iterable[str]:
+        """The exposition of the live values, or of ``per_worker`` values with a ``worker``
+        label (figures that differ per process cannot be added up truthfully)."""
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} gauge"
-        values = self.source() if self.source is not None else {}
-        for labels, value in sorted(values.items()):
-            yield f"{self.name}{_labels(self.labelnames, labels)} {_number(value)}"
+        if per_worker is None:
+            for labels, value in sorted(self.read().items()):
+                yield f"{self.name}{_labels(self.labelnames, labels)} {_number(value)}"
+            return
+        names = (*self.labelnames, "worker")
+        rows = [
+            ((*labels, worker), value)
+            for worker, values in per_worker.items()
+            for labels, value in values.items()
+        ]
+        for labels, value in sorted(rows, key=lambda row: (row[0][:-1], _worker_key(row[0][-1]))):
+            yield f"{self.name}{_labels(names, labels)} {_number(value)}"
+
+
+def _worker_key(worker: str) -> tuple[int, str]:
+    return (int(worker), "") if worker.isdigit() else (-1, worker)
 
 
 class Metrics:
     """The daemon's metrics; the observability middleware feeds the request figures."""
 
     def __init__(self) -> None:
+        # With several workers: this worker's slot and a callable returning the siblings'
+        # snapshots (and the retired workers' totals); None renders this registry alone.
+        self.worker: int | None = None
+        self.peers: Callable[[], Iterable[Snapshot]] | None = None
         self.requests = Counter(
             "palyra_requests_total", "HTTP requests answered.", ("route", "model", "status")
         )
@@ -152,8 +195,9 @@ class Metrics:
         if output_tokens:
             self.tokens.inc((model, "output"), output_tokens)
 
-    def render(self) -> str:
-        metrics = (
+    def _families(self) -> tuple[Counter | Histogram | CallbackGauge, ...]:
+        """Every metric, in exposition order."""
+        return (
             self.requests,
             self.latency,
             self.upstream_attempts,
@@ -162,4 +206,92 @@ class Metrics:
             self.stream_interruptions,
             self.breakers,
         )
-        return "\n".join(line for metric in metrics for line in metric.render()) + "\n"
+
+    def snapshot(self) -> Snapshot:
+        """This registry's figures as JSON-ready data (for the sibling workers to merge)."""
+        counters, histograms, gauges = {}, {}, {}
+        for family in self._families():
+            if isinstance(family, Counter):
+                counters[family.name] = [[list(k), v] for k, v in sorted(family.values.items())]
+            elif isinstance(family, Histogram):
+                histograms[family.name] = [
+                    [list(k), list(counts), family.sums[k]]
+                    for k, counts in sorted(family.counts.items())
+                ]
+            else:
+                gauges[family.name] = [[list(k), v] for k, v in sorted(family.read().items())]
+        return {
+            "worker": self.worker,
+            "counters": counters,
+            "histograms": histograms,
+            "gauges": gauges,
+        }
+
+    def render(self) -> str:
+        """The Prometheus text: this registry alone, or merged with ``peers`` when set."""
+        if self.peers is None:
+            lines = [line for family in self._families() for line in family.render()]
+            return "\n".join(lines) + "\n"
+        snapshots = [self.snapshot(), *self.peers()]
+        counters, histograms = _add_up(snapshots)
+        per_worker: dict[str, dict[Labels, float]] = {}
+        for snap in snapshots:
+            worker = snap.get("worker")
+            rows = snap.get("gauges", {}).get(self.breakers.name)
+            if worker is not None and rows is not None:
+                per_worker[str(worker)] = {tuple(labels): float(value) for labels, value in rows}
+        lines = []
+        for family in self._families():
+            if isinstance(family, Counter):
+                lines.extend(family.render(counters.get(family.name, {})))
+            elif isinstance(family, Histogram):
+                width = len(family.buckets) + 1
+                figures = {
+                    k: v for k, v in histograms.get(family.name, {}).items() if len(v[0]) == width
+                }
+                counts = {k: c for k, (c, _) in figures.items()}
+                sums = {k: t for k, (_, t) in figures.items()}
+                lines.extend(family.render(counts, sums))
+            else:
+                lines.extend(family.render(per_worker))
+        return "\n".join(lines) + "\n"
+
+
+def _add_up(
+    snapshots: Iterable[Snapshot],
+) -> tuple[dict[str, dict[Labels, float]], dict[str, dict[Labels, tuple[list[int], float]]]]:
+    counters: dict[str, dict[Labels, float]] = {}
+    histograms: dict[str, dict[Labels, tuple[list[int], float]]] = {}
+    for snap in snapshots:
+        for name, rows in snap.get("counters", {}).items():
+            into = counters.setdefault(name, {})
+            for labels, value in rows:
+                key = tuple(labels)
+                into[key] = into.get(key, 0.0) + float(value)
+        for name, rows in snap.get("histograms", {}).items():
+            hinto = histograms.setdefault(name, {})
+            for labels, counts, total in rows:
+                key = tuple(labels)
+                seen = hinto.get(key)
+                if seen is None:
+                    hinto[key] = ([int(c) for c in counts], float(total))
+                elif len(seen[0]) == len(counts):  # same buckets: always, within one build
+                    added = [a + int(b) for a, b in zip(seen[0], counts, strict=True)]
+                    hinto[key] = (added, seen[1] + float(total))
+    return counters, histograms
+
+
+def merge_snapshots(snapshots: Iterable[Snapshot]) -> Snapshot:
+    """Counters and histograms of several snapshots added up, as one snapshot; gauges are left
+    out (they only mean something per live process)."""
+    counters, histograms = _add_up(snapshots)
+    return {
+        "counters": {
+            name: [[list(k), v] for k, v in sorted(values.items())]
+            for name, values in counters.items()
+        },
+        "histograms": {
+            name: [[list(k), c, t] for k, (c, t) in sorted(values.items())]
+            for name, values in histograms.items()
+        },
+    }

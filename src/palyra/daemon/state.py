@@ -26,6 +26,7 @@ from palyra.auth.registry import AuthProfileRegistry
 from palyra.config.schema import ModelConfig, PalyraConfig, ProviderConfig
 from palyra.daemon.metrics import Metrics
 from palyra.daemon.security import Authenticator
+from palyra.daemon.workers import SnapshotFiles, WorkerSlot, publish_metrics
 from palyra.model import (
     DEFAULT_LIMITS,
     Capability,
@@ -122,13 +123,17 @@ class AppState:
     client_factory: ClientFactory | None = None
     state_dir: Path | None = None
     environ: Mapping[str, str] | None = None
-    # ``palyra serve`` turns this on: refresh OAuth profiles ahead of expiry while running.
+    # ``palyra serve`` turns this on (in worker 0 only, with several workers): refresh OAuth
+    # profiles ahead of expiry while running.
     refresh_oauth: bool = False
+    # Set in each worker process of ``palyra serve --workers N`` (N > 1): metrics are shared.
+    worker: WorkerSlot | None = None
     runtime: Runtime = field(init=False, repr=False)
     _credentials: DeferredCredentials = field(init=False, repr=False)
     _store: Store | None = field(default=None, init=False, repr=False)
     _oauth_client: httpx2.AsyncClient | None = field(default=None, init=False, repr=False)
     _refresh_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _publish_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._credentials = DeferredCredentials()
@@ -190,16 +195,15 @@ class AppState:
         self.metrics.set_breaker_source(
             lambda: {h.scope: h.breaker for h in health.snapshot() if h.breaker is not None}
         )
+        if self.worker is not None:
+            self._share_metrics(self.worker)
         if not any(needs_store(p) for p in self.config.model_provider.providers):
             return
         states = self.state_dir or state_dir()
         environ = dict(os.environ if self.environ is None else self.environ)
         try:
             self._store = await open_store(self.config.storage.url, state_dir=states)
-            keys = KeyResolver(states, environ=environ, keyring=system_keyring())
-            vault = await Vault.open(self._store, keys)
-            registry = AuthProfileRegistry(self._store, vault)
-            await registry.migrate()
+            vault, registry = await _open_vault(self._store, states, environ)
         except PalyraError as exc:
             log.warning(
                 "the vault is not available (%s); providers using vault: keys or auth profiles "
@@ -223,13 +227,34 @@ class AppState:
                 refresher.run_background(OAUTH_REFRESH_INTERVAL_S), name="palyra-oauth-refresh"
             )
 
+    def _share_metrics(self, worker: WorkerSlot) -> None:
+        files = SnapshotFiles(worker.run_dir)
+        self.metrics.worker = worker.index
+        self.metrics.peers = lambda: files.peers(worker.index)
+        self._publish_task = asyncio.create_task(
+            publish_metrics(self.metrics, files, worker.index), name="palyra-metrics-publish"
+        )
+
     async def _close_store(self) -> None:
         if self._store is not None:
             await self._store.aclose()
             self._store = None
 
     async def aclose(self) -> None:
-        """Stop the refresher, close the runtime (providers and their clients), then the store."""
+        """Stop the refresher, close the runtime (providers and their clients), then the store;
+        a worker writes its final metrics snapshot."""
+        if self._publish_task is not None:
+            self._publish_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publish_task
+            self._publish_task = None
+            if self.worker is not None:
+                try:
+                    SnapshotFiles(self.worker.run_dir).write(
+                        self.worker.index, self.metrics.snapshot()
+                    )
+                except OSError as exc:
+                    log.warning("cannot write the final metrics snapshot: %s", exc)
         if self._refresh_task is not None:
             self._refresh_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -240,3 +265,32 @@ class AppState:
             await self._oauth_client.aclose()
             self._oauth_client = None
         await self._close_store()
+
+
+async def _open_vault(
+    store: Store, states: Path, environ: dict[str, str]
+) -> tuple[Vault, AuthProfileRegistry]:
+    """The vault (its tables migrated, its master key chosen) and the migrated profile registry."""
+    keys = KeyResolver(states, environ=environ, keyring=system_keyring())
+    vault = await Vault.open(store, keys)
+    registry = AuthProfileRegistry(store, vault)
+    await registry.migrate()
+    return vault, registry
+
+
+async def prepare_store(config: PalyraConfig, *, states: Path, environ: Mapping[str, str]) -> None:
+    """The store work ``start()`` does, done once before several workers start: tables migrated,
+    the vault's master key chosen and recorded, so workers never race to do it. Failures are
+    left for each worker's ``start()`` to report."""
+    if not any(needs_store(p) for p in config.model_provider.providers):
+        return
+    try:
+        store = await open_store(config.storage.url, state_dir=states)
+    except PalyraError:
+        return
+    try:
+        await _open_vault(store, states, dict(environ))
+    except PalyraError:
+        pass
+    finally:
+        await store.aclose()
