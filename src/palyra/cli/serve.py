@@ -1,4 +1,8 @@
-"""``palyra serve``: run the daemon on uvicorn (uvloop, httptools) until SIGINT or SIGTERM."""
+"""``palyra serve``: run the daemon on uvicorn (uvloop, httptools) until SIGINT or SIGTERM.
+
+With ``--workers N`` (or ``[daemon] workers``) above 1 this process does the start-up work once,
+binds the socket and supervises N forked worker processes (see :mod:`palyra.daemon.workers`).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,20 @@ import signal
 import socket
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from palyra.config import ConfigError
 from palyra.config import load_config as load_effective_config
 from palyra.config.schema import PalyraConfig
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from palyra.daemon import AppState
+    from palyra.daemon.startup_tokens import StartupTokens
+    from palyra.daemon.workers import WorkerSlot
 
 log = logging.getLogger("palyra")
 
@@ -62,26 +74,44 @@ def serve(
     bind: str | None = typer.Option(
         None, "--bind", help="HOST:PORT to listen on (default: [daemon] bind, 127.0.0.1:7142)."
     ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        max=256,
+        help="Worker processes sharing the socket (default: [daemon] workers, 1). One Python "
+        "process saturates one CPU core; on a busy host use one worker per core.",
+    ),
 ) -> None:
     """Run the Palyra daemon."""
-    import uvicorn  # imported here so other commands start without the server stack
-
-    from palyra.daemon import AppState, create_app
+    from palyra.daemon import AppState
     from palyra.daemon.logging_setup import configure_logging
-    from palyra.daemon.security import Authenticator
     from palyra.daemon.startup_tokens import prepare_tokens
+    from palyra.daemon.state import prepare_store
+    from palyra.daemon.tokens_store import TOKENS_SCHEMA
     from palyra.model import PalyraError
     from palyra.paths import state_dir
+    from palyra.store import open_store
 
     cfg = load_config(config)
     host, port = parse_bind(bind or cfg.daemon.bind)
+    count = workers or cfg.daemon.workers
     level = cfg.daemon.log_level.upper()
     configure_logging(level, cfg.daemon.log_format)
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+    async def start_up_once() -> StartupTokens:
+        tokens = await prepare_tokens(cfg, host=host, state_dir=states, environ=os.environ)
+        if count > 1:  # what every worker's start would otherwise race to do
+            store = await open_store(cfg.storage.url, state_dir=states, migrations=(TOKENS_SCHEMA,))
+            await store.aclose()
+            await prepare_store(cfg, states=states, environ=os.environ)
+        return tokens
+
     try:
-        state = AppState.from_config(cfg)
+        state = AppState.from_config(cfg)  # also checks what the config loader cannot
         states = state_dir()
-        tokens = asyncio.run(prepare_tokens(cfg, host=host, state_dir=states, environ=os.environ))
+        tokens = asyncio.run(start_up_once())
     except PalyraError as exc:
         typer.echo(f"palyra serve: {exc.envelope.message}", err=True)
         raise typer.Exit(2) from exc
@@ -92,7 +122,46 @@ def serve(
             f"{tokens.token_file}):\n  {tokens.minted}\n"
             "Send it as Authorization: Bearer <token>. Admin token: palyra token create --admin"
         )
-    state.refresh_oauth = True
+    sock = _listen(host, port)
+    bound_port = sock.getsockname()[1]
+    url_host = f"[{host}]" if ":" in host else host
+    log.info(
+        "palyra serving on http://%s:%d/v1 (models: %s)%s",
+        url_host,
+        bound_port,
+        ", ".join(state.model_ids) or "none",
+        f" with {count} workers" if count > 1 else "",
+    )
+    try:
+        if count == 1:
+            _run(state, cfg, tokens, states, sock)
+        else:
+            del state  # each worker builds its own, after the fork
+            code = _supervise(cfg, tokens, states, sock, count)
+            if code:
+                raise typer.Exit(code)
+    finally:
+        sock.close()
+    log.info("palyra stopped")
+
+
+def _run(
+    state: AppState,
+    cfg: PalyraConfig,
+    tokens: StartupTokens,
+    states: Path,
+    sock: socket.socket,
+    worker: WorkerSlot | None = None,
+) -> None:
+    """Serve ``state`` on ``sock`` in this process until SIGINT/SIGTERM, draining first."""
+    import uvicorn  # imported here so other commands start without the server stack
+
+    from palyra.daemon import create_app
+    from palyra.daemon.security import Authenticator
+
+    state.worker = worker
+    # The proactive OAuth refresher runs once per host: in worker 0 when there are several.
+    state.refresh_oauth = worker is None or worker.index == 0
     state.auth = Authenticator(
         store_url=cfg.storage.url, state_dir=states, fixed_tokens=tokens.fixed
     )
@@ -110,23 +179,60 @@ def serve(
         timeout_graceful_shutdown=math.ceil(cfg.daemon.shutdown_grace_s),
     )
     server = uvicorn.Server(server_config)
-    sock = _listen(host, port)
-    bound_port = sock.getsockname()[1]
-    url_host = f"[{host}]" if ":" in host else host
-    log.info(
-        "palyra serving on http://%s:%d/v1 (models: %s)",
-        url_host,
-        bound_port,
-        ", ".join(state.model_ids) or "none",
-    )
+
+    async def serve_until_stopped() -> None:
+        watch = None
+        if worker is not None:
+            from palyra.daemon.workers import watch_parent
+
+            watch = asyncio.create_task(watch_parent(worker.parent_fd, server))
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if watch is not None:
+                watch.cancel()
+
     # uvicorn drains connections on SIGINT/SIGTERM, then re-raises the signal; both end up here
     # as KeyboardInterrupt so either way the process says it stopped and exits 0.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with asyncio.Runner(loop_factory=server_config.get_loop_factory()) as runner:
-            runner.run(server.serve(sockets=[sock]))
+            runner.run(serve_until_stopped())
     except KeyboardInterrupt:
         pass
+
+
+def _supervise(
+    cfg: PalyraConfig, tokens: StartupTokens, states: Path, sock: socket.socket, count: int
+) -> int:
+    """Fork ``count`` workers serving ``sock`` and supervise them; the exit code to use."""
+    from palyra.daemon import AppState
+    from palyra.daemon.workers import (
+        ParentLink,
+        SnapshotFiles,
+        Supervisor,
+        WorkerSlot,
+        make_run_dir,
+        remove_run_dir,
+        start_worker,
+    )
+
+    run_dir = make_run_dir(states)
+    link = ParentLink()
+
+    def spawn(index: int) -> BaseProcess:
+        slot = WorkerSlot(index=index, count=count, run_dir=run_dir, parent_fd=link.read_fd)
+
+        def work() -> None:
+            _run(AppState.from_config(cfg), cfg, tokens, states, sock, slot)
+
+        return start_worker(work, f"palyra-worker-{index}", link)
+
+    try:
+        supervisor = Supervisor(
+            count, spawn, SnapshotFiles(run_dir), shutdown_grace_s=cfg.daemon.shutdown_grace_s
+        )
+        return supervisor.run()
     finally:
-        sock.close()
-    log.info("palyra stopped")
+        link.close()
+        remove_run_dir(run_dir)
