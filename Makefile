@@ -29,7 +29,8 @@ fmt: $(STAMP)
 	$(PY) -m ruff format src tests bench
 
 bench: $(STAMP)
-	$(PY) bench/overhead.py
+	$(PY) bench/overhead.py --workers 1
+	$(PY) bench/overhead.py --workers $(shell nproc 2>/dev/null || echo 2)
 
 fake-upstream: $(STAMP)
 	$(VENV)/bin/palyra fake-upstream

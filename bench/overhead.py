@@ -7,6 +7,7 @@ with ``make bench``. It is not a test: nothing in tests/ uses it and CI does not
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -147,7 +148,7 @@ def _row(name: str, direct: float, palyra: float, unit: str, *, added: bool) -> 
     return f"  {name:<24}{direct:>11.3f} {unit:<4}{palyra:>11.3f} {unit:<4}{palyra / direct:>8.2f}x  {extra}"
 
 
-def _report(results: list[Result]) -> None:
+def _report(results: list[Result], workers: int) -> None:
     cpu = next(
         (line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")),
         platform.processor() or "unknown CPU",
@@ -158,8 +159,9 @@ def _report(results: list[Result]) -> None:
         f"{platform.system()} {platform.release()}"
     )
     print(
-        "Fake upstream, daemon and load generator share these cores; compare ratios, not "
-        "absolute numbers, across machines."
+        f"Daemon: {workers} worker process{'es' if workers > 1 else ''}. Fake upstream, daemon "
+        "and load generator share these cores; compare ratios, not absolute numbers, across "
+        "machines."
     )
     for result in results:
         print()
@@ -228,7 +230,7 @@ def _bounded() -> Iterator[None]:
         signal.alarm(0)
 
 
-def run(workdir: Path) -> list[Result]:
+def run(workdir: Path, workers: int) -> list[Result]:
     state = workdir / "state"
     state.mkdir(mode=0o700)
     env = child_env(state)
@@ -250,7 +252,15 @@ def run(workdir: Path) -> list[Result]:
         ),
         started(
             "palyra-serve",
-            ["serve", "--config", str(config), "--bind", f"127.0.0.1:{daemon_port}"],
+            [
+                "serve",
+                "--config",
+                str(config),
+                "--bind",
+                f"127.0.0.1:{daemon_port}",
+                "--workers",
+                str(workers),
+            ],
             env,
             workdir,
             port=daemon_port,
@@ -268,7 +278,23 @@ def run(workdir: Path) -> list[Result]:
     return results
 
 
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes for palyra serve (default 1; the bench then compares the same "
+        "fake upstream, called directly, with the daemon at this setting)",
+    )
+    return parser.parse_args()
+
+
 def main() -> int:
+    args = _arguments()
+    if args.workers < 1:
+        print("bench: --workers must be at least 1", file=sys.stderr)
+        return 2
     if shutil.which("wrk") is None:
         print(
             "wrk is not installed (apt-get install wrk); measuring throughput with an "
@@ -277,14 +303,14 @@ def main() -> int:
     started_at = time.monotonic()
     try:
         with _bounded(), tempfile.TemporaryDirectory(prefix="palyra-bench-") as tmp:
-            results = run(Path(tmp))
+            results = run(Path(tmp), args.workers)
     except KeyboardInterrupt:
         print("\ninterrupted; stopped the fake upstream and the daemon", file=sys.stderr)
         return 130
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
-    _report(results)
+    _report(results, args.workers)
     print(f"\n(total {time.monotonic() - started_at:.0f} s)")
     return 0
 

@@ -46,7 +46,7 @@ class UpstreamClient(httpx2.AsyncClient):
         """Plain requests (a URL, headers and bytes) are built directly; anything else
         (params, forms, files, JSON, cookies) goes through httpx2's general path."""
         simple = (
-            not kwargs
+            all(value is None for value in kwargs.values())  # request() passes them all
             and isinstance(timeout, UseClientDefault)
             and isinstance(url, str)
             and (content is None or isinstance(content, bytes))
