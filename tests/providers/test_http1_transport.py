@@ -16,9 +16,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from palyra.model import PalyraError
 from palyra.providers.http1_connection import request_head
 from palyra.providers.http1_pool import Http1Transport
-from palyra.providers.upstream_guard import make_upstream_client
+from palyra.providers.upstream_client import UpstreamClient, send_bytes
+from palyra.providers.upstream_guard import GuardedTransport, Resolver, make_upstream_client
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
@@ -498,3 +500,125 @@ async def test_compressed_answers_are_decoded_and_timeouts_come_from_the_client(
         assert (await http.get(server.url)).json() == {"ok": True}
         with pytest.raises(httpx2.ReadTimeout):
             await http.get(server.url)
+
+
+# -- send_bytes: whole exchanges without httpx2's models ----------------------------------------
+
+
+def _raw_client(*, allow_private: bool = True, resolver: Resolver | None = None) -> UpstreamClient:
+    inner = Http1Transport()
+    if resolver is None:
+        guard = GuardedTransport(inner, allow_private)
+    else:
+        guard = GuardedTransport(inner, allow_private, resolver=resolver)
+    return UpstreamClient(transport=guard, timeout=httpx2.Timeout(2.0))
+
+
+async def test_send_bytes_sends_what_httpx2_would_and_reuses_the_connection() -> None:
+    seen: list[tuple[bytes, bytes]] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            seen.append(await read_request(reader))
+            writer.write(OK)
+            await writer.drain()
+
+    async with Server(record) as server, _raw_client() as http:
+        headers = {"Authorization": "Bearer k", "content-type": "application/json"}
+        first = await send_bytes(http, "POST", server.url + "/v1/x?a=1", headers, b'{"q":1}')
+        second = await send_bytes(http, "GET", server.url + "/v1/models", {}, None)
+    assert (first.status_code, first.body, second.body) == (200, b"ok", b"ok")
+    assert first.headers["content-type"] == "text/plain"
+    assert server.connections == 1
+    head, body = seen[0]
+    lower = head.lower()
+    assert head.startswith(b"POST /v1/x?a=1 HTTP/1.1\r\n") and body == b'{"q":1}'
+    assert f"\r\nhost: 127.0.0.1:{server.port}\r\n".encode() in lower
+    assert b"\r\ncontent-length: 7\r\n" in lower and b"\r\nauthorization: bearer k\r\n" in lower
+    assert b"\r\naccept-encoding: gzip, deflate\r\n" in lower and b"user-agent: " in lower
+    assert seen[1][0].startswith(b"GET /v1/models HTTP/1.1\r\n")
+    assert b"content-length" not in seen[1][0].lower()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "pack"),
+    [
+        (b"gzip", lambda data: __import__("gzip").compress(data)),
+        (b"deflate", lambda data: __import__("zlib").compress(data)),
+        (b"deflate", lambda data: __import__("zlib").compress(data, wbits=-15)),
+        (b"identity", lambda data: data),
+    ],
+)
+async def test_send_bytes_decodes_what_it_asked_for(
+    encoding: bytes, pack: Callable[[bytes], bytes]
+) -> None:
+    packed = pack(b'{"answer": 42}')
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-encoding: %b\r\ncontent-length: %d\r\n\r\n%b"
+            % (encoding, len(packed), packed)
+        )
+        await writer.drain()
+
+    async with Server(answer) as server, _raw_client() as http:
+        reply = await send_bytes(http, "GET", server.url, {}, None)
+    assert reply.body == b'{"answer": 42}'
+
+
+@pytest.mark.parametrize(
+    ("header", "body", "message"),
+    [
+        (b"br", b"\x0b\x02\x80hi\x03", "content-encoding 'br', which was not asked for"),
+        (b"gzip", b"not gzip at all", "corrupt compressed body"),
+    ],
+)
+async def test_send_bytes_refuses_bodies_it_cannot_decode(
+    header: bytes, body: bytes, message: str
+) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-encoding: %b\r\ncontent-length: %d\r\n\r\n%b"
+            % (header, len(body), body)
+        )
+        await writer.drain()
+
+    async with Server(answer) as server, _raw_client() as http:
+        with pytest.raises(httpx2.DecodingError, match=message):
+            await send_bytes(http, "GET", server.url, {}, None)
+
+
+async def test_send_bytes_keeps_the_address_guard() -> None:
+    def resolver(*addresses: str) -> Resolver:
+        async def resolve(host: str, port: int) -> list[str]:
+            return list(addresses)
+
+        return resolve
+
+    async with _raw_client(allow_private=False, resolver=resolver("10.1.2.3")) as http:
+        with pytest.raises(PalyraError, match="allow_private_base_url"):
+            await send_bytes(http, "POST", "http://internal.test:9/v1/x", {}, b"{}")
+    async with Server(answer_forever) as server:
+        # Resolved to a dead loopback address first: the next checked address is tried.
+        dead_then_live = resolver("127.0.0.2", "127.0.0.1")
+        async with _raw_client(allow_private=False, resolver=dead_then_live) as http:
+            url = f"http://upstream.test:{server.port}/v1/x"
+            reply = await send_bytes(http, "POST", url, {}, b"{}")
+    assert reply.body == b"ok"
+
+
+async def test_send_bytes_refuses_headers_http_cannot_carry() -> None:
+    async with Server(answer_forever) as server, _raw_client() as http:
+        with pytest.raises(httpx2.LocalProtocolError, match="cannot carry"):
+            await send_bytes(http, "POST", server.url, {"x-key": "caf\u00e9"}, b"{}")
+        with pytest.raises(httpx2.LocalProtocolError, match="line breaks"):
+            await send_bytes(http, "POST", server.url, {"x-key": "a\r\nb: c"}, b"{}")
+        assert (await send_bytes(http, "POST", server.url, {}, b"{}")).body == b"ok"
+
+
+async def test_send_bytes_on_another_client_goes_through_httpx2() -> None:
+    async with Server(answer_forever) as server, httpx2.AsyncClient() as http:
+        reply = await send_bytes(http, "POST", server.url, {"x-a": "b"}, b"{}")
+    assert (reply.status_code, reply.body) == (200, b"ok")

@@ -10,7 +10,7 @@ import email.utils
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 import orjson
@@ -209,8 +209,18 @@ def classify_transport_error(
     )
 
 
+class StatusAndHeaders(Protocol):
+    """An upstream answer's status and headers: an ``httpx2.Response`` or an ``UpstreamReply``."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> httpx2.Headers: ...
+
+
 def raise_for_upstream_status(
-    response: httpx2.Response, body: bytes, *, provider: str, model: str | None
+    response: StatusAndHeaders, body: bytes, *, provider: str, model: str | None
 ) -> None:
     """Raise the classified ``PalyraError`` for a non-2xx upstream answer; 2xx passes."""
     if not 200 <= response.status_code < 300:

@@ -13,7 +13,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx2
@@ -56,8 +56,6 @@ class Http1Transport(httpx2.AsyncBaseTransport):
         return self._ssl_context
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if self._closed:
-            raise httpx2.ConnectError("the upstream client is closed")
         url = request.url
         scheme = url.scheme
         if scheme not in _DEFAULT_PORTS:
@@ -65,10 +63,30 @@ class Http1Transport(httpx2.AsyncBaseTransport):
         host = url.host
         port = url.port or _DEFAULT_PORTS[scheme]
         sni = str(request.extensions.get("sni_hostname") or host) if scheme == "https" else ""
-        key: PoolKey = (scheme, host, port, sni)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         body, chunked = _request_body(request)
         head = request_head(request.method.encode(), url.raw_path, request.headers.raw)
+        conn = await self.open((scheme, host, port, sni), head, body, timeouts, chunked=chunked)
+        return httpx2.Response(
+            conn.status,
+            headers=conn.headers,
+            stream=_ResponseBody(self, conn, timeouts.get("read")),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": conn.reason},
+        )
+
+    async def open(
+        self,
+        key: PoolKey,
+        head: bytes,
+        body: bytes | AsyncIterator[bytes],
+        timeouts: Mapping[str, float | None],
+        *,
+        chunked: bool = False,
+    ) -> Http1Connection:
+        """Send one request on a pooled connection and wait for the response head. The caller
+        then owns the connection until :meth:`read_all` (or ``release``) gives it back."""
+        if self._closed:
+            raise httpx2.ConnectError("the upstream client is closed")
         conn = await self._acquire(key, timeouts)
         try:
             await self._exchange(conn, head, body, chunked, timeouts)
@@ -88,12 +106,19 @@ class Http1Transport(httpx2.AsyncBaseTransport):
         except BaseException:
             self._release(conn, reuse=False)
             raise
-        return httpx2.Response(
-            conn.status,
-            headers=conn.headers,
-            stream=_ResponseBody(self, conn, timeouts.get("read")),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": conn.reason},
-        )
+        return conn
+
+    async def read_all(self, conn: Http1Connection, read_timeout: float | None) -> bytes:
+        """The rest of ``conn``'s response body; the connection goes back to the pool."""
+        parts: list[bytes] = []
+        try:
+            async for chunk in conn.body_chunks(read_timeout):
+                parts.append(chunk)
+        except BaseException:
+            self._release(conn, reuse=False)
+            raise
+        self._release(conn, reuse=True)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def _exchange(
         self,
@@ -101,7 +126,7 @@ class Http1Transport(httpx2.AsyncBaseTransport):
         head: bytes,
         body: bytes | AsyncIterator[bytes],
         chunked: bool,
-        timeouts: dict[str, float | None],
+        timeouts: Mapping[str, float | None],
     ) -> None:
         await conn.send(head, body, timeouts.get("write"), chunked=chunked)
         await conn.read_head(timeouts.get("read"))
@@ -121,7 +146,7 @@ class Http1Transport(httpx2.AsyncBaseTransport):
     # -- the pool --------------------------------------------------------------------------
 
     async def _acquire(
-        self, key: PoolKey, timeouts: dict[str, float | None], *, fresh: bool = False
+        self, key: PoolKey, timeouts: Mapping[str, float | None], *, fresh: bool = False
     ) -> Http1Connection:
         loop = asyncio.get_running_loop()
         limit_s = timeouts.get("pool")

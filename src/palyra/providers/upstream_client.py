@@ -10,13 +10,102 @@ measurable share of the daemon's CPU per proxied request.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import httpx2
 from httpx2._client import USE_CLIENT_DEFAULT, UseClientDefault
 
+from palyra.providers.http1_connection import request_head
+
+if TYPE_CHECKING:
+    from palyra.providers.http1_connection import Http1Connection
+    from palyra.providers.http1_pool import Http1Transport
+
 _URL_CACHE_SIZE = 256
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# What the raw path can decode itself (zlib); httpx2's path may also offer br/zstd.
+RAW_ACCEPT_ENCODING = "gzip, deflate"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    """A whole upstream answer: status, raw headers and the decoded body."""
+
+    status_code: int
+    raw_headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    @property
+    def headers(self) -> httpx2.Headers:
+        """Built on demand: the success path reads only the status and the body."""
+        return httpx2.Headers(self.raw_headers)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+    path: bytes
+    host_header: bytes
+
+
+class _RawOpener(Protocol):
+    """What :class:`UpstreamClient` needs from its transport to skip httpx2's models (the
+    address guard in ``upstream_guard`` provides it)."""
+
+    @property
+    def raw_transport(self) -> Http1Transport | None: ...
+
+    async def open_raw(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        head: bytes,
+        body: bytes,
+        timeouts: Mapping[str, float | None],
+    ) -> Http1Connection: ...
+
+
+async def send_bytes(
+    client: httpx2.AsyncClient,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    content: bytes | None,
+) -> UpstreamReply:
+    """One whole request/answer with a bytes body: the raw path on an :class:`UpstreamClient`,
+    httpx2's own otherwise (clients built by tests or callers with other transports)."""
+    if isinstance(client, UpstreamClient):
+        return await client.send_bytes(method, url, headers, content)
+    response = await client.request(method, url, headers=headers, content=content)
+    body = await response.aread()
+    return UpstreamReply(response.status_code, list(response.headers.raw), body)
+
+
+def _decode(body: bytes, encoding: bytes) -> bytes:
+    """Undo ``content-encoding`` (gzip, deflate; applied in order, so undone in reverse)."""
+    for coding in reversed([c.strip().lower() for c in encoding.split(b",") if c.strip()]):
+        try:
+            if coding in (b"gzip", b"x-gzip"):
+                body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+            elif coding == b"deflate":
+                try:
+                    body = zlib.decompress(body)
+                except zlib.error:
+                    body = zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as some send
+            elif coding != b"identity":
+                raise httpx2.DecodingError(
+                    f"upstream answered with content-encoding {coding.decode('latin-1')!r}, "
+                    f"which was not asked for (accept-encoding: {RAW_ACCEPT_ENCODING})"
+                )
+        except zlib.error as exc:
+            raise httpx2.DecodingError(f"upstream sent a corrupt compressed body: {exc}") from exc
+    return body
 
 
 class UpstreamClient(httpx2.AsyncClient):
@@ -32,6 +121,10 @@ class UpstreamClient(httpx2.AsyncClient):
         self._timeout_extension = timeout.as_dict()
         self._default_headers = {k.lower(): v for k, v in self.headers.items()}
         self._urls: dict[str, httpx2.URL] = {}
+        self._targets: dict[str, _Target] = {}
+        raw_defaults = {**self._default_headers, "accept-encoding": RAW_ACCEPT_ENCODING}
+        raw_defaults.pop("connection", None)  # keep-alive is HTTP/1.1's default
+        self._raw_defaults = raw_defaults
 
     def build_request(  # type: ignore[override]
         self,
@@ -94,3 +187,54 @@ class UpstreamClient(httpx2.AsyncClient):
                 await response.aclose()
                 raise
         return response
+
+    async def send_bytes(
+        self, method: str, url: str, headers: Mapping[str, str], content: bytes | None
+    ) -> UpstreamReply:
+        """A whole exchange without httpx2's request and response models: same address guard,
+        pool, timeouts and errors (httpx2's exception types), a fraction of the CPU."""
+        if self.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        opener = cast(_RawOpener, self._upstream)
+        raw = getattr(self._upstream, "raw_transport", None)
+        if raw is None:
+            response = await self.request(method, url, headers=headers, content=content)
+            return UpstreamReply(response.status_code, list(response.headers.raw), response.content)
+        target = self._target(url)
+        merged = dict(self._raw_defaults)
+        for name, value in headers.items():
+            merged[name.lower()] = value
+        lines = [(b"host", target.host_header)]
+        if content is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append((b"content-length", b"%d" % len(content or b"")))
+        try:
+            lines += [
+                (name.encode("ascii"), value.encode("ascii")) for name, value in merged.items()
+            ]
+        except UnicodeEncodeError:
+            raise httpx2.LocalProtocolError(
+                "a request header holds characters HTTP headers cannot carry"
+            ) from None
+        head = request_head(method.encode("ascii"), target.path, lines)
+        conn = await opener.open_raw(
+            target.scheme, target.host, target.port, head, content or b"", self._timeout_extension
+        )
+        body = await raw.read_all(conn, self._timeout_extension.get("read"))
+        for raw_name, raw_value in conn.headers:
+            if raw_name.lower() == b"content-encoding":
+                body = _decode(body, raw_value)
+        return UpstreamReply(conn.status, conn.headers, body)
+
+    def _target(self, url: str) -> _Target:
+        target = self._targets.get(url)
+        if target is None:
+            parsed = httpx2.URL(url)
+            if parsed.scheme not in _DEFAULT_PORTS:
+                raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {parsed.scheme!r}")
+            port = parsed.port or _DEFAULT_PORTS[parsed.scheme]
+            host_header = parsed.netloc  # host[:port] as the URL spells it, IPv6 in brackets
+            target = _Target(parsed.scheme, parsed.host, port, parsed.raw_path, host_header)
+            if len(self._targets) >= _URL_CACHE_SIZE:
+                self._targets.clear()
+            self._targets[url] = target
+        return target

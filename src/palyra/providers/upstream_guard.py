@@ -18,13 +18,14 @@ import functools
 import ipaddress
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 
 from palyra.model import FailureClass, PalyraError
+from palyra.providers.http1_connection import Http1Connection
 from palyra.providers.http1_pool import Http1Transport
 from palyra.providers.upstream_client import UpstreamClient
 
@@ -202,6 +203,41 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
                 continue
             self._prefer(host, port, address)
             return response
+        assert last_error is not None
+        raise last_error
+
+    @property
+    def raw_transport(self) -> Http1Transport | None:
+        """The pooled transport underneath, when requests may skip httpx2's models."""
+        return self._inner if isinstance(self._inner, Http1Transport) else None
+
+    async def open_raw(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        head: bytes,
+        body: bytes,
+        timeouts: Mapping[str, float | None],
+    ) -> Http1Connection:
+        """:meth:`handle_async_request` for a prepared request head: the same address checks and
+        pinning, on the raw transport; returns the connection with the response head read."""
+        inner = self.raw_transport
+        if inner is None:
+            raise TypeError("open_raw needs an Http1Transport underneath")
+        sni = host if scheme == "https" else ""
+        if self._allow_private:
+            return await inner.open((scheme, host, port, sni), head, body, timeouts)
+        addresses = await self._checked_addresses(host, port)
+        last_error: httpx2.ConnectError | None = None
+        for address in addresses:
+            try:
+                conn = await inner.open((scheme, address, port, sni), head, body, timeouts)
+            except httpx2.ConnectError as exc:
+                last_error = exc
+                continue
+            self._prefer(host, port, address)
+            return conn
         assert last_error is not None
         raise last_error
 

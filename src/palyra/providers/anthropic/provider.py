@@ -33,8 +33,13 @@ from palyra.providers.anthropic.response import (
 )
 from palyra.providers.anthropic.stream import AnthropicStreamParser
 from palyra.providers.base import Credential, ProviderCapabilities
-from palyra.providers.errors import classify_transport_error, raise_for_upstream_status
+from palyra.providers.errors import (
+    StatusAndHeaders,
+    classify_transport_error,
+    raise_for_upstream_status,
+)
 from palyra.providers.sse import aiter_sse
+from palyra.providers.upstream_client import send_bytes
 
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
@@ -95,18 +100,23 @@ class AnthropicProvider:
         params: Mapping[str, str | int] | None = None,
         model: str | None = None,
     ) -> dict[str, Any]:
+        url = f"{self.base_url}{path}"
+        content = orjson.dumps(payload) if payload is not None else None
         try:
-            response = await self._client.request(
-                method,
-                f"{self.base_url}{path}",
-                content=orjson.dumps(payload) if payload is not None else None,
-                params=params,
-                headers=self._headers(credential),
-            )
-            body = await response.aread()
+            if params is None:  # the lean path: a URL, headers and bytes
+                reply = await send_bytes(
+                    self._client, method, url, self._headers(credential), content
+                )
+                status: StatusAndHeaders = reply
+                body = reply.body
+            else:
+                response = await self._client.request(
+                    method, url, content=content, params=params, headers=self._headers(credential)
+                )
+                status, body = response, await response.aread()
         except httpx2.TransportError as exc:
             raise PalyraError(classify_transport_error(exc, provider=self.id, model=model)) from exc
-        raise_for_upstream_status(response, body, provider=self.id, model=model)
+        raise_for_upstream_status(status, body, provider=self.id, model=model)
         return load_json_object(body, f"the answer to {method} {path}", provider=self.id)
 
     async def chat(

@@ -38,6 +38,7 @@ from palyra.providers.openai.response import (
 from palyra.providers.openai.stream import OpenAIStreamParser, is_whole_payload
 from palyra.providers.openai.transcription import parse_openai_transcription
 from palyra.providers.sse import SSEDecoder
+from palyra.providers.upstream_client import send_bytes
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -90,10 +91,13 @@ class OpenAIProvider:
         headers = self._headers(credential, accept)
         if content_type is not None:
             headers["content-type"] = content_type
+        url = f"{self.base_url}{path}"
         try:
-            response = await self._client.request(
-                method, f"{self.base_url}{path}", headers=headers, **kwargs
-            )
+            if set(kwargs) <= {"content"}:  # bytes or nothing: the lean path
+                reply = await send_bytes(self._client, method, url, headers, kwargs.get("content"))
+                raise_for_upstream_status(reply, reply.body, provider=self.id, model=model)
+                return reply.body
+            response = await self._client.request(method, url, headers=headers, **kwargs)
             body = await response.aread()
         except httpx2.TransportError as exc:
             raise PalyraError(classify_transport_error(exc, provider=self.id, model=model)) from exc
