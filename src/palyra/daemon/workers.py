@@ -60,6 +60,7 @@ RESTART_BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER_S = 30.0
 # After the drain deadline (shutdown_grace_s plus this) stragglers are killed.
 STOP_MARGIN_S = 15.0
+THREADS_GONE_TIMEOUT_S = 5.0
 STARTUP_FAILURE = 3  # uvicorn's exit code when the app's start-up fails
 RETIRED = "retired.json"
 MAX_FOLDED_PIDS = 1000
@@ -227,12 +228,13 @@ async def watch_parent(parent_fd: int, server: Stoppable) -> None:
 def start_worker(target: Callable[[], None], name: str, link: ParentLink) -> BaseProcess:
     """Fork a worker running ``target`` (which returns to exit 0); the parent must hold no
     other thread and no running event loop, or the child could inherit a lock held mid-way."""
-    others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-    if others:
-        raise RuntimeError(f"cannot fork workers while other threads run: {', '.join(others)}")
-    with contextlib.suppress(RuntimeError):
+    try:
         asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
         raise RuntimeError("cannot fork workers from inside a running event loop")
+    _wait_single_threaded(THREADS_GONE_TIMEOUT_S)
     process = multiprocessing.get_context("fork").Process(
         target=_child, args=(target, link.write_fd), name=name, daemon=False
     )
@@ -244,6 +246,18 @@ def start_worker(target: Callable[[], None], name: str, link: ParentLink) -> Bas
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return process
+
+
+def _wait_single_threaded(timeout_s: float) -> None:
+    """Wait for threads that are finishing (a closed aiosqlite connection's thread ends a
+    moment after ``close()`` returned); any still running after ``timeout_s`` is a bug."""
+    deadline = time.monotonic() + timeout_s
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+    others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    if others:
+        raise RuntimeError(f"cannot fork workers while other threads run: {', '.join(others)}")
 
 
 def _child(target: Callable[[], None], link_write_fd: int) -> None:
