@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx2
 import openai
+import orjson
 import pytest
 import typer
 
@@ -33,6 +34,7 @@ class Daemon:
     process: subprocess.Popen[bytes]
     url: str
     log: Path
+    state_dir: Path
 
     def client(self) -> openai.OpenAI:
         # A new client per phase: a pooled connection to a killed worker would be reset.
@@ -40,6 +42,15 @@ class Daemon:
 
     def workers(self) -> set[int]:
         return children(self.process.pid)
+
+    def published(self) -> float:
+        """Chat requests in the workers' metrics snapshot files (what a sibling can see)."""
+        total = 0.0
+        for path in (self.state_dir / "run" / f"serve-{self.process.pid}").glob("worker-*.json"):
+            snapshot = orjson.loads(path.read_bytes())
+            for labels, value in snapshot["counters"]["palyra_requests_total"]:
+                total += value if labels[0] == CHAT_ROUTE else 0.0
+        return total
 
     def metrics(self) -> str:
         response = httpx2.get(
@@ -146,7 +157,7 @@ provider = "fake-openai"
         while True:
             match = re.search(r"palyra serving on (http://127\.0\.0\.1:\d+)/v1", log.read_text())
             if match:
-                return Daemon(process, match.group(1), log)
+                return Daemon(process, match.group(1), log, tmp_path / "state")
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.02)
@@ -185,17 +196,14 @@ def test_two_workers_answer_and_metrics_count_every_request(start: Callable[...,
         assert ask(daemon.client(), f"number {i}") == f"You said: number {i}"
     expected = 10
 
-    # Every scrape (a new connection each, so any worker may answer) converges on the total,
-    # and shows the breaker gauge of both workers, labelled by worker.
-    def settled() -> bool:
+    # Once every worker has published its figures, every scrape (a new connection each, so any
+    # worker may answer) shows the total, and the breaker gauge of both workers by worker label.
+    wait_for(f"the snapshots to hold {expected} requests", lambda: daemon.published() == expected)
+    for _ in range(6):
         text = daemon.metrics()
-        return requests_counted(text) == expected and all(
-            re.search(rf'^palyra_breaker_state\{{.*worker="{w}"\}} 0$', text, re.M) for w in (0, 1)
-        )
-
-    wait_for(f"/metrics to count {expected} chat requests", settled)
-    for _ in range(5):
-        assert requests_counted(daemon.metrics()) == expected
+        assert requests_counted(text) == expected
+        for worker in (0, 1):
+            assert re.search(rf'^palyra_breaker_state\{{.*worker="{worker}"\}} 0$', text, re.M)
     assert len(daemon.workers()) == 2
 
 
@@ -228,7 +236,9 @@ def test_a_killed_worker_is_replaced_and_no_count_is_lost(start: Callable[..., D
     wait_for("two worker processes", lambda: len(daemon.workers()) == 2)
     for i in range(6):
         assert ask(daemon.client(), f"before {i}") == f"You said: before {i}"
-    wait_for("/metrics to count 6", lambda: requests_counted(daemon.metrics()) == 6)
+    # A worker killed outright loses what it counted since its last snapshot (at most ~1 s).
+    wait_for("the snapshots to hold 6 requests", lambda: daemon.published() == 6)
+    assert requests_counted(daemon.metrics()) == 6
 
     before = daemon.workers()
     victim = min(before)

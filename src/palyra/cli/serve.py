@@ -158,6 +158,7 @@ def _run(
 
     from palyra.daemon import create_app
     from palyra.daemon.security import Authenticator
+    from palyra.daemon.workers import stop_on_signal, watch_parent
 
     state.worker = worker
     # The proactive OAuth refresher runs once per host: in worker 0 when there are several.
@@ -183,8 +184,6 @@ def _run(
     async def serve_until_stopped() -> None:
         watch = None
         if worker is not None:
-            from palyra.daemon.workers import watch_parent
-
             watch = asyncio.create_task(watch_parent(worker.parent_fd, server))
         try:
             await server.serve(sockets=[sock])
@@ -192,9 +191,12 @@ def _run(
             if watch is not None:
                 watch.cancel()
 
-    # uvicorn drains connections on SIGINT/SIGTERM, then re-raises the signal; both end up here
-    # as KeyboardInterrupt so either way the process says it stopped and exits 0.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if worker is None:
+        # uvicorn drains connections on SIGINT/SIGTERM, then re-raises the signal; both end up
+        # here as KeyboardInterrupt so either way the process says it stopped and exits 0.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    else:
+        stop_on_signal(server)  # a signal that came during start-up stops it now
     try:
         with asyncio.Runner(loop_factory=server_config.get_loop_factory()) as runner:
             runner.run(serve_until_stopped())

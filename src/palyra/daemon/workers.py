@@ -260,11 +260,40 @@ def _wait_single_threaded(timeout_s: float) -> None:
         raise RuntimeError(f"cannot fork workers while other threads run: {', '.join(others)}")
 
 
+class _StopRequest:
+    """A worker's SIGTERM/SIGINT handler outside uvicorn's own (before the server listens for
+    signals, and after): the request is remembered and handed to the server, never lost (a
+    KeyboardInterrupt raised mid-start-up can land in a finaliser, which swallows it)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.server: Stoppable | None = None
+
+    def __call__(self, _signum: int, _frame: FrameType | None) -> None:
+        self.requested = True
+        if self.server is not None:
+            self.server.should_exit = True
+
+    def attach(self, server: Stoppable) -> None:
+        self.server = server
+        if self.requested:
+            server.should_exit = True
+
+
+_stop_request = _StopRequest()
+
+
+def stop_on_signal(server: Stoppable) -> None:
+    """In a worker: make SIGTERM/SIGINT received before uvicorn installs its handlers stop
+    ``server`` (it then starts, sees ``should_exit`` and shuts down at once)."""
+    _stop_request.attach(server)
+
+
 def _child(target: Callable[[], None], link_write_fd: int) -> None:
     os.close(link_write_fd)
     signal.set_wakeup_fd(-1)
     for sig in _FORWARDED:
-        signal.signal(sig, signal.default_int_handler)
+        signal.signal(sig, _stop_request)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
     with contextlib.suppress(KeyboardInterrupt):
         target()
