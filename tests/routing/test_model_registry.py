@@ -2,6 +2,7 @@ import pytest
 
 from palyra.config.schema import ModelConfig, ModelProviderRegistryConfig, ProviderConfig
 from palyra.model import (
+    Capability,
     ChatRequest,
     FailureClass,
     ImagePart,
@@ -10,6 +11,7 @@ from palyra.model import (
     ResponseFormat,
     Role,
     TextPart,
+    ToolResultPart,
     ToolSpec,
 )
 from palyra.routing import ModelRegistry, required_capabilities
@@ -115,3 +117,53 @@ def test_a_fallback_naming_an_unknown_model_is_a_config_error() -> None:
         reg.candidates("a", frozenset({"chat"}))
     assert caught.value.failure_class is FailureClass.CONFIG
     assert '"ghost"' in str(caught.value)
+
+
+def test_a_plan_is_reused_only_for_the_same_name_and_capabilities() -> None:
+    reg = registry(
+        model("a", aliases=["x"], fallbacks=["b"]),
+        model("b", "claude", model="sonnet", capabilities=["chat", "vision"]),
+    )
+    chat: frozenset[Capability] = frozenset({"chat"})
+    first = reg.plan("a", chat)
+    assert reg.plan("a", frozenset({"chat"})) is first
+    assert [t.model_id for t in first.targets] == ["a", "b"] and first.skipped == []
+    seeing = reg.plan("a", frozenset({"chat", "vision"}))
+    assert [t.model_id for t in seeing.targets] == ["b"]
+    assert seeing.skipped == [("a", "lacks vision")]
+    assert [t.model_id for t in reg.plan("x", chat).targets] == ["a", "b"]
+    assert [t.model_id for t in reg.plan("b", chat).targets] == ["b"]
+    assert reg.plan("a", chat) is first and first.skipped == []
+    handed_out = reg.candidates("a", chat)
+    handed_out.clear()  # a caller's copy: the remembered plan is untouched
+    assert [t.model_id for t in reg.candidates("a", chat)] == ["a", "b"]
+
+
+def test_failed_plans_are_not_remembered_and_fail_the_same_way_again() -> None:
+    reg = registry(model("a", fallbacks=["b"]), model("b", capabilities=["chat", "tools"]))
+    for _ in range(2):
+        with pytest.raises(PalyraError) as unknown:
+            reg.plan("ghost", frozenset({"chat"}))
+        assert unknown.value.failure_class is FailureClass.NOT_FOUND
+        with pytest.raises(PalyraError) as unable:
+            reg.plan("a", frozenset({"chat", "vision"}))
+        assert unable.value.failure_class is FailureClass.UNSUPPORTED_CAPABILITY
+    assert [t.model_id for t in reg.plan("a", frozenset({"chat", "tools"})).targets] == ["b"]
+
+
+def test_an_image_in_any_message_needs_vision() -> None:
+    request = ChatRequest(
+        model="m",
+        messages=[
+            Message.text("user", "look it up"),
+            Message(
+                role=Role.TOOL,
+                content=[ToolResultPart(tool_call_id="c1"), ImagePart(url="https://x/i.png")],
+            ),
+        ],
+    )
+    assert required_capabilities(request) == {"chat", "vision"}
+    tools_only = request.model_copy(
+        update={"messages": request.messages[:1], "tools": [ToolSpec(name="f")]}
+    )
+    assert required_capabilities(tools_only) == {"chat", "tools"}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from palyra.config.schema import ModelConfig, ModelProviderRegistryConfig, ProviderConfig
-from palyra.model import Capability, ChatRequest, FailureClass, PalyraError
+from palyra.model import Capability, ChatRequest, FailureClass, ImagePart, PalyraError
 
 Role = Literal["chat", "embeddings", "transcription"]
 
@@ -25,26 +25,48 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class RoutePlan:
-    """Targets in the order to try them, and the models passed over with the reason."""
+    """Targets in the order to try them, and the models passed over with the reason.
+
+    ``ModelRegistry.plan`` hands out the same plan for the same name and capabilities: read it,
+    do not change its lists.
+    """
 
     targets: list[Target]
     skipped: list[tuple[str, str]]
 
 
-def required_capabilities(request: ChatRequest) -> frozenset[Capability]:
-    """What a chat request needs from a model: images need vision, tools need tools, and so on."""
+def _caps(vision: bool, tools: bool, json: bool) -> frozenset[Capability]:
     caps: set[Capability] = {"chat"}
-    if request.images:
+    if vision:
         caps.add("vision")
-    if request.tools:
+    if tools:
         caps.add("tools")
-    if request.wants_json:
+    if json:
         caps.add("json")
     return frozenset(caps)
 
 
+_CHAT_CAPS = {
+    (vision, tools, json): _caps(vision, tools, json)
+    for vision in (False, True)
+    for tools in (False, True)
+    for json in (False, True)
+}
+
+
+def required_capabilities(request: ChatRequest) -> frozenset[Capability]:
+    """What a chat request needs from a model: images need vision, tools need tools, and so on."""
+    vision = any(isinstance(part, ImagePart) for m in request.messages for part in m.content)
+    return _CHAT_CAPS[vision, bool(request.tools), request.wants_json]
+
+
 class ModelRegistry:
-    """Resolves names and orders candidates; pure data, built once from config."""
+    """Resolves names and orders candidates; pure data, built once from config.
+
+    Plans are remembered per (name, capabilities): the config they come from is frozen, and only
+    names that resolve get a plan, so the memo holds at most every configured id and alias times
+    the capability sets requests can need.
+    """
 
     def __init__(
         self,
@@ -59,6 +81,7 @@ class ModelRegistry:
         self._defaults = defaults
         self._auto_fallback = auto_fallback
         self._names: dict[str, str] = {}
+        self._plans: dict[tuple[str, frozenset[Capability]], RoutePlan] = {}
         for model in self._models.values():
             for name in [model.id, *model.aliases]:
                 owner = self._names.setdefault(name, model.id)
@@ -119,7 +142,15 @@ class ModelRegistry:
 
     def plan(self, name: str, required: frozenset[Capability]) -> RoutePlan:
         """The model, its fallbacks breadth-first (each once), then any capable model if
-        ``auto_fallback``; models missing a capability are skipped with the reason."""
+        ``auto_fallback``; models missing a capability are skipped with the reason. The same
+        name and capabilities get the same (shared, read-only) plan; errors are raised afresh."""
+        key = (name, required)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(name, required)
+        return plan
+
+    def _plan(self, name: str, required: frozenset[Capability]) -> RoutePlan:
         first = self.resolve(name)
         order = [first.id]
         queue = [first.id]
@@ -174,4 +205,4 @@ class ModelRegistry:
         return found
 
     def candidates(self, name: str, required: frozenset[Capability]) -> list[Target]:
-        return self.plan(name, required).targets
+        return list(self.plan(name, required).targets)
