@@ -21,8 +21,9 @@ from palyra.auth import (
 from palyra.auth.credentials import ProfileCredentialSource
 from palyra.config.schema import ProviderConfig
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
+from palyra.routing import ManualClock
 from palyra.store import open_store
-from palyra.vault import KeyResolver, Vault
+from palyra.vault import KeyResolver, Vault, VaultRef
 
 
 class WallClock:
@@ -202,3 +203,70 @@ async def test_report_feeds_success_and_failure_and_never_raises(
     assert (await registry.get("p")).health is ProfileHealth.OK
     await source.report("openai-main", None, None)
     await source.report("openai-main", "deleted", ErrorEnvelope.of(FailureClass.AUTH_INVALID, "x"))
+
+
+async def test_api_key_reference_is_kept_for_the_ttl_then_read_again(
+    registry: AuthProfileRegistry,
+) -> None:
+    env = {"OPENAI_KEY": "first"}
+    clock = ManualClock()
+    source = ProfileCredentialSource(registry, environ=env, clock=clock, cache_ttl_s=10)
+    config = provider(api_key="env:OPENAI_KEY")
+    assert [c.secret for c in await source.credentials_for(config, agent_id=None)] == ["first"]
+    env["OPENAI_KEY"] = "second"
+    clock.advance(9.9)
+    assert [c.secret for c in await source.credentials_for(config, agent_id=None)] == ["first"]
+    clock.advance(0.2)
+    assert [c.secret for c in await source.credentials_for(config, agent_id=None)] == ["second"]
+    env["OPENAI_KEY"] = "third"
+    clock.advance(9.9)  # the TTL counts from the last read
+    assert [c.secret for c in await source.credentials_for(config, agent_id=None)] == ["second"]
+
+
+async def test_a_refused_api_key_is_read_again_at_once_and_other_failures_keep_it(
+    registry: AuthProfileRegistry,
+) -> None:
+    env = {"A_KEY": "old-a", "B_KEY": "old-b"}
+    source = ProfileCredentialSource(registry, environ=env, clock=ManualClock())
+    a = ProviderConfig(id="a", kind="openai", api_key="env:A_KEY")
+    b = ProviderConfig(id="b", kind="openai", api_key="env:B_KEY")
+
+    async def secrets() -> list[str]:
+        return [(await source.credentials_for(p, agent_id=None))[0].secret for p in (a, b)]
+
+    assert await secrets() == ["old-a", "old-b"]
+    env.update(A_KEY="new-a", B_KEY="new-b")
+    await source.report("a", None, ErrorEnvelope.of(FailureClass.RATE_LIMITED, "slow down"))
+    await source.report("a", None, None)
+    assert await secrets() == ["old-a", "old-b"]
+    await source.report("a", None, ErrorEnvelope.of(FailureClass.AUTH_INVALID, "bad key"))
+    assert await secrets() == ["new-a", "old-b"]
+    env["B_KEY"] = "newer-b"
+    await source.report("b", None, ErrorEnvelope.of(FailureClass.AUTH_EXPIRED, "expired"))
+    assert await secrets() == ["new-a", "newer-b"]
+
+
+async def test_a_failed_api_key_resolution_is_not_kept(registry: AuthProfileRegistry) -> None:
+    env: dict[str, str] = {}
+    source = ProfileCredentialSource(registry, environ=env, clock=ManualClock())
+    config = provider(api_key="env:OPENAI_KEY")
+    with pytest.raises(PalyraError, match="OPENAI_KEY"):
+        await source.credentials_for(config, agent_id=None)
+    env["OPENAI_KEY"] = "set-now"
+    assert [c.secret for c in await source.credentials_for(config, agent_id=None)] == ["set-now"]
+
+
+async def test_a_rotated_vault_api_key_is_picked_up_within_the_ttl(
+    registry: AuthProfileRegistry,
+) -> None:
+    ref = VaultRef.parse("global/openai")
+    await registry.vault.put(ref, "vault-one")
+    clock = ManualClock()
+    source = ProfileCredentialSource(registry, clock=clock, cache_ttl_s=30)
+    config = provider(api_key="vault:global/openai")
+    assert (await source.credentials_for(config, agent_id=None))[0].secret == "vault-one"
+    await registry.vault.put(ref, "vault-two")
+    clock.advance(29)
+    assert (await source.credentials_for(config, agent_id=None))[0].secret == "vault-one"
+    clock.advance(2)
+    assert (await source.credentials_for(config, agent_id=None))[0].secret == "vault-two"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +19,7 @@ from palyra.model import ErrorEnvelope, FailureClass, PalyraError
 from palyra.providers.base import Credential
 from palyra.routing import ManualClock
 from palyra.routing.assembly import build_runtime
-from palyra.routing.config_credentials import ConfigCredentialSource
+from palyra.routing.config_credentials import ConfigCredentialSource, SecretCache
 from palyra.store import open_store
 from palyra.testing import FakeUpstream, Fault, FaultKind
 from palyra.vault import KeyResolver, Vault, VaultRef
@@ -182,3 +183,30 @@ async def test_first_profile_rate_limited_is_rotated_past_and_the_caller_sees_no
     ]
     assert keys.count("key-of-p1") == 1  # the rate-limited key rests; p2 carries the rest
     assert keys.count("key-of-p2") == 5
+
+
+async def test_concurrent_callers_share_one_resolution_and_failures_are_not_kept() -> None:
+    clock = ManualClock()
+    cache = SecretCache(clock, ttl_s=5)
+    reads: list[str] = []
+
+    async def resolve() -> str:
+        reads.append("read")
+        await asyncio.sleep(0)  # let the other callers pile up behind the first
+        return f"secret-{len(reads)}"
+
+    got = await asyncio.gather(*(cache.get("p", "env:K", resolve) for _ in range(10)))
+    assert got == ["secret-1"] * 10 and len(reads) == 1
+    assert cache.fresh("p", "env:K") == "secret-1" and cache.fresh("p", "env:OTHER") is None
+    clock.advance(5)
+    assert cache.fresh("p", "env:K") is None
+    assert await cache.get("p", "env:K", resolve) == "secret-2"
+
+    async def broken() -> str:
+        raise PalyraError.of(FailureClass.CONFIG, "not set")
+
+    with pytest.raises(PalyraError):
+        await cache.get("q", "env:K", broken)
+    assert cache.fresh("q", "env:K") is None and len(cache) == 1
+    cache.forget("p")
+    assert len(cache) == 0

@@ -1,8 +1,12 @@
 """``ProfileCredentialSource``: routing's ``CredentialSource`` backed by auth profiles.
 
-Secrets are read from the vault on every call and handed over inside ``Credential`` objects that
-live only as long as the request; nothing is cached. An OAuth profile whose token is expiring or
-expired is refreshed first through the injected ``refresher`` (the OAuth module provides it).
+Profile secrets are read from the vault on every call and handed over inside ``Credential``
+objects that live only as long as the request. A provider's ``api_key`` reference (``env:``,
+``vault:``, ``file:``) is kept in memory for ``cache_ttl_s`` seconds (30 by default), exactly as
+``palyra.routing.config_credentials.ConfigCredentialSource`` keeps it: a rotated secret is picked
+up within that time, and at once after the upstream refused the key as invalid or expired. An
+OAuth profile whose token is expiring or expired is refreshed first through the injected
+``refresher`` (the OAuth module provides it).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from palyra.auth.selection import select_profile
 from palyra.config.schema import ProviderConfig
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
 from palyra.providers.base import Credential
+from palyra.routing.clock import Clock, SystemClock
+from palyra.routing.config_credentials import DEFAULT_CACHE_TTL_S, STALE_KEY, SecretCache
 from palyra.vault import resolve_secret_ref
 
 Refresher = Callable[[str], Awaitable[str]]
@@ -37,10 +43,13 @@ class ProfileCredentialSource:
         *,
         refresher: Refresher | None = None,
         environ: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+        cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
     ) -> None:
         self.registry = registry
         self._refresher = refresher
         self._environ = environ
+        self._api_keys = SecretCache(clock or SystemClock(), cache_ttl_s)
 
     async def credentials_for(
         self, provider: ProviderConfig, *, agent_id: str | None
@@ -51,9 +60,14 @@ class ProfileCredentialSource:
         if provider.kind == "deterministic":
             return []
         if provider.api_key:
-            secret = await resolve_secret_ref(
-                provider.api_key, self.registry.vault, environ=self._environ
-            )
+            ref = provider.api_key
+            secret = self._api_keys.fresh(provider.id, ref)
+            if secret is None:
+                secret = await self._api_keys.get(
+                    provider.id,
+                    ref,
+                    lambda: resolve_secret_ref(ref, self.registry.vault, environ=self._environ),
+                )
             return [Credential(secret)]
         named = provider.profile_ids()
         if named:
@@ -114,8 +128,11 @@ class ProfileCredentialSource:
     async def report(
         self, provider_id: str, profile_id: str | None, envelope: ErrorEnvelope | None
     ) -> None:
-        """Feed an attempt's outcome to the registry; never fails the request it reports on."""
+        """Feed an attempt's outcome to the registry; never fails the request it reports on. A
+        provider ``api_key`` the upstream refused is forgotten, so the next call reads it again."""
         if profile_id is None:
+            if envelope is not None and envelope.failure_class in STALE_KEY:
+                self._api_keys.forget(provider_id)
             return
         try:
             if envelope is None:

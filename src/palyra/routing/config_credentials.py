@@ -9,7 +9,7 @@ rotated key is picked up quickly. Providers that name auth profiles are handed t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from palyra.config.schema import ProviderConfig
@@ -32,6 +32,52 @@ class _Cached:
     expires_at: float
 
 
+class SecretCache:
+    """Resolved ``api_key`` references per (provider id, ref), each kept for ``ttl_s`` seconds.
+
+    A burst of requests resolves a reference once; a rotated ``env:``, ``vault:`` or ``file:``
+    secret is read again at the latest ``ttl_s`` after it was last read, and at once after
+    ``forget`` (called when the upstream refused the key). Concurrent callers of one key share a
+    single resolution; a failed resolution is not kept.
+    """
+
+    def __init__(self, clock: Clock, ttl_s: float) -> None:
+        self._clock = clock
+        self._ttl_s = ttl_s
+        self._entries: dict[tuple[str, str], _Cached] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def fresh(self, provider_id: str, ref: str) -> str | None:
+        """The cached secret while it is fresh, else None (then ``get`` resolves it)."""
+        cached = self._entries.get((provider_id, ref))
+        if cached is not None and cached.expires_at > self._clock.now():
+            return cached.secret
+        return None
+
+    async def get(self, provider_id: str, ref: str, resolve: Callable[[], Awaitable[str]]) -> str:
+        """The cached secret while fresh, else what ``resolve()`` returns (then cached)."""
+        key = (provider_id, ref)
+        cached = self._entries.get(key)
+        if cached is not None and cached.expires_at > self._clock.now():
+            return cached.secret
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one resolution per key, however many callers arrive at once
+            cached = self._entries.get(key)
+            if cached is not None and cached.expires_at > self._clock.now():
+                return cached.secret
+            secret = await resolve()
+            self._entries[key] = _Cached(secret, self._clock.now() + self._ttl_s)
+            return secret
+
+    def forget(self, provider_id: str) -> None:
+        """Drop the cached keys of one provider, so the next call reads its ref again."""
+        for key in [k for k in self._entries if k[0] == provider_id]:
+            del self._entries[key]
+
+
 class ConfigCredentialSource:
     """The ``CredentialSource`` a daemon built from palyra.toml uses (see the module docstring).
 
@@ -51,11 +97,8 @@ class ConfigCredentialSource:
     ) -> None:
         self._vault = vault
         self._profiles = profiles
-        self._clock = clock or SystemClock()
-        self._ttl_s = cache_ttl_s
         self._environ = environ
-        self._cache: dict[tuple[str, str], _Cached] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._cache = SecretCache(clock or SystemClock(), cache_ttl_s)
 
     def __repr__(self) -> str:
         return f"ConfigCredentialSource(cached={len(self._cache)}, profiles={self._profiles!r})"
@@ -66,7 +109,10 @@ class ConfigCredentialSource:
         if provider.kind == "deterministic":
             return []
         if provider.api_key:
-            return [Credential(await self._api_key(provider, provider.api_key))]
+            secret = self._cache.fresh(provider.id, provider.api_key)
+            if secret is None:
+                secret = await self._api_key(provider, provider.api_key)
+            return [Credential(secret)]
         if self._profiles is not None:
             return await self._profiles.credentials_for(provider, agent_id=agent_id)
         if provider.profile_ids():
@@ -89,30 +135,21 @@ class ConfigCredentialSource:
         return []
 
     async def _api_key(self, provider: ProviderConfig, ref: str) -> str:
-        key = (provider.id, ref)
-        cached = self._cache.get(key)
-        if cached is not None and cached.expires_at > self._clock.now():
-            return cached.secret
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:  # one resolution per key, however many callers arrive at once
-            cached = self._cache.get(key)
-            if cached is not None and cached.expires_at > self._clock.now():
-                return cached.secret
+        async def resolve() -> str:
             try:
-                secret = await resolve_secret_ref(ref, self._vault, environ=self._environ)
+                return await resolve_secret_ref(ref, self._vault, environ=self._environ)
             except PalyraError as exc:
                 raise PalyraError.of(
                     FailureClass.CONFIG,
                     f'provider "{provider.id}" api_key: {exc.envelope.message}',
                     provider=provider.id,
                 ) from None
-            self._cache[key] = _Cached(secret, self._clock.now() + self._ttl_s)
-            return secret
+
+        return await self._cache.get(provider.id, ref, resolve)
 
     def forget(self, provider_id: str) -> None:
         """Drop the cached keys of one provider, so the next call reads its ref again."""
-        for key in [k for k in self._cache if k[0] == provider_id]:
-            del self._cache[key]
+        self._cache.forget(provider_id)
 
     async def report(
         self, provider_id: str, profile_id: str | None, envelope: ErrorEnvelope | None
