@@ -2,7 +2,14 @@ import asyncio
 
 from palyra.config.schema import BreakerConfig
 from palyra.model import ErrorEnvelope, FailureClass
-from palyra.routing import BreakerKey, CircuitBreakers, InMemoryBreakerStore, ManualClock
+from palyra.routing import (
+    Admission,
+    BreakerKey,
+    BreakerState,
+    CircuitBreakers,
+    InMemoryBreakerStore,
+    ManualClock,
+)
 
 CFG = BreakerConfig(consecutive_failures=2, cooldown_ladder_s=[30, 60])
 KEY = BreakerKey("target", "openai-main", "default")
@@ -53,3 +60,55 @@ async def test_store_holds_serialisable_state_per_key_text() -> None:
     await breakers.record(KEY, await breakers.allow(KEY), DOWN)
     state = await store.get("target:openai-main/default")
     assert state is not None and state.to_dict()["consecutive_failures"] == 1
+
+
+class SuspendingStore(InMemoryBreakerStore):
+    """A store that gives up control on every call, as a networked one (Redis) does."""
+
+    async def get(self, key: str) -> BreakerState | None:
+        await asyncio.sleep(0)
+        return await super().get(key)
+
+    async def put(self, key: str, state: BreakerState) -> None:
+        await asyncio.sleep(0)
+        await super().put(key, state)
+
+
+async def test_a_store_that_suspends_still_gives_exactly_one_probe() -> None:
+    clock = ManualClock()
+    breakers = CircuitBreakers(CFG, SuspendingStore(), clock)
+    for _ in range(2):
+        await breakers.record(KEY, await breakers.allow(KEY), DOWN)
+    assert not (await breakers.allow(KEY)).allowed
+    clock.advance(30)
+    admissions = await asyncio.gather(*(breakers.allow(KEY) for _ in range(20)))
+    assert [a.probe for a in admissions if a.allowed] == [True]
+
+
+async def test_the_in_memory_store_and_a_suspending_store_end_in_the_same_states() -> None:
+    """The plain in-memory store is read and written without the lock; same outcomes."""
+    # closed, opened by two failures, a failed probe, a longer cooldown, a good probe, closed
+    outcomes = [None, DOWN, None, DOWN, DOWN, None, "wait", DOWN, None, "wait", None, "wait"]
+    outcomes += [None, DOWN, None]
+    cred = BreakerKey("credential", "openai-main", "work")
+    refused = ErrorEnvelope.of(FailureClass.AUTH_INVALID, "401")
+    results = []
+    for store in (InMemoryBreakerStore(), SuspendingStore()):
+        clock = ManualClock()
+        breakers = CircuitBreakers(CFG, store, clock)
+        seen = []
+        for outcome in outcomes:
+            if outcome == "wait":
+                clock.advance(31)
+                continue
+            admission = await breakers.allow(KEY)
+            seen.append(admission)
+            if admission.allowed:
+                assert not isinstance(outcome, str)
+                seen.append(await breakers.record(KEY, admission, outcome))
+            clock.advance(1)
+        await breakers.record(cred, await breakers.allow(cred), refused)
+        seen.append(await breakers.allow(cred))
+        results.append((seen, await store.get(KEY.text), await store.get(cred.text)))
+    assert results[0] == results[1]
+    assert any(isinstance(s, Admission) and not s.allowed for s in results[0][0])

@@ -275,3 +275,19 @@ async def test_embeddings_route_to_a_model_with_the_capability_and_map_the_name(
     assert routed.response.model == "embed" and len(routed.response.vectors) == 2
     assert primary.calls[0].model == "text-embedding-3-small"
     assert router.health.snapshot()[0].requests == 1
+
+
+async def test_answers_name_the_configured_model_and_provider_whether_or_not_names_differ() -> None:
+    models = [
+        ModelConfig(id="gpt-4.1", provider="openai-main", fallbacks=["sonnet"]),
+        ModelConfig(id="sonnet", provider="claude", model="claude-sonnet"),
+    ]
+    _, primary, fallback, router = setup(config(models=models))
+    same = await router.chat(chat_request("gpt-4.1"))
+    assert (same.response.model, same.response.provider) == ("gpt-4.1", "openai-main")
+    assert primary.calls[-1].model == "gpt-4.1"
+    primary.script.append(Fail(F.UPSTREAM_UNAVAILABLE))
+    moved = await router.chat(chat_request("gpt-4.1"))
+    assert (moved.response.model, moved.response.provider) == ("sonnet", "claude")
+    assert fallback.calls[-1].model == "claude-sonnet"
+    assert [a.upstream_model for a in moved.trail.attempts] == ["gpt-4.1", "claude-sonnet"]

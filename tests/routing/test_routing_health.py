@@ -59,3 +59,33 @@ def test_trail_counts_failovers_and_retries_and_renders_a_compact_header() -> No
     as_dict = trail.to_dict()
     assert as_dict["failovers"] == 1
     assert as_dict["attempts"][0]["failure_class"] == "rate_limited"  # type: ignore[index]
+
+
+def test_each_call_feeds_its_own_provider_target_and_credential_scopes() -> None:
+    health = HealthTracker()
+    slow = ErrorEnvelope.of(FailureClass.TIMEOUT, "slow")
+    health.observe("p", "m1", "a", at=1.0, elapsed_s=0.1, envelope=None)
+    health.observe("p", "m2", None, at=2.0, elapsed_s=0.2, envelope=slow)
+    health.observe("p", "m1", None, at=3.0, elapsed_s=0.3, envelope=None)
+    health.observe("q", "m1", "a", at=4.0, elapsed_s=0.4, envelope=None)
+    health.observe("p", "m1", "a", at=5.0, elapsed_s=0.5, envelope=None)
+    counts = {s.scope: (s.requests, s.errors) for s in health.snapshot()}
+    assert counts == {
+        "provider:p": (4, 1),
+        "provider:q": (1, 0),
+        "target:p/m1": (3, 0),
+        "target:p/m2": (1, 1),
+        "target:q/m1": (1, 0),
+        "credential:p/a": (2, 0),
+        "credential:q/a": (1, 0),
+    }
+    by_scope = {s.scope: s for s in health.snapshot()}
+    assert by_scope["target:p/m1"].last_success_at == 5.0
+    assert by_scope["provider:p"].last_failure_at == 2.0
+
+
+def test_a_single_attempt_trail_has_no_failovers_and_a_one_entry_header() -> None:
+    trail = AttemptTrail("default", started_at=10.0)
+    assert trail.failovers == 0 and trail.header() == ""
+    trail.attempts.append(attempt("default", "openai-main", "ok", 0, 10.0))
+    assert trail.failovers == 0 and trail.header() == "openai-main/up-default:ok"

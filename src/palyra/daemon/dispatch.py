@@ -36,6 +36,7 @@ from palyra.model import (
 from palyra.providers.tokens import refuse_if_too_long
 from palyra.routing.registry import required_capabilities
 from palyra.routing.router import RoutedResponse, RoutingError
+from palyra.routing.stream import with_model
 from palyra.routing.trail import Attempt, AttemptTrail
 
 log = logging.getLogger("palyra.daemon")
@@ -78,7 +79,7 @@ async def chat(request: Request, state: AppState, chat: ChatRequest) -> tuple[Ch
     as the provider's own API would."""
     response, served = await _routed(request, state.router.chat(chat))
     request.state.usage = response.usage
-    return response.model_copy(update={"model": served.upstream_model}), served.model_id
+    return with_model(response, served.upstream_model), served.model_id
 
 
 async def embed(
@@ -86,7 +87,7 @@ async def embed(
 ) -> tuple[EmbeddingResponse, str]:
     response, served = await _routed(request, state.router.embed(body))
     request.state.usage = response.usage
-    return response.model_copy(update={"model": served.upstream_model}), served.model_id
+    return with_model(response, served.upstream_model), served.model_id
 
 
 async def transcribe(
@@ -153,7 +154,7 @@ async def open_stream(request: Request, state: AppState, chat: ChatRequest) -> O
     model_id = first.model if isinstance(first, MessageStart) else chat.model
     target = state.router.registry.resolve(model_id)
     if isinstance(first, MessageStart):
-        first = first.model_copy(update={"model": target.upstream_model})
+        first = with_model(first, target.upstream_model)
     answering = f"{target.provider}/{target.upstream_model}:ok"
     request.state.attempt_trail = StreamTrail(routed.trail, answering)
     return OpenedStream(first, events, target.id)

@@ -2,7 +2,9 @@
 
 State lives behind a tiny async get/put protocol so several replicas can share it later (Redis);
 the in-memory store serves one process. Admission is serialised by a lock so that exactly one
-probe goes out when a cooldown ends, however many callers arrive at once.
+probe goes out when a cooldown ends, however many callers arrive at once. With the in-memory
+store itself nothing awaits between reading and writing a state, so each step already runs
+whole; there the states are read and written directly, without the lock.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class InMemoryBreakerStore:
         self._states.pop(key, None)
 
 
+_CLOSED = BreakerState()
+
+
 class CircuitBreakers:
     """All breakers of one router: ask ``allow`` before a call, ``record`` after it."""
 
@@ -57,12 +62,23 @@ class CircuitBreakers:
         self._store = store
         self._clock = clock
         self._lock = asyncio.Lock()
+        # The plain in-memory store (not a subclass, which might await): its dict, used directly.
+        self._local: dict[str, BreakerState] | None = (
+            store._states if type(store) is InMemoryBreakerStore else None
+        )
 
     async def state(self, key: BreakerKey) -> BreakerState:
         return await self._store.get(key.text) or BreakerState()
 
     async def allow(self, key: BreakerKey) -> Admission:
         """Whether a request may go to ``key`` now; while open the answer is always no."""
+        local = self._local
+        if local is not None:
+            current = local.get(key.text) or _CLOSED
+            admission, updated = admit(current, self._clock.now(), self._config)
+            if updated is not current:
+                local[key.text] = updated
+            return admission
         async with self._lock:
             current = await self.state(key)
             admission, updated = admit(current, self._clock.now(), self._config)
@@ -79,6 +95,21 @@ class CircuitBreakers:
         credentialed: bool = False,
     ) -> BreakerState:
         """Fold in the outcome of a call ``allow`` admitted (``envelope`` None = success)."""
+        local = self._local
+        if local is not None:
+            current = local.get(key.text) or _CLOSED
+            updated = record(
+                current,
+                key.kind,
+                self._clock.now(),
+                self._config,
+                envelope,
+                probe=admission.probe,
+                credentialed=credentialed,
+            )
+            if updated != current:
+                local[key.text] = updated
+            return updated
         async with self._lock:
             current = await self.state(key)
             updated = record(

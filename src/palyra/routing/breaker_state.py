@@ -43,10 +43,11 @@ class BreakerKey:
     kind: KeyKind
     provider: str
     name: str  # the model id for targets, the auth profile id for credentials
+    # ``kind:provider/name``, the store key and health scope; built once, not compared.
+    text: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def text(self) -> str:
-        return f"{self.kind}:{self.provider}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", f"{self.kind}:{self.provider}/{self.name}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,8 @@ class HealthTracker:
         self._window = window
         self._stats: dict[str, _Stats] = {}
         self._breakers: dict[str, str] = {}
+        # The stats each (provider, model, profile) feeds, so a call does not rebuild scope names.
+        self._fed: dict[tuple[str, str, str | None], tuple[_Stats, ...]] = {}
 
     def observe(
         self,
@@ -91,13 +93,12 @@ class HealthTracker:
         elapsed_s: float,
         envelope: ErrorEnvelope | None,
     ) -> None:
-        scopes = [f"provider:{provider_id}", f"target:{provider_id}/{model_id}"]
-        if profile_id is not None:
-            scopes.append(f"credential:{provider_id}/{profile_id}")
-        for scope in scopes:
-            stats = self._stats.get(scope)
-            if stats is None:
-                stats = self._stats[scope] = _Stats(self._window)
+        fed = self._fed.get((provider_id, model_id, profile_id))
+        if fed is None:
+            fed = self._fed[provider_id, model_id, profile_id] = self._scopes(
+                provider_id, model_id, profile_id
+            )
+        for stats in fed:
             stats.requests += 1
             stats.outcomes.append(envelope is None)
             if envelope is None:
@@ -107,6 +108,20 @@ class HealthTracker:
                 stats.errors += 1
                 stats.last_failure_class = envelope.failure_class
                 stats.last_failure_at = at
+
+    def _scopes(
+        self, provider_id: str, model_id: str, profile_id: str | None
+    ) -> tuple[_Stats, ...]:
+        scopes = [f"provider:{provider_id}", f"target:{provider_id}/{model_id}"]
+        if profile_id is not None:
+            scopes.append(f"credential:{provider_id}/{profile_id}")
+        found = []
+        for scope in scopes:
+            stats = self._stats.get(scope)
+            if stats is None:
+                stats = self._stats[scope] = _Stats(self._window)
+            found.append(stats)
+        return tuple(found)
 
     def note_breaker(self, scope: str, phase: str) -> None:
         self._breakers[scope] = phase

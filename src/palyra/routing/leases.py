@@ -78,6 +78,12 @@ class LeaseManager:
         """Wait at most ``timeout_s`` for a slot; otherwise UPSTREAM_UNAVAILABLE naming the limit."""
         buckets = self._buckets_for(provider, profile_id)
         started = self._clock.now()
+        if not self._waiters and all(b.fits(background=background) for b in buckets):
+            # Nobody waits and every bucket has room (or there is no limit at all): granted at
+            # once, exactly as the queue below would grant it.
+            for bucket in buckets:
+                bucket.active += 1
+            return Lease(self, buckets, self._clock.now() - started)
         waiter = _Waiter(next(self._seq), background, buckets)
         self._waiters.append(waiter)
         self._grant()
@@ -105,6 +111,10 @@ class LeaseManager:
         return bucket.active if bucket else 0
 
     def _buckets_for(self, provider: ProviderConfig, profile_id: str | None) -> tuple[_Bucket, ...]:
+        if provider.max_concurrency is None and (
+            profile_id is None or provider.max_concurrency_per_credential is None
+        ):
+            return ()
         wanted: list[tuple[str, int | None]] = [(provider.id, provider.max_concurrency)]
         if profile_id is not None:
             wanted.append((f"{provider.id}/{profile_id}", provider.max_concurrency_per_credential))
@@ -119,6 +129,8 @@ class LeaseManager:
 
     def _grant(self) -> None:
         """Hand free slots to waiters: foreground first, each priority in arrival order."""
+        if not self._waiters:
+            return
         for waiter in sorted(self._waiters, key=lambda w: (w.background, w.seq)):
             if waiter.background and any(
                 not w.background and set(w.buckets) & set(waiter.buckets) for w in self._waiters

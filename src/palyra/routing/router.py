@@ -34,7 +34,7 @@ from palyra.routing.health import HealthTracker
 from palyra.routing.leases import Lease, LeaseManager
 from palyra.routing.registry import ModelRegistry, Target, required_capabilities
 from palyra.routing.retry import RetryPolicy, decide_retry
-from palyra.routing.stream import RoutedStream
+from palyra.routing.stream import RoutedStream, with_model
 from palyra.routing.trail import Attempt, AttemptTrail, Skip
 
 T = TypeVar("T")
@@ -99,6 +99,8 @@ class InFlight:
     started_at: float
     waited_s: float
     retry_index: int
+    target_key: BreakerKey
+    credential_key: BreakerKey | None
 
 
 Attempter = Callable[[ModelProvider, Target, Credential | None], Awaitable[T]]
@@ -143,8 +145,7 @@ class Router:
         async def attempt(
             provider: ModelProvider, target: Target, cred: Credential | None
         ) -> ChatResponse:
-            upstream = request.model_copy(update={"model": target.upstream_model})
-            return await provider.chat(upstream, credential=cred)
+            return await provider.chat(with_model(request, target.upstream_model), credential=cred)
 
         run = self._start(request.model, deadline_s, background, agent_id)
         response, call = await self.route(
@@ -152,13 +153,15 @@ class Router:
         )
         await self.settle(run, call, None)
         run.trail.finished_at = self.clock.now()
-        served = response.model_copy(
-            update={
-                "model": call.target.model_id,
-                "provider": response.provider or call.target.provider_id,
-            }
-        )
-        return RoutedResponse(served, run.trail)
+        target = call.target
+        if response.model != target.model_id or not response.provider:
+            response = response.model_copy(
+                update={
+                    "model": target.model_id,
+                    "provider": response.provider or target.provider_id,
+                }
+            )
+        return RoutedResponse(response, run.trail)
 
     def stream_chat(
         self,
@@ -184,16 +187,13 @@ class Router:
         async def attempt(
             provider: ModelProvider, target: Target, cred: Credential | None
         ) -> EmbeddingResponse:
-            upstream = request.model_copy(update={"model": target.upstream_model})
-            return await provider.embed(upstream, credential=cred)
+            return await provider.embed(with_model(request, target.upstream_model), credential=cred)
 
         run = self._start(request.model, deadline_s, background, agent_id)
         response, call = await self.route(run, request.model, frozenset({"embeddings"}), attempt)
         await self.settle(run, call, None)
         run.trail.finished_at = self.clock.now()
-        return RoutedResponse(
-            response.model_copy(update={"model": call.target.model_id}), run.trail
-        )
+        return RoutedResponse(with_model(response, call.target.model_id), run.trail)
 
     async def transcribe(
         self,
@@ -206,7 +206,7 @@ class Router:
         async def attempt(
             provider: ModelProvider, target: Target, cred: Credential | None
         ) -> TranscriptionResponse:
-            upstream = request.model_copy(update={"model": target.upstream_model})
+            upstream = with_model(request, target.upstream_model)
             return await provider.transcribe(upstream, credential=cred)
 
         run = self._start(request.model, deadline_s, background, agent_id)
@@ -315,10 +315,10 @@ class Router:
                     )
                     return last or self._circuit_error(target, None, t_adm)
                 c_adm: Admission | None = None
+                cred_key: BreakerKey | None = None
                 if profile is not None:
-                    c_adm = await self.breakers.allow(
-                        BreakerKey("credential", target.provider_id, profile)
-                    )
+                    cred_key = BreakerKey("credential", target.provider_id, profile)
+                    c_adm = await self.breakers.allow(cred_key)
                     if not c_adm.allowed:
                         await self.breakers.abandon(target_key, t_adm)
                         run.trail.skipped.append(
@@ -336,7 +336,7 @@ class Router:
                         pcfg, profile, background=run.background, timeout_s=self.time_left(run)
                     )
                 except PalyraError as exc:
-                    await self._release_admissions(target_key, t_adm, profile, c_adm)
+                    await self._release_admissions(target_key, t_adm, cred_key, c_adm)
                     run.trail.skipped.append(Skip(target.model_id, exc.envelope.message, profile))
                     return exc.envelope
                 call = InFlight(
@@ -348,6 +348,8 @@ class Router:
                     self.clock.now(),
                     waited + (self.clock.now() - started),
                     retry_index,
+                    target_key,
+                    cred_key,
                 )
                 envelope: ErrorEnvelope | None = None
                 try:
@@ -380,13 +382,15 @@ class Router:
         return last
 
     async def _release_admissions(
-        self, target_key: BreakerKey, t_adm: Admission, profile: str | None, c_adm: Admission | None
+        self,
+        target_key: BreakerKey,
+        t_adm: Admission,
+        cred_key: BreakerKey | None,
+        c_adm: Admission | None,
     ) -> None:
         await self.breakers.abandon(target_key, t_adm)
-        if profile is not None and c_adm is not None:
-            await self.breakers.abandon(
-                BreakerKey("credential", target_key.provider, profile), c_adm
-            )
+        if cred_key is not None and c_adm is not None:
+            await self.breakers.abandon(cred_key, c_adm)
 
     async def settle(self, run: Run, call: InFlight, envelope: ErrorEnvelope | None) -> None:
         """Close an attempt: release its lease, log it, feed breakers, health and the auth layer."""
@@ -407,13 +411,13 @@ class Router:
                 waited_s=call.waited_s,
             )
         )
-        target_key = BreakerKey("target", target.provider_id, target.model_id)
+        target_key = call.target_key
         state = await self.breakers.record(
             target_key, call.target_admission, envelope, credentialed=call.profile_id is not None
         )
         self.health.note_breaker(target_key.text, state.phase)
-        if call.profile_id is not None and call.credential_admission is not None:
-            cred_key = BreakerKey("credential", target.provider_id, call.profile_id)
+        cred_key = call.credential_key
+        if cred_key is not None and call.credential_admission is not None:
             state = await self.breakers.record(cred_key, call.credential_admission, envelope)
             self.health.note_breaker(cred_key.text, state.phase)
         self.health.observe(
@@ -429,9 +433,8 @@ class Router:
     async def abandon(self, run: Run, call: InFlight) -> None:
         """The caller went away mid-call: free the lease and any probe, judge nothing."""
         call.lease.release()
-        target_key = BreakerKey("target", call.target.provider_id, call.target.model_id)
         await self._release_admissions(
-            target_key, call.target_admission, call.profile_id, call.credential_admission
+            call.target_key, call.target_admission, call.credential_key, call.credential_admission
         )
 
     def timeout_error(self, run: Run, call: InFlight) -> ErrorEnvelope:

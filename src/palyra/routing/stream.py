@@ -8,7 +8,9 @@ truncated answer.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import BaseModel
 
 from palyra.model import (
     ChatRequest,
@@ -26,7 +28,17 @@ from palyra.routing.trail import AttemptTrail
 if TYPE_CHECKING:
     from palyra.routing.router import InFlight, Router, Run
 
+
+def with_model(value: M, model: str) -> M:
+    """``value`` with ``model`` set: itself when it names that model already (the neutral models
+    are frozen, so sharing is safe), else a copy."""
+    if getattr(value, "model", None) == model:
+        return value
+    return value.model_copy(update={"model": model})
+
+
 Opened = tuple[StreamEvent, AsyncIterator[StreamEvent]]
+M = TypeVar("M", bound=BaseModel)
 
 
 async def _close(events: AsyncIterator[StreamEvent]) -> None:
@@ -59,7 +71,7 @@ class RoutedStream:
         self, provider: ModelProvider, target: Target, cred: Credential | None
     ) -> Opened:
         """Start the upstream stream and wait for its first event (the failover boundary)."""
-        upstream = self._request.model_copy(update={"model": target.upstream_model})
+        upstream = with_model(self._request, target.upstream_model)
         events = provider.stream_chat(upstream, credential=cred).__aiter__()
         try:
             first = await anext(events)
@@ -87,7 +99,7 @@ class RoutedStream:
         settled = False
         try:
             if isinstance(first, MessageStart):
-                first = first.model_copy(update={"model": call.target.model_id})
+                first = with_model(first, call.target.model_id)
             yield first
             while True:
                 budget = router.attempt_budget(run, call.target.provider_id)

@@ -62,6 +62,8 @@ class AttemptTrail:
     @property
     def failovers(self) -> int:
         """How many times the request moved to a different model."""
+        if len(self.attempts) < 2:
+            return 0
         return sum(
             1
             for a, b in zip(self.attempts, self.attempts[1:], strict=False)
@@ -80,6 +82,9 @@ class AttemptTrail:
 
     def header(self) -> str:
         """Compact form for a response header: ``openai-main/gpt-4.1:rate_limited,claude/x:ok``."""
+        if len(self.attempts) == 1:
+            a = self.attempts[0]
+            return f"{a.provider_id}/{a.upstream_model}:{a.outcome}"
         return ",".join(f"{a.provider_id}/{a.upstream_model}:{a.outcome}" for a in self.attempts)
 
     def to_dict(self) -> dict[str, object]:
