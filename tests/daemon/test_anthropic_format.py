@@ -20,6 +20,7 @@ from palyra.model import (
     ErrorEvent,
     FailureClass,
     ImagePart,
+    Message,
     MessageEnd,
     MessageStart,
     NamedToolChoice,
@@ -105,6 +106,10 @@ def test_tool_results_become_tool_messages_before_the_user_text_of_the_same_turn
         ImagePart(url="https://e.org/x.png"),
     ]
     assert request.messages[4].text_content() == "here you go"
+    for message in request.messages:  # built unvalidated: validation would agree
+        again = Message(role=message.role, content=list(message.content))
+        assert again == message and again.model_fields_set == message.model_fields_set
+        assert Message.model_validate(message.model_dump()) == message
 
 
 def test_system_string_or_blocks_and_sampling_fields_map_to_neutral_fields() -> None:
@@ -179,6 +184,17 @@ def test_tool_choice_maps_to_neutral_choice(choice: Any, expected: Any, parallel
         (
             body(messages=[{"role": "assistant", "content": [{"type": "tool_result"}]}]),
             "messages[0].content[0] has type 'tool_result'",
+        ),
+        (
+            body(
+                messages=[
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "image", "source": {"type": "url", "url": "u"}}],
+                    }
+                ]
+            ),
+            "messages[0].content[0] has type 'image'",
         ),
         (body(messages=[{"role": "user", "content": 5}]), "messages[0].content must be a string"),
     ],

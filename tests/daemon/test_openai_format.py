@@ -15,6 +15,7 @@ from palyra.model import (
     ErrorEvent,
     FailureClass,
     ImagePart,
+    Message,
     MessageEnd,
     MessageStart,
     NamedToolChoice,
@@ -79,6 +80,10 @@ def test_every_role_and_content_shape_is_translated() -> None:
     assert assistant.content == [ToolCallPart(id="c1", name="f", arguments='{"a":1}')]
     assert tool.content == [ToolResultPart(tool_call_id="c1", content="ok")]
     assert refusal.text_content() == "no"
+    for message in parsed.request.messages:  # built unvalidated: validation would agree
+        again = Message(role=message.role, content=list(message.content), name=message.name)
+        assert again == message and again.model_fields_set == message.model_fields_set
+        assert Message.model_validate(message.model_dump()) == message
 
 
 def test_request_options_are_translated() -> None:
@@ -147,6 +152,18 @@ def test_max_tokens_and_stop_list_are_accepted() -> None:
             "a data URL image must be",
         ),
         ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id must be"),
+        (
+            {"messages": [{"role": "assistant", "content": [{"type": "image_url"}]}]},
+            "only 'text' parts are allowed",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "tool", "tool_call_id": "c", "content": [{"type": "image_url"}]}
+                ]
+            },
+            "only 'text' parts are allowed",
+        ),
         ({"tool_choice": "sometimes"}, "tool_choice must be"),
         ({"tool_choice": "required"}, "tool_choice 'required' needs at least one tool"),
         ({"response_format": {"type": "yaml"}}, "response_format.type is 'yaml'"),

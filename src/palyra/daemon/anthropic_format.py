@@ -74,6 +74,13 @@ _IGNORED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 _WIRE_NAMES = {"max_output_tokens": "max_tokens", "stop": "stop_sequences"}
 
 
+def _message(role: Role, parts: list[ContentPart]) -> Message:
+    """A message from parts built (and validated) here, without validating it again: each
+    caller puts only the part kinds its role may hold (text everywhere, images for user and
+    tool, tool calls for assistant, tool results for tool)."""
+    return Message.model_construct(role=role, content=parts)
+
+
 def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
     """Content as a list of block objects; a plain string is one text block."""
     if isinstance(content, str):
@@ -120,7 +127,7 @@ def _system(raw: Any) -> list[Message]:
         if block.get("type") != "text":
             raise _unsupported(block.get("type"), f"system[{j}]", "'text' blocks")
         parts.append(_text(block, f"system[{j}]"))
-    return [Message(role=Role.SYSTEM, content=parts)] if parts else []
+    return [_message(Role.SYSTEM, parts)] if parts else []
 
 
 def _tool_result(block: dict[str, Any], where: str) -> Message:
@@ -141,7 +148,7 @@ def _tool_result(block: dict[str, Any], where: str) -> Message:
     result = ToolResultPart(
         tool_call_id=call_id, content="".join(texts), is_error=block.get("is_error") is True
     )
-    return Message(role=Role.TOOL, content=[result, *images])
+    return _message(Role.TOOL, [result, *images])
 
 
 def _user_turn(blocks: list[dict[str, Any]], where: str) -> list[Message]:
@@ -159,7 +166,7 @@ def _user_turn(blocks: list[dict[str, Any]], where: str) -> list[Message]:
         else:
             raise _unsupported(kind, block_where, "'text', 'image' or 'tool_result' blocks")
     if parts or not results:
-        results.append(Message(role=Role.USER, content=parts))
+        results.append(_message(Role.USER, parts))
     return results
 
 
@@ -180,7 +187,7 @@ def _assistant_turn(blocks: list[dict[str, Any]], where: str) -> Message:
             )
         elif kind not in _IGNORED_BLOCKS:
             raise _unsupported(kind, block_where, "'text' or 'tool_use' blocks")
-    return Message(role=Role.ASSISTANT, content=parts)
+    return _message(Role.ASSISTANT, parts)
 
 
 def _messages(raw: Any) -> list[Message]:

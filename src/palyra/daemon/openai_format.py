@@ -161,7 +161,10 @@ def _message(raw: Any, i: int) -> Message:
             f"{where}.role is {role!r}; use one of system, developer, user, assistant, tool",
             where,
         )
-    return Message(role=Role(role), content=parts, name=name)
+    # Built without a second validation: the role is one of the five checked above, every part
+    # was validated as it was built, each kind only under the role that may hold it (tool calls
+    # for assistant, tool results for tool, images for user), and ``name`` is a string or None.
+    return Message.model_construct(role=Role(role), content=parts, name=name)
 
 
 def _tool(raw: Any, i: int) -> ToolSpec:
