@@ -157,6 +157,7 @@ def _run(
     import uvicorn  # imported here so other commands start without the server stack
 
     from palyra.daemon import create_app
+    from palyra.daemon.logging_setup import flush_logging
     from palyra.daemon.security import Authenticator
     from palyra.daemon.workers import stop_on_signal, watch_parent
 
@@ -202,6 +203,9 @@ def _run(
             runner.run(serve_until_stopped())
     except KeyboardInterrupt:
         pass
+    finally:
+        # Access lines are held up to 100 ms; a forked worker exits without logging.shutdown.
+        flush_logging()
 
 
 def _supervise(
