@@ -77,13 +77,13 @@ class LeaseManager:
     ) -> Lease:
         """Wait at most ``timeout_s`` for a slot; otherwise UPSTREAM_UNAVAILABLE naming the limit."""
         buckets = self._buckets_for(provider, profile_id)
-        started = self._clock.now()
         if not self._waiters and all(b.fits(background=background) for b in buckets):
             # Nobody waits and every bucket has room (or there is no limit at all): granted at
-            # once, exactly as the queue below would grant it.
+            # once, exactly as the queue below would grant it, without any wait to time.
             for bucket in buckets:
                 bucket.active += 1
-            return Lease(self, buckets, self._clock.now() - started)
+            return Lease(self, buckets, 0.0)
+        started = self._clock.now()
         waiter = _Waiter(next(self._seq), background, buckets)
         self._waiters.append(waiter)
         self._grant()

@@ -56,7 +56,14 @@ _CHAT_CAPS = {
 
 def required_capabilities(request: ChatRequest) -> frozenset[Capability]:
     """What a chat request needs from a model: images need vision, tools need tools, and so on."""
-    vision = any(isinstance(part, ImagePart) for m in request.messages for part in m.content)
+    vision = False
+    for message in request.messages:
+        for part in message.content:
+            if isinstance(part, ImagePart):
+                vision = True
+                break
+        if vision:
+            break
     return _CHAT_CAPS[vision, bool(request.tools), request.wants_json]
 
 

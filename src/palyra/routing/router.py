@@ -333,20 +333,21 @@ class Router:
                 started = self.clock.now()
                 try:
                     lease = await self.leases.acquire(
-                        pcfg, profile, background=run.background, timeout_s=self.time_left(run)
+                        pcfg, profile, background=run.background, timeout_s=run.deadline - started
                     )
                 except PalyraError as exc:
                     await self._release_admissions(target_key, t_adm, cred_key, c_adm)
                     run.trail.skipped.append(Skip(target.model_id, exc.envelope.message, profile))
                     return exc.envelope
+                leased_at = self.clock.now()
                 call = InFlight(
                     target,
                     profile,
                     lease,
                     t_adm,
                     c_adm,
-                    self.clock.now(),
-                    waited + (self.clock.now() - started),
+                    leased_at,
+                    waited + (leased_at - started),
                     retry_index,
                     target_key,
                     cred_key,
