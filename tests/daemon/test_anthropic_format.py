@@ -289,7 +289,7 @@ def test_a_413_is_request_too_large() -> None:
 
 
 def test_encoder_opens_text_lazily_then_one_block_per_tool_and_sends_late_usage() -> None:
-    encoder = MessageEventEncoder(fallback_id="req", model="fallback", input_tokens=9)
+    encoder = MessageEventEncoder(fallback_id="req", model="fallback", estimate_input=lambda: 9)
     events = [
         MessageStart(id="up-1", model="m"),
         TextDelta(text=""),
@@ -342,7 +342,7 @@ def test_encoder_opens_text_lazily_then_one_block_per_tool_and_sends_late_usage(
 
 
 def test_encoder_text_after_a_tool_block_opens_a_new_text_block() -> None:
-    encoder = MessageEventEncoder(fallback_id="req", model="m", input_tokens=0)
+    encoder = MessageEventEncoder(fallback_id="req", model="m", estimate_input=lambda: 0)
     events = [
         MessageStart(id="", model=""),
         ToolCallStart(index=0, id="t1", name="a"),
@@ -361,8 +361,32 @@ def test_encoder_text_after_a_tool_block_opens_a_new_text_block() -> None:
 
 
 def test_encoder_turns_an_error_event_into_an_sse_error() -> None:
-    encoder = MessageEventEncoder(fallback_id="req", model="m", input_tokens=0)
+    encoder = MessageEventEncoder(fallback_id="req", model="m", estimate_input=lambda: 0)
     envelope = ErrorEnvelope.of(FailureClass.RATE_LIMITED, "slow")
     assert frames(encoder.encode(ErrorEvent(error=envelope))) == [
         ("error", {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}})
     ]
+
+
+def test_message_start_carries_the_upstream_count_and_skips_the_local_estimate() -> None:
+    def never() -> int:
+        raise AssertionError("the prompt was tokenized although the upstream gave its count")
+
+    encoder = MessageEventEncoder(fallback_id="req", model="m", estimate_input=never)
+    early = Usage(input_tokens=1200, cached_input_tokens=1000, output_tokens=1)
+    start = frames(encoder.encode(MessageStart(id="u", model="m", usage=early)))[0][1]
+    usage = start["message"]["usage"]
+    assert (usage["input_tokens"], usage["cache_read_input_tokens"]) == (200, 1000)
+    assert usage["output_tokens"] == 0
+
+
+def test_message_start_without_an_upstream_count_estimates_once() -> None:
+    calls: list[int] = []
+
+    def estimate() -> int:
+        calls.append(1)
+        return 42
+
+    encoder = MessageEventEncoder(fallback_id="req", model="m", estimate_input=estimate)
+    start = frames(encoder.encode(MessageStart(id="u", model="m")))[0][1]
+    assert start["message"]["usage"]["input_tokens"] == 42 and calls == [1]

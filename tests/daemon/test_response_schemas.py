@@ -128,7 +128,7 @@ def test_every_event_matches_the_anthropic_stream_schema(
     anthropic_components: dict[str, Any], name: str
 ) -> None:
     response = _response(name)
-    encoder = MessageEventEncoder(fallback_id="msg_x", model="m", input_tokens=3)
+    encoder = MessageEventEncoder(fallback_id="msg_x", model="m", estimate_input=lambda: 3)
     frames = b"".join(encoder.encode(e) for e in response_events(response)) + encoder.finish()
     events = _sse_payloads(frames)
     assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop"

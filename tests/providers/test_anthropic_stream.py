@@ -175,7 +175,11 @@ TOOL_MESSAGE: dict[str, Any] = {
 
 def test_text_stream_yields_start_deltas_usage_end_in_order() -> None:
     assert run(TEXT_STREAM) == [
-        MessageStart(id="msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY", model="claude-opus-4-6"),
+        MessageStart(
+            id="msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY",
+            model="claude-opus-4-6",
+            usage=Usage(input_tokens=25, output_tokens=1, source="provider"),
+        ),
         TextDelta(text="Hello"),
         TextDelta(text="!"),
         UsageEvent(usage=Usage(input_tokens=25, output_tokens=15, source="provider")),
@@ -318,3 +322,13 @@ def test_undecodable_event_data_is_malformed() -> None:
     with pytest.raises(PalyraError) as info:
         AnthropicStreamParser().feed("content_block_delta", "{not json")
     assert info.value.failure_class is FailureClass.MALFORMED_RESPONSE
+
+
+def test_message_start_reports_the_upstream_input_count_at_once() -> None:
+    first = run(TOOL_STREAM)[0]
+    assert isinstance(first, MessageStart)
+    assert first.usage is not None
+    assert (first.usage.input_tokens, first.usage.cached_input_tokens) == (472 + 2048, 2048)
+    no_count = [start({}), *TEXT_STREAM[1:]]
+    opening = run(no_count)[0]
+    assert isinstance(opening, MessageStart) and opening.usage is None

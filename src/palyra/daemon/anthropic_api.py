@@ -66,7 +66,7 @@ async def messages(request: Request) -> Response:
     encoder = MessageEventEncoder(
         fallback_id=request.state.request_id,
         model=opened.model_id,
-        input_tokens=estimate_token_count(neutral, neutral.model).input_tokens,
+        estimate_input=lambda: estimate_token_count(neutral, neutral.model).input_tokens,
     )
     body_iter = dispatch.sse_body(
         request, opened, encoder.encode, encoder.finish, lambda env: sse("error", error_json(env))

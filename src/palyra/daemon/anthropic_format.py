@@ -8,6 +8,7 @@ Anthropic error JSON. Fields with no neutral counterpart (``top_k``, ``thinking`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -405,15 +406,16 @@ class MessageEventEncoder:
     Blocks are numbered in the order they open: a text block opens lazily on the first text,
     each tool call opens its own block. ``message_delta`` and ``message_stop`` go out in
     :meth:`finish`, because providers may report usage after the finish reason.
-    ``input_tokens`` is the preliminary count ``message_start`` carries (Anthropic sends it
-    before any output); the provider's own count follows in ``message_delta``, which the SDK
-    takes over it.
+    ``message_start`` carries the upstream's own input count when its stream reported one at
+    the start (an Anthropic upstream does), else ``estimate_input`` is called once for a local
+    count; the provider's final count follows in ``message_delta``, which the SDK takes over.
     """
 
-    def __init__(self, *, fallback_id: str, model: str, input_tokens: int) -> None:
+    def __init__(self, *, fallback_id: str, model: str, estimate_input: Callable[[], int]) -> None:
         self.id = fallback_id
         self.model = model
-        self.input_tokens = input_tokens
+        self._estimate_input = estimate_input
+        self._start_usage: Usage | None = None
         self._blocks = 0
         self._text_block: int | None = None
         self._tool_blocks: dict[int, int] = {}
@@ -450,15 +452,20 @@ class MessageEventEncoder:
             "stop_reason": None,
             "stop_sequence": None,
             **_MESSAGE_NULLS,
-            "usage": {
-                "input_tokens": self.input_tokens,
-                "output_tokens": 0,
-                "cache_read_input_tokens": None,
-                "cache_creation_input_tokens": None,
-                **_USAGE_NULLS,
-            },
+            "usage": self._start_counts(),
         }
         return sse("message_start", {"type": "message_start", "message": message})
+
+    def _start_counts(self) -> dict[str, Any]:
+        if self._start_usage is not None:
+            return {**usage_json(self._start_usage), "output_tokens": 0, **_USAGE_NULLS}
+        return {
+            "input_tokens": self._estimate_input(),
+            "output_tokens": 0,
+            "cache_read_input_tokens": None,
+            "cache_creation_input_tokens": None,
+            **_USAGE_NULLS,
+        }
 
     def encode(self, event: StreamEvent) -> bytes:
         """The SSE bytes for one event (empty when it has no Anthropic counterpart yet)."""
@@ -466,6 +473,7 @@ class MessageEventEncoder:
             case MessageStart():
                 self.id = event.id or self.id
                 self.model = event.model or self.model
+                self._start_usage = event.usage
                 return self._message_start()
             case TextDelta():
                 if not event.text:

@@ -15,10 +15,14 @@ class _Event(BaseModel):
 
 
 class MessageStart(_Event):
+    """The answer has begun. ``usage`` is what the upstream reported at the start (Anthropic
+    sends the input and cache counts before any output); ``None`` when it says nothing yet."""
+
     type: Literal["message_start"] = "message_start"
     id: str
     model: str
     created: int | None = None
+    usage: Usage | None = None
 
 
 class TextDelta(_Event):

@@ -128,7 +128,8 @@ class AnthropicStreamParser:
         self.started = True
         self.model = str(message.get("model") or self.model or "")
         self._merge_usage(message.get("usage"))
-        return [MessageStart(id=message["id"], model=self.model)]
+        early = usage_from_anthropic(self._usage) if "input_tokens" in self._usage else None
+        return [MessageStart(id=message["id"], model=self.model, usage=early)]
 
     def _block_start(self, payload: dict[str, Any]) -> list[StreamEvent]:
         block = payload.get("content_block")
