@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import orjson
 import tiktoken.model
@@ -76,6 +76,7 @@ class TokenEstimate:
         return TokenCount(input_tokens=self.input_tokens, estimated=self.estimated)
 
 
+@lru_cache(maxsize=256)  # model names; bounded because some come from requests
 def exact_encoding_name(model: str) -> str | None:
     """The tiktoken encoding OpenAI uses for ``model`` (``openai/`` style prefixes ignored)."""
     base = model.rsplit("/", 1)[-1]
