@@ -7,6 +7,8 @@ Each daemon accepts one client token and one admin token (``RunningDaemon.header
 
 from __future__ import annotations
 
+import io
+import logging
 import socket
 import threading
 import time
@@ -21,6 +23,7 @@ from fastapi import FastAPI
 
 from palyra.config.schema import PalyraConfig, default_config
 from palyra.daemon import AppState, create_app
+from palyra.daemon.logging_setup import ACCESS_LOGGER, JsonFormatter
 from palyra.daemon.security import Authenticator
 from palyra.daemon.tokens_store import TokenKind, generate_token
 
@@ -111,3 +114,18 @@ def daemon(start_daemon: StartDaemon) -> RunningDaemon:
 @pytest.fixture
 def client(daemon: RunningDaemon) -> openai.OpenAI:
     return daemon.openai_client()
+
+
+@pytest.fixture
+def access_lines() -> Iterator[io.StringIO]:
+    """The access logger's output, formatted as JSON lines."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    yield buffer
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)

@@ -25,7 +25,6 @@ from palyra.config.schema import DaemonConfig, default_config
 from palyra.daemon import AppState, dispatch
 from palyra.daemon.app import HOT_PATHS
 from palyra.daemon.front import HotRoutes, PalyraApp, first_routes
-from palyra.daemon.logging_setup import ACCESS_LOGGER, JsonFormatter
 from palyra.daemon.security import Authenticator
 from palyra.daemon.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore, generate_token
 from palyra.store import open_store
@@ -70,21 +69,6 @@ def fallback(daemon: RunningDaemon) -> FallbackCounter:
     counter = FallbackCounter(hot.app)
     hot.app = counter
     return counter
-
-
-@pytest.fixture
-def access_lines() -> Iterator[io.StringIO]:
-    """The access logger's output, as JSON lines."""
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger(ACCESS_LOGGER)
-    logger.addHandler(handler)
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    yield buffer
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
 
 
 def _lines(buffer: io.StringIO) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -16,7 +15,6 @@ from palyra.config.schema import default_config
 from palyra.daemon import AppState
 from palyra.daemon.logging_setup import (
     ACCESS_LOGGER,
-    JsonFormatter,
     TextFormatter,
     configure_logging,
 )
@@ -26,21 +24,6 @@ from palyra.routing.trail import Attempt, AttemptTrail
 
 # Fixture types from tests/daemon/conftest.py (not importable without a tests package).
 RunningDaemon = Any
-
-
-@pytest.fixture
-def access_lines() -> Iterator[io.StringIO]:
-    """The access logger's output, formatted as JSON lines."""
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger(ACCESS_LOGGER)
-    logger.addHandler(handler)
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    yield buffer
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
 
 
 def test_incoming_request_id_is_echoed_and_a_bad_one_replaced(daemon: RunningDaemon) -> None:

@@ -20,6 +20,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
@@ -28,6 +29,8 @@ from palyra.model import FailureClass, PalyraError
 from palyra.providers.http1_connection import Http1Connection
 from palyra.providers.http1_pool import Http1Transport
 from palyra.providers.upstream_client import UpstreamClient
+
+T = TypeVar("T")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -191,18 +194,25 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
             return await self._inner.handle_async_request(request)
         host = request.url.host
         port = request.url.port or _DEFAULT_PORTS.get(request.url.scheme, 443)
-        addresses = await self._checked_addresses(host, port)
+
+        async def attempt(address: str) -> httpx2.Response:
+            return await self._inner.handle_async_request(self._pinned(request, host, address))
+
+        return await self._first_reachable(host, port, attempt)
+
+    async def _first_reachable(
+        self, host: str, port: int, attempt: Callable[[str], Awaitable[T]]
+    ) -> T:
+        """``attempt`` at each checked address in turn until one connects."""
         last_error: httpx2.ConnectError | None = None
-        for address in addresses:
+        for address in await self._checked_addresses(host, port):
             try:
-                response = await self._inner.handle_async_request(
-                    self._pinned(request, host, address)
-                )
+                result = await attempt(address)
             except httpx2.ConnectError as exc:
                 last_error = exc
                 continue
             self._prefer(host, port, address)
-            return response
+            return result
         assert last_error is not None
         raise last_error
 
@@ -228,18 +238,11 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
         sni = host if scheme == "https" else ""
         if self._allow_private:
             return await inner.open((scheme, host, port, sni), head, body, timeouts)
-        addresses = await self._checked_addresses(host, port)
-        last_error: httpx2.ConnectError | None = None
-        for address in addresses:
-            try:
-                conn = await inner.open((scheme, address, port, sni), head, body, timeouts)
-            except httpx2.ConnectError as exc:
-                last_error = exc
-                continue
-            self._prefer(host, port, address)
-            return conn
-        assert last_error is not None
-        raise last_error
+
+        async def attempt(address: str) -> Http1Connection:
+            return await inner.open((scheme, address, port, sni), head, body, timeouts)
+
+        return await self._first_reachable(host, port, attempt)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

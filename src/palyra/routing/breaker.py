@@ -95,10 +95,9 @@ class CircuitBreakers:
         credentialed: bool = False,
     ) -> BreakerState:
         """Fold in the outcome of a call ``allow`` admitted (``envelope`` None = success)."""
-        local = self._local
-        if local is not None:
-            current = local.get(key.text) or _CLOSED
-            updated = record(
+
+        def fold(current: BreakerState) -> BreakerState:
+            return record(
                 current,
                 key.kind,
                 self._clock.now(),
@@ -107,20 +106,17 @@ class CircuitBreakers:
                 probe=admission.probe,
                 credentialed=credentialed,
             )
+
+        local = self._local
+        if local is not None:
+            current = local.get(key.text) or _CLOSED
+            updated = fold(current)
             if updated != current:
                 local[key.text] = updated
             return updated
         async with self._lock:
             current = await self.state(key)
-            updated = record(
-                current,
-                key.kind,
-                self._clock.now(),
-                self._config,
-                envelope,
-                probe=admission.probe,
-                credentialed=credentialed,
-            )
+            updated = fold(current)
             if updated != current:
                 await self._store.put(key.text, updated)
             return updated
