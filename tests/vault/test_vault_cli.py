@@ -155,3 +155,25 @@ def test_piped_stdin_in_a_real_subprocess(state: Path) -> None:
     )
     assert got.stdout == OPENAI + "\n"
     assert plaintext_hits([state], [OPENAI]) == []
+
+
+def test_the_vault_uses_the_configured_store_like_the_daemon(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configured = tmp_path / "elsewhere.db"
+    config = tmp_path / "palyra.toml"
+    config.write_text(f'version = 1\n[storage]\nurl = "sqlite+aiosqlite:///{configured}"\n')
+    monkeypatch.setenv("PALYRA_CONFIG", str(config))
+    assert run("put", "global/openai", input=OPENAI).exit_code == 0
+    assert configured.exists() and not (state / "palyra.db").exists()
+    assert run("get", "global/openai").stdout == OPENAI + "\n"
+    # --db-url still wins over the config.
+    explicit = tmp_path / "explicit.db"
+    url = f"sqlite+aiosqlite:///{explicit}"
+    missing = run("get", "global/openai", "--db-url", url)
+    assert missing.exit_code == 1 and "global/openai" in missing.stderr
+    config.write_text("version = 1\n[storage]\nurl = 42\n")
+    broken = run("list")
+    assert broken.exit_code == 1
+    assert "cannot read the config for [storage] url" in broken.stderr
+    assert "storage.url" in broken.stderr

@@ -35,8 +35,7 @@ from palyra.auth.records import (
     normalize_profile_id,
 )
 from palyra.auth.registry import AuthProfileRegistry
-from palyra.config.loader import load_config
-from palyra.config.problems import ConfigError
+from palyra.cli.store_choice import store_url
 from palyra.model import PalyraError
 from palyra.paths import state_dir
 from palyra.store import DEFAULT_STORE_URL, Store, open_store
@@ -85,18 +84,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _store_url(db_url: str | None) -> str:
-    if db_url:
-        return db_url
-    try:
-        return load_config().config.storage.url
-    except ConfigError as exc:
-        fail(f"cannot read the config for [storage] url:\n{exc}")
-
-
 def run_registry(db_url: str | None, action: Callable[[AuthProfileRegistry], Awaitable[T]]) -> T:
     """Open store, vault and registry, run ``action``, close; Palyra errors exit 1."""
-    url = _store_url(db_url)
+    url = store_url(db_url)
 
     async def go() -> T:
         store: Store | None = None

@@ -14,8 +14,7 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
-from palyra.config.loader import load_config
-from palyra.config.problems import ConfigError
+from palyra.cli.store_choice import store_url
 from palyra.daemon.tokens_store import TOKENS_SCHEMA, TokenKind, TokenRecord, TokenStore
 from palyra.model import PalyraError
 from palyra.paths import state_dir
@@ -39,18 +38,9 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _store_url(db_url: str | None) -> str:
-    if db_url:
-        return db_url
-    try:
-        return load_config().config.storage.url
-    except ConfigError as exc:
-        _fail(f"cannot read the config for [storage] url:\n{exc}")
-
-
 def _run(db_url: str | None, action: Callable[[TokenStore], Awaitable[T]]) -> T:
     """Open the store, run ``action`` on the token table, close; Palyra errors exit 1."""
-    url = _store_url(db_url)
+    url = store_url(db_url)
 
     async def go() -> T:
         store: Store | None = None

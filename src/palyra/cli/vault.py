@@ -15,9 +15,10 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
+from palyra.cli.store_choice import store_url
 from palyra.model import PalyraError
 from palyra.paths import state_dir
-from palyra.store import DEFAULT_STORE_URL, Store, open_store
+from palyra.store import Store, open_store
 from palyra.vault import (
     EnvKey,
     InvalidVaultRef,
@@ -43,7 +44,7 @@ app = typer.Typer(
 
 DbUrl = Annotated[
     str | None,
-    typer.Option("--db-url", help="Database URL (default: the SQLite file in the state dir)."),
+    typer.Option("--db-url", help="Database URL (default: [storage] url of the config)."),
 ]
 RefArg = Annotated[str, typer.Argument(help="Secret ref: <scope>/<name>, e.g. global/openai.")]
 T = TypeVar("T")
@@ -67,12 +68,13 @@ def _stdin_is_tty() -> bool:
 
 def _run(db_url: str | None, action: Callable[[Vault], Awaitable[T]]) -> T:
     """Open the store and vault, run ``action``, close; vault/store errors exit 1."""
+    url = store_url(db_url)
 
     async def go() -> T:
         store: Store | None = None
         try:
             state = state_dir()
-            store = await open_store(db_url or DEFAULT_STORE_URL, state_dir=state)
+            store = await open_store(url, state_dir=state)
             keys = KeyResolver(state, environ=dict(os.environ), keyring=system_keyring())
             return await action(await Vault.open(store, keys))
         finally:
