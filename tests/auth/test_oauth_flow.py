@@ -27,7 +27,7 @@ from palyra.auth.oauth import (
 )
 from palyra.auth.oauth_attempts import AttemptStatus, oauth_attempts
 from palyra.auth.oauth_config import OpenAIOAuthConfig
-from palyra.auth.pkce import digest
+from palyra.auth.pkce import digest, open_verifier, pkce_challenge
 from palyra.model import PalyraError
 from palyra.store import Store
 from palyra.vault import SecretNotFound
@@ -68,6 +68,12 @@ async def test_sign_in_persists_a_profile_with_tokens_in_the_vault(env: Env) -> 
     row = await _attempt_row(env.store, attempt_id)
     assert params["state"] not in row.values()
     assert row["state_hash"] == digest(params["state"])
+    # The verifier is stored sealed: only the state the browser brings back opens it.
+    sealed = row["code_verifier"]
+    assert sealed.startswith("v1.")
+    verifier = open_verifier(sealed, params["state"])
+    assert pkce_challenge(verifier) == params["code_challenge"]
+    assert verifier not in sealed and verifier not in row.values()
 
     result = await env.callback(await browse(env.client, url))
 

@@ -9,7 +9,13 @@ import re
 import pytest
 
 from palyra.auth.oauth_config import OpenAIOAuthConfig, check_endpoint, normalize_scopes
-from palyra.auth.pkce import generate_pkce_verifier, generate_state, pkce_challenge
+from palyra.auth.pkce import (
+    generate_pkce_verifier,
+    generate_state,
+    open_verifier,
+    pkce_challenge,
+    seal_verifier,
+)
 from palyra.model import PalyraError
 
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -85,3 +91,18 @@ def test_scopes_are_deduplicated_in_order_and_empty_means_default() -> None:
 def test_empty_client_id_names_the_fix() -> None:
     with pytest.raises(PalyraError, match="--client-id"):
         OpenAIOAuthConfig(client_id=" ")
+
+
+def test_a_sealed_verifier_opens_only_with_its_state() -> None:
+    verifier, state = generate_pkce_verifier(), generate_state()
+    sealed = seal_verifier(verifier, state)
+    assert verifier not in sealed and state not in sealed
+    assert open_verifier(sealed, state) == verifier
+    with pytest.raises(ValueError, match="does not open with this state"):
+        open_verifier(sealed, generate_state())
+    assert seal_verifier(verifier, state) != sealed  # a fresh nonce each time
+
+
+def test_an_attempt_stored_before_sealing_keeps_working() -> None:
+    legacy = generate_pkce_verifier()
+    assert open_verifier(legacy, generate_state()) == legacy

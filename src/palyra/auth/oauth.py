@@ -37,7 +37,9 @@ from palyra.auth.pkce import (
     generate_attempt_id,
     generate_pkce_verifier,
     generate_state,
+    open_verifier,
     pkce_challenge,
+    seal_verifier,
 )
 from palyra.auth.registry import AuthProfileRegistry
 from palyra.model import FailureClass, PalyraError
@@ -128,7 +130,7 @@ async def start_openai_oauth_attempt(
         token_endpoint=config.token_endpoint,
         validation_base_url=config.validation_base_url,
         profile_id=profile_id,
-        code_verifier=verifier,
+        code_verifier=seal_verifier(verifier, state, random),
         message="Waiting for the OpenAI sign-in callback.",
         result_profile_id=None,
         created_at_ms=_ms(now),
@@ -254,7 +256,7 @@ async def complete_openai_oauth_callback(
             client_id=claimed.client_id,
             code=code,
             redirect_uri=claimed.redirect_uri,
-            code_verifier=claimed.code_verifier,
+            code_verifier=open_verifier(claimed.code_verifier, state),
         )
         if claimed.validation_base_url is not None:
             await validate_openai_bearer_token(

@@ -3,7 +3,8 @@
 An attempt moves ``pending -> exchanging -> succeeded | failed`` (or ``pending -> failed``).
 Every move is a conditional UPDATE on the current status, so a replayed or duplicate callback
 cannot exchange the same code twice. ``state`` and the session id are stored only as SHA-256
-digests; the PKCE verifier is kept only while pending and wiped when the exchange claims it.
+digests; the PKCE verifier is kept only while pending, sealed with a key derived from ``state``
+(see :func:`palyra.auth.pkce.seal_verifier`), and wiped when the exchange claims it.
 """
 
 from __future__ import annotations

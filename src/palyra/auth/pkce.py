@@ -40,3 +40,47 @@ def generate_attempt_id(random: RandomBytes = os.urandom) -> str:
 def digest(value: str) -> str:
     """SHA-256 hex of a bearer-like value, so the store never holds the value itself."""
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+_SEALED_PREFIX = "v1."
+_SEAL_INFO = b"palyra oauth pkce verifier v1"
+
+
+def _seal_key(state: str) -> bytes:
+    # Imported here: only OAuth starts and callbacks need the cipher.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(
+        state.encode("ascii")
+    )
+
+
+def seal_verifier(verifier: str, state: str, random: RandomBytes = os.urandom) -> str:
+    """The verifier encrypted under a key derived from ``state`` (AES-256-GCM).
+
+    The store keeps only a digest of ``state``; the browser brings ``state`` back with the code.
+    So the stored attempt alone never yields the verifier: reading the database during a login
+    reveals nothing usable, and nothing secret sits on disk in plaintext.
+    """
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = random(12)
+    sealed = AESGCM(_seal_key(state)).encrypt(nonce, verifier.encode("ascii"), None)
+    return _SEALED_PREFIX + _b64url(nonce + sealed)
+
+
+def open_verifier(stored: str, state: str) -> str:
+    """The verifier :func:`seal_verifier` sealed with this ``state``; raises ``ValueError`` when
+    the state does not open it. Attempts stored before sealing existed hold plaintext."""
+    if not stored.startswith(_SEALED_PREFIX):
+        return stored
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    packed = stored[len(_SEALED_PREFIX) :]
+    raw = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))
+    try:
+        return AESGCM(_seal_key(state)).decrypt(raw[:12], raw[12:], None).decode("ascii")
+    except InvalidTag:
+        raise ValueError("the sealed PKCE verifier does not open with this state") from None
