@@ -368,3 +368,33 @@ async def test_tokens_need_a_token_store(daemon: RunningDaemon) -> None:
         response = await http.get(f"{C}/tokens", headers=daemon.admin_headers)
     assert response.status_code == 409
     assert "palyra token" in response.json()["error"]["message"]
+
+
+async def test_another_worker_or_a_restarted_daemon_sees_the_same_sign_in(
+    console: Console,
+    console_daemon: tuple[RunningDaemon, str, str],
+    start_daemon: StartDaemon,
+    oauth_server: OAuthTestServer,
+) -> None:
+    """Session ids come from the master key, not from the process: a second daemon on the same
+    store and key (a sibling worker, a replica, or this one after a restart) answers the poll."""
+    body = {"issuer": oauth_server.base_url, "client_id": oauth_server.client_id}
+    started = await console.call("POST", f"{C}/auth/providers/openai/oauth/start", json=body)
+    attempt_id = started.json()["attempt_id"]
+    daemon, admin, _client = console_daemon
+    config = daemon.state.config
+    sibling = start_daemon(
+        AppState.from_config(config),
+        auth=Authenticator(
+            store_url=config.storage.url,
+            state_dir=Path(os.environ["PALYRA_STATE_DIR"]),
+            fixed_tokens={admin: TokenKind.ADMIN},
+        ),
+    )
+    async with httpx2.AsyncClient(base_url=sibling.url, timeout=10) as http:
+        polled = await http.get(
+            f"{C}/auth/providers/openai/oauth/{attempt_id}",
+            headers={"authorization": f"Bearer {admin}"},
+        )
+    assert polled.status_code == 200, polled.text
+    assert polled.json()["status"] == "pending"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import stat
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from vault_helpers import CHEAP_ARGON2, new_key_b64, plaintext_hits, resolver
 
-from palyra.store import Store
+from palyra.store import Store, open_store
 from palyra.vault import (
     EnvKey,
     KeyFile,
@@ -222,3 +223,22 @@ async def test_new_vault_creates_private_key_file_and_nothing_leaks_to_disk(
     assert SECRET_A not in repr(vault)
     await store.aclose()  # flush the WAL into the database file
     assert plaintext_hits([tmp_path], [SECRET_A, SECRET_A2, SECRET_B]) == []
+
+
+async def test_derived_keys_follow_the_master_key_and_the_purpose(
+    store: Store, tmp_path: Path
+) -> None:
+    key = new_key_b64()
+    one = await Vault.open(store, resolver(tmp_path, PALYRA_VAULT_KEY=key))
+    again = await Vault.open(store, resolver(tmp_path / "elsewhere", PALYRA_VAULT_KEY=key))
+    separate = await open_store(f"sqlite+aiosqlite:///{tmp_path}/other.db")
+    try:
+        other = await Vault.open(separate, resolver(tmp_path, PALYRA_VAULT_KEY=new_key_b64()))
+    finally:
+        await separate.aclose()
+    derived = one.derive_key("console oauth session v1")
+    assert len(derived) == 32
+    assert again.derive_key("console oauth session v1") == derived  # another worker or replica
+    assert one.derive_key("something else") != derived
+    assert other.derive_key("console oauth session v1") != derived
+    assert base64.b64decode(key) != derived

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -75,6 +74,9 @@ class ConsoleServices:
     registry: AuthProfileRegistry
     client: httpx2.AsyncClient
     refresher: OAuthRefresher
+    # Derives per-admin OAuth session ids. From the master key, so every worker and replica
+    # (and the same daemon after a restart) derives the same ids.
+    session_secret: bytes
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -89,8 +91,6 @@ class ConsoleHub:
         self._environ = environ
         self._services: ConsoleServices | None = None
         self._lock: asyncio.Lock | None = None
-        # Derives per-admin OAuth session ids; per process, so a restart ends pending sign-ins.
-        self.session_secret = secrets.token_bytes(32)
 
     async def services(self) -> ConsoleServices:
         if self._services is not None:
@@ -115,7 +115,8 @@ class ConsoleHub:
             raise
         client = make_upstream_client(allow_private=False, timeout_s=UPSTREAM_TIMEOUT_S)
         refresher = OAuthRefresher(registry, vault, client=client, clock=self.state.clock)
-        return ConsoleServices(store, vault, registry, client, refresher)
+        secret = vault.derive_key("console oauth session v1")
+        return ConsoleServices(store, vault, registry, client, refresher, secret)
 
     async def aclose(self) -> None:
         if self._services is not None:
@@ -301,10 +302,10 @@ class OAuthStartBody(BaseModel):
     validate_url: str | None = DEFAULT_VALIDATION_BASE_URL
 
 
-def _session(request: Request) -> str:
+def _session(request: Request, services: ConsoleServices) -> str:
     principal = _principal(request)
     identity = f"{principal.kind.value}:{principal.source}:{principal.token_id or '-'}"
-    return session_id(request.headers.get(SESSION_HEADER), identity, _hub(request).session_secret)
+    return session_id(request.headers.get(SESSION_HEADER), identity, services.session_secret)
 
 
 def _oauth_config(body: OAuthStartBody) -> OpenAIOAuthConfig:
@@ -323,8 +324,8 @@ async def oauth_start(request: Request, body: OAuthStartBody | None = None) -> R
     if proxied is not None:
         raise refuse_proxied(proxied)
     redirect_uri = loopback_redirect_uri(request.scope.get("server"))
-    session = _session(request)
     services = await _services(request)
+    session = _session(request, services)
     started = await start_openai_oauth_attempt(
         services.store,
         redirect_uri=redirect_uri,
@@ -347,7 +348,7 @@ async def oauth_start(request: Request, body: OAuthStartBody | None = None) -> R
 async def oauth_status(request: Request, attempt_id: str) -> Response:
     services = await _services(request)
     view = await oauth_attempt_status(
-        services.store, attempt_id, _session(request), clock=_hub(request).state.clock
+        services.store, attempt_id, _session(request, services), clock=_hub(request).state.clock
     )
     return json_response(
         {

@@ -79,7 +79,8 @@ def loopback_redirect_uri(server: tuple[str, int] | None) -> str:
 
 def session_id(header: str | None, identity: str, secret: bytes) -> str:
     """The OAuth session: the caller's own ``x-palyra-session`` value, else one derived from
-    the admin token's identity with a per-process secret (so the cookie cannot be guessed)."""
+    the admin token's identity with a secret derived from the vault master key (so the cookie
+    cannot be guessed, and every worker, replica and restart derives the same one)."""
     if header is not None and header.strip():
         value = header.strip()
         if len(value) > MAX_SESSION_CHARS or not value.isascii() or not value.isprintable():

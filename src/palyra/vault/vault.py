@@ -97,6 +97,21 @@ class Vault:
     def __repr__(self) -> str:
         return f"Vault(store={self.store.url!r}, key_id={self.key_id!r})"
 
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose``, derived from the master key (HKDF-SHA256).
+
+        Every process and replica that shares the master key derives the same key, with nothing
+        stored; a different purpose gives an unrelated key, and the master key cannot be
+        recovered from it.
+        """
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        info = b"palyra derived key: " + purpose.encode("utf-8")
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
+            self._master.key
+        )
+
     async def put(self, ref: VaultRef | str, value: str) -> SecretMeta:
         """Store a new version of a secret, replacing the old one atomically."""
         ref = _ref(ref)
