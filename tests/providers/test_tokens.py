@@ -40,6 +40,7 @@ from palyra.providers.tokens import (
     refuse_if_too_long,
     split_text_delta,
     token_upper_bound,
+    warm_up,
 )
 
 
@@ -422,3 +423,13 @@ def test_the_bound_counts_tools_and_schemas_like_the_formula() -> None:
     # One byte per ASCII character: the bound of a plain message is the formula over lengths.
     plain = _request(Message.text("user", "hello world"))
     assert token_upper_bound(plain, "gpt-4o") == REPLY_PRIMING_TOKENS + 3 + len("user") + 11
+
+
+def test_warm_up_loads_each_needed_tokenizer_once() -> None:
+    from palyra.providers import tokens
+
+    tokens._counter.cache_clear()
+    warm_up(["gpt-4", "gpt-4o", "claude-haiku-4-5", "llama-3"])
+    assert tokens._counter.cache_info().currsize == 2  # cl100k_base and o200k_base
+    warm_up([])
+    assert tokens._counter.cache_info().currsize == 2

@@ -91,6 +91,7 @@ def serve(
     from palyra.daemon.tokens_store import TOKENS_SCHEMA
     from palyra.model import PalyraError
     from palyra.paths import state_dir
+    from palyra.providers.tokens import warm_up
     from palyra.store import open_store
 
     cfg = load_config(config)
@@ -122,6 +123,7 @@ def serve(
             f"{tokens.token_file}):\n  {tokens.minted}\n"
             "Send it as Authorization: Bearer <token>. Admin token: palyra token create --admin"
         )
+    warm_up(m.upstream_model for m in cfg.model_provider.models)
     sock = _listen(host, port)
     bound_port = sock.getsockname()[1]
     url_host = f"[{host}]" if ":" in host else host
