@@ -15,7 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -35,7 +35,7 @@ from palyra.auth.records import (
     normalize_profile_id,
 )
 from palyra.auth.registry import AuthProfileRegistry
-from palyra.cli.store_choice import store_url
+from palyra.cli.common import fail, store_url
 from palyra.model import PalyraError
 from palyra.paths import state_dir
 from palyra.store import DEFAULT_STORE_URL, Store, open_store
@@ -77,11 +77,6 @@ Name = Annotated[str | None, typer.Option("--name", help="Display name.")]
 FromEnv = Annotated[
     str | None, typer.Option("--from-env", help="Read the key from this environment variable.")
 ]
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def run_registry(db_url: str | None, action: Callable[[AuthProfileRegistry], Awaitable[T]]) -> T:

@@ -167,7 +167,8 @@ def login(
     db_url: Annotated[str | None, typer.Option("--db-url", help="Database URL.")] = None,
 ) -> None:
     """Sign in to OpenAI in a browser (OAuth with PKCE) and save the tokens as a profile."""
-    from palyra.cli.auth import _profile_id, fail, run_registry
+    from palyra.cli.auth import _profile_id, run_registry
+    from palyra.cli.common import fail
 
     pid = _profile_id(profile)
     try:
@@ -203,7 +204,8 @@ def refresh(
     db_url: Annotated[str | None, typer.Option("--db-url", help="Database URL.")] = None,
 ) -> None:
     """Refresh an OpenAI OAuth profile's access token now (respects a failure backoff)."""
-    from palyra.cli.auth import _profile_id, fail, run_registry
+    from palyra.cli.auth import _profile_id, run_registry
+    from palyra.cli.common import fail
 
     chosen = profile or profile_arg
     if chosen is None:

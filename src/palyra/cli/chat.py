@@ -10,12 +10,13 @@ import base64
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import httpx2
 import orjson
 import typer
 
+from palyra.cli.common import fail
 from palyra.config.loader import load_config
 from palyra.config.problems import ConfigError
 from palyra.providers.sse import SSEDecoder
@@ -110,11 +111,6 @@ def stream_deltas(lines: Iterator[bytes]) -> Iterator[str]:
                     yield text
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
 def _default_url(config_path: Path | None) -> str:
     try:
         bind = load_config(config_path).config.daemon.bind
@@ -167,7 +163,7 @@ def chat(
     try:
         images = [image_part(path) for path in image or []]
     except ChatFailure as exc:
-        _fail(str(exc))
+        fail(str(exc))
     payload = build_chat_payload(
         prompt,
         model=model or _default_model(config),
@@ -186,7 +182,7 @@ def chat(
             client.stream("POST", endpoint, content=orjson.dumps(payload), headers=headers) as r,
         ):
             if r.status_code >= 400:
-                _fail(error_message(r.status_code, r.read()))
+                fail(error_message(r.status_code, r.read()))
             if not payload["stream"]:
                 _print_whole(r.read(), as_json=as_json)
                 return
@@ -194,12 +190,12 @@ def chat(
                 typer.echo(text, nl=False)
             typer.echo("")
     except httpx2.ConnectError:
-        _fail(f"no daemon at {base}; start one with `palyra serve` (or pass --url)")
+        fail(f"no daemon at {base}; start one with `palyra serve` (or pass --url)")
     except httpx2.TransportError as exc:
-        _fail(f"the connection to {base} failed ({exc.__class__.__name__}: {exc})")
+        fail(f"the connection to {base} failed ({exc.__class__.__name__}: {exc})")
     except ChatFailure as exc:
         typer.echo("")
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _print_whole(body: bytes, *, as_json: bool) -> None:

@@ -11,13 +11,14 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
 
 from palyra.auth.credentials import ProfileCredentialSource
 from palyra.auth.registry import AuthProfileRegistry
+from palyra.cli.common import fail
 from palyra.config.loader import load_config
 from palyra.config.problems import ConfigError
 from palyra.config.schema import ModelConfig, PalyraConfig, ProviderConfig
@@ -57,11 +58,6 @@ FIX_HINTS: dict[FailureClass, str] = {
     "points at the right API",
     FailureClass.CONFIG: "fix palyra.toml (or the secret it names) as the message says",
 }
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 def _load(path: Path | None) -> PalyraConfig:
@@ -117,7 +113,7 @@ def _run(config: PalyraConfig, action: Callable[[Runtime], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except PalyraError as exc:
-        _fail(exc.envelope.message)
+        fail(exc.envelope.message)
 
 
 def _model_row(model: ModelConfig) -> dict[str, Any]:

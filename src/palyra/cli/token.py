@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
-from palyra.cli.store_choice import store_url
+from palyra.cli.common import fail, store_url
 from palyra.daemon.tokens_store import TOKENS_SCHEMA, TokenKind, TokenRecord, TokenStore
 from palyra.model import PalyraError
 from palyra.paths import state_dir
@@ -33,11 +33,6 @@ DbUrl = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 def _run(db_url: str | None, action: Callable[[TokenStore], Awaitable[T]]) -> T:
     """Open the store, run ``action`` on the token table, close; Palyra errors exit 1."""
     url = store_url(db_url)
@@ -54,7 +49,7 @@ def _run(db_url: str | None, action: Callable[[TokenStore], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except PalyraError as exc:
-        _fail(exc.envelope.message)
+        fail(exc.envelope.message)
 
 
 @app.command()
@@ -121,7 +116,7 @@ def revoke(
     """Revoke a token (a running daemon refuses it within 30 s)."""
     record: TokenRecord | None = _run(db_url, lambda tokens: tokens.revoke(token_id))
     if record is None:
-        _fail(f"there is no token {token_id!r}; see: palyra token list")
+        fail(f"there is no token {token_id!r}; see: palyra token list")
     typer.echo(f"revoked {record.kind.value} token {record.id} ({record.name})")
 
 

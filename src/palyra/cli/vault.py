@@ -11,11 +11,11 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
-from palyra.cli.store_choice import store_url
+from palyra.cli.common import fail, store_url
 from palyra.model import PalyraError
 from palyra.paths import state_dir
 from palyra.store import Store, open_store
@@ -50,16 +50,11 @@ RefArg = Annotated[str, typer.Argument(help="Secret ref: <scope>/<name>, e.g. gl
 T = TypeVar("T")
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 def _parse_ref(text: str) -> VaultRef:
     try:
         return VaultRef.parse(text)
     except InvalidVaultRef as exc:
-        _fail(exc.envelope.message, 2)
+        fail(exc.envelope.message, 2)
 
 
 def _stdin_is_tty() -> bool:
@@ -84,7 +79,7 @@ def _run(db_url: str | None, action: Callable[[Vault], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except PalyraError as exc:
-        _fail(exc.envelope.message)
+        fail(exc.envelope.message)
 
 
 def _read_value(ref: VaultRef) -> str:
@@ -126,7 +121,7 @@ def list_secrets(
         try:
             check_scope(scope)
         except InvalidVaultRef as exc:
-            _fail(exc.envelope.message, 2)
+            fail(exc.envelope.message, 2)
     metas = _run(db_url, lambda vault: vault.list(scope))
     if as_json:
         typer.echo(json.dumps([m.as_dict() for m in metas], indent=2))
@@ -145,7 +140,7 @@ def delete(ref: RefArg, db_url: DbUrl = None) -> None:
     """Delete a secret."""
     vref = _parse_ref(ref)
     if not _run(db_url, lambda vault: vault.delete(vref)):
-        _fail(f"there is no vault secret {vref}; see: palyra vault list")
+        fail(f"there is no vault secret {vref}; see: palyra vault list")
     typer.echo(f"deleted {vref}")
 
 
@@ -165,12 +160,12 @@ def rotate_key(
 ) -> None:
     """Re-wrap every secret under a new master key (default: a new random vault.key)."""
     if to_env and to_passphrase:
-        _fail("choose one of --to-env and --to-passphrase", 2)
+        fail("choose one of --to-env and --to-passphrase", 2)
     key_file = KeyFile(state_dir() / "vault.key")
     target: RotationTarget
     if to_env:
         if not os.environ.get(NEW_KEY_ENV):
-            _fail(f"--to-env reads the new key from {NEW_KEY_ENV}, which is not set", 2)
+            fail(f"--to-env reads the new key from {NEW_KEY_ENV}, which is not set", 2)
         target = EnvKey(os.environ, NEW_KEY_ENV)
     elif to_passphrase:
         target = Passphrase(_new_passphrase(), where=PASSPHRASE_ENV)
@@ -201,7 +196,7 @@ def _new_passphrase() -> str:
     if from_env:
         return from_env
     if not _stdin_is_tty():
-        _fail(f"--to-passphrase needs {NEW_PASSPHRASE_ENV} or an interactive terminal", 2)
+        fail(f"--to-passphrase needs {NEW_PASSPHRASE_ENV} or an interactive terminal", 2)
     value: str = typer.prompt(
         "New vault passphrase", hide_input=True, confirmation_prompt=True, err=True
     )

@@ -1,7 +1,8 @@
-"""Which database a CLI command opens: ``--db-url``, else ``[storage] url`` of the config.
+"""What CLI commands share: how they fail, and which database they open.
 
-One rule for every command that touches the store (vault, auth, token), so a secret put with
-``palyra vault`` lands where the daemon and ``palyra auth`` will look for it.
+The database is ``--db-url``, else ``[storage] url`` of the config: one rule for every command
+that touches the store (vault, auth, token), so a secret put with ``palyra vault`` lands where the
+daemon and ``palyra auth`` will look for it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from palyra.config.loader import load_config
 from palyra.config.problems import ConfigError
 
 
-def cli_fail(message: str, code: int = 1) -> NoReturn:
+def fail(message: str, code: int = 1) -> NoReturn:
     """``error: <message>`` on stderr, then exit with ``code``."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -28,4 +29,4 @@ def store_url(db_url: str | None) -> str:
     try:
         return load_config().config.storage.url
     except ConfigError as exc:
-        cli_fail(f"cannot read the config for [storage] url:\n{exc}")
+        fail(f"cannot read the config for [storage] url:\n{exc}")
