@@ -20,7 +20,7 @@ import httpx2
 
 from palyra.providers.http1_connection import Http1Connection, request_head
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 PoolKey = tuple[str, str, int, str]
 
 
@@ -58,10 +58,10 @@ class Http1Transport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         url = request.url
         scheme = url.scheme
-        if scheme not in _DEFAULT_PORTS:
+        if scheme not in DEFAULT_PORTS:
             raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
         host = url.host
-        port = url.port or _DEFAULT_PORTS[scheme]
+        port = url.port or DEFAULT_PORTS[scheme]
         sni = str(request.extensions.get("sni_hostname") or host) if scheme == "https" else ""
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         body, chunked = _request_body(request)

@@ -13,19 +13,18 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 from httpx2._client import USE_CLIENT_DEFAULT, UseClientDefault
 
 from palyra.providers.http1_connection import request_head
+from palyra.providers.http1_pool import DEFAULT_PORTS
 
 if TYPE_CHECKING:
-    from palyra.providers.http1_connection import Http1Connection
-    from palyra.providers.http1_pool import Http1Transport
+    from palyra.providers.upstream_guard import GuardedTransport
 
 _URL_CACHE_SIZE = 256
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # What the raw path can decode itself (zlib); httpx2's path may also offer br/zstd.
 RAW_ACCEPT_ENCODING = "gzip, deflate"
 
@@ -53,24 +52,6 @@ class _Target:
     host_header: bytes
 
 
-class _RawOpener(Protocol):
-    """What :class:`UpstreamClient` needs from its transport to skip httpx2's models (the
-    address guard in ``upstream_guard`` provides it)."""
-
-    @property
-    def raw_transport(self) -> Http1Transport | None: ...
-
-    async def open_raw(
-        self,
-        scheme: str,
-        host: str,
-        port: int,
-        head: bytes,
-        body: bytes,
-        timeouts: Mapping[str, float | None],
-    ) -> Http1Connection: ...
-
-
 async def send_bytes(
     client: httpx2.AsyncClient,
     method: str,
@@ -82,6 +63,16 @@ async def send_bytes(
     httpx2's own otherwise (clients built by tests or callers with other transports)."""
     if isinstance(client, UpstreamClient):
         return await client.send_bytes(method, url, headers, content)
+    return await _through_httpx2(client, method, url, headers, content)
+
+
+async def _through_httpx2(
+    client: httpx2.AsyncClient,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    content: bytes | None,
+) -> UpstreamReply:
     response = await client.request(method, url, headers=headers, content=content)
     body = await response.aread()
     return UpstreamReply(response.status_code, list(response.headers.raw), body)
@@ -125,6 +116,16 @@ class UpstreamClient(httpx2.AsyncClient):
         raw_defaults = {**self._default_headers, "accept-encoding": RAW_ACCEPT_ENCODING}
         raw_defaults.pop("connection", None)  # keep-alive is HTTP/1.1's default
         self._raw_defaults = raw_defaults
+        # The address guard over the pooled transport lets whole exchanges skip httpx2's models;
+        # any other transport (tests inject some) goes through httpx2. Imported here: the guard
+        # module builds these clients.
+        from palyra.providers.upstream_guard import GuardedTransport
+
+        self._raw_guard: GuardedTransport | None = (
+            transport
+            if isinstance(transport, GuardedTransport) and transport.raw_transport is not None
+            else None
+        )
 
     def build_request(  # type: ignore[override]
         self,
@@ -195,11 +196,9 @@ class UpstreamClient(httpx2.AsyncClient):
         pool, timeouts and errors (httpx2's exception types), a fraction of the CPU."""
         if self.is_closed:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
-        opener = cast(_RawOpener, self._upstream)
-        raw = getattr(self._upstream, "raw_transport", None)
-        if raw is None:
-            response = await self.request(method, url, headers=headers, content=content)
-            return UpstreamReply(response.status_code, list(response.headers.raw), response.content)
+        guard = self._raw_guard
+        if guard is None:
+            return await _through_httpx2(self, method, url, headers, content)
         target = self._target(url)
         merged = dict(self._raw_defaults)
         for name, value in headers.items():
@@ -216,10 +215,10 @@ class UpstreamClient(httpx2.AsyncClient):
                 "a request header holds characters HTTP headers cannot carry"
             ) from None
         head = request_head(method.encode("ascii"), target.path, lines)
-        conn = await opener.open_raw(
+        conn = await guard.open_raw(
             target.scheme, target.host, target.port, head, content or b"", self._timeout_extension
         )
-        body = await raw.read_all(conn, self._timeout_extension.get("read"))
+        body = await guard.read_all(conn, self._timeout_extension.get("read"))
         for raw_name, raw_value in conn.headers:
             if raw_name.lower() == b"content-encoding":
                 body = _decode(body, raw_value)
@@ -229,9 +228,9 @@ class UpstreamClient(httpx2.AsyncClient):
         target = self._targets.get(url)
         if target is None:
             parsed = httpx2.URL(url)
-            if parsed.scheme not in _DEFAULT_PORTS:
+            if parsed.scheme not in DEFAULT_PORTS:
                 raise httpx2.UnsupportedProtocol(f"unsupported URL scheme {parsed.scheme!r}")
-            port = parsed.port or _DEFAULT_PORTS[parsed.scheme]
+            port = parsed.port or DEFAULT_PORTS[parsed.scheme]
             host_header = parsed.netloc  # host[:port] as the URL spells it, IPv6 in brackets
             target = _Target(parsed.scheme, parsed.host, port, parsed.raw_path, host_header)
             if len(self._targets) >= _URL_CACHE_SIZE:

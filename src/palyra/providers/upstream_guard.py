@@ -27,7 +27,7 @@ import httpx2
 
 from palyra.model import FailureClass, PalyraError
 from palyra.providers.http1_connection import Http1Connection
-from palyra.providers.http1_pool import Http1Transport
+from palyra.providers.http1_pool import DEFAULT_PORTS, Http1Transport
 from palyra.providers.upstream_client import UpstreamClient
 
 T = TypeVar("T")
@@ -42,7 +42,6 @@ OPT_IN_HINT = (
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _TEREDO = ipaddress.IPv6Network("2001::/32")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -118,7 +117,7 @@ def check_base_url(url: str, *, allow_private: bool, provider_id: str | None = N
     host = parts.hostname or ""
     netloc = parts.netloc.rpartition("@")[2]
     shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    if parts.scheme not in _DEFAULT_PORTS or not host:
+    if parts.scheme not in DEFAULT_PORTS or not host:
         raise _config_error(
             f"base URL {shown!r} is not an absolute http(s) URL; "
             "write it like https://api.openai.com/v1",
@@ -193,7 +192,7 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
         if self._allow_private:
             return await self._inner.handle_async_request(request)
         host = request.url.host
-        port = request.url.port or _DEFAULT_PORTS.get(request.url.scheme, 443)
+        port = request.url.port or DEFAULT_PORTS.get(request.url.scheme, 443)
 
         async def attempt(address: str) -> httpx2.Response:
             return await self._inner.handle_async_request(self._pinned(request, host, address))
@@ -243,6 +242,12 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
             return await inner.open((scheme, address, port, sni), head, body, timeouts)
 
         return await self._first_reachable(host, port, attempt)
+
+    async def read_all(self, conn: Http1Connection, read_timeout: float | None) -> bytes:
+        """The rest of a body :meth:`open_raw` started; the connection goes back to the pool."""
+        inner = self.raw_transport
+        assert inner is not None  # open_raw refused to start otherwise
+        return await inner.read_all(conn, read_timeout)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
