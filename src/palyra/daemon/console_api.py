@@ -266,21 +266,16 @@ async def connect_api_key(
 async def _connect(
     registry: AuthProfileRegistry, provider: str, body: ApiKeyBody, scope: str
 ) -> AuthProfileRecord:
-    if provider == "openai":
-        return await connect_openai_api_key(
-            registry,
-            profile_id=body.profile_id,
-            api_key=body.api_key,
-            base_url=body.base_url or OPENAI_BASE_URL,
-            display_name=body.name,
-            scope=scope,
-            allow_private=body.allow_private,
-        )
-    return await connect_anthropic_api_key(
+    connect, default_url = (
+        (connect_openai_api_key, OPENAI_BASE_URL)
+        if provider == "openai"
+        else (connect_anthropic_api_key, ANTHROPIC_BASE_URL)
+    )
+    return await connect(
         registry,
         profile_id=body.profile_id,
         api_key=body.api_key,
-        base_url=body.base_url or ANTHROPIC_BASE_URL,
+        base_url=body.base_url or default_url,
         display_name=body.name,
         scope=scope,
         allow_private=body.allow_private,
