@@ -229,7 +229,7 @@ async def test_a_forked_child_repeats_neither_held_lines_nor_request_ids(tmp_pat
     log = tmp_path / "daemon.log"
     with log.open("a") as stream, daemon_logging("text", stream) as (handler, _):
         await _request("before-fork")  # held in this process
-        new_request_id()  # the pool of ids is filled
+        new_request_id()  # ids were handed out here before the fork
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover (the child)
