@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from palyra.config.schema import DaemonConfig, default_config
 from palyra.daemon import AppState, dispatch
 from palyra.daemon.app import HOT_PATHS
-from palyra.daemon.front import HotRoutes, PalyraApp, first_routes
+from palyra.daemon.front import HotPath, PalyraApp, first_routes
 from palyra.daemon.security import Authenticator
 from palyra.daemon.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore, generate_token
 from palyra.store import open_store
@@ -55,12 +55,9 @@ class FallbackCounter:
         await self.app(scope, receive, send)
 
 
-def _hot_routes(app: FastAPI | None) -> HotRoutes:
-    assert isinstance(app, PalyraApp)
-    layer: object = app.front
-    while not isinstance(layer, HotRoutes):
-        layer = getattr(layer, "app")  # noqa: B009 - each ASGI layer keeps its inner app here
-    return layer
+def _hot_routes(app: FastAPI | None) -> HotPath:
+    assert isinstance(app, PalyraApp) and isinstance(app.front, HotPath)
+    return app.front
 
 
 @pytest.fixture

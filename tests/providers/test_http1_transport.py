@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -350,10 +351,31 @@ async def test_idle_connections_expire() -> None:
     assert server.connections == 2
 
 
-def test_header_values_that_could_split_the_request_are_refused() -> None:
-    with pytest.raises(httpx2.LocalProtocolError, match="line breaks"):
-        request_head(b"GET", b"/", [(b"x-a", b"one\r\nx-injected: two")])
-    assert request_head(b"GET", b"/p", [(b"host", b"h")]) == b"GET /p HTTP/1.1\r\nhost: h\r\n\r\n"
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ([(b"x-a", b"one\r\nx-injected: two")], "invalid header b'x-a': line breaks"),
+        ([(b"host", b"h"), (b"x-b", b"lone\nfeed")], "invalid header b'x-b': line breaks"),
+        ([(b"x-c", b"lone\rreturn")], "invalid header b'x-c': line breaks"),
+        ([(b"x-d\r\nx-injected", b"v")], "invalid header name"),
+        ([(b"x-e:", b"v")], "invalid header name"),
+    ],
+)
+def test_headers_that_could_split_the_request_are_refused(
+    headers: list[tuple[bytes, bytes]], message: str
+) -> None:
+    with pytest.raises(httpx2.LocalProtocolError, match=re.escape(message)):
+        request_head(b"GET", b"/", headers)
+
+
+def test_a_target_with_a_line_break_is_refused() -> None:
+    with pytest.raises(httpx2.LocalProtocolError, match="invalid request line"):
+        request_head(b"GET", b"/a\r\nx-injected: 1", [(b"host", b"h")])
+
+
+def test_the_head_is_the_request_line_then_each_header() -> None:
+    head = request_head(b"POST", b"/p", [(b"host", b"h"), (b"content-length", b"2")])
+    assert head == b"POST /p HTTP/1.1\r\nhost: h\r\ncontent-length: 2\r\n\r\n"
 
 
 def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:

@@ -18,7 +18,7 @@ from palyra.daemon import anthropic_api, openai_api, openai_media_api
 from palyra.daemon import openapi_docs as docs
 from palyra.daemon.auth_guard import GuardMiddleware
 from palyra.daemon.console_api import mount_console
-from palyra.daemon.front import HotRoutes, PalyraApp, first_routes
+from palyra.daemon.front import HotPath, PalyraApp, first_routes
 from palyra.daemon.observe import ObservabilityMiddleware, metrics_endpoint
 from palyra.daemon.security import whoami
 from palyra.daemon.state import AppState
@@ -147,14 +147,14 @@ def create_app(state: AppState) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
-    # The front chain, outermost first: observability sees every request, CORS answers
-    # preflights before the guard asks for a token, then the model routes or FastAPI.
+    # The front: the model routes' hot path, then the chain, outermost first: observability
+    # sees every request, CORS answers preflights before the guard asks for a token, FastAPI.
     cors = state.config.daemon.cors_origins
     hot = first_routes(app, HOT_PATHS)
 
     def front(fastapi_app: ASGIApp) -> ASGIApp:
-        chain: ASGIApp = HotRoutes(fastapi_app, routes=hot, handlers=app.exception_handlers)
-        chain = GuardMiddleware(chain, state=state, render=render_error)
+        guard = GuardMiddleware(fastapi_app, state=state, render=render_error)
+        chain: ASGIApp = guard
         if cors:
             chain = CORSMiddleware(
                 chain,
@@ -163,8 +163,16 @@ def create_app(state: AppState) -> FastAPI:
                 allow_headers=["*"],
                 expose_headers=list(EXPOSED_HEADERS),
             )
-        return ObservabilityMiddleware(
+        observer = ObservabilityMiddleware(
             chain, state=state, routes=app.router.routes, on_error=_internal_error
+        )
+        return HotPath(
+            observer,
+            routes=hot,
+            handlers=app.exception_handlers,
+            observer=observer,
+            guard=guard,
+            cors=bool(cors),
         )
 
     app.install_front(front)

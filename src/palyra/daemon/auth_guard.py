@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from fastapi import HTTPException
@@ -16,10 +16,13 @@ if TYPE_CHECKING:
     from palyra.daemon.state import AppState
 
 ErrorRenderer = Callable[[str, ErrorEnvelope], Response]
-_WANTED = {name.encode(): name for name in ("authorization", "x-api-key", "content-length")}
+_WANTED = {
+    name.encode(): name
+    for name in ("authorization", "x-api-key", "content-length", "x-request-id", "origin")
+}
 
 
-def _too_large_message(limit: int) -> str:
+def too_large_message(limit: int) -> str:
     return (
         f"the request body is larger than {limit} bytes; send less, or raise "
         "[daemon] max_body_bytes in palyra.toml"
@@ -59,8 +62,16 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        refusal = await self.refusal(scope, wanted_headers(scope))
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, _counting(receive, self.state.config.daemon.max_body_bytes), send)
+
+    async def refusal(self, scope: Scope, headers: Mapping[str, str]) -> Response | None:
+        """The 401 or 413 for this request, or None when it may go on (its principal is then in
+        ``scope["state"]``). ``headers`` are the ones :func:`wanted_headers` picks."""
         path: str = scope["path"]
-        headers = _wanted_headers(scope)
         access = required_access(path)
         if access is not Access.OPEN:
             principal = None
@@ -72,26 +83,24 @@ class GuardMiddleware:
             if principal is None:
                 response = self.render(path, unauthorized(path, access))
                 response.headers["www-authenticate"] = 'Bearer realm="palyra"'
-                await response(scope, receive, send)
-                return
+                return response
             scope.setdefault("state", {})["principal"] = principal
         limit = self.state.config.daemon.max_body_bytes
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             envelope = ErrorEnvelope.of(
                 FailureClass.INVALID_REQUEST,
-                _too_large_message(limit),
+                too_large_message(limit),
                 http_status=413,
                 code="request_too_large",
             )
-            await self.render(path, envelope)(scope, receive, send)
-            return
-        await self.app(scope, _counting(receive, limit), send)
+            return self.render(path, envelope)
+        return None
 
 
-def _wanted_headers(scope: Scope) -> dict[str, str]:
-    """The first value of each header the guard reads, in one pass over the raw headers (ASGI
-    header names are lower case)."""
+def wanted_headers(scope: Scope) -> dict[str, str]:
+    """The first value of each header the guard (and the hot path) reads, in one pass over the
+    raw headers (ASGI header names are lower case)."""
     found: dict[str, str] = {}
     for name, value in scope["headers"]:
         if name in _WANTED:
@@ -112,7 +121,7 @@ def _counting(receive: Receive, limit: int) -> Receive:
             if seen > limit:
                 # FastAPI passes HTTPException through even from form parsing; the app's
                 # handler renders it in the caller's shape.
-                raise HTTPException(413, detail=_too_large_message(limit))
+                raise HTTPException(413, detail=too_large_message(limit))
         return message
 
     return counted

@@ -1,19 +1,24 @@
-"""The daemon's front door: a plain ASGI chain in front of FastAPI, and the hot model routes.
+"""The daemon's front door: the model routes' hot path, then a plain ASGI chain before FastAPI.
 
 FastAPI's own stack (its error, telemetry and body-limit middleware, exception middleware,
-routing, ``request_response``, dependency solving) costs tens of microseconds per request, a large
-share of what a proxied model call may cost in total. So :class:`PalyraApp` answers HTTP
-requests through a chain built once by ``create_app``: observability, CORS when configured, the
-guard, then :class:`HotRoutes`. A request whose exact ``(method, path)`` is a model route runs its
-handler right there; everything else (console, ``/metrics``, ``/healthz``, unknown paths, a
-wrong method on a model path) falls through to FastAPI, which keeps serving the OpenAPI document,
-lifespan, and every other route exactly as before. The model routes stay registered with
-FastAPI too, so they are documented and reachable in-process through any ASGI client.
+routing, ``request_response``, dependency solving) and even a chain of small ASGI middlewares
+cost tens of microseconds per request, a large share of what a proxied model call may cost in
+total. So :class:`PalyraApp` sends HTTP requests to a front built once by ``create_app``:
+
+- :class:`HotPath` answers an exact ``(method, path)`` hit on a model route in one coroutine:
+  it starts observing the request, applies the guard (token, then body size), reads the body,
+  runs the route's handler, sends the response and finishes observing (metrics, access line);
+  the same steps, in the same order, as the chain below, without the layers in between.
+- everything else (console, ``/metrics``, ``/healthz``, unknown paths, a wrong method on a model
+  path, and any request with an ``Origin`` header when CORS is configured) goes through the
+  chain: observability, CORS when configured, the guard, then FastAPI, which keeps serving the
+  OpenAPI document, lifespan and every other route. The model routes stay registered with
+  FastAPI too, so they are documented and reachable in-process through any ASGI client.
 
 Errors on a hot route are answered by the app's own exception handlers, looked up the way
 Starlette looks them up (the exception's class, then its bases), so a ``PalyraError``, an
-``HTTPException`` (the 413 the guard raises while a chunked body arrives) or anything unexpected
-renders exactly as it would through FastAPI.
+``HTTPException`` (the 413 for a chunked body over the limit) or anything unexpected renders
+exactly as it would through FastAPI.
 """
 
 from __future__ import annotations
@@ -21,27 +26,33 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MethodType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from palyra.daemon.auth_guard import GuardMiddleware, too_large_message, wanted_headers
+
+if TYPE_CHECKING:
+    from palyra.daemon.observe import ObservabilityMiddleware
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class PalyraApp(FastAPI):
-    """FastAPI with a front chain: HTTP requests go through ``front`` (see :meth:`install_front`),
+    """FastAPI with a front: HTTP requests go through ``front`` (see :meth:`install_front`),
     lifespan and other scope types straight to FastAPI."""
 
     front: ASGIApp | None = None
 
     def install_front(self, build: Callable[[ASGIApp], ASGIApp]) -> None:
-        """Build the front chain once, around FastAPI's own ``__call__`` as its innermost app."""
+        """Build the front once, around FastAPI's own ``__call__`` as its innermost app."""
         self.front = build(MethodType(FastAPI.__call__, self))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,12 +79,41 @@ async def handle_exception(
     raise exc
 
 
-class HotRoutes:
-    """Runs the handler of an exact ``(method, path)`` hit; anything else goes on to ``app``.
+class BufferedRequest(Request):
+    """A request whose body the hot path has already read (and held to the size limit)."""
 
-    ``routes`` are FastAPI routes already registered on the app: their endpoints are called with a
-    plain ``Request``, and ``scope["route"]`` is set to them as FastAPI's router would (the
-    metrics label). ``handlers`` is the app's exception handler map, read when an error occurs.
+    def __init__(self, scope: Scope, receive: Receive, body: bytes) -> None:
+        super().__init__(scope, receive)
+        self._body = body
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body; past ``limit`` bytes a 413 ``HTTPException`` (as the guard's
+    counting ``receive`` raises on the chain), a vanished client a ``ClientDisconnect``."""
+    chunks: list[bytes] = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk: bytes = message.get("body", b"")
+            seen += len(chunk)
+            if seen > limit:
+                raise HTTPException(413, detail=too_large_message(limit))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+
+
+class HotPath:
+    """Runs an exact ``(method, path)`` hit on ``routes`` itself; anything else goes to ``app``.
+
+    ``routes`` are FastAPI routes already registered on the app: their endpoints are called with
+    a plain ``Request`` and ``scope["route"]`` is set to them as FastAPI's router would (the
+    metrics label). ``observer`` and ``guard`` are the chain's own middlewares, whose steps this
+    runs in the chain's order; ``handlers`` is the app's exception handler map. With ``cors``,
+    requests that carry an ``Origin`` header take the chain, where the CORS middleware is.
     """
 
     def __init__(
@@ -82,9 +122,15 @@ class HotRoutes:
         *,
         routes: Iterable[APIRoute],
         handlers: Mapping[Any, Callable[..., Any]],
+        observer: ObservabilityMiddleware,
+        guard: GuardMiddleware,
+        cors: bool = False,
     ) -> None:
         self.app = app
         self.handlers = handlers
+        self.observer = observer
+        self.guard = guard
+        self.cors = cors
         self.routes: dict[tuple[str, str], tuple[APIRoute, Endpoint]] = {}
         for route in routes:
             for method in route.methods or ():
@@ -95,16 +141,39 @@ class HotRoutes:
         if hit is None or scope.get("root_path"):
             await self.app(scope, receive, send)
             return
+        headers = wanted_headers(scope)
+        if self.cors and "origin" in headers:
+            await self.app(scope, receive, send)
+            return
         route, endpoint = hit
+        observer = self.observer
+        exchange = observer.begin(scope, send, headers.get("x-request-id"))
         scope["route"] = route
-        request = Request(scope, receive)
+        failed = False
         try:
-            response = await endpoint(request)
+            response = await self.guard.refusal(scope, headers)
+            if response is None:
+                response = await self._handle(scope, receive, endpoint)
+            # Once the response has started nothing else can be sent: an error from here on
+            # reaches the server, which closes the connection (as it does behind FastAPI).
+            await exchange.respond(scope, receive, response)
         except Exception as exc:
-            response = await handle_exception(self.handlers, request, exc)
-        # Once the response has started nothing else can be sent: an error from here on reaches
-        # the server, which closes the connection (as it does behind FastAPI).
-        await response(scope, receive, send)
+            failed = True
+            await observer.recover(scope, receive, exchange, exc)
+            failed = False
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            observer.finish(scope, exchange, failed=failed)
+
+    async def _handle(self, scope: Scope, receive: Receive, endpoint: Endpoint) -> Response:
+        try:
+            body = await read_body(receive, self.guard.state.config.daemon.max_body_bytes)
+            request: Request = BufferedRequest(scope, receive, body)
+            return await endpoint(request)
+        except Exception as exc:
+            return await handle_exception(self.handlers, Request(scope, receive), exc)
 
 
 def first_routes(app: FastAPI, paths: Iterable[str]) -> list[APIRoute]:
