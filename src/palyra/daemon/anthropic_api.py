@@ -23,6 +23,7 @@ from palyra.daemon.anthropic_format import (
     sse,
 )
 from palyra.daemon.openai_api import app_state, read_body
+from palyra.daemon.responses import JSONBytes
 from palyra.model import (
     ErrorEnvelope,
     check_chat_request,
@@ -61,7 +62,7 @@ async def messages(request: Request) -> Response:
     if not neutral.stream:
         response, model_id = await dispatch.chat(request, state, neutral)
         body = orjson.dumps(message_json(response))
-        return Response(body, media_type=JSON, headers=_headers(request, model_id))
+        return JSONBytes(body, _headers(request, model_id))
     opened = await dispatch.open_stream(request, state, neutral)
     encoder = MessageEventEncoder(
         fallback_id=request.state.request_id,
@@ -90,4 +91,4 @@ async def count_tokens(request: Request) -> Response:
     else:
         tokens = estimate_token_count(neutral, model.upstream_model).input_tokens
     body = orjson.dumps({"input_tokens": tokens})
-    return Response(body, media_type=JSON, headers=_headers(request, model.id))
+    return JSONBytes(body, _headers(request, model.id))

@@ -117,6 +117,7 @@ def create_app(state: AppState) -> FastAPI:
         redoc_url=None,
     )
     app.state.palyra = state
+    app.palyra_state = state
 
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])

@@ -40,6 +40,7 @@ from palyra.daemon.auth_guard import GuardMiddleware, too_large_message, wanted_
 
 if TYPE_CHECKING:
     from palyra.daemon.observe import ObservabilityMiddleware
+    from palyra.daemon.state import AppState
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -50,6 +51,7 @@ class PalyraApp(FastAPI):
     lifespan and other scope types straight to FastAPI."""
 
     front: ASGIApp | None = None
+    palyra_state: AppState | None = None  # set by ``create_app``; handlers read it per request
 
     def install_front(self, build: Callable[[ASGIApp], ASGIApp]) -> None:
         """Build the front once, around FastAPI's own ``__call__`` as its innermost app."""

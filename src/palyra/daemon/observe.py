@@ -28,7 +28,10 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from palyra.daemon.logging_setup import ACCESS_LOGGER, log_access
-from palyra.daemon.metrics import CONTENT_TYPE
+from palyra.daemon.metrics import CONTENT_TYPE, Metrics
+from palyra.daemon.responses import JSONBytes
+from palyra.model import Usage
+from palyra.routing.trail import AttemptTrail
 
 if TYPE_CHECKING:
     from palyra.daemon.state import AppState
@@ -44,6 +47,8 @@ _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET = (4 << 76) | (0x8000 << 48)
 
 access_log = logging.getLogger(ACCESS_LOGGER)
+# Responses whose ``__call__`` is Starlette's plain one: start, then the whole body.
+_DIRECT = frozenset({Response, JSONBytes})
 
 
 class UpstreamTimer:
@@ -112,6 +117,8 @@ async def metrics_endpoint(request: Request) -> Response:
 def _trail_header(trail: object) -> str | None:
     if trail is None:
         return None
+    if type(trail) is AttemptTrail:  # the router's own trail: no duck-typed lookups
+        return trail.header() or None
     if isinstance(trail, str):
         return trail or None
     for name in ("header_value", "header"):
@@ -127,6 +134,7 @@ class _Exchange:
     and notes what went out (status, model, whether the body was streamed and finished)."""
 
     __slots__ = (
+        "attempts",
         "clock",
         "done",
         "downstream",
@@ -158,6 +166,7 @@ class _Exchange:
         self.model: str | None = None
         self.streamed = False
         self.done = False
+        self.attempts: str | None = None  # the x-palyra-attempts value sent, if any
 
     def palyra_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """``headers`` plus Palyra's own, at response start; notes the model the handler named."""
@@ -166,7 +175,7 @@ class _Exchange:
             if name.lower() == b"x-palyra-model":
                 self.model = value.decode("latin-1")
         out.append((REQUEST_ID_HEADER_BYTES, self.request_id.encode("ascii", "replace")))
-        attempts = _trail_header(self.hooks.get("attempt_trail"))
+        self.attempts = attempts = _trail_header(self.hooks.get("attempt_trail"))
         if attempts:
             out.append((ATTEMPTS_HEADER_BYTES, attempts.encode("ascii", "replace")))
         timer = self.timer
@@ -190,7 +199,7 @@ class _Exchange:
     async def respond(self, scope: Scope, receive: Receive, response: Response) -> None:
         """Send ``response``; a plain one as its two messages directly, without its ``__call__``
         and this exchange's ``send`` in between (the same messages, a few microseconds less)."""
-        if type(response) is not Response or response.background is not None:
+        if type(response) not in _DIRECT or response.background is not None:
             await response(scope, receive, self.send)
             return
         self.status = status = response.status_code
@@ -287,20 +296,17 @@ class ObservabilityMiddleware:
         if cause is not None:
             metrics.stream_interruptions.inc((route, model, cause))
         trail = state.get("attempt_trail")
-        if trail is not None:
-            for attempt in getattr(trail, "attempts", ()) or ():
-                metrics.upstream_attempts.inc(
-                    (
-                        str(getattr(attempt, "provider_id", "")),
-                        str(getattr(attempt, "upstream_model", "")),
-                        str(getattr(attempt, "outcome", "")),
-                    )
-                )
-            failovers = getattr(trail, "failovers", 0)
-            if isinstance(failovers, int) and failovers > 0:
-                metrics.failovers.inc((model,), failovers)
+        if type(trail) is AttemptTrail:
+            for done in trail.attempts:
+                metrics.upstream_attempts.inc((done.provider_id, done.upstream_model, done.outcome))
+            if len(trail.attempts) > 1 and trail.failovers:
+                metrics.failovers.inc((model,), trail.failovers)
+        elif trail is not None:
+            _count_attempts(metrics, trail, model)
         usage = state.get("usage")
-        if usage is not None:
+        if type(usage) is Usage:
+            metrics.add_tokens(model, usage.input_tokens, usage.output_tokens)
+        elif usage is not None:
             metrics.add_tokens(
                 model,
                 int(getattr(usage, "input_tokens", 0) or 0),
@@ -318,12 +324,30 @@ class ObservabilityMiddleware:
         }
         if timer.used:
             fields["upstream_ms"] = round(timer.waited_s * 1000, 1)
-        attempts = _trail_header(trail)
+        # A whole response's trail was final when its header was sent; a stream's goes on.
+        attempts = seen.attempts if seen.status is not None and not seen.streamed else None
+        if attempts is None:
+            attempts = _trail_header(trail)
         if attempts:
             fields["attempts"] = attempts
         if cause is not None:
             fields["interrupted"] = cause
         log_access(fields)
+
+
+def _count_attempts(metrics: Metrics, trail: object, model: str) -> None:
+    """Attempts and failovers from a trail-like hook object (see the module docstring)."""
+    for attempt in getattr(trail, "attempts", ()) or ():
+        metrics.upstream_attempts.inc(
+            (
+                str(getattr(attempt, "provider_id", "")),
+                str(getattr(attempt, "upstream_model", "")),
+                str(getattr(attempt, "outcome", "")),
+            )
+        )
+    failovers = getattr(trail, "failovers", 0)
+    if isinstance(failovers, int) and failovers > 0:
+        metrics.failovers.inc((model,), failovers)
 
 
 def _incoming_id(scope: Scope) -> str | None:

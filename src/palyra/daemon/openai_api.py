@@ -18,6 +18,7 @@ from palyra.daemon.openai_format import (
     parse_chat_body,
     sse,
 )
+from palyra.daemon.responses import JSONBytes
 from palyra.daemon.state import AppState
 from palyra.model import (
     ErrorEnvelope,
@@ -32,7 +33,9 @@ JSON = "application/json"
 
 
 def app_state(request: Request) -> AppState:
-    return cast(AppState, request.app.state.palyra)
+    """The daemon state behind ``request``'s app (a plain attribute of :class:`PalyraApp`, read
+    without going through Starlette's ``State``, whose lookups first fail, then fall back)."""
+    return cast(AppState, request.scope["app"].palyra_state)
 
 
 def openai_error_response(envelope: ErrorEnvelope) -> Response:
@@ -59,10 +62,8 @@ def _too_large(max_bytes: int) -> PalyraError:
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole body, refused with 413 before reading when it declares more than ``max_bytes``."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(max_bytes)
+    """The whole body, refused with 413 when it is larger than ``max_bytes`` (a declared length
+    over the limit was already refused by the guard, before the body was read)."""
     body = await request.body()
     if len(body) > max_bytes:
         raise _too_large(max_bytes)
@@ -89,7 +90,7 @@ async def chat_completions(request: Request) -> Response:
     if not neutral.stream:
         response, model_id = await dispatch.chat(request, state, neutral)
         body = orjson.dumps(chat_completion(response, created=created))
-        return Response(body, media_type=JSON, headers={"x-palyra-model": model_id})
+        return JSONBytes(body, {"x-palyra-model": model_id})
     opened = await dispatch.open_stream(request, state, neutral)
     encoder = ChunkEncoder(
         fallback_id=f"chatcmpl-{request.state.request_id}",

@@ -9,7 +9,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from palyra.daemon import dispatch
-from palyra.daemon.openai_api import JSON, app_state, read_body
+from palyra.daemon.openai_api import app_state, read_body
 from palyra.daemon.openai_media_format import (
     embedding_list_json,
     load_json,
@@ -17,6 +17,7 @@ from palyra.daemon.openai_media_format import (
     parse_transcription_fields,
     render_transcription,
 )
+from palyra.daemon.responses import JSONBytes
 from palyra.model import FailureClass, PalyraError, check_embedding_request
 
 
@@ -35,7 +36,7 @@ async def embeddings(request: Request) -> Response:
     check_embedding_request(parsed, state.limits)
     response, model_id = await dispatch.embed(request, state, parsed)
     body = orjson.dumps(embedding_list_json(response, parsed.encoding_format))
-    return Response(body, media_type=JSON, headers={"x-palyra-model": model_id})
+    return JSONBytes(body, {"x-palyra-model": model_id})
 
 
 async def transcriptions(request: Request) -> Response:
@@ -67,4 +68,4 @@ async def transcriptions(request: Request) -> Response:
     headers = {"x-palyra-model": model_id}
     if is_text:
         return Response(body, media_type="text/plain; charset=utf-8", headers=headers)
-    return Response(orjson.dumps(body), media_type=JSON, headers=headers)
+    return JSONBytes(orjson.dumps(body), headers)
