@@ -74,6 +74,8 @@ def test_serve_answers_then_stops_gracefully_on_signal(sig: signal.Signals, tmp_
         # The socket already listens when the line is logged, so the request waits in the backlog.
         response = httpx2.get(f"{match.group(1)}/healthz", timeout=5)
         assert response.json() == {"status": "ok"}
+        assert "server" not in response.headers  # the stack is not advertised
+        assert response.headers["date"]
         process.send_signal(sig)
         assert process.wait(timeout=15) == 0
         assert "palyra stopped" in process.stderr.read()

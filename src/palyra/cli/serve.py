@@ -179,6 +179,8 @@ def _run(
         # Nothing reads the client address or scheme (the console refuses proxied requests by
         # their headers), so uvicorn need not rewrite them from X-Forwarded-* on every request.
         proxy_headers=False,
+        # No "server: uvicorn" on every response: it advertises the stack and costs a header.
+        server_header=False,
         # In-flight streams get this long to finish after SIGINT/SIGTERM.
         timeout_graceful_shutdown=math.ceil(cfg.daemon.shutdown_grace_s),
     )
