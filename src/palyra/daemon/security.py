@@ -53,9 +53,15 @@ def required_access(path: str) -> Access:
 
 
 def admits(access: Access, kind: TokenKind) -> bool:
-    if access is Access.OPEN or access is Access.CLIENT_OR_ADMIN:
-        return True
-    return access.value == kind.value
+    return _ADMITS[access, kind]
+
+
+# Worked out once: comparing enum ``.value``s per request costs a descriptor call each.
+_ADMITS: dict[tuple[Access, TokenKind], bool] = {
+    (access, kind): access in (Access.OPEN, Access.CLIENT_OR_ADMIN) or access.value == kind.value
+    for access in Access
+    for kind in TokenKind
+}
 
 
 def is_anthropic_path(path: str) -> bool:
