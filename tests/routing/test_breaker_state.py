@@ -1,7 +1,10 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from palyra.config.schema import BreakerConfig
 from palyra.model import ErrorEnvelope, FailureClass
-from palyra.routing import BreakerState
-from palyra.routing.breaker_state import admit, record
+from palyra.routing import Admission, BreakerState
+from palyra.routing.breaker_state import ADMITTED, WINDOW_BUCKETS, _add, admit, record
 
 CFG = BreakerConfig(
     consecutive_failures=3,
@@ -155,3 +158,54 @@ def test_state_round_trips_through_a_plain_dict() -> None:
     state = fail(ok(BreakerState(), 1.0), 2.0)
     assert BreakerState.from_dict(state.to_dict()) == state
     assert BreakerState.from_dict(open_breaker().to_dict()) == open_breaker()
+
+
+def reference_add(
+    buckets: tuple[tuple[float, int, int], ...], now: float, cfg: BreakerConfig, *, ok: bool
+) -> tuple[tuple[float, int, int], ...]:
+    """The rolling window's general rule, without ``_add``'s fast path for the newest bucket."""
+    width = cfg.window_s / WINDOW_BUCKETS
+    start = now - (now % width)
+    kept = [b for b in buckets if b[0] > now - cfg.window_s]
+    if kept and kept[-1][0] == start:
+        s, good, bad = kept[-1]
+        kept[-1] = (s, good + ok, bad + (not ok))
+    else:
+        kept.append((start, int(ok), int(not ok)))
+    return tuple(kept[-WINDOW_BUCKETS:])
+
+
+# Bucket starts on the 6 s grid of CFG's 60 s window (where outcomes land), plus odd ones.
+starts = st.one_of(st.integers(-5, 40).map(lambda i: i * 6.0), st.floats(-30, 240))
+windows = st.lists(st.tuples(starts, st.integers(0, 50), st.integers(0, 50)), max_size=13)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    buckets=windows.map(tuple),
+    now=st.one_of(st.integers(0, 40).map(lambda i: i * 6.0 + 0.5), st.floats(0, 240)),
+    ok=st.booleans(),
+)
+def test_the_newest_bucket_fast_path_adds_exactly_as_the_general_rule(
+    buckets: tuple[tuple[float, int, int], ...], now: float, ok: bool
+) -> None:
+    assert _add(buckets, now, CFG, ok=ok) == reference_add(buckets, now, CFG, ok=ok)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.tuples(st.floats(0, 20), st.booleans()), max_size=60))
+def test_windows_built_by_outcomes_match_the_general_rule(steps: list[tuple[float, bool]]) -> None:
+    """Windows as real traffic builds them (ascending starts), where the fast path mostly runs."""
+    now = 0.0
+    fast: tuple[tuple[float, int, int], ...] = ()
+    general = fast
+    for gap, ok in steps:
+        now += gap
+        fast, general = _add(fast, now, CFG, ok=ok), reference_add(general, now, CFG, ok=ok)
+        assert fast == general
+
+
+def test_closed_breakers_share_one_admission() -> None:
+    first, _ = admit(BreakerState(), 1.0, CFG)
+    second, _ = admit(ok(BreakerState(), 1.0), 2.0, CFG)
+    assert first is second is ADMITTED and first == Admission(True)

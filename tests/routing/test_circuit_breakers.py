@@ -112,3 +112,33 @@ async def test_the_in_memory_store_and_a_suspending_store_end_in_the_same_states
         results.append((seen, await store.get(KEY.text), await store.get(cred.text)))
     assert results[0] == results[1]
     assert any(isinstance(s, Admission) and not s.allowed for s in results[0][0])
+
+
+async def test_allow_now_and_record_now_answer_only_for_the_plain_in_memory_store() -> None:
+    """The router's coroutine-free calls: the same answers as ``allow``/``record`` would give
+    on the plain store; None for any other store, which must be awaited."""
+    outcomes = [None, DOWN, None, DOWN, DOWN, "wait", DOWN, "wait", None, None]
+    results = []
+    for direct in (True, False):
+        clock = ManualClock()
+        breakers = CircuitBreakers(CFG, InMemoryBreakerStore(), clock)
+        seen: list[object] = []
+        for outcome in outcomes:
+            if outcome == "wait":
+                clock.advance(61)
+                continue
+            now = clock.now()
+            admission = breakers.allow_now(KEY, now) if direct else await breakers.allow(KEY)
+            seen.append(admission)
+            if admission is not None and admission.allowed:
+                assert not isinstance(outcome, str)
+                if direct:
+                    seen.append(breakers.record_now(KEY, admission, outcome, now))
+                else:
+                    seen.append(await breakers.record(KEY, admission, outcome))
+            clock.advance(1)
+        results.append((seen, await breakers.state(KEY)))
+    assert results[0] == results[1]
+    suspending = CircuitBreakers(CFG, SuspendingStore(), ManualClock())
+    assert suspending.allow_now(KEY, 0.0) is None
+    assert suspending.record_now(KEY, Admission(True), None, 0.0) is None

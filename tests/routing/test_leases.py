@@ -89,3 +89,30 @@ async def test_no_limits_means_no_waiting_and_release_is_idempotent() -> None:
         lease.release()
         lease.release()
     assert leases.in_use("p") == 0
+
+
+async def test_try_acquire_grants_only_what_acquire_would_grant_at_once() -> None:
+    clock = ManualClock()
+    leases = LeaseManager(clock)
+    unlimited = ProviderConfig(id="free", kind="openai")
+    free = leases.try_acquire(unlimited, None, background=True)
+    assert free is not None and free.waited_s == 0.0
+    free.release()
+    first = leases.try_acquire(PROVIDER, None, background=False)
+    assert first is not None and leases.in_use("openai-main") == 1
+    # A background request never takes the last free slot, so it is not granted at once.
+    assert leases.try_acquire(PROVIDER, None, background=True) is None
+    second = leases.try_acquire(PROVIDER, None, background=False)
+    assert second is not None and leases.in_use("openai-main") == 2
+    assert leases.try_acquire(PROVIDER, None, background=False) is None
+    waiting = asyncio.create_task(leases.acquire(PROVIDER, None, background=False, timeout_s=5))
+    await spin()
+    # Someone waits: even an unlimited lease is left to the queue, exactly as acquire does.
+    assert leases.try_acquire(unlimited, None, background=False) is None
+    first.release()
+    third = await waiting
+    assert leases.in_use("openai-main") == 2
+    assert leases.try_acquire(PROVIDER, None, background=False) is None
+    second.release()
+    third.release()
+    assert leases.in_use("openai-main") == 0

@@ -70,14 +70,23 @@ class CircuitBreakers:
     async def state(self, key: BreakerKey) -> BreakerState:
         return await self._store.get(key.text) or BreakerState()
 
+    def allow_now(self, key: BreakerKey, now: float) -> Admission | None:
+        """``allow`` at ``now`` without a coroutine, when the plain in-memory store holds the
+        state; None when the store must be awaited (then call ``allow``). Saves the router a
+        coroutine per attempt."""
+        local = self._local
+        if local is None:
+            return None
+        current = local.get(key.text, _CLOSED)
+        admission, updated = admit(current, now, self._config)
+        if updated is not current:
+            local[key.text] = updated
+        return admission
+
     async def allow(self, key: BreakerKey) -> Admission:
         """Whether a request may go to ``key`` now; while open the answer is always no."""
-        local = self._local
-        if local is not None:
-            current = local.get(key.text) or _CLOSED
-            admission, updated = admit(current, self._clock.now(), self._config)
-            if updated is not current:
-                local[key.text] = updated
+        admission = self.allow_now(key, self._clock.now())
+        if admission is not None:
             return admission
         async with self._lock:
             current = await self.state(key)
@@ -85,6 +94,35 @@ class CircuitBreakers:
             if updated != current:
                 await self._store.put(key.text, updated)
             return admission
+
+    def record_now(
+        self,
+        key: BreakerKey,
+        admission: Admission,
+        envelope: ErrorEnvelope | None,
+        now: float,
+        *,
+        credentialed: bool = False,
+    ) -> BreakerState | None:
+        """``record`` at ``now`` without a coroutine, when the plain in-memory store holds the
+        state; None when the store must be awaited (then call ``record``)."""
+        local = self._local
+        if local is None:
+            return None
+        current = local.get(key.text, _CLOSED)
+        updated = record(
+            current,
+            key.kind,
+            now,
+            self._config,
+            envelope,
+            probe=admission.probe,
+            credentialed=credentialed,
+        )
+        # Identity, not equality: writing an equal state again is harmless, comparing costs more.
+        if updated is not current:
+            local[key.text] = updated
+        return updated
 
     async def record(
         self,
@@ -95,9 +133,14 @@ class CircuitBreakers:
         credentialed: bool = False,
     ) -> BreakerState:
         """Fold in the outcome of a call ``allow`` admitted (``envelope`` None = success)."""
-
-        def fold(current: BreakerState) -> BreakerState:
-            return record(
+        state = self.record_now(
+            key, admission, envelope, self._clock.now(), credentialed=credentialed
+        )
+        if state is not None:
+            return state
+        async with self._lock:
+            current = await self.state(key)
+            updated = record(
                 current,
                 key.kind,
                 self._clock.now(),
@@ -106,17 +149,6 @@ class CircuitBreakers:
                 probe=admission.probe,
                 credentialed=credentialed,
             )
-
-        local = self._local
-        if local is not None:
-            current = local.get(key.text) or _CLOSED
-            updated = fold(current)
-            if updated != current:
-                local[key.text] = updated
-            return updated
-        async with self._lock:
-            current = await self.state(key)
-            updated = fold(current)
             if updated != current:
                 await self._store.put(key.text, updated)
             return updated

@@ -98,12 +98,16 @@ class Admission:
     retry_in_s: float = 0.0
 
 
+# The answer of every closed breaker: shared, as admissions are frozen (saves one per request).
+ADMITTED = Admission(True)
+
+
 def admit(state: BreakerState, now: float, cfg: BreakerConfig) -> tuple[Admission, BreakerState]:
     """Closed admits all; open admits none; after the cooldown exactly one probe is admitted."""
     if now < state.disabled_until:
         return Admission(False, retry_in_s=state.disabled_until - now), state
     if state.phase == "closed":
-        return Admission(True), state
+        return ADMITTED, state
     if state.phase == "open" and now < state.open_until:
         return Admission(False, retry_in_s=state.open_until - now), state
     if state.phase == "half_open" and state.probe_started_at is not None:
@@ -204,7 +208,14 @@ def _add(
     """Add one outcome to a rolling window of WINDOW_BUCKETS fixed-width buckets."""
     width = cfg.window_s / WINDOW_BUCKETS
     start = now - (now % width)
-    kept = [b for b in buckets if b[0] > now - cfg.window_s]
+    cutoff = now - cfg.window_s
+    if buckets and len(buckets) <= WINDOW_BUCKETS:
+        last = buckets[-1]
+        # The usual case: the outcome lands in the newest bucket and none has expired, so only
+        # that bucket changes (``min`` finds the oldest start in C instead of filtering them).
+        if last[0] == start and min(buckets)[0] > cutoff:
+            return (*buckets[:-1], (last[0], last[1] + ok, last[2] + (not ok)))
+    kept = [b for b in buckets if b[0] > cutoff]
     if kept and kept[-1][0] == start:
         s, good, bad = kept[-1]
         kept[-1] = (s, good + ok, bad + (not ok))

@@ -76,13 +76,10 @@ class LeaseManager:
         timeout_s: float,
     ) -> Lease:
         """Wait at most ``timeout_s`` for a slot; otherwise UPSTREAM_UNAVAILABLE naming the limit."""
+        lease = self.try_acquire(provider, profile_id, background=background)
+        if lease is not None:
+            return lease
         buckets = self._buckets_for(provider, profile_id)
-        if not self._waiters and all(b.fits(background=background) for b in buckets):
-            # Nobody waits and every bucket has room (or there is no limit at all): granted at
-            # once, exactly as the queue below would grant it, without any wait to time.
-            for bucket in buckets:
-                bucket.active += 1
-            return Lease(self, buckets, 0.0)
         started = self._clock.now()
         waiter = _Waiter(next(self._seq), background, buckets)
         self._waiters.append(waiter)
@@ -103,6 +100,21 @@ class LeaseManager:
                     self._give_back(buckets)
                 raise
         return Lease(self, buckets, self._clock.now() - started)
+
+    def try_acquire(
+        self, provider: ProviderConfig, profile_id: str | None, *, background: bool
+    ) -> Lease | None:
+        """The lease ``acquire`` would grant at once, or None when it would have to wait.
+
+        Nobody waits and every bucket has room (or there is no limit at all): granted exactly
+        as the queue would grant it, without a coroutine or any wait to time.
+        """
+        buckets = self._buckets_for(provider, profile_id)
+        if self._waiters or (buckets and not all(b.fits(background=background) for b in buckets)):
+            return None
+        for bucket in buckets:
+            bucket.active += 1
+        return Lease(self, buckets, 0.0)
 
     def in_use(self, provider_id: str, profile_id: str | None = None) -> int:
         """Slots held now for a provider (or one of its credentials): for health and tests."""

@@ -28,7 +28,7 @@ from palyra.model import (
 )
 from palyra.providers.base import Credential, ModelProvider
 from palyra.routing.breaker import CircuitBreakers
-from palyra.routing.breaker_state import Admission, BreakerKey
+from palyra.routing.breaker_state import Admission, BreakerKey, KeyKind
 from palyra.routing.clock import Clock
 from palyra.routing.health import HealthTracker
 from palyra.routing.leases import Lease, LeaseManager
@@ -131,6 +131,8 @@ class Router:
         self.breakers = breakers
         self.leases = leases
         self.health = health
+        # Bounded by the configured targets and the credentials' profiles.
+        self._keys: dict[tuple[KeyKind, str, str], BreakerKey] = {}
 
     async def chat(
         self,
@@ -142,10 +144,11 @@ class Router:
     ) -> RoutedResponse[ChatResponse]:
         """A whole chat answer. ``deadline_s`` (seconds from now) overrides request_deadline_ms."""
 
-        async def attempt(
+        def attempt(
             provider: ModelProvider, target: Target, cred: Credential | None
-        ) -> ChatResponse:
-            return await provider.chat(with_model(request, target.upstream_model), credential=cred)
+        ) -> Awaitable[ChatResponse]:
+            # The provider's coroutine itself: no wrapping coroutine per attempt.
+            return provider.chat(with_model(request, target.upstream_model), credential=cred)
 
         run = self._start(request.model, deadline_s, background, agent_id)
         response, call = await self.route(
@@ -184,10 +187,10 @@ class Router:
         background: bool = False,
         agent_id: str | None = None,
     ) -> RoutedResponse[EmbeddingResponse]:
-        async def attempt(
+        def attempt(
             provider: ModelProvider, target: Target, cred: Credential | None
-        ) -> EmbeddingResponse:
-            return await provider.embed(with_model(request, target.upstream_model), credential=cred)
+        ) -> Awaitable[EmbeddingResponse]:
+            return provider.embed(with_model(request, target.upstream_model), credential=cred)
 
         run = self._start(request.model, deadline_s, background, agent_id)
         response, call = await self.route(run, request.model, frozenset({"embeddings"}), attempt)
@@ -203,11 +206,11 @@ class Router:
         background: bool = False,
         agent_id: str | None = None,
     ) -> RoutedResponse[TranscriptionResponse]:
-        async def attempt(
+        def attempt(
             provider: ModelProvider, target: Target, cred: Credential | None
-        ) -> TranscriptionResponse:
+        ) -> Awaitable[TranscriptionResponse]:
             upstream = with_model(request, target.upstream_model)
-            return await provider.transcribe(upstream, credential=cred)
+            return provider.transcribe(upstream, credential=cred)
 
         run = self._start(request.model, deadline_s, background, agent_id)
         response, call = await self.route(run, request.model, frozenset({"transcription"}), attempt)
@@ -227,9 +230,18 @@ class Router:
 
     def attempt_budget(self, run: Run, provider_id: str) -> float:
         """An attempt's time: the provider's (or global) request timeout, within the deadline."""
-        timeout_ms = self.registry.provider(provider_id).timeout_ms
-        per_attempt = (timeout_ms or self._config.request_timeout_ms) / 1000
-        return max(0.0, min(per_attempt, self.time_left(run)))
+        return self._budget(run, self.registry.provider(provider_id), self.clock.now())
+
+    def _budget(self, run: Run, pcfg: ProviderConfig, now: float) -> float:
+        per_attempt = (pcfg.timeout_ms or self._config.request_timeout_ms) / 1000
+        return max(0.0, min(per_attempt, run.deadline - now))
+
+    def _key(self, kind: KeyKind, provider_id: str, name: str) -> BreakerKey:
+        """The breaker key, built once per (kind, provider, name) (each build formats its text)."""
+        found = self._keys.get((kind, provider_id, name))
+        if found is None:
+            found = self._keys[kind, provider_id, name] = BreakerKey(kind, provider_id, name)
+        return found
 
     async def route(
         self, run: Run, name: str, caps: frozenset[Capability], attempt: Attempter[T]
@@ -239,7 +251,8 @@ class Router:
             plan = self.registry.plan(name, caps)
         except PalyraError as exc:
             raise RoutingError(exc.envelope, run.trail) from exc
-        run.trail.skipped += [Skip(model_id, reason) for model_id, reason in plan.skipped]
+        if plan.skipped:
+            run.trail.skipped += [Skip(model_id, reason) for model_id, reason in plan.skipped]
         targets = plan.targets if self._config.failover else plan.targets[:1]
         last: ErrorEnvelope | None = None
         min_window: int | None = None
@@ -251,12 +264,12 @@ class Router:
                     Skip(target.model_id, f"context window not larger than {min_window}")
                 )
                 continue
-            has_next = any(
-                min_window is None or (later.context_window or 0) > min_window
-                for later in targets[index + 1 :]
+            has_next = index + 1 < len(targets) and (
+                min_window is None
+                or any((later.context_window or 0) > min_window for later in targets[index + 1 :])
             )
             outcome = await self._try_target(run, target, attempt, has_next=has_next)
-            if not isinstance(outcome, ErrorEnvelope):
+            if isinstance(outcome, tuple):  # a plain type check; ErrorEnvelope's is an ABC's
                 return outcome
             last = self._prefer(last, outcome)
             if not outcome.failover_allowed:
@@ -292,7 +305,7 @@ class Router:
                 run.trail,
             )
         pcfg = self.registry.provider(target.provider_id)
-        target_key = BreakerKey("target", target.provider_id, target.model_id)
+        target_key = self._key("target", target.provider_id, target.model_id)
         try:
             creds: list[Credential | None] = list(
                 await self._credentials.credentials_for(pcfg, agent_id=run.agent_id)
@@ -302,25 +315,28 @@ class Router:
                 Skip(target.model_id, f"no credential: {exc.envelope.message}")
             )
             return exc.envelope
+        breakers = self.breakers
         last: ErrorEnvelope | None = None
         for cred_index, cred in enumerate(creds):
-            profile = cred.profile_id if cred else None
+            profile = cred.profile_id if cred is not None else None
+            cred_key = None if profile is None else self._key("credential", pcfg.id, profile)
             retry_index = 0
             waited = 0.0
             while True:
-                t_adm = await self.breakers.allow(target_key)
+                # ``allow_now`` answers without a coroutine for the in-memory store, else None
+                # (admissions and breaker states are always truthy, so ``or`` picks the await).
+                now = self.clock.now()
+                t_adm = breakers.allow_now(target_key, now) or await breakers.allow(target_key)
                 if not t_adm.allowed:
                     run.trail.skipped.append(
                         Skip(target.model_id, f"circuit open for {t_adm.retry_in_s:.1f}s more")
                     )
                     return last or self._circuit_error(target, None, t_adm)
                 c_adm: Admission | None = None
-                cred_key: BreakerKey | None = None
-                if profile is not None:
-                    cred_key = BreakerKey("credential", target.provider_id, profile)
-                    c_adm = await self.breakers.allow(cred_key)
+                if cred_key is not None:
+                    c_adm = breakers.allow_now(cred_key, now) or await breakers.allow(cred_key)
                     if not c_adm.allowed:
-                        await self.breakers.abandon(target_key, t_adm)
+                        await breakers.abandon(target_key, t_adm)
                         run.trail.skipped.append(
                             Skip(
                                 target.model_id,
@@ -331,15 +347,23 @@ class Router:
                         last = last or self._circuit_error(target, profile, c_adm)
                         break
                 started = self.clock.now()
-                try:
-                    lease = await self.leases.acquire(
-                        pcfg, profile, background=run.background, timeout_s=run.deadline - started
-                    )
-                except PalyraError as exc:
-                    await self._release_admissions(target_key, t_adm, cred_key, c_adm)
-                    run.trail.skipped.append(Skip(target.model_id, exc.envelope.message, profile))
-                    return exc.envelope
-                leased_at = self.clock.now()
+                lease = self.leases.try_acquire(pcfg, profile, background=run.background)
+                leased_at = started  # granted at once: no wait to time
+                if lease is None:
+                    try:
+                        lease = await self.leases.acquire(
+                            pcfg,
+                            profile,
+                            background=run.background,
+                            timeout_s=run.deadline - started,
+                        )
+                    except PalyraError as exc:
+                        await self._release_admissions(target_key, t_adm, cred_key, c_adm)
+                        run.trail.skipped.append(
+                            Skip(target.model_id, exc.envelope.message, profile)
+                        )
+                        return exc.envelope
+                    leased_at = self.clock.now()
                 call = InFlight(
                     target,
                     profile,
@@ -354,7 +378,7 @@ class Router:
                 )
                 envelope: ErrorEnvelope | None = None
                 try:
-                    async with self.clock.timeout(self.attempt_budget(run, target.provider_id)):
+                    async with self.clock.timeout(self._budget(run, pcfg, leased_at)):
                         result = await attempt(provider, target, cred)
                 except TimeoutError:
                     envelope = self.timeout_error(run, call)
@@ -400,26 +424,32 @@ class Router:
         target = call.target
         run.trail.attempts.append(
             Attempt(
-                model_id=target.model_id,
-                provider_id=target.provider_id,
-                upstream_model=target.upstream_model,
-                profile_id=call.profile_id,
-                outcome="ok" if envelope is None else envelope.failure_class.value,
-                failure_class=None if envelope is None else envelope.failure_class,
-                retry_index=call.retry_index,
-                started_at=call.started_at,
-                elapsed_s=now - call.started_at,
-                waited_s=call.waited_s,
+                target.model_id,
+                target.provider_id,
+                target.upstream_model,
+                call.profile_id,
+                "ok" if envelope is None else envelope.failure_class.value,
+                None if envelope is None else envelope.failure_class,
+                call.retry_index,
+                call.started_at,
+                now - call.started_at,
+                call.waited_s,
             )
         )
+        breakers = self.breakers
         target_key = call.target_key
-        state = await self.breakers.record(
-            target_key, call.target_admission, envelope, credentialed=call.profile_id is not None
+        credentialed = call.profile_id is not None
+        state = breakers.record_now(
+            target_key, call.target_admission, envelope, now, credentialed=credentialed
+        ) or await breakers.record(
+            target_key, call.target_admission, envelope, credentialed=credentialed
         )
         self.health.note_breaker(target_key.text, state.phase)
         cred_key = call.credential_key
         if cred_key is not None and call.credential_admission is not None:
-            state = await self.breakers.record(cred_key, call.credential_admission, envelope)
+            state = breakers.record_now(
+                cred_key, call.credential_admission, envelope, now
+            ) or await breakers.record(cred_key, call.credential_admission, envelope)
             self.health.note_breaker(cred_key.text, state.phase)
         self.health.observe(
             target.provider_id,
