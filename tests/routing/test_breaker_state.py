@@ -1,3 +1,4 @@
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -209,3 +210,10 @@ def test_closed_breakers_share_one_admission() -> None:
     first, _ = admit(BreakerState(), 1.0, CFG)
     second, _ = admit(ok(BreakerState(), 1.0), 2.0, CFG)
     assert first is second is ADMITTED and first == Admission(True)
+
+
+def test_states_are_immutable_and_compare_by_value() -> None:
+    state = fail(BreakerState(), 1.0)
+    assert state == fail(BreakerState(), 1.0) and state != BreakerState()
+    with pytest.raises(AttributeError):
+        state.phase = "open"  # type: ignore[misc]

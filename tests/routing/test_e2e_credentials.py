@@ -210,3 +210,27 @@ async def test_concurrent_callers_share_one_resolution_and_failures_are_not_kept
     assert cache.fresh("q", "env:K") is None and len(cache) == 1
     cache.forget("p")
     assert len(cache) == 0
+
+
+async def test_fresh_credential_is_the_fresh_secret_shared_until_the_reference_is_read_again() -> (
+    None
+):
+    clock = ManualClock()
+    cache = SecretCache(clock, ttl_s=5)
+    reads = iter(["secret-1", "secret-2"])
+
+    async def resolve() -> str:
+        return next(reads)
+
+    assert cache.fresh_credential("p", "env:K") is None
+    await cache.get("p", "env:K", resolve)
+    first = cache.fresh_credential("p", "env:K")
+    assert first is not None and first.secret == cache.fresh("p", "env:K") == "secret-1"
+    assert first.profile_id is None and cache.fresh_credential("p", "env:K") is first
+    clock.advance(5)
+    assert cache.fresh_credential("p", "env:K") is None  # expires with its secret
+    await cache.get("p", "env:K", resolve)
+    second = cache.fresh_credential("p", "env:K")
+    assert second is not None and second.secret == "secret-2"
+    cache.forget("p")
+    assert cache.fresh_credential("p", "env:K") is None

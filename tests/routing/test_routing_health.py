@@ -1,3 +1,5 @@
+import pytest
+
 from palyra.model import ErrorEnvelope, FailureClass
 from palyra.routing import Attempt, AttemptTrail, HealthTracker
 from palyra.routing.health import percentile
@@ -89,3 +91,23 @@ def test_a_single_attempt_trail_has_no_failovers_and_a_one_entry_header() -> Non
     assert trail.failovers == 0 and trail.header() == ""
     trail.attempts.append(attempt("default", "openai-main", "ok", 0, 10.0))
     assert trail.failovers == 0 and trail.header() == "openai-main/up-default:ok"
+
+
+def test_attempts_are_immutable_records_built_by_position_or_name() -> None:
+    by_position = attempt("default", "openai-main", "ok", 0, 1.0)
+    by_name = Attempt(
+        model_id="default",
+        provider_id="openai-main",
+        upstream_model="up-default",
+        profile_id=None,
+        outcome="ok",
+        failure_class=None,
+        retry_index=0,
+        started_at=1.0,
+        elapsed_s=0.5,
+        waited_s=0.0,
+    )
+    assert by_position == by_name and hash(by_position) == hash(by_name)
+    assert by_name.to_dict()["upstream_model"] == "up-default"
+    with pytest.raises(AttributeError):
+        by_name.outcome = "rate_limited"  # type: ignore[misc]

@@ -7,8 +7,8 @@ and quota failures, because retrying a revoked key or an empty balance only burn
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
 
 from palyra.config.schema import BreakerConfig
 from palyra.model import ErrorEnvelope, FailureClass
@@ -50,9 +50,12 @@ class BreakerKey:
         object.__setattr__(self, "text", f"{self.kind}:{self.provider}/{self.name}")
 
 
-@dataclass(frozen=True, slots=True)
-class BreakerState:
-    """Everything a breaker remembers; small enough for one Redis hash per key."""
+class BreakerState(NamedTuple):
+    """Everything a breaker remembers; small enough for one Redis hash per key.
+
+    Immutable like a frozen dataclass, but built in one step: every success makes a new state,
+    and a frozen dataclass sets each of its seven fields through ``object.__setattr__``.
+    """
 
     phase: Phase = "closed"
     consecutive_failures: int = 0
@@ -61,7 +64,7 @@ class BreakerState:
     probe_started_at: float | None = None
     disabled_until: float = 0.0
     # Rolling window as fixed buckets: (bucket start, successes, failures).
-    buckets: tuple[tuple[float, int, int], ...] = field(default=())
+    buckets: tuple[tuple[float, int, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,7 +118,7 @@ def admit(state: BreakerState, now: float, cfg: BreakerConfig) -> tuple[Admissio
         stale_after = _cooldown(cfg, state.ladder_index)
         if now - state.probe_started_at < stale_after:
             return Admission(False, retry_in_s=state.probe_started_at + stale_after - now), state
-    return Admission(True, probe=True), replace(state, phase="half_open", probe_started_at=now)
+    return Admission(True, probe=True), state._replace(phase="half_open", probe_started_at=now)
 
 
 def record(
@@ -138,7 +141,7 @@ def record(
     fc = envelope.failure_class
     if kind == "credential" and fc in CREDENTIAL_DISABLING:
         released = release(state, probe=probe)
-        return replace(released, disabled_until=now + cfg.auth_disable_s)
+        return released._replace(disabled_until=now + cfg.auth_disable_s)
     if not counts(kind, fc, credentialed=credentialed):
         return release(state, probe=probe)
     return _fail(state, now, cfg, probe=probe)
@@ -156,7 +159,7 @@ def counts(kind: KeyKind, fc: FailureClass, *, credentialed: bool) -> bool:
 def release(state: BreakerState, *, probe: bool) -> BreakerState:
     """Give back a probe slot without a verdict (the call said nothing about the target)."""
     if probe and state.phase == "half_open":
-        return replace(state, probe_started_at=None)
+        return state._replace(probe_started_at=None)
     return state
 
 
@@ -164,7 +167,7 @@ def _succeed(state: BreakerState, now: float, cfg: BreakerConfig, *, probe: bool
     buckets = _add(state.buckets, now, cfg, ok=True)
     if state.phase != "closed" and not probe:
         # A straggler admitted before the breaker opened; only the probe decides.
-        return replace(state, buckets=buckets)
+        return state._replace(buckets=buckets)
     return BreakerState(buckets=buckets if state.phase == "closed" else ())
 
 
@@ -174,7 +177,7 @@ def _fail(state: BreakerState, now: float, cfg: BreakerConfig, *, probe: bool) -
             return state
         return _open(state, now, cfg)
     buckets = _add(state.buckets, now, cfg, ok=False)
-    failed = replace(state, consecutive_failures=state.consecutive_failures + 1, buckets=buckets)
+    failed = state._replace(consecutive_failures=state.consecutive_failures + 1, buckets=buckets)
     if failed.consecutive_failures >= cfg.consecutive_failures:
         return _open(failed, now, cfg)
     ok = sum(b[1] for b in buckets)
@@ -186,8 +189,7 @@ def _fail(state: BreakerState, now: float, cfg: BreakerConfig, *, probe: bool) -
 
 def _open(state: BreakerState, now: float, cfg: BreakerConfig) -> BreakerState:
     cooldown = _cooldown(cfg, state.ladder_index)
-    return replace(
-        state,
+    return state._replace(
         phase="open",
         open_until=now + cooldown,
         ladder_index=min(state.ladder_index + 1, max(len(cfg.cooldown_ladder_s), 1) - 1),

@@ -30,6 +30,8 @@ STALE_KEY = frozenset({FailureClass.AUTH_INVALID, FailureClass.AUTH_EXPIRED})
 class _Cached:
     secret: str = field(repr=False)
     expires_at: float
+    # The secret as a Credential, built at the first ``fresh_credential`` (frozen, so shared).
+    credential: Credential | None = field(default=None, repr=False)
 
 
 class SecretCache:
@@ -56,6 +58,16 @@ class SecretCache:
         if cached is not None and cached.expires_at > self._clock.now():
             return cached.secret
         return None
+
+    def fresh_credential(self, provider_id: str, ref: str) -> Credential | None:
+        """``fresh`` as a ``Credential``, one per read of the reference rather than one per
+        call (a Credential is a frozen dataclass, costly to build on every request)."""
+        cached = self._entries.get((provider_id, ref))
+        if cached is None or cached.expires_at <= self._clock.now():
+            return None
+        if cached.credential is None:
+            cached.credential = Credential(cached.secret)
+        return cached.credential
 
     async def get(self, provider_id: str, ref: str, resolve: Callable[[], Awaitable[str]]) -> str:
         """The cached secret while fresh, else what ``resolve()`` returns (then cached)."""
@@ -108,11 +120,12 @@ class ConfigCredentialSource:
     ) -> list[Credential]:
         if provider.kind == "deterministic":
             return []
-        if provider.api_key:
-            secret = self._cache.fresh(provider.id, provider.api_key)
-            if secret is None:
-                secret = await self._api_key(provider, provider.api_key)
-            return [Credential(secret)]
+        ref = provider.api_key
+        if ref:
+            credential = self._cache.fresh_credential(provider.id, ref)
+            if credential is None:
+                credential = Credential(await self._api_key(provider, ref))
+            return [credential]
         if self._profiles is not None:
             return await self._profiles.credentials_for(provider, agent_id=agent_id)
         if provider.profile_ids():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from palyra.config.schema import ModelProviderRegistryConfig, ProviderConfig
 from palyra.model import (
@@ -63,8 +63,9 @@ class CredentialSource(Protocol):
     ) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RoutedResponse(Generic[T]):
+class RoutedResponse(NamedTuple, Generic[T]):
+    """An answer and the trail of attempts behind it (a tuple: immutable, built in one step)."""
+
     response: T
     trail: AttemptTrail
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from palyra.model import FailureClass
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One upstream call. ``outcome`` is ``ok`` or the failure class value."""
+class Attempt(NamedTuple):
+    """One upstream call. ``outcome`` is ``ok`` or the failure class value.
+
+    An immutable record like a frozen dataclass, but built in one step: a frozen dataclass sets
+    each of its ten fields through ``object.__setattr__`` (about 15k instructions per attempt).
+    """
 
     model_id: str
     provider_id: str
