@@ -190,7 +190,7 @@ windows = st.lists(st.tuples(starts, st.integers(0, 50), st.integers(0, 50)), ma
 def test_the_newest_bucket_fast_path_adds_exactly_as_the_general_rule(
     buckets: tuple[tuple[float, int, int], ...], now: float, ok: bool
 ) -> None:
-    assert _add(buckets, now, CFG, ok=ok) == reference_add(buckets, now, CFG, ok=ok)
+    assert _add(buckets, now, CFG, ok) == reference_add(buckets, now, CFG, ok=ok)
 
 
 @settings(max_examples=200, deadline=None)
@@ -202,7 +202,7 @@ def test_windows_built_by_outcomes_match_the_general_rule(steps: list[tuple[floa
     general = fast
     for gap, ok in steps:
         now += gap
-        fast, general = _add(fast, now, CFG, ok=ok), reference_add(general, now, CFG, ok=ok)
+        fast, general = _add(fast, now, CFG, ok), reference_add(general, now, CFG, ok=ok)
         assert fast == general
 
 
@@ -217,3 +217,27 @@ def test_states_are_immutable_and_compare_by_value() -> None:
     assert state == fail(BreakerState(), 1.0) and state != BreakerState()
     with pytest.raises(AttributeError):
         state.phase = "open"  # type: ignore[misc]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    buckets=windows.map(tuple),
+    failures=st.integers(0, 2),
+    ladder=st.integers(0, 3),
+    disabled=st.sampled_from([0.0, 50.0]),
+    now=st.floats(0, 240),
+    probe=st.booleans(),
+)
+def test_a_success_on_a_closed_breaker_is_a_fresh_closed_state_with_the_outcome_added(
+    buckets: tuple[tuple[float, int, int], ...],
+    failures: int,
+    ladder: int,
+    disabled: float,
+    now: float,
+    probe: bool,
+) -> None:
+    state = BreakerState(
+        consecutive_failures=failures, ladder_index=ladder, disabled_until=disabled, buckets=buckets
+    )
+    expected = BreakerState(buckets=reference_add(buckets, now, CFG, ok=True))
+    assert record(state, "target", now, CFG, None, probe=probe) == expected

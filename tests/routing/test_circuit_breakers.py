@@ -1,5 +1,8 @@
 import asyncio
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from palyra.config.schema import BreakerConfig
 from palyra.model import ErrorEnvelope, FailureClass
 from palyra.routing import (
@@ -10,6 +13,7 @@ from palyra.routing import (
     InMemoryBreakerStore,
     ManualClock,
 )
+from palyra.routing.breaker_state import admit
 
 CFG = BreakerConfig(consecutive_failures=2, cooldown_ladder_s=[30, 60])
 KEY = BreakerKey("target", "openai-main", "default")
@@ -142,3 +146,31 @@ async def test_allow_now_and_record_now_answer_only_for_the_plain_in_memory_stor
     suspending = CircuitBreakers(CFG, SuspendingStore(), ManualClock())
     assert suspending.allow_now(KEY, 0.0) is None
     assert suspending.record_now(KEY, Admission(True), None, 0.0) is None
+
+
+phases = st.sampled_from(["closed", "open", "half_open"])
+times = st.floats(min_value=0, max_value=5000, allow_nan=False)
+states = st.builds(
+    BreakerState,
+    phase=phases,
+    consecutive_failures=st.integers(0, 3),
+    open_until=times,
+    ladder_index=st.integers(0, 1),
+    probe_started_at=st.one_of(st.none(), times),
+    disabled_until=st.one_of(st.just(0.0), times),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(state=states, now=times)
+def test_allow_now_answers_and_stores_exactly_what_admit_decides(
+    state: BreakerState, now: float
+) -> None:
+    """``allow_now`` answers closed breakers itself; the answer and the stored state are the
+    pure ``admit``'s all the same."""
+    store = InMemoryBreakerStore()
+    breakers = CircuitBreakers(CFG, store, ManualClock())
+    asyncio.run(store.put(KEY.text, state))
+    expected, after = admit(state, now, CFG)
+    assert breakers.allow_now(KEY, now) == expected
+    assert asyncio.run(store.get(KEY.text)) == after

@@ -116,3 +116,33 @@ async def test_try_acquire_grants_only_what_acquire_would_grant_at_once() -> Non
     second.release()
     third.release()
     assert leases.in_use("openai-main") == 0
+
+
+async def test_releasing_a_lease_without_limits_still_runs_a_grant_pass() -> None:
+    """A lease on an unlimited provider gives nothing back, but its release still hands free
+    slots to waiters, as any release does (here: a background request that only waited behind
+    a foreground one whose wait ran out)."""
+    clock = ManualClock()
+    leases = LeaseManager(clock)
+    shared = ProviderConfig(
+        id="p", kind="openai", max_concurrency=3, max_concurrency_per_credential=1
+    )
+    unlimited = ProviderConfig(id="free", kind="openai")
+    free = await leases.acquire(unlimited, None, background=False, timeout_s=1)
+    held = await leases.acquire(shared, "work", background=False, timeout_s=1)
+    blocked = asyncio.create_task(leases.acquire(shared, "work", background=False, timeout_s=1))
+    await spin()
+    behind = asyncio.create_task(leases.acquire(shared, None, background=True, timeout_s=60))
+    await spin()
+    assert not behind.done()  # it fits, but waits behind the foreground request
+    clock.advance(1)
+    with pytest.raises(PalyraError):
+        await blocked
+    await spin()
+    assert not behind.done()
+    free.release()
+    await spin()
+    assert behind.done() and leases.in_use("p") == 2
+    (await behind).release()
+    held.release()
+    assert leases.in_use("p") == 0

@@ -15,6 +15,7 @@ from typing import Protocol
 from palyra.config.schema import BreakerConfig
 from palyra.model import ErrorEnvelope
 from palyra.routing.breaker_state import (
+    ADMITTED,
     Admission,
     BreakerKey,
     BreakerState,
@@ -78,6 +79,8 @@ class CircuitBreakers:
         if local is None:
             return None
         current = local.get(key.text, _CLOSED)
+        if current.phase == "closed" and now >= current.disabled_until:
+            return ADMITTED  # what ``admit`` answers a closed breaker, without the call
         admission, updated = admit(current, now, self._config)
         if updated is not current:
             local[key.text] = updated

@@ -137,6 +137,10 @@ def record(
     credential's problem, not the target's.
     """
     if envelope is None:
+        if state.phase == "closed":
+            # The usual success, once per request: a fresh closed state with the outcome added
+            # (here rather than in ``_succeed``, and built positionally, as calls cost).
+            return BreakerState("closed", 0, 0.0, 0, None, 0.0, _add(state.buckets, now, cfg, True))
         return _succeed(state, now, cfg, probe=probe)
     fc = envelope.failure_class
     if kind == "credential" and fc in CREDENTIAL_DISABLING:
@@ -164,11 +168,12 @@ def release(state: BreakerState, *, probe: bool) -> BreakerState:
 
 
 def _succeed(state: BreakerState, now: float, cfg: BreakerConfig, *, probe: bool) -> BreakerState:
-    buckets = _add(state.buckets, now, cfg, ok=True)
-    if state.phase != "closed" and not probe:
+    if state.phase == "closed":
+        return BreakerState(buckets=_add(state.buckets, now, cfg, True))
+    if not probe:
         # A straggler admitted before the breaker opened; only the probe decides.
-        return state._replace(buckets=buckets)
-    return BreakerState(buckets=buckets if state.phase == "closed" else ())
+        return state._replace(buckets=_add(state.buckets, now, cfg, True))
+    return BreakerState()
 
 
 def _fail(state: BreakerState, now: float, cfg: BreakerConfig, *, probe: bool) -> BreakerState:
@@ -176,7 +181,7 @@ def _fail(state: BreakerState, now: float, cfg: BreakerConfig, *, probe: bool) -
         if not probe:
             return state
         return _open(state, now, cfg)
-    buckets = _add(state.buckets, now, cfg, ok=False)
+    buckets = _add(state.buckets, now, cfg, False)
     failed = state._replace(consecutive_failures=state.consecutive_failures + 1, buckets=buckets)
     if failed.consecutive_failures >= cfg.consecutive_failures:
         return _open(failed, now, cfg)
@@ -205,18 +210,20 @@ def _cooldown(cfg: BreakerConfig, index: int) -> float:
 
 
 def _add(
-    buckets: tuple[tuple[float, int, int], ...], now: float, cfg: BreakerConfig, *, ok: bool
+    buckets: tuple[tuple[float, int, int], ...], now: float, cfg: BreakerConfig, ok: bool
 ) -> tuple[tuple[float, int, int], ...]:
     """Add one outcome to a rolling window of WINDOW_BUCKETS fixed-width buckets."""
-    width = cfg.window_s / WINDOW_BUCKETS
+    window = cfg.window_s
+    width = window / WINDOW_BUCKETS
     start = now - (now % width)
-    cutoff = now - cfg.window_s
-    if buckets and len(buckets) <= WINDOW_BUCKETS:
+    cutoff = now - window
+    if 0 < len(buckets) <= WINDOW_BUCKETS:
         last = buckets[-1]
         # The usual case: the outcome lands in the newest bucket and none has expired, so only
         # that bucket changes (``min`` finds the oldest start in C instead of filtering them).
         if last[0] == start and min(buckets)[0] > cutoff:
-            return (*buckets[:-1], (last[0], last[1] + ok, last[2] + (not ok)))
+            newest = (last[0], last[1] + ok, last[2] + (not ok))
+            return buckets[:-1] + (newest,)  # noqa: RUF005 - concatenation builds it faster
     kept = [b for b in buckets if b[0] > cutoff]
     if kept and kept[-1][0] == start:
         s, good, bad = kept[-1]

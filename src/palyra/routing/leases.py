@@ -49,7 +49,10 @@ class Lease:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._manager._give_back(self._buckets)
+            if self._buckets:
+                self._manager._give_back(self._buckets)
+            elif self._manager._waiters:
+                self._manager._grant()  # nothing to give back: just the grant pass, as ever
 
     async def __aenter__(self) -> Lease:
         return self
@@ -109,8 +112,14 @@ class LeaseManager:
         Nobody waits and every bucket has room (or there is no limit at all): granted exactly
         as the queue would grant it, without a coroutine or any wait to time.
         """
+        if self._waiters:
+            return None
+        if provider.max_concurrency is None and (
+            profile_id is None or provider.max_concurrency_per_credential is None
+        ):
+            return Lease(self, (), 0.0)  # no limit at all (``_buckets_for`` would find none)
         buckets = self._buckets_for(provider, profile_id)
-        if self._waiters or (buckets and not all(b.fits(background=background) for b in buckets)):
+        if not all(b.fits(background=background) for b in buckets):
             return None
         for bucket in buckets:
             bucket.active += 1

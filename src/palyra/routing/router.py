@@ -104,6 +104,15 @@ class InFlight:
     credential_key: BreakerKey | None
 
 
+class _Prepared(NamedTuple):
+    """A target's provider, provider config, breaker key and per-attempt timeout (seconds)."""
+
+    provider: ModelProvider
+    config: ProviderConfig
+    key: BreakerKey
+    per_attempt_s: float
+
+
 Attempter = Callable[[ModelProvider, Target, Credential | None], Awaitable[T]]
 
 
@@ -134,6 +143,8 @@ class Router:
         self.health = health
         # Bounded by the configured targets and the credentials' profiles.
         self._keys: dict[tuple[KeyKind, str, str], BreakerKey] = {}
+        # Per (provider id, model id): bounded by the configured targets.
+        self._prepared: dict[tuple[str, str], _Prepared] = {}
 
     async def chat(
         self,
@@ -237,6 +248,29 @@ class Router:
         per_attempt = (pcfg.timeout_ms or self._config.request_timeout_ms) / 1000
         return max(0.0, min(per_attempt, run.deadline - now))
 
+    def _prepare(self, run: Run, target: Target) -> _Prepared:
+        """What every attempt at ``target`` needs, looked up once (the config is frozen)."""
+        provider = self._providers.get(target.provider_id)
+        if provider is None:
+            raise RoutingError(
+                ErrorEnvelope.of(
+                    FailureClass.CONFIG,
+                    f'model "{target.model_id}" names provider "{target.provider_id}", which '
+                    "was not started; check [[model_provider.providers]] in palyra.toml",
+                    provider=target.provider_id,
+                ),
+                run.trail,
+            )
+        pcfg = self.registry.provider(target.provider_id)
+        prepared = _Prepared(
+            provider,
+            pcfg,
+            self._key("target", target.provider_id, target.model_id),
+            (pcfg.timeout_ms or self._config.request_timeout_ms) / 1000,
+        )
+        self._prepared[target.provider_id, target.model_id] = prepared
+        return prepared
+
     def _key(self, kind: KeyKind, provider_id: str, name: str) -> BreakerKey:
         """The breaker key, built once per (kind, provider, name) (each build formats its text)."""
         found = self._keys.get((kind, provider_id, name))
@@ -258,7 +292,7 @@ class Router:
         last: ErrorEnvelope | None = None
         min_window: int | None = None
         for index, target in enumerate(targets):
-            if self.time_left(run) <= 0:
+            if run.deadline - self.clock.now() <= 0:  # time_left, without the call
                 break
             if min_window is not None and (target.context_window or 0) <= min_window:
                 run.trail.skipped.append(
@@ -294,19 +328,10 @@ class Router:
         self, run: Run, target: Target, attempt: Attempter[T], *, has_next: bool
     ) -> tuple[T, InFlight] | ErrorEnvelope:
         """All attempts at one target: credential rotation and retries with backoff."""
-        provider = self._providers.get(target.provider_id)
-        if provider is None:
-            raise RoutingError(
-                ErrorEnvelope.of(
-                    FailureClass.CONFIG,
-                    f'model "{target.model_id}" names provider "{target.provider_id}", which '
-                    "was not started; check [[model_provider.providers]] in palyra.toml",
-                    provider=target.provider_id,
-                ),
-                run.trail,
-            )
-        pcfg = self.registry.provider(target.provider_id)
-        target_key = self._key("target", target.provider_id, target.model_id)
+        prepared = self._prepared.get((target.provider_id, target.model_id))
+        if prepared is None:
+            prepared = self._prepare(run, target)
+        provider, pcfg, target_key, per_attempt_s = prepared
         try:
             creds: list[Credential | None] = list(
                 await self._credentials.credentials_for(pcfg, agent_id=run.agent_id)
@@ -324,10 +349,13 @@ class Router:
             retry_index = 0
             waited = 0.0
             while True:
-                # ``allow_now`` answers without a coroutine for the in-memory store, else None
-                # (admissions and breaker states are always truthy, so ``or`` picks the await).
+                # ``allow_now`` answers without a coroutine for the in-memory store, else None;
+                # ``now`` is read again after any await, and becomes the attempt's start.
                 now = self.clock.now()
-                t_adm = breakers.allow_now(target_key, now) or await breakers.allow(target_key)
+                t_adm = breakers.allow_now(target_key, now)
+                if t_adm is None:
+                    t_adm = await breakers.allow(target_key)
+                    now = self.clock.now()
                 if not t_adm.allowed:
                     run.trail.skipped.append(
                         Skip(target.model_id, f"circuit open for {t_adm.retry_in_s:.1f}s more")
@@ -335,7 +363,10 @@ class Router:
                     return last or self._circuit_error(target, None, t_adm)
                 c_adm: Admission | None = None
                 if cred_key is not None:
-                    c_adm = breakers.allow_now(cred_key, now) or await breakers.allow(cred_key)
+                    c_adm = breakers.allow_now(cred_key, now)
+                    if c_adm is None:
+                        c_adm = await breakers.allow(cred_key)
+                        now = self.clock.now()
                     if not c_adm.allowed:
                         await breakers.abandon(target_key, t_adm)
                         run.trail.skipped.append(
@@ -347,7 +378,7 @@ class Router:
                         )
                         last = last or self._circuit_error(target, profile, c_adm)
                         break
-                started = self.clock.now()
+                started = now
                 lease = self.leases.try_acquire(pcfg, profile, background=run.background)
                 leased_at = started  # granted at once: no wait to time
                 if lease is None:
@@ -379,7 +410,8 @@ class Router:
                 )
                 envelope: ErrorEnvelope | None = None
                 try:
-                    async with self.clock.timeout(self._budget(run, pcfg, leased_at)):
+                    budget = max(0.0, min(per_attempt_s, run.deadline - leased_at))
+                    async with self.clock.timeout(budget):
                         result = await attempt(provider, target, cred)
                 except TimeoutError:
                     envelope = self.timeout_error(run, call)
