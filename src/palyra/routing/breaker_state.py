@@ -101,6 +101,10 @@ class Admission:
     retry_in_s: float = 0.0
 
 
+# A closed breaker without failures, cooldown, probe or disablement: all fields but the window.
+_FRESH = BreakerState()[:-1]
+_new_state = tuple.__new__
+
 # The answer of every closed breaker: shared, as admissions are frozen (saves one per request).
 ADMITTED = Admission(True)
 
@@ -138,9 +142,10 @@ def record(
     """
     if envelope is None:
         if state.phase == "closed":
-            # The usual success, once per request: a fresh closed state with the outcome added
-            # (here rather than in ``_succeed``, and built positionally, as calls cost).
-            return BreakerState("closed", 0, 0.0, 0, None, 0.0, _add(state.buckets, now, cfg, True))
+            # The usual success, once per request: a fresh closed state with the outcome added,
+            # here rather than in ``_succeed`` and built as ``_make`` builds it (in C, where the
+            # NamedTuple's own ``__new__`` is a Python call), as calls cost.
+            return _new_state(BreakerState, (*_FRESH, _add(state.buckets, now, cfg, True)))
         return _succeed(state, now, cfg, probe=probe)
     fc = envelope.failure_class
     if kind == "credential" and fc in CREDENTIAL_DISABLING:

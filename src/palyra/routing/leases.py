@@ -49,16 +49,23 @@ class Lease:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            if self._buckets:
-                self._manager._give_back(self._buckets)
-            elif self._manager._waiters:
-                self._manager._grant()  # nothing to give back: just the grant pass, as ever
+            self._manager._give_back(self._buckets)
 
     async def __aenter__(self) -> Lease:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.release()
+
+
+class _FreeLease(Lease):
+    """The lease of a provider without limits: it holds no slot, so one is shared by all such
+    calls (saves building one per call); releasing it runs only the grant pass that any
+    release runs."""
+
+    def release(self) -> None:
+        if self._manager._waiters:
+            self._manager._grant()
 
 
 class LeaseManager:
@@ -69,6 +76,7 @@ class LeaseManager:
         self._buckets: dict[str, _Bucket] = {}
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
+        self._free = _FreeLease(self, (), 0.0)
 
     async def acquire(
         self,
@@ -117,7 +125,7 @@ class LeaseManager:
         if provider.max_concurrency is None and (
             profile_id is None or provider.max_concurrency_per_credential is None
         ):
-            return Lease(self, (), 0.0)  # no limit at all (``_buckets_for`` would find none)
+            return self._free  # no limit at all (``_buckets_for`` would find none)
         buckets = self._buckets_for(provider, profile_id)
         if not all(b.fits(background=background) for b in buckets):
             return None

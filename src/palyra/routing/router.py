@@ -9,7 +9,7 @@ a retry answers later at best); the retry budget is spent on the last place left
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
@@ -138,6 +138,9 @@ class Router:
         self.clock = clock
         self._rng = rng
         self._policy = RetryPolicy.from_config(config)
+        # Read once: the config is frozen, and its attributes are slower to read than ours.
+        self._failover = config.failover
+        self._deadline_s = config.request_deadline_ms / 1000
         self.breakers = breakers
         self.leases = leases
         self.health = health
@@ -160,12 +163,15 @@ class Router:
             provider: ModelProvider, target: Target, cred: Credential | None
         ) -> Awaitable[ChatResponse]:
             # The provider's coroutine itself: no wrapping coroutine per attempt.
-            return provider.chat(with_model(request, target.upstream_model), credential=cred)
+            upstream = target.upstream_model
+            same = model == upstream  # usually: no with_model call
+            return provider.chat(
+                request if same else with_model(request, upstream), credential=cred
+            )
 
-        run = self._start(request.model, deadline_s, background, agent_id)
-        response, call = await self.route(
-            run, request.model, required_capabilities(request), attempt
-        )
+        model = request.model  # read once: a pydantic model's attributes are slow to read
+        run = self._start(model, deadline_s, background, agent_id)
+        response, call = await self.route(run, model, required_capabilities(request), attempt)
         await self.settle(run, call, None)
         run.trail.finished_at = self.clock.now()
         target = call.target
@@ -234,8 +240,8 @@ class Router:
         self, model: str, deadline_s: float | None, background: bool, agent_id: str | None
     ) -> Run:
         now = self.clock.now()
-        budget = deadline_s if deadline_s is not None else self._config.request_deadline_ms / 1000
-        return Run(AttemptTrail(model, now), now + budget, background, agent_id)
+        budget = deadline_s if deadline_s is not None else self._deadline_s
+        return Run(AttemptTrail(model, now, [], []), now + budget, background, agent_id)
 
     def time_left(self, run: Run) -> float:
         return run.deadline - self.clock.now()
@@ -288,7 +294,7 @@ class Router:
             raise RoutingError(exc.envelope, run.trail) from exc
         if plan.skipped:
             run.trail.skipped += [Skip(model_id, reason) for model_id, reason in plan.skipped]
-        targets = plan.targets if self._config.failover else plan.targets[:1]
+        targets = plan.targets if self._failover else plan.targets[:1]
         last: ErrorEnvelope | None = None
         min_window: int | None = None
         for index, target in enumerate(targets):
@@ -333,9 +339,10 @@ class Router:
             prepared = self._prepare(run, target)
         provider, pcfg, target_key, per_attempt_s = prepared
         try:
-            creds: list[Credential | None] = list(
-                await self._credentials.credentials_for(pcfg, agent_id=run.agent_id)
-            ) or [None]
+            # Only read, never changed: the source's list is used as it is.
+            creds: Sequence[Credential | None] = await self._credentials.credentials_for(
+                pcfg, agent_id=run.agent_id
+            ) or (None,)
         except PalyraError as exc:
             run.trail.skipped.append(
                 Skip(target.model_id, f"no credential: {exc.envelope.message}")
