@@ -24,7 +24,7 @@ from palyra.model import (
     Role,
     TextPart,
 )
-from palyra.routing import ManualClock, RoutingError
+from palyra.routing import Attempt, ManualClock, RoutingError
 
 F = FailureClass
 
@@ -291,3 +291,36 @@ async def test_answers_name_the_configured_model_and_provider_whether_or_not_nam
     assert (moved.response.model, moved.response.provider) == ("sonnet", "claude")
     assert fallback.calls[-1].model == "claude-sonnet"
     assert [a.upstream_model for a in moved.trail.attempts] == ["gpt-4.1", "claude-sonnet"]
+
+
+async def test_every_field_of_the_recorded_attempts() -> None:
+    creds = ProfileCredentials({"openai-main": ["work"]})
+    clock, primary, _, router = setup(config(failover=False), credentials=creds)
+    primary.script = [Fail(F.RATE_LIMITED, retry_after_s=2.0, latency_s=0.5), Reply(latency_s=1.5)]
+    routed = await router.chat(chat_request())
+    first, second = routed.trail.attempts
+    assert first == Attempt(
+        model_id="default",
+        provider_id="openai-main",
+        upstream_model="gpt-4.1",
+        profile_id="work",
+        outcome="rate_limited",
+        failure_class=F.RATE_LIMITED,
+        retry_index=0,
+        started_at=1000.0,
+        elapsed_s=0.5,
+        waited_s=0.0,
+    )
+    assert second == Attempt(
+        model_id="default",
+        provider_id="openai-main",
+        upstream_model="gpt-4.1",
+        profile_id="work",
+        outcome="ok",
+        failure_class=None,
+        retry_index=1,
+        started_at=1002.5,
+        elapsed_s=1.5,
+        waited_s=2.0,
+    )
+    assert routed.trail.finished_at == clock.now() == 1004.0

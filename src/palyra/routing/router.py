@@ -146,8 +146,9 @@ class Router:
         self.health = health
         # Bounded by the configured targets and the credentials' profiles.
         self._keys: dict[tuple[KeyKind, str, str], BreakerKey] = {}
-        # Per (provider id, model id): bounded by the configured targets.
+        # Per (provider id, model id) and per provider id: bounded by the configuration.
         self._prepared: dict[tuple[str, str], _Prepared] = {}
+        self._per_attempt: dict[str, float] = {}
 
     async def chat(
         self,
@@ -248,11 +249,19 @@ class Router:
 
     def attempt_budget(self, run: Run, provider_id: str) -> float:
         """An attempt's time: the provider's (or global) request timeout, within the deadline."""
-        return self._budget(run, self.registry.provider(provider_id), self.clock.now())
+        per_attempt = self._per_attempt.get(provider_id)
+        if per_attempt is None:
+            per_attempt = self._per_attempt_s(provider_id)
+        return max(0.0, min(per_attempt, run.deadline - self.clock.now()))
 
-    def _budget(self, run: Run, pcfg: ProviderConfig, now: float) -> float:
-        per_attempt = (pcfg.timeout_ms or self._config.request_timeout_ms) / 1000
-        return max(0.0, min(per_attempt, run.deadline - now))
+    def _per_attempt_s(self, provider_id: str) -> float:
+        """The provider's (or global) request timeout in seconds, remembered per provider (a
+        stream asks for every event; the config is frozen)."""
+        timeout_ms = self.registry.provider(provider_id).timeout_ms
+        found = self._per_attempt[provider_id] = (
+            timeout_ms or self._config.request_timeout_ms
+        ) / 1000
+        return found
 
     def _prepare(self, run: Run, target: Target) -> _Prepared:
         """What every attempt at ``target`` needs, looked up once (the config is frozen)."""
@@ -267,12 +276,11 @@ class Router:
                 ),
                 run.trail,
             )
-        pcfg = self.registry.provider(target.provider_id)
         prepared = _Prepared(
             provider,
-            pcfg,
+            self.registry.provider(target.provider_id),
             self._key("target", target.provider_id, target.model_id),
-            (pcfg.timeout_ms or self._config.request_timeout_ms) / 1000,
+            self._per_attempt_s(target.provider_id),
         )
         self._prepared[target.provider_id, target.model_id] = prepared
         return prepared
@@ -310,7 +318,8 @@ class Router:
                 or any((later.context_window or 0) > min_window for later in targets[index + 1 :])
             )
             outcome = await self._try_target(run, target, attempt, has_next=has_next)
-            if isinstance(outcome, tuple):  # a plain type check; ErrorEnvelope's is an ABC's
+            # Checked against tuple: isinstance against a pydantic class goes through ABCMeta.
+            if isinstance(outcome, tuple):
                 return outcome
             last = self._prefer(last, outcome)
             if not outcome.failover_allowed:
@@ -352,7 +361,9 @@ class Router:
         last: ErrorEnvelope | None = None
         for cred_index, cred in enumerate(creds):
             profile = cred.profile_id if cred is not None else None
-            cred_key = None if profile is None else self._key("credential", pcfg.id, profile)
+            cred_key = (
+                None if profile is None else self._key("credential", target.provider_id, profile)
+            )
             retry_index = 0
             waited = 0.0
             while True:
@@ -462,6 +473,7 @@ class Router:
         call.lease.release()
         now = self.clock.now()
         target = call.target
+        # Positional: naming the ten fields doubles what building the NamedTuple costs.
         run.trail.attempts.append(
             Attempt(
                 target.model_id,
@@ -476,20 +488,23 @@ class Router:
                 call.waited_s,
             )
         )
+        # ``record_now`` answers without a coroutine for the in-memory store, else None.
         breakers = self.breakers
         target_key = call.target_key
         credentialed = call.profile_id is not None
         state = breakers.record_now(
             target_key, call.target_admission, envelope, now, credentialed=credentialed
-        ) or await breakers.record(
-            target_key, call.target_admission, envelope, credentialed=credentialed
         )
+        if state is None:
+            state = await breakers.record(
+                target_key, call.target_admission, envelope, credentialed=credentialed
+            )
         self.health.note_breaker(target_key.text, state.phase)
         cred_key = call.credential_key
         if cred_key is not None and call.credential_admission is not None:
-            state = breakers.record_now(
-                cred_key, call.credential_admission, envelope, now
-            ) or await breakers.record(cred_key, call.credential_admission, envelope)
+            state = breakers.record_now(cred_key, call.credential_admission, envelope, now)
+            if state is None:
+                state = await breakers.record(cred_key, call.credential_admission, envelope)
             self.health.note_breaker(cred_key.text, state.phase)
         self.health.observe(
             target.provider_id,
