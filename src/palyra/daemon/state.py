@@ -13,9 +13,10 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
@@ -70,15 +71,17 @@ class DeferredCredentials:
     def __repr__(self) -> str:
         return f"DeferredCredentials({self.inner!r})"
 
-    async def credentials_for(
+    # Plain methods handing back the inner source's coroutines: the router awaits those directly
+    # instead of through one more coroutine layer each, on every routed request.
+    def credentials_for(
         self, provider: ProviderConfig, *, agent_id: str | None
-    ) -> list[Credential]:
-        return await self.inner.credentials_for(provider, agent_id=agent_id)
+    ) -> Coroutine[Any, Any, list[Credential]]:
+        return self.inner.credentials_for(provider, agent_id=agent_id)
 
-    async def report(
+    def report(
         self, provider_id: str, profile_id: str | None, envelope: ErrorEnvelope | None
-    ) -> None:
-        await self.inner.report(provider_id, profile_id, envelope)
+    ) -> Coroutine[Any, Any, None]:
+        return self.inner.report(provider_id, profile_id, envelope)
 
 
 def _with_providers(runtime: Runtime, injected: Mapping[str, ModelProvider]) -> Runtime:
