@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionChunk
 
 from palyra.daemon.openai_format import ChunkEncoder, chat_completion, parse_chat_request
@@ -256,3 +258,64 @@ def test_chunk_encoder_error_event_and_no_usage_by_default() -> None:
         "error": {"message": "too slow", "type": "timeout_error", "param": None, "code": "timeout"}
     }
     assert encoder.finish() == b"data: [DONE]\n\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    role=st.sampled_from(["system", "developer", "user", "assistant"]),
+    text=st.text(max_size=40),
+    name=st.one_of(st.none(), st.text(max_size=8), st.integers()),
+    tool_calls=st.sampled_from([{}, {"tool_calls": None}, {"tool_calls": []}]),
+)
+def test_a_plain_text_turn_parses_as_its_one_text_part_form(
+    role: str, text: str, name: object, tool_calls: dict[str, Any]
+) -> None:
+    """The string shortcut gives exactly the message the general path builds from the same text
+    sent as one ``text`` part (and both are the neutral message written out by hand)."""
+    extra: dict[str, Any] = {} if name is None else {"name": name}
+    as_string = {"role": role, "content": text, **extra, **tool_calls}
+    as_parts = {"role": role, "content": [{"type": "text", "text": text}], **extra, **tool_calls}
+    fast = parse_chat_request({"model": "m", "messages": [as_string]}).request
+    general = parse_chat_request({"model": "m", "messages": [as_parts]}).request
+    expected = Message(
+        role=Role(role),
+        content=[TextPart(text=text)],
+        name=name if isinstance(name, str) else None,
+    )
+    assert fast == general
+    assert fast.messages == [expected]
+    assert type(fast.messages[0]) is Message
+
+
+def test_plain_text_turns_mix_with_general_ones() -> None:
+    parsed = parse_chat_request(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                {
+                    "role": "assistant",
+                    "content": "calling",
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "{}"},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "done"},
+                {"role": "user", "content": "thanks"},
+            ],
+        }
+    ).request
+    assert [m.role for m in parsed.messages] == [
+        Role.SYSTEM,
+        Role.USER,
+        Role.ASSISTANT,
+        Role.TOOL,
+        Role.USER,
+    ]
+    assert parsed.messages[2].tool_calls[0].id == "c1"
+    assert parsed.messages[4].text_content() == "thanks"

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from palyra.model.embeddings import EmbeddingRequest
 from palyra.model.errors import FailureClass, PalyraError
+from palyra.model.messages import ImagePart, ToolCallPart
 from palyra.model.requests import ChatRequest
 
 
@@ -49,7 +50,16 @@ def decoded_image_size(data: str) -> int:
 
 def check_chat_request(request: ChatRequest, limits: Limits = DEFAULT_LIMITS) -> None:
     """Raise ``invalid_request`` naming the limit a chat request breaks."""
-    images = request.images
+    # One pass over the parts (the ``images`` and ``tool_calls`` properties are a pass each);
+    # the checks below then run in the same order as ever, so the same error is reported.
+    images: list[ImagePart] = []
+    calls: list[ToolCallPart] = []
+    for message in request.messages:
+        for part in message.content:
+            if part.type == "image":
+                images.append(part)
+            elif part.type == "tool_call":
+                calls.append(part)
     if len(images) > limits.max_images_per_request:
         raise _invalid(
             f"{len(images)} images in one request; the limit is {limits.max_images_per_request}",
@@ -67,15 +77,14 @@ def check_chat_request(request: ChatRequest, limits: Limits = DEFAULT_LIMITS) ->
         raise _invalid(
             f"{len(request.tools)} tools in one request; the limit is {limits.max_tools}", "tools"
         )
-    for message in request.messages:
-        for call in message.tool_calls:
-            size = len(call.arguments.encode())
-            if size > limits.max_tool_argument_bytes:
-                raise _invalid(
-                    f"tool call {call.id!r} has {size} bytes of arguments; "
-                    f"the limit is {limits.max_tool_argument_bytes}",
-                    "messages",
-                )
+    for call in calls:
+        size = len(call.arguments.encode())
+        if size > limits.max_tool_argument_bytes:
+            raise _invalid(
+                f"tool call {call.id!r} has {size} bytes of arguments; "
+                f"the limit is {limits.max_tool_argument_bytes}",
+                "messages",
+            )
 
 
 def check_embedding_request(request: EmbeddingRequest, limits: Limits = DEFAULT_LIMITS) -> None:
