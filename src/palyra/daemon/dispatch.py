@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
 
 from palyra.config.schema import ModelConfig
-from palyra.daemon.observe import upstream_timer
+from palyra.daemon.observe import UpstreamTimer, hooks, upstream_timer
 from palyra.daemon.state import AppState
 from palyra.model import (
     ChatRequest,
@@ -62,38 +62,46 @@ def check_window(state: AppState, request: ChatRequest) -> None:
     refuse_if_too_long(request, widest.upstream_model, widest.context_window or 1)
 
 
-async def _routed(request: Request, call: Awaitable[RoutedResponse[T]]) -> tuple[T, Attempt]:
-    """The response and the attempt that produced it; the trail goes to ``request.state``."""
+async def _routed(
+    request: Request, call: Awaitable[RoutedResponse[T]]
+) -> tuple[T, Attempt, dict[str, Any]]:
+    """The response, the attempt that produced it, and the request's hooks (``request.state``),
+    where the trail went."""
+    state = hooks(request)
+    timer = state.get("upstream_timer")
+    if not isinstance(timer, UpstreamTimer):
+        timer = UpstreamTimer()
     try:
-        with upstream_timer(request).waiting():
+        with timer.waiting():
             routed = await call
     except RoutingError as exc:
-        request.state.attempt_trail = exc.trail
+        state["attempt_trail"] = exc.trail
         raise
-    request.state.attempt_trail = routed.trail
-    return routed.response, routed.trail.attempts[-1]
+    trail = routed.trail
+    state["attempt_trail"] = trail
+    return routed.response, trail.attempts[-1], state
 
 
 async def chat(request: Request, state: AppState, chat: ChatRequest) -> tuple[ChatResponse, str]:
     """A whole answer and the configured model that gave it. The body names the upstream model,
     as the provider's own API would."""
-    response, served = await _routed(request, state.router.chat(chat))
-    request.state.usage = response.usage
+    response, served, state_hooks = await _routed(request, state.router.chat(chat))
+    state_hooks["usage"] = response.usage
     return with_model(response, served.upstream_model), served.model_id
 
 
 async def embed(
     request: Request, state: AppState, body: EmbeddingRequest
 ) -> tuple[EmbeddingResponse, str]:
-    response, served = await _routed(request, state.router.embed(body))
-    request.state.usage = response.usage
+    response, served, state_hooks = await _routed(request, state.router.embed(body))
+    state_hooks["usage"] = response.usage
     return with_model(response, served.upstream_model), served.model_id
 
 
 async def transcribe(
     request: Request, state: AppState, body: TranscriptionRequest
 ) -> tuple[TranscriptionResponse, str]:
-    response, served = await _routed(request, state.router.transcribe(body))
+    response, served, _ = await _routed(request, state.router.transcribe(body))
     return response, served.model_id
 
 

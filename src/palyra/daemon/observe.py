@@ -103,9 +103,16 @@ class _Waiting:
         timer.waited_s += timer._clock() - self.started
 
 
+def hooks(request: Request) -> dict[str, Any]:
+    """The dict behind ``request.state``, read and written directly: Starlette's ``State``
+    wraps this same dict, and costs a failed attribute lookup per read on the hot path."""
+    state: dict[str, Any] = request.scope.setdefault("state", {})
+    return state
+
+
 def upstream_timer(request: Request) -> UpstreamTimer:
     """The request's timer (a detached one when the middleware is not installed)."""
-    timer = getattr(request.state, "upstream_timer", None)
+    timer = hooks(request).get("upstream_timer")
     return timer if isinstance(timer, UpstreamTimer) else UpstreamTimer()
 
 
