@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from palyra.config.schema import ModelConfig, ModelProviderRegistryConfig, ProviderConfig
-from palyra.model import Capability, ChatRequest, FailureClass, ImagePart, PalyraError
+from palyra.model import Capability, ChatRequest, FailureClass, PalyraError
 
 Role = Literal["chat", "embeddings", "transcription"]
 
@@ -56,15 +56,18 @@ _CHAT_CAPS = {
 
 def required_capabilities(request: ChatRequest) -> frozenset[Capability]:
     """What a chat request needs from a model: images need vision, tools need tools, and so on."""
+    # ``part.type`` is the content union's discriminator: cheaper than ``isinstance`` against a
+    # pydantic class (an ABC check), and exact.
     vision = False
     for message in request.messages:
         for part in message.content:
-            if isinstance(part, ImagePart):
+            if part.type == "image":
                 vision = True
                 break
         if vision:
             break
-    return _CHAT_CAPS[vision, bool(request.tools), request.wants_json]
+    fmt = request.response_format
+    return _CHAT_CAPS[vision, bool(request.tools), fmt is not None and fmt.type != "text"]
 
 
 class ModelRegistry:
