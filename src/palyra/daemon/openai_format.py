@@ -309,10 +309,11 @@ def _finish(reason: FinishReason) -> str:
 
 def usage_json(usage: Usage) -> dict[str, Any]:
     """OpenAI usage; ``input_tokens`` is taken to include cached input, as OpenAI counts it."""
+    prompt, completion = usage.input_tokens, usage.output_tokens
     return {
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
@@ -328,17 +329,19 @@ def _call_json(index: int | None, call: ToolCallPart) -> dict[str, Any]:
 
 def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
     """A neutral answer as an OpenAI ``chat.completion`` object."""
+    content, calls = response.content, response.tool_calls  # each field read once
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": response.content if response.content or not response.tool_calls else None,
+        "content": content if content or not calls else None,
         "refusal": None,
     }
-    if response.tool_calls:
-        message["tool_calls"] = [_call_json(None, c) for c in response.tool_calls]
+    if calls:
+        message["tool_calls"] = [_call_json(None, c) for c in calls]
+    answered_at = response.created
     body: dict[str, Any] = {
         "id": response.id,
         "object": "chat.completion",
-        "created": response.created if response.created is not None else created,
+        "created": answered_at if answered_at is not None else created,
         "model": response.model,
         "choices": [
             {
@@ -350,8 +353,9 @@ def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
         ],
         "usage": usage_json(response.usage),
     }
-    if response.system_fingerprint is not None:  # a string when present, never null (OpenAPI)
-        body["system_fingerprint"] = response.system_fingerprint
+    fingerprint = response.system_fingerprint
+    if fingerprint is not None:  # a string when present, never null (OpenAPI)
+        body["system_fingerprint"] = fingerprint
     return body
 
 
