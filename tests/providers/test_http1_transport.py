@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from palyra.model import PalyraError
+from palyra.providers import http1_connection
 from palyra.providers.http1_connection import request_head
 from palyra.providers.http1_pool import Http1Transport
 from palyra.providers.upstream_client import UpstreamClient, send_bytes
@@ -644,3 +645,90 @@ async def test_send_bytes_on_another_client_goes_through_httpx2() -> None:
     async with Server(answer_forever) as server, httpx2.AsyncClient() as http:
         reply = await send_bytes(http, "POST", server.url, {"x-a": "b"}, b"{}")
     assert (reply.status_code, reply.body) == (200, b"ok")
+
+
+# -- whole bodies (send_bytes) and streamed ones (httpx2) read the same ---------------------
+
+BIG = bytes(range(256)) * 4096  # 1 MiB: past the (lowered) read high-water mark: reading pauses
+
+
+async def _length_body(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+
+
+async def _chunked_body(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    for part in (b"ab", b"cde", b"f"):
+        writer.write(b"%x\r\n%b\r\n" % (len(part), part))
+        await writer.drain()
+        await asyncio.sleep(0.01)
+    writer.write(b"0\r\n\r\n")
+
+
+async def _until_close_body(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil-close")
+    await writer.drain()
+    writer.close()
+
+
+async def _big_body(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(BIG))
+    for start in range(0, len(BIG), 65536):
+        writer.write(BIG[start : start + 65536])
+        await writer.drain()
+
+
+async def _empty_body(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+
+async def _cut_body(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+    await writer.drain()
+    writer.close()
+
+
+async def _stalled_body(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+    await writer.drain()
+    await asyncio.sleep(5)
+
+
+BODIES = [_length_body, _chunked_body, _until_close_body, _big_body, _empty_body, _cut_body]
+
+
+async def _read_both_ways(respond: Callable[[asyncio.StreamWriter], Awaitable[None]]) -> list[str]:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await read_request(reader)
+            await respond(writer)
+            await writer.drain()
+
+    outcomes: list[str] = []
+    async with Server(serve) as server:
+        http = UpstreamClient(
+            transport=GuardedTransport(Http1Transport(), True), timeout=httpx2.Timeout(0.3)
+        )
+        async with http:
+            for whole in (True, False):
+                try:
+                    if whole:
+                        body = (await send_bytes(http, "GET", server.url, {}, None)).body
+                    else:
+                        async with http.stream("GET", server.url) as response:
+                            body = b"".join([part async for part in response.aiter_raw()])
+                    outcomes.append(f"{len(body)} bytes, sha {hash(body)}")
+                except httpx2.TransportError as exc:
+                    outcomes.append(f"{type(exc).__name__}: {exc}")
+    return outcomes
+
+
+@pytest.mark.parametrize("respond", [*BODIES, _stalled_body], ids=lambda f: f.__name__)
+async def test_a_whole_body_reads_like_a_streamed_one(
+    respond: Callable[[asyncio.StreamWriter], Awaitable[None]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http1_connection, "READ_HIGH_WATER", 4096)
+    whole, streamed = await _read_both_ways(respond)
+    assert whole == streamed
+    if respond is _big_body:
+        assert whole == f"{len(BIG)} bytes, sha {hash(BIG)}"

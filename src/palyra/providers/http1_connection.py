@@ -19,6 +19,8 @@ from typing import cast
 import httptools
 import httpx2
 
+from palyra.providers.coarse_timers import timers_for
+
 # Stop reading from the socket when this much response body waits unread (a slow consumer of a
 # long stream); resume when it has been taken.
 READ_HIGH_WATER = 256 * 1024
@@ -30,6 +32,7 @@ class Http1Connection(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[str, str, int, str]) -> None:
         self.key = key
         self._loop = loop
+        self._timers = timers_for(loop)
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
@@ -217,6 +220,28 @@ class Http1Connection(asyncio.Protocol):
             self._raise_if_failed()
             await self._wait(limit_s)
 
+    async def read_body(self, limit_s: float | None) -> bytes:
+        """The whole response body: :meth:`body_chunks` for a caller that wants it in one piece.
+
+        A plain coroutine, not an async generator: each async generator costs the event loop's
+        first-iteration hook and a WeakSet entry added and removed per response.
+        """
+        parts: list[bytes] = []
+        chunks = self._chunks
+        while True:
+            if chunks:
+                parts += chunks
+                chunks.clear()
+                self._buffered = 0
+                if self._paused:
+                    self._paused = False
+                    if self._transport is not None:
+                        self._transport.resume_reading()
+            if self.complete:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            self._raise_if_failed()
+            await self._wait(limit_s)
+
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
@@ -226,13 +251,15 @@ class Http1Connection(asyncio.Protocol):
     async def _wait(self, limit_s: float | None) -> None:
         waiter = self._loop.create_future()
         self._waiter = waiter
-        timer = None if limit_s is None else self._loop.call_later(limit_s, _expire, waiter)
+        # A coarse timer: the deadline almost never fires, and a loop timer armed and cancelled
+        # per wait costs a libuv timer each time.
+        token = None if limit_s is None else self._timers.arm(limit_s, waiter, _expire)
         try:
             await waiter
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+            if token is not None:
+                token.pop(waiter, None)  # CoarseTimers.cancel, without the call
 
     def _wake(self) -> None:
         waiter = self._waiter

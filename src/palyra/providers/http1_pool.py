@@ -110,15 +110,13 @@ class Http1Transport(httpx2.AsyncBaseTransport):
 
     async def read_all(self, conn: Http1Connection, read_timeout: float | None) -> bytes:
         """The rest of ``conn``'s response body; the connection goes back to the pool."""
-        parts: list[bytes] = []
         try:
-            async for chunk in conn.body_chunks(read_timeout):
-                parts.append(chunk)
+            body = await conn.read_body(read_timeout)
         except BaseException:
             self._release(conn, reuse=False)
             raise
         self._release(conn, reuse=True)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return body
 
     async def _exchange(
         self,
