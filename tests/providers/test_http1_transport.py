@@ -18,11 +18,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from palyra.model import PalyraError
-from palyra.providers import http1_connection
+from palyra.providers import http1_connection, upstream_guard
 from palyra.providers.http1_connection import request_head
 from palyra.providers.http1_pool import Http1Transport
 from palyra.providers.upstream_client import UpstreamClient, send_bytes
-from palyra.providers.upstream_guard import GuardedTransport, Resolver, make_upstream_client
+from palyra.providers.upstream_guard import (
+    GuardedTransport,
+    Resolver,
+    blocked_reason,
+    make_upstream_client,
+)
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
@@ -732,3 +737,90 @@ async def test_a_whole_body_reads_like_a_streamed_one(
     assert whole == streamed
     if respond is _big_body:
         assert whole == f"{len(BIG)} bytes, sha {hash(BIG)}"
+
+
+# -- the address guard's shortcuts on the raw path agree with its general path ----------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "127.9.9.9",
+        "::1",
+        "[::1]",
+        "93.184.216.34",
+        "10.0.0.1",
+        "169.254.1.1",
+        "::ffff:192.168.0.1",
+        "0.0.0.0",
+        "localhost",
+        "api.example.com",
+        "not an address",
+    ],
+)
+def test_the_allowed_literal_cache_agrees_with_the_address_checks(host: str) -> None:
+    address = upstream_guard._parse_ip(host)
+    expected = None if address is None or blocked_reason(address) else str(address)
+    assert upstream_guard._allowed_literal(host) == expected
+
+
+async def test_the_raw_path_checks_addresses_like_the_general_one() -> None:
+    """Literals, fresh and expired cached resolutions, a dead first address: the same outcome
+    and the same resolver calls whether a request goes through httpx2 or the raw path."""
+    async with Server(answer_forever) as server:
+        port = server.port
+        scenarios: list[tuple[str, list[str]]] = [
+            (f"http://127.0.0.1:{port}/v1/x", ["127.0.0.1"]),
+            (f"http://[::1]:{port}/v1/x", ["::1"]),  # nothing listens on ::1: a connect error
+            (f"http://10.1.2.3:{port}/v1/x", ["10.1.2.3"]),  # blocked literal
+            (f"http://one.test:{port}/v1/x", ["127.0.0.1"]),
+            (f"http://dead-first.test:{port}/v1/x", ["127.0.0.2", "127.0.0.1"]),
+            (f"http://blocked.test:{port}/v1/x", ["127.0.0.1", "10.0.0.9"]),
+        ]
+        for url, addresses in scenarios:
+            outcomes = []
+            for raw in (True, False):
+                now = _Clock()
+                calls: list[str] = []
+                guard = GuardedTransport(
+                    Http1Transport(),
+                    False,
+                    resolver=_counted(addresses, calls),
+                    clock=now,
+                    cache_ttl_s=30.0,
+                )
+                async with UpstreamClient(transport=guard, timeout=httpx2.Timeout(2.0)) as http:
+                    seen = []
+                    for step in (0.0, 10.0, 31.0):  # first, cached, expired
+                        now.at += step
+                        seen.append(await _outcome_of(http, url, raw=raw))
+                outcomes.append((seen, calls))
+            assert outcomes[0] == outcomes[1], url
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.at = 100.0
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def _counted(addresses: list[str], calls: list[str]) -> Resolver:
+    async def resolve(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return list(addresses)
+
+    return resolve
+
+
+async def _outcome_of(http: UpstreamClient, url: str, *, raw: bool) -> str:
+    try:
+        if raw:
+            reply = await send_bytes(http, "POST", url, {}, b"{}")
+            return f"{reply.status_code} {reply.body!r}"
+        response = await http.post(url, content=b"{}")
+        return f"{response.status_code} {response.content!r}"
+    except (httpx2.TransportError, PalyraError) as exc:
+        return f"{type(exc).__name__}: {exc}"

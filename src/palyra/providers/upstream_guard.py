@@ -97,6 +97,17 @@ def _parse_ip(host: str) -> IPAddress | None:
         return None
 
 
+@functools.lru_cache(maxsize=1024)
+def _allowed_literal(host: str) -> str | None:
+    """The address of an IP-literal ``host`` that is public or loopback; ``None`` when ``host``
+    is a name or a blocked address. Cached: the same few literals come on every request, and
+    checking one (``ipaddress`` properties, ``str``) is a measurable share of a request."""
+    address = _parse_ip(host)
+    if address is None or blocked_reason(address) is not None:
+        return None
+    return str(address)
+
+
 def _is_loopback_host(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -187,6 +198,7 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
         self._clock = clock
         self._cache_ttl_s = cache_ttl_s
         self._cache: dict[tuple[str, int], _Resolved] = {}
+        self._raw = inner if isinstance(inner, Http1Transport) else None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if self._allow_private:
@@ -218,9 +230,9 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
     @property
     def raw_transport(self) -> Http1Transport | None:
         """The pooled transport underneath, when requests may skip httpx2's models."""
-        return self._inner if isinstance(self._inner, Http1Transport) else None
+        return self._raw
 
-    async def open_raw(
+    def open_raw(
         self,
         scheme: str,
         host: str,
@@ -228,26 +240,63 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
         head: bytes,
         body: bytes,
         timeouts: Mapping[str, float | None],
-    ) -> Http1Connection:
+    ) -> Awaitable[Http1Connection]:
         """:meth:`handle_async_request` for a prepared request head: the same address checks and
-        pinning, on the raw transport; returns the connection with the response head read."""
-        inner = self.raw_transport
+        pinning, on the raw transport; returns the connection with the response head read.
+
+        Not a coroutine itself: when the addresses are known without waiting (an allowed IP
+        literal, a fresh cached resolution) it hands back the pool's own, one layer fewer.
+        """
+        inner = self._raw
         if inner is None:
             raise TypeError("open_raw needs an Http1Transport underneath")
         sni = host if scheme == "https" else ""
         if self._allow_private:
-            return await inner.open((scheme, host, port, sni), head, body, timeouts)
+            return inner.open((scheme, host, port, sni), head, body, timeouts)
+        literal = _allowed_literal(host)
+        if literal is not None:
+            return inner.open((scheme, literal, port, sni), head, body, timeouts)
+        cached = self._cache.get((host, port))
+        if cached is not None and cached.expires_at > self._clock():
+            addresses = tuple(cached.addresses)
+            return self._open_first(
+                inner, addresses, (scheme, host, port, sni), head, body, timeouts
+            )
 
         async def attempt(address: str) -> Http1Connection:
             return await inner.open((scheme, address, port, sni), head, body, timeouts)
 
-        return await self._first_reachable(host, port, attempt)
+        return self._first_reachable(host, port, attempt)
 
-    async def read_all(self, conn: Http1Connection, read_timeout: float | None) -> bytes:
+    async def _open_first(
+        self,
+        inner: Http1Transport,
+        addresses: tuple[str, ...],
+        origin: tuple[str, str, int, str],
+        head: bytes,
+        body: bytes,
+        timeouts: Mapping[str, float | None],
+    ) -> Http1Connection:
+        """:meth:`_first_reachable` over already checked addresses, without a closure per try.
+        ``origin`` is the pool key with the host name where the address goes."""
+        scheme, host, port, sni = origin
+        last_error: httpx2.ConnectError | None = None
+        for address in addresses:
+            try:
+                conn = await inner.open((scheme, address, port, sni), head, body, timeouts)
+            except httpx2.ConnectError as exc:
+                last_error = exc
+                continue
+            self._prefer(host, port, address)
+            return conn
+        assert last_error is not None
+        raise last_error
+
+    def read_all(self, conn: Http1Connection, read_timeout: float | None) -> Awaitable[bytes]:
         """The rest of a body :meth:`open_raw` started; the connection goes back to the pool."""
-        inner = self.raw_transport
+        inner = self._raw
         assert inner is not None  # open_raw refused to start otherwise
-        return await inner.read_all(conn, read_timeout)
+        return inner.read_all(conn, read_timeout)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
