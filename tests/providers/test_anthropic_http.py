@@ -26,6 +26,7 @@ from palyra.model import (
 )
 from palyra.providers.anthropic import AnthropicProvider
 from palyra.providers.base import Credential, ModelProvider
+from palyra.providers.upstream_guard import make_upstream_client
 
 KEY = "sk-ant-api03-secretsecretsecret"
 REQUEST = ChatRequest(model="claude-x", messages=[Message.text(Role.USER, "hi")])
@@ -79,8 +80,13 @@ REST = [
 ]
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx2.AsyncClient]:
+@pytest.fixture(params=["httpx2", "upstream"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx2.AsyncClient]:
+    """A plain httpx2 client, and the daemon's own (pooled, guarded, with the raw path)."""
+    if request.param == "upstream":
+        async with make_upstream_client(allow_private=False, timeout_s=5.0) as upstream:
+            yield upstream
+        return
     async with httpx2.AsyncClient(trust_env=False, timeout=5.0) as c:
         yield c
 

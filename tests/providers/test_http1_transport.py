@@ -21,7 +21,7 @@ from palyra.model import PalyraError
 from palyra.providers import http1_connection, upstream_guard
 from palyra.providers.http1_connection import request_head
 from palyra.providers.http1_pool import Http1Transport
-from palyra.providers.upstream_client import UpstreamClient, send_bytes
+from palyra.providers.upstream_client import UpstreamClient, prepare, send_bytes, send_prepared
 from palyra.providers.upstream_guard import (
     GuardedTransport,
     Resolver,
@@ -824,3 +824,87 @@ async def _outcome_of(http: UpstreamClient, url: str, *, raw: bool) -> str:
         return f"{response.status_code} {response.content!r}"
     except (httpx2.TransportError, PalyraError) as exc:
         return f"{type(exc).__name__}: {exc}"
+
+
+# -- prepared requests send what send_bytes sends ----------------------------------------------
+
+
+def _header_set(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The request line and the headers as a sorted list: the order of headers is free."""
+    line, *rest = head.rstrip(b"\r\n").split(b"\r\n")
+    pairs = [tuple(h.split(b": ", 1)) for h in rest]
+    return line, sorted((name.lower(), value) for name, value in pairs)  # type: ignore[misc]
+
+
+PREPARED_CASES: list[tuple[str, dict[str, str], dict[str, str], bytes | None]] = [
+    ("POST", {"accept": "application/json", "content-type": "application/json"}, {}, b"{}"),
+    ("POST", {"accept": "a/b", "x-extra": "1"}, {"authorization": "Bearer k"}, b'{"q":1}'),
+    ("POST", {"Authorization": "Bearer fixed"}, {"authorization": "Bearer call"}, b"{}"),
+    ("POST", {"x-api-key": "fixed"}, {"X-Api-Key": "call"}, b"{}"),
+    ("POST", {"accept": "x"}, {"Accept": "y"}, None),
+    ("GET", {"accept": "application/json"}, {"x-api-key": "k"}, None),
+    ("PUT", {}, {}, None),
+]
+
+
+@pytest.mark.parametrize(("method", "fixed", "call", "content"), PREPARED_CASES)
+async def test_a_prepared_request_sends_what_send_bytes_sends(
+    method: str, fixed: dict[str, str], call: dict[str, str], content: bytes | None
+) -> None:
+    seen: list[tuple[bytes, bytes]] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            seen.append(await read_request(reader))
+            writer.write(OK)
+            await writer.drain()
+
+    async with Server(record) as server:
+        url = server.url + "/v1/x?a=1"
+        for http in (_raw_client(), httpx2.AsyncClient()):
+            async with http:
+                merged = await send_bytes(http, method, url, {**fixed, **call}, content)
+                prepared = prepare(http, method, url, fixed)
+                for _ in range(2):  # the prepared parts are reused as they are
+                    reply = await send_prepared(http, prepared, call, content)
+                    assert (reply.status_code, reply.body) == (merged.status_code, merged.body)
+    raw, general = seen[:3], seen[3:]
+    for exchanges in (raw, general):
+        assert len({_header_set(head)[0] for head, _ in exchanges}) == 1
+        first = _header_set(exchanges[0][0])[1]
+        assert all(_header_set(head)[1] == first for head, _ in exchanges)
+        assert {body for _, body in exchanges} == {content or b""}
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        ({"authorization": "Bearer caf\u00e9"}, "cannot carry"),
+        ({"authorization": "Bearer k\r\nx-injected: 1"}, "line breaks"),
+        ({"bad:name": "v"}, "colons are not allowed"),
+    ],
+)
+async def test_a_prepared_request_refuses_call_headers_http_cannot_carry(
+    call: dict[str, str], error: str
+) -> None:
+    async with Server(answer_forever) as server, _raw_client() as http:
+        prepared = prepare(http, "POST", server.url, {"accept": "application/json"})
+        with pytest.raises(httpx2.LocalProtocolError, match=error):
+            await send_prepared(http, prepared, call, b"{}")
+        assert (await send_prepared(http, prepared, {}, b"{}")).body == b"ok"
+
+
+async def test_preparing_refuses_fixed_headers_http_cannot_carry() -> None:
+    async with _raw_client() as http:
+        with pytest.raises(httpx2.LocalProtocolError, match="line breaks"):
+            prepare(http, "POST", "http://127.0.0.1:9/x", {"x-a": "b\nc"})
+        with pytest.raises(httpx2.LocalProtocolError, match="cannot carry"):
+            prepare(http, "POST", "http://127.0.0.1:9/x", {"x-a": "caf\u00e9"})
+
+
+async def test_a_prepared_request_on_a_closed_client_is_refused() -> None:
+    http = _raw_client()
+    prepared = prepare(http, "POST", "http://127.0.0.1:9/x", {})
+    await http.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await send_prepared(http, prepared, {}, b"{}")

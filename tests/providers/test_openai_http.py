@@ -30,6 +30,7 @@ from palyra.model import (
 from palyra.providers.base import Credential, ModelProvider
 from palyra.providers.openai import OpenAIProvider
 from palyra.providers.openai_compatible import OpenAICompatibleProvider, quirks_from_names
+from palyra.providers.upstream_guard import make_upstream_client
 
 KEY = "sk-proj-secretsecretsecret1234"
 REQUEST = ChatRequest(
@@ -74,8 +75,13 @@ REST = [
 ]
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx2.AsyncClient]:
+@pytest.fixture(params=["httpx2", "upstream"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx2.AsyncClient]:
+    """A plain httpx2 client, and the daemon's own (pooled, guarded, with the raw path)."""
+    if request.param == "upstream":
+        async with make_upstream_client(allow_private=False, timeout_s=5.0) as upstream:
+            yield upstream
+        return
     async with httpx2.AsyncClient(timeout=5) as c:
         yield c
 

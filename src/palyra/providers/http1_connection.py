@@ -153,6 +153,17 @@ class Http1Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
+    def write(self, head: bytes, body: bytes) -> bool:
+        """Write a request whose body is in hand, without waiting; ``True`` when the transport's
+        buffer is full and :meth:`drained` must be awaited before the answer is."""
+        transport = self._begin()
+        if len(body) < 65536:
+            transport.write(head + body)  # one write, one segment for the usual request
+        else:
+            transport.write(head)
+            transport.write(body)
+        return self._drain is not None
+
     async def send(
         self,
         head: bytes,
@@ -162,30 +173,32 @@ class Http1Connection(asyncio.Protocol):
         chunked: bool = False,
     ) -> None:
         """Write the request; a streamed body goes out chunked unless its length was declared."""
+        if isinstance(body, bytes):
+            if self.write(head, body):
+                await self.drained(write_timeout)
+            return
+        transport = self._begin()
+        transport.write(head)
+        async for chunk in body:
+            if chunk:
+                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                await self.drained(write_timeout)
+        if chunked:
+            transport.write(b"0\r\n\r\n")
+        await self.drained(write_timeout)
+
+    def _begin(self) -> asyncio.Transport:
+        """A new exchange on this connection: fresh response state, the transport to write to."""
         self._reset()
         self._error = None
         self.exchanges += 1
         transport = self._transport
         if transport is None or self.closed:
             raise httpx2.RemoteProtocolError("upstream closed the connection before the request")
-        if isinstance(body, bytes):
-            if len(body) < 65536:
-                transport.write(head + body)  # one write, one segment for the usual request
-            else:
-                transport.write(head)
-                transport.write(body)
-            await self._drained(write_timeout)
-            return
-        transport.write(head)
-        async for chunk in body:
-            if chunk:
-                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
-                await self._drained(write_timeout)
-        if chunked:
-            transport.write(b"0\r\n\r\n")
-        await self._drained(write_timeout)
+        return transport
 
-    async def _drained(self, limit_s: float | None) -> None:
+    async def drained(self, limit_s: float | None) -> None:
+        """Wait until the transport took what was written (after :meth:`write` said so)."""
         if self._drain is None:
             return
         if self.closed:
@@ -277,29 +290,41 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 
 def request_head(method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
-    """The request line and headers; a header that could split the message is refused.
+    """The request line and headers; a header that could split the message is refused."""
+    lines = header_lines(headers)
+    return request_line(method, target) + lines + b"\r\n"
 
-    Checked on the joined head: a line break inside any part adds to its count of ``\r`` or
+
+def request_line(method: bytes, target: bytes) -> bytes:
+    """``METHOD target HTTP/1.1`` and its line end; a line break inside is refused."""
+    line = b"%b %b HTTP/1.1\r\n" % (method, target)
+    if line.count(b"\n") != 1 or line.count(b"\r") != 1:
+        raise httpx2.LocalProtocolError("invalid request line: line breaks are not allowed")
+    return line
+
+
+def header_lines(headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """``name: value`` lines, each with its line end; a header that could split the message is
+    refused.
+
+    Checked on the joined lines: a line break inside any part adds to its count of ``\r`` or
     ``\n`` (``x in bytes`` would cost a formatted TypeError per test inside CPython, which
     first tries the needle as an integer). Header names are also checked for ``:``, once each.
     """
-    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    lines = 2  # the request line and the blank line that ends the head
+    parts: list[bytes] = []
     for name, value in headers:
         if name not in _GOOD_NAMES:
             _check_name(name)
         parts += (name, b": ", value, b"\r\n")
-        lines += 1
-    parts.append(b"\r\n")
-    head = b"".join(parts)
-    if head.count(b"\n") != lines or head.count(b"\r") != lines:
+    block = b"".join(parts)
+    lines = len(headers)
+    if block.count(b"\n") != lines or block.count(b"\r") != lines:
         for name, value in headers:
             if _LINE_BREAK.search(name) or _LINE_BREAK.search(value):
                 raise httpx2.LocalProtocolError(
                     f"invalid header {name!r}: line breaks are not allowed"
                 )
-        raise httpx2.LocalProtocolError("invalid request line: line breaks are not allowed")
-    return head
+    return block
 
 
 _LINE_BREAK = re.compile(rb"[\r\n]")

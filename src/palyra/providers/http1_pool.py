@@ -87,7 +87,7 @@ class Http1Transport(httpx2.AsyncBaseTransport):
         then owns the connection until :meth:`read_all` (or ``release``) gives it back."""
         if self._closed:
             raise httpx2.ConnectError("the upstream client is closed")
-        conn = await self._acquire(key, timeouts)
+        conn = self._take_idle(key) or await self._acquire(key, timeouts)
         try:
             await self._exchange(conn, head, body, chunked, timeouts)
         except httpx2.RemoteProtocolError:
@@ -126,7 +126,11 @@ class Http1Transport(httpx2.AsyncBaseTransport):
         chunked: bool,
         timeouts: Mapping[str, float | None],
     ) -> None:
-        await conn.send(head, body, timeouts.get("write"), chunked=chunked)
+        if isinstance(body, bytes):
+            if conn.write(head, body):
+                await conn.drained(timeouts.get("write"))
+        else:
+            await conn.send(head, body, timeouts.get("write"), chunked=chunked)
         await conn.read_head(timeouts.get("read"))
 
     async def aclose(self) -> None:

@@ -11,20 +11,21 @@ measurable share of the daemon's CPU per proxied request.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx2
 from httpx2._client import USE_CLIENT_DEFAULT, UseClientDefault
 
-from palyra.providers.http1_connection import request_head
+from palyra.providers.http1_connection import header_lines, request_head, request_line
 from palyra.providers.http1_pool import DEFAULT_PORTS
 
 if TYPE_CHECKING:
     from palyra.providers.upstream_guard import GuardedTransport
 
 _URL_CACHE_SIZE = 256
+_SIZED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # What the raw path can decode itself (zlib); httpx2's path may also offer br/zstd.
 RAW_ACCEPT_ENCODING = "gzip, deflate"
 
@@ -50,6 +51,52 @@ class _Target:
     port: int
     path: bytes
     host_header: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _RawStart:
+    """What a prepared request sends before the per-call headers, as the raw path writes it."""
+
+    target: _Target
+    start: bytes  # the request line and the host line
+    sized: bool  # sends content-length even without a body (POST, PUT, PATCH)
+    fixed: bytes  # the client's defaults merged with the fixed headers, one line each
+    fixed_names: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """A method, a URL and the headers that are the same on every call, checked and encoded
+    once (see :meth:`UpstreamClient.prepare`). Holds no credential: those go per call."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    raw: _RawStart | None  # None: the client sends through httpx2
+
+
+def prepare(
+    client: httpx2.AsyncClient, method: str, url: str, headers: Mapping[str, str]
+) -> PreparedRequest:
+    """:meth:`UpstreamClient.prepare` on an :class:`UpstreamClient`; a plain record otherwise."""
+    if isinstance(client, UpstreamClient):
+        return client.prepare(method, url, headers)
+    return PreparedRequest(method, url, dict(headers), None)
+
+
+def send_prepared(
+    client: httpx2.AsyncClient,
+    prepared: PreparedRequest,
+    call_headers: Mapping[str, str],
+    content: bytes | None,
+) -> Awaitable[UpstreamReply]:
+    """:func:`send_bytes` for a prepared request plus this call's own headers (a credential).
+
+    A plain function: it hands back the client's coroutine rather than adding a layer."""
+    if isinstance(client, UpstreamClient):
+        return client.send_prepared(prepared, call_headers, content)
+    headers = {**prepared.headers, **call_headers}
+    return _through_httpx2(client, prepared.method, prepared.url, headers, content)
 
 
 async def send_bytes(
@@ -97,6 +144,32 @@ def _decode(body: bytes, encoding: bytes) -> bytes:
         except zlib.error as exc:
             raise httpx2.DecodingError(f"upstream sent a corrupt compressed body: {exc}") from exc
     return body
+
+
+def _encoded(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    try:
+        return [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()]
+    except UnicodeEncodeError:
+        raise httpx2.LocalProtocolError(
+            "a request header holds characters HTTP headers cannot carry"
+        ) from None
+
+
+def _call_lines(fixed_names: frozenset[str], headers: Mapping[str, str]) -> bytes | None:
+    """A call's own header lines (names lowercased); ``None`` if one of them is also a fixed
+    header, which only :meth:`UpstreamClient.send_bytes`'s merge resolves."""
+    lines: list[tuple[bytes, bytes]] = []
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in fixed_names:
+            return None
+        try:
+            lines.append((lower.encode("ascii"), value.encode("ascii")))
+        except UnicodeEncodeError:
+            raise httpx2.LocalProtocolError(
+                "a request header holds characters HTTP headers cannot carry"
+            ) from None
+    return header_lines(lines)
 
 
 class UpstreamClient(httpx2.AsyncClient):
@@ -204,17 +277,59 @@ class UpstreamClient(httpx2.AsyncClient):
         for name, value in headers.items():
             merged[name.lower()] = value
         lines = [(b"host", target.host_header)]
-        if content is not None or method in ("POST", "PUT", "PATCH"):
+        if content is not None or method in _SIZED_METHODS:
             lines.append((b"content-length", b"%d" % len(content or b"")))
-        try:
-            lines += [
-                (name.encode("ascii"), value.encode("ascii")) for name, value in merged.items()
-            ]
-        except UnicodeEncodeError:
-            raise httpx2.LocalProtocolError(
-                "a request header holds characters HTTP headers cannot carry"
-            ) from None
+        lines += _encoded(merged)
         head = request_head(method.encode("ascii"), target.path, lines)
+        return await self._exchange(guard, target, head, content)
+
+    def prepare(self, method: str, url: str, headers: Mapping[str, str]) -> PreparedRequest:
+        """Check and encode, once, what every call to ``method url`` with ``headers`` sends;
+        :meth:`send_prepared` then adds only the content length and the per-call headers.
+
+        The fixed headers are merged over the client's defaults exactly as :meth:`send_bytes`
+        merges them (names lowercased, later ones win); a per-call header whose name is among
+        them makes that call take :meth:`send_bytes`, so the result never differs."""
+        fixed = dict(headers)
+        if self._raw_guard is None:
+            return PreparedRequest(method, url, fixed, None)
+        target = self._target(url)
+        merged = dict(self._raw_defaults)
+        for name, value in fixed.items():
+            merged[name.lower()] = value
+        start = request_line(method.encode("ascii"), target.path) + header_lines(
+            [(b"host", target.host_header)]
+        )
+        raw = _RawStart(
+            target,
+            start,
+            method in _SIZED_METHODS,
+            header_lines(_encoded(merged)),
+            frozenset(merged),
+        )
+        return PreparedRequest(method, url, fixed, raw)
+
+    async def send_prepared(
+        self, prepared: PreparedRequest, call_headers: Mapping[str, str], content: bytes | None
+    ) -> UpstreamReply:
+        """One whole exchange of a request from :meth:`prepare` plus this call's headers."""
+        raw = prepared.raw
+        own = None if raw is None else _call_lines(raw.fixed_names, call_headers)
+        if raw is None or own is None:
+            headers = {**prepared.headers, **call_headers}
+            return await self.send_bytes(prepared.method, prepared.url, headers, content)
+        if self.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        guard = self._raw_guard
+        assert guard is not None  # prepare() made no raw start without it
+        length = b"content-length: %d\r\n" % len(content or b"")
+        sized = content is not None or raw.sized
+        head = b"".join((raw.start, length if sized else b"", raw.fixed, own, b"\r\n"))
+        return await self._exchange(guard, raw.target, head, content)
+
+    async def _exchange(
+        self, guard: GuardedTransport, target: _Target, head: bytes, content: bytes | None
+    ) -> UpstreamReply:
         conn = await guard.open_raw(
             target.scheme, target.host, target.port, head, content or b"", self._timeout_extension
         )

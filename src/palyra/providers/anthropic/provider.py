@@ -39,7 +39,7 @@ from palyra.providers.errors import (
     raise_for_upstream_status,
 )
 from palyra.providers.sse import aiter_sse
-from palyra.providers.upstream_client import send_bytes
+from palyra.providers.upstream_client import PreparedRequest, prepare, send_prepared
 
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
@@ -71,24 +71,38 @@ class AnthropicProvider:
         self.auth_scheme = auth_scheme
         self.default_max_tokens = default_max_tokens
         self._extra_headers = dict(headers or {})
+        self._prepared: dict[tuple[str, str], PreparedRequest] = {}
 
     def __repr__(self) -> str:
         return f"AnthropicProvider(id={self.id!r}, base_url={self.base_url!r})"
 
     def _headers(self, credential: Credential | None) -> dict[str, str]:
-        headers = {
+        return {**self._fixed_headers(), **self._auth(credential)}
+
+    def _fixed_headers(self) -> dict[str, str]:
+        return {
             "anthropic-version": self.anthropic_version,
             "content-type": "application/json",
             "accept": "application/json",
             **self._extra_headers,
         }
+
+    def _auth(self, credential: Credential | None) -> dict[str, str]:
         key = credential.secret if credential is not None else self._api_key
-        if key:
-            if self.auth_scheme == "bearer":
-                headers["authorization"] = f"Bearer {key}"
-            else:
-                headers["x-api-key"] = key
-        return headers
+        if not key:
+            return {}
+        if self.auth_scheme == "bearer":
+            return {"authorization": f"Bearer {key}"}
+        return {"x-api-key": key}
+
+    def _prepared_request(self, method: str, path: str) -> PreparedRequest:
+        """``method path`` with every header but the credential, checked and encoded once."""
+        prepared = self._prepared.get((method, path))
+        if prepared is None:
+            url = f"{self.base_url}{path}"
+            prepared = prepare(self._client, method, url, self._fixed_headers())
+            self._prepared[(method, path)] = prepared
+        return prepared
 
     async def _request(
         self,
@@ -100,18 +114,24 @@ class AnthropicProvider:
         params: Mapping[str, str | int] | None = None,
         model: str | None = None,
     ) -> dict[str, Any]:
-        url = f"{self.base_url}{path}"
         content = orjson.dumps(payload) if payload is not None else None
         try:
             if params is None:  # the lean path: a URL, headers and bytes
-                reply = await send_bytes(
-                    self._client, method, url, self._headers(credential), content
+                reply = await send_prepared(
+                    self._client,
+                    self._prepared_request(method, path),
+                    self._auth(credential),
+                    content,
                 )
                 status: StatusAndHeaders = reply
                 body = reply.body
             else:
                 response = await self._client.request(
-                    method, url, content=content, params=params, headers=self._headers(credential)
+                    method,
+                    f"{self.base_url}{path}",
+                    content=content,
+                    params=params,
+                    headers=self._headers(credential),
                 )
                 status, body = response, await response.aread()
         except httpx2.TransportError as exc:

@@ -38,7 +38,12 @@ from palyra.providers.openai.response import (
 from palyra.providers.openai.stream import OpenAIStreamParser, is_whole_payload
 from palyra.providers.openai.transcription import parse_openai_transcription
 from palyra.providers.sse import SSEDecoder
-from palyra.providers.upstream_client import send_bytes
+from palyra.providers.upstream_client import (
+    PreparedRequest,
+    prepare,
+    send_bytes,
+    send_prepared,
+)
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -66,16 +71,19 @@ class OpenAIProvider:
         self._client = client
         self._api_key = api_key
         self._extra_headers = dict(headers or {})
+        self._prepared: dict[str, PreparedRequest] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, base_url={self.base_url!r})"
 
     def _headers(self, credential: Credential | None, accept: str) -> dict[str, str]:
         headers = {"accept": accept, **self._extra_headers}
-        key = credential.secret if credential is not None else self._api_key
-        if key:
-            headers["authorization"] = f"Bearer {key}"
+        headers.update(self._auth(credential))
         return headers
+
+    def _auth(self, credential: Credential | None) -> dict[str, str]:
+        key = credential.secret if credential is not None else self._api_key
+        return {"authorization": f"Bearer {key}"} if key else {}
 
     async def _send(
         self,
@@ -107,15 +115,29 @@ class OpenAIProvider:
     async def _post_json(
         self, path: str, payload: Mapping[str, Any], credential: Credential | None, model: str
     ) -> dict[str, Any]:
-        body = await self._send(
-            "POST",
-            path,
-            credential,
-            model=model,
-            content=orjson.dumps(payload),
-            content_type="application/json",
-        )
-        return load_json_object(body, f"the answer to POST {path}", provider=self.id)
+        content = orjson.dumps(payload)
+        try:
+            reply = await send_prepared(
+                self._client, self._prepared_post(path), self._auth(credential), content
+            )
+        except httpx2.TransportError as exc:
+            raise PalyraError(classify_transport_error(exc, provider=self.id, model=model)) from exc
+        raise_for_upstream_status(reply, reply.body, provider=self.id, model=model)
+        return load_json_object(reply.body, f"the answer to POST {path}", provider=self.id)
+
+    def _prepared_post(self, path: str) -> PreparedRequest:
+        """A JSON POST to ``path`` with every header but the credential, checked and encoded
+        once per path (the same headers :meth:`_send` would send, in another order)."""
+        prepared = self._prepared.get(path)
+        if prepared is None:
+            headers = {
+                "accept": "application/json",
+                **self._extra_headers,
+                "content-type": "application/json",
+            }
+            url = f"{self.base_url}{path}"
+            prepared = self._prepared[path] = prepare(self._client, "POST", url, headers)
+        return prepared
 
     def _payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         if request.stream != stream:
