@@ -8,12 +8,18 @@ from typing import Any
 
 import pytest
 
-from palyra.model import FailureClass, PalyraError, ToolCallPart, Usage
+from palyra.model import ChatResponse, FailureClass, PalyraError, ToolCallPart, Usage
 from palyra.providers.openai import (
     parse_openai_chat_response,
     parse_openai_embeddings_response,
     parse_openai_models,
     parse_openai_transcription,
+)
+from palyra.providers.openai.response import (
+    _tool_calls,
+    content_text,
+    finish_reason,
+    usage_from_openai,
 )
 
 # Shape of the Chat Completions object as OpenAI documents it.
@@ -310,3 +316,84 @@ def test_models_without_data_is_malformed() -> None:
     with pytest.raises(PalyraError) as caught:
         parse_openai_models({"object": "list"}, provider="local")
     assert caught.value.envelope.failure_class is FailureClass.MALFORMED_RESPONSE
+
+
+# -- the shortcuts in parse_openai_chat_response agree with the plain reading -------------------
+
+
+def _reference_chat_response(body: dict[str, Any], provider: str | None) -> ChatResponse:
+    """The plain reading, step by step: what the parser's shortcuts must reproduce."""
+    choice = body["choices"][0]
+    message = choice["message"]
+    response_id = str(body.get("id") or "")
+    calls = _tool_calls(message, response_id)
+    text = content_text(message.get("content")) or content_text(message.get("refusal"))
+    usage = body.get("usage")
+    created = body.get("created")
+    fingerprint = body.get("system_fingerprint")
+    return ChatResponse(
+        id=response_id,
+        model=str(body.get("model") or ""),
+        content=text,
+        tool_calls=calls,
+        finish_reason=finish_reason(choice.get("finish_reason"), has_tool_calls=bool(calls)),
+        usage=usage_from_openai(usage) if isinstance(usage, dict) else Usage(source="estimated"),
+        provider=provider,
+        created=created if isinstance(created, int) else None,
+        system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+    )
+
+
+MESSAGES: list[dict[str, Any]] = [
+    {"role": "assistant", "content": "plain"},
+    {"role": "assistant", "content": ""},
+    {"role": "assistant", "content": None, "refusal": "no"},
+    {"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "x", "text": "b"}]},
+    {"role": "assistant", "content": None, "tool_calls": []},
+    {"role": "assistant", "content": None, "tool_calls": None},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{}"}}, "junk"],
+    },
+    {"role": "assistant", "function_call": {"name": "legacy", "arguments": '{"a":1}'}},
+    {"role": "assistant", "content": 7},
+]
+USAGES: list[object] = [
+    None,
+    "not an object",
+    {"prompt_tokens": 3, "completion_tokens": 4},
+    {"prompt_tokens": -1, "completion_tokens": True, "prompt_tokens_details": None},
+    {
+        "prompt_tokens": 30,
+        "completion_tokens": 5,
+        "prompt_tokens_details": {"cached_tokens": 20},
+        "completion_tokens_details": {"reasoning_tokens": 2},
+    },
+    {"prompt_tokens": 1, "prompt_tokens_details": "junk", "completion_tokens_details": []},
+]
+EXTRAS: list[dict[str, Any]] = [
+    {},
+    {"id": "r1", "model": "m", "created": 5, "system_fingerprint": "fp"},
+    {"id": None, "model": 3, "created": "yesterday", "system_fingerprint": 9},
+]
+
+
+@pytest.mark.parametrize("extra", EXTRAS)
+@pytest.mark.parametrize("usage", USAGES)
+@pytest.mark.parametrize("message", MESSAGES)
+@pytest.mark.parametrize("reason", ["stop", "length", None, "odd"])
+def test_the_parser_agrees_with_the_plain_reading(
+    message: dict[str, Any], usage: object, extra: dict[str, Any], reason: str | None
+) -> None:
+    body: dict[str, Any] = {
+        "choices": [{"index": 0, "message": message, "finish_reason": reason}],
+        **extra,
+    }
+    if usage is not None:
+        body["usage"] = usage
+    parsed = parse_openai_chat_response(body, provider="p")
+    expected = _reference_chat_response(body, "p")
+    assert parsed == expected
+    assert parsed.model_fields_set == expected.model_fields_set
+    assert parsed.usage.model_fields_set == expected.usage.model_fields_set

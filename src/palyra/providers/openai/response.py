@@ -59,19 +59,28 @@ def finish_reason(reason: object, *, has_tool_calls: bool) -> FinishReason:
 
 
 def _count(data: Mapping[str, Any] | None, key: str) -> int:
-    value = data.get(key) if isinstance(data, Mapping) else None
+    # A dict (what orjson gives) and None are told apart without the slow ABC check.
+    if data is None or (type(data) is not dict and not isinstance(data, Mapping)):
+        return 0
+    value = data.get(key)
     return value if isinstance(value, int) and value >= 0 else 0
+
+
+def usage_fields(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """:class:`Usage`'s fields from an OpenAI usage object (``prompt_tokens`` already includes
+    the cached part): the input of :func:`usage_from_openai`, or of a model holding a usage."""
+    return {
+        "input_tokens": _count(usage, "prompt_tokens"),
+        "output_tokens": _count(usage, "completion_tokens"),
+        "cached_input_tokens": _count(usage.get("prompt_tokens_details"), "cached_tokens"),
+        "reasoning_tokens": _count(usage.get("completion_tokens_details"), "reasoning_tokens"),
+        "source": "provider",
+    }
 
 
 def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
     """Provider usage; ``prompt_tokens`` already includes the cached part."""
-    return Usage(
-        input_tokens=_count(usage, "prompt_tokens"),
-        output_tokens=_count(usage, "completion_tokens"),
-        cached_input_tokens=_count(usage.get("prompt_tokens_details"), "cached_tokens"),
-        reasoning_tokens=_count(usage.get("completion_tokens_details"), "reasoning_tokens"),
-        source="provider",
-    )
+    return Usage(**usage_fields(usage))
 
 
 def content_text(content: object) -> str:
@@ -125,21 +134,30 @@ def parse_openai_chat_response(
     if not isinstance(message, dict):
         raise malformed("the chat completion's first choice has no message", provider=provider)
     response_id = str(body.get("id") or "")
-    calls = _tool_calls(message, response_id)
-    text = content_text(message.get("content")) or content_text(message.get("refusal"))
+    # Most answers carry neither key; _tool_calls would find nothing in them.
+    has_calls = "tool_calls" in message or "function_call" in message
+    calls = _tool_calls(message, response_id) if has_calls else []
+    content = message.get("content")
+    text = content if type(content) is str else content_text(content)
+    if not text:
+        text = content_text(message.get("refusal"))
     usage = body.get("usage")
     created = body.get("created")
     fingerprint = body.get("system_fingerprint")
-    return ChatResponse(
-        id=response_id,
-        model=str(body.get("model") or ""),
-        content=text,
-        tool_calls=calls,
-        finish_reason=finish_reason(choice.get("finish_reason"), has_tool_calls=bool(calls)),
-        usage=usage_from_openai(usage) if isinstance(usage, dict) else Usage(source="estimated"),
-        provider=provider,
-        created=created if isinstance(created, int) else None,
-        system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+    # One validation of the whole answer, usage nested: a Usage built on its own first would
+    # be a second pass through pydantic's model machinery (about an eighth of this function).
+    return ChatResponse.model_validate(
+        {
+            "id": response_id,
+            "model": str(body.get("model") or ""),
+            "content": text,
+            "tool_calls": calls,
+            "finish_reason": finish_reason(choice.get("finish_reason"), has_tool_calls=bool(calls)),
+            "usage": usage_fields(usage) if isinstance(usage, dict) else {"source": "estimated"},
+            "provider": provider,
+            "created": created if isinstance(created, int) else None,
+            "system_fingerprint": fingerprint if isinstance(fingerprint, str) else None,
+        }
     )
 
 
