@@ -495,3 +495,42 @@ def test_transcription_form_has_every_field_and_repeats_granularities() -> None:
 def test_transcription_form_minimal() -> None:
     fields, _ = build_openai_transcription_form(TranscriptionRequest(model="w", audio=b"x"))
     assert fields == {"model": "w", "response_format": "json"}
+
+
+class _LoudText(TextPart):
+    """A TextPart subclass: the plain-text shortcut must not treat it differently."""
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        [TextPart(text="one")],
+        [_LoudText(text="sub")],
+        [TextPart(text="a"), TextPart(text="b")],
+        [ImagePart(url="https://x/a.png")],
+        [TextPart(text="see"), ImagePart(url="https://x/a.png", detail="low")],
+        [],
+    ],
+    ids=["one-text", "subclass", "two-texts", "image", "text-and-image", "empty"],
+)
+@pytest.mark.parametrize("name", [None, "ann"])
+def test_user_content_takes_the_same_form_with_or_without_the_shortcut(
+    parts: list[TextPart | ImagePart], name: str | None
+) -> None:
+    message = Message.model_construct(role=Role.USER, content=parts, name=name, tool_calls=[])
+    (wire,) = build_openai_chat_payload(_req(message))["messages"]
+    if len(parts) == 1 and isinstance(parts[0], TextPart):
+        content: Any = parts[0].text
+    elif parts:
+        content = [
+            {"type": "text", "text": p.text}
+            if isinstance(p, TextPart)
+            else {
+                "type": "image_url",
+                "image_url": {"url": p.as_url(), **({"detail": p.detail} if p.detail else {})},
+            }
+            for p in parts
+        ]
+    else:
+        content = ""
+    assert wire == {"role": "user", "content": content, **({"name": name} if name else {})}

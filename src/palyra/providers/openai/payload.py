@@ -68,42 +68,62 @@ def _with_name(out: dict[str, Any], message: Message, quirks: OpenAIQuirks) -> d
     return out
 
 
-def _messages(message: Message, quirks: OpenAIQuirks) -> list[dict[str, Any]]:
+# Module constants: a global lookup is cheaper than an attribute of the enum class or a union
+# built by ``TextPart | ImagePart`` at each call.
+_USER = Role.USER
+_ASSISTANT = Role.ASSISTANT
+_TOOL = Role.TOOL
+_DEVELOPER = Role.DEVELOPER
+_USER_PARTS = (TextPart, ImagePart)
+
+
+def _add_messages(out: list[dict[str, Any]], message: Message, quirks: OpenAIQuirks) -> None:
     """One neutral message as one or more OpenAI messages (tool results: one per result)."""
     role = message.role
-    if role is Role.TOOL:
-        out: list[dict[str, Any]] = [
-            {"role": "tool", "tool_call_id": p.tool_call_id, "content": _tool_result_text(p)}
-            for p in message.content
-            if isinstance(p, ToolResultPart)
-        ]
-        # Tool messages carry text only; anything else the tool returned follows as a user turn.
-        extra = [p for p in message.content if isinstance(p, TextPart | ImagePart)]
-        if extra:
-            out.append({"role": "user", "content": _content(extra)})
-        return out
-    if role is Role.ASSISTANT:
-        texts = [p for p in message.content if isinstance(p, TextPart)]
-        calls = message.tool_calls
-        assistant: dict[str, Any] = {"role": "assistant"}
-        if texts:
-            assistant["content"] = (
-                texts[0].text if len(texts) == 1 else [_text_part(t) for t in texts]
-            )
+    if role is _USER:
+        content = message.content
+        if len(content) == 1 and type(content[0]) is TextPart:  # the usual one: a plain text
+            wire: str | list[dict[str, Any]] = content[0].text
         else:
-            assistant["content"] = None if calls else ""
-        if calls:
-            assistant["tool_calls"] = [_tool_call(c) for c in calls]
-        return [_with_name(assistant, message, quirks)]
-    if role is Role.USER:
-        parts = [p for p in message.content if isinstance(p, TextPart | ImagePart)]
-        return [_with_name({"role": "user", "content": _content(parts)}, message, quirks)]
-    wire_role = "developer" if role is Role.DEVELOPER and quirks.developer_role else "system"
+            wire = _content([p for p in content if isinstance(p, _USER_PARTS)])
+        out.append(_with_name({"role": "user", "content": wire}, message, quirks))
+    elif role is _ASSISTANT:
+        out.append(_assistant(message, quirks))
+    elif role is _TOOL:
+        out += _tool_messages(message)
+    else:
+        wire_role = "developer" if role is _DEVELOPER and quirks.developer_role else "system"
+        texts = [p for p in message.content if isinstance(p, TextPart)]
+        text: str | list[dict[str, Any]] = (
+            texts[0].text if len(texts) == 1 else [_text_part(t) for t in texts] if texts else ""
+        )
+        out.append(_with_name({"role": wire_role, "content": text}, message, quirks))
+
+
+def _assistant(message: Message, quirks: OpenAIQuirks) -> dict[str, Any]:
     texts = [p for p in message.content if isinstance(p, TextPart)]
-    content: str | list[dict[str, Any]] = (
-        texts[0].text if len(texts) == 1 else [_text_part(t) for t in texts] if texts else ""
-    )
-    return [_with_name({"role": wire_role, "content": content}, message, quirks)]
+    calls = message.tool_calls
+    assistant: dict[str, Any] = {"role": "assistant"}
+    if texts:
+        assistant["content"] = texts[0].text if len(texts) == 1 else [_text_part(t) for t in texts]
+    else:
+        assistant["content"] = None if calls else ""
+    if calls:
+        assistant["tool_calls"] = [_tool_call(c) for c in calls]
+    return _with_name(assistant, message, quirks)
+
+
+def _tool_messages(message: Message) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"role": "tool", "tool_call_id": p.tool_call_id, "content": _tool_result_text(p)}
+        for p in message.content
+        if isinstance(p, ToolResultPart)
+    ]
+    # Tool messages carry text only; anything else the tool returned follows as a user turn.
+    extra = [p for p in message.content if isinstance(p, _USER_PARTS)]
+    if extra:
+        out.append({"role": "user", "content": _content(extra)})
+    return out
 
 
 def _tool(spec: ToolSpec, quirks: OpenAIQuirks) -> dict[str, Any]:
@@ -154,7 +174,9 @@ def build_openai_chat_payload(
     request: ChatRequest, quirks: OpenAIQuirks = _DEFAULT_QUIRKS
 ) -> dict[str, Any]:
     """The Chat Completions body for ``request``; ``request.stream`` decides ``stream``."""
-    messages = [wire for m in request.messages for wire in _messages(m, quirks)]
+    messages: list[dict[str, Any]] = []
+    for message in request.messages:
+        _add_messages(messages, message, quirks)
     payload: dict[str, Any] = {"model": request.model, "messages": messages}
     if request.tools:
         payload["tools"] = [_tool(t, quirks) for t in request.tools]
