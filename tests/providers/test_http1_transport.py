@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from palyra.model import PalyraError
 from palyra.providers import http1_connection, upstream_guard
+from palyra.providers.coarse_timers import timers_for
 from palyra.providers.http1_connection import request_head
 from palyra.providers.http1_pool import Http1Transport
 from palyra.providers.upstream_client import UpstreamClient, prepare, send_bytes, send_prepared
@@ -908,3 +909,33 @@ async def test_a_prepared_request_on_a_closed_client_is_refused() -> None:
     await http.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await send_prepared(http, prepared, {}, b"{}")
+
+
+async def test_read_deadlines_leave_no_timer_behind() -> None:
+    """Answered, timed out or abandoned by a cancelled caller: no coarse timer stays armed."""
+    timers = timers_for()
+    before = len(timers)
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    async with Server(answer_forever) as server, _raw_client() as http:
+        for _ in range(3):
+            assert (await send_bytes(http, "POST", server.url, {}, b"{}")).body == b"ok"
+            assert len(timers) == before
+    async with Server(silent) as server:
+        http = UpstreamClient(
+            transport=GuardedTransport(Http1Transport(), True), timeout=httpx2.Timeout(0.1)
+        )
+        async with http:
+            with pytest.raises(httpx2.ReadTimeout):
+                await send_bytes(http, "POST", server.url, {}, b"{}")
+            assert len(timers) == before
+            waiting = asyncio.create_task(send_bytes(http, "POST", server.url, {}, b"{}"))
+            await asyncio.sleep(0.05)
+            assert len(timers) == before + 1
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert len(timers) == before
