@@ -51,7 +51,6 @@ class Http1Connection(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self.received = False
-        self._body_until_eof = False
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._paused = False
@@ -73,7 +72,7 @@ class Http1Connection(asyncio.Protocol):
         self._wake()
 
     def eof_received(self) -> bool | None:
-        if self._body_until_eof and self.headers_done and not self.complete:
+        if self.headers_done and not self.complete and self._body_until_eof():
             self.complete = True  # a body without a length ends when the server closes
             self.keep_alive = False
         self._wake()
@@ -121,9 +120,14 @@ class Http1Connection(asyncio.Protocol):
         self.status = status
         self.headers_done = True
         self.keep_alive = self._parser.should_keep_alive()
-        self._body_until_eof = not any(
+
+    def _body_until_eof(self) -> bool:
+        """A body with neither a length nor chunks ends when the server closes. Asked only at
+        EOF: scanning every answer's headers for it in ``on_headers_complete`` cost more than
+        the rest of that callback."""
+        return self.status not in (204, 304) and not any(
             name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers
-        ) and status not in (204, 304)
+        )
 
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
