@@ -13,7 +13,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx2
 from httpx2._client import USE_CLIENT_DEFAULT, UseClientDefault
@@ -30,9 +30,11 @@ _SIZED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 RAW_ACCEPT_ENCODING = "gzip, deflate"
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamReply:
-    """A whole upstream answer: status, raw headers and the decoded body."""
+class UpstreamReply(NamedTuple):
+    """A whole upstream answer: status, raw headers and the decoded body.
+
+    A named tuple, not a frozen dataclass: as immutable, and made without the three
+    ``object.__setattr__`` calls a frozen dataclass's ``__init__`` costs per answer."""
 
     status_code: int
     raw_headers: list[tuple[bytes, bytes]]
