@@ -80,7 +80,13 @@ class CoarseTimers:
 
     def arm(self, delay: float, key: Key, callback: Callable[[Any], object]) -> Bucket:
         """``callback(key)`` about ``delay`` seconds from now (never sooner); returns the token."""
-        return self.arm_at(self._loop.time() + delay, key, callback)
+        # arm_at's body, not a call to it: this is the per-request path.
+        tick = math.ceil((self._loop.time() + delay) * self._per_second)
+        bucket = self._buckets.get(tick)
+        if bucket is None:
+            bucket = self._open(tick)
+        bucket[key] = callback
+        return bucket
 
     def arm_at(self, when: float, key: Key, callback: Callable[[Any], object]) -> Bucket:
         """``callback(key)`` at loop time ``when`` rounded up to a tick; returns the token."""

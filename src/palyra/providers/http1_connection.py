@@ -218,7 +218,8 @@ class Http1Connection(asyncio.Protocol):
     async def read_head(self, limit_s: float | None) -> None:
         """Wait until the status line and headers have arrived."""
         while not self.headers_done:
-            self._raise_if_failed()
+            if self._error is not None or self.closed:
+                self._raise_if_failed()
             await self._wait(limit_s)
 
     async def body_chunks(self, limit_s: float | None) -> AsyncIterator[bytes]:

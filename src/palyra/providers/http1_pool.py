@@ -241,7 +241,8 @@ class Http1Transport(httpx2.AsyncBaseTransport):
             self._idle_count += 1
         else:
             conn.close()
-        self._wake_one()
+        if self._waiters:
+            self._wake_one()
 
     def _wake_one(self) -> None:
         while self._waiters:

@@ -322,6 +322,9 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
             cached.addresses.insert(0, address)
 
     async def _checked_addresses(self, host: str, port: int) -> list[str]:
+        allowed = _allowed_literal(host)
+        if allowed is not None:
+            return [allowed]
         literal = _parse_ip(host)
         if literal is not None:
             self._refuse_if_blocked(host, literal)
