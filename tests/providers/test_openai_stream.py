@@ -354,3 +354,22 @@ def test_forced_call_streamed_with_stop_ends_as_tool_calls_like_the_whole_answer
 )
 def test_is_whole_payload_tells_a_cut_event_from_a_finished_one(data: str, whole: bool) -> None:
     assert is_whole_payload(data) is whole
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["[DONE]", " [DONE]\n", "\t[DONE] ", "[DONE]}", "}", "[DONE] }", '{"choices": []} ', "[done]"],
+)
+def test_done_is_told_apart_exactly_as_by_stripping(payload: str) -> None:
+    """The parser skips stripping payloads that end in "}": the outcome must not change."""
+    parser = OpenAIStreamParser(provider="p")
+    parser.feed(orjson.dumps({"id": "c", "choices": []}).decode())
+    try:
+        events: object = parser.feed(payload)
+    except PalyraError as exc:
+        events = exc.failure_class
+    if payload.strip() == "[DONE]":
+        assert events == [MessageEnd(finish_reason="stop")] and parser.done
+    else:
+        assert not parser.done
+        assert events in ([], FailureClass.MALFORMED_RESPONSE)

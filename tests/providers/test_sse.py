@@ -147,3 +147,84 @@ def test_encoded_events_decode_back_whatever_the_chunking(
     size = data.draw(st.integers(min_value=1, max_value=max(1, len(raw))))
     chunks = [raw[i : i + size] for i in range(0, len(raw), size)]
     assert _decode(*chunks) == [SSEEvent(name, "\n".join(lines)) for name, lines in events]
+
+
+class _LineByLine:
+    """The decoder as first written: it cuts one line at a time off the buffer. The faster
+    decoder must give the very same events and keep the same rest for any bytes."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.event = ""
+        self.data: list[str] = []
+        self.id: str | None = None
+
+    def feed(self, chunk: bytes) -> list[tuple[str, str, str | None]]:
+        self.buffer += chunk
+        events = []
+        while True:
+            cut = self._next_line_end()
+            if cut is None:
+                return events
+            end, skip = cut
+            raw, self.buffer = self.buffer[:end], self.buffer[end + skip :]
+            event = self._line(raw.decode("utf-8", errors="replace"))
+            if event is not None:
+                events.append(event)
+
+    def flush(self) -> list[tuple[str, str, str | None]]:
+        return self.feed(b"\n\n") if self.buffer or self.data else []
+
+    def _next_line_end(self) -> tuple[int, int] | None:
+        buf = self.buffer
+        lf, cr = buf.find(b"\n"), buf.find(b"\r")
+        if cr == -1 and lf == -1:
+            return None
+        if cr != -1 and (lf == -1 or cr < lf):
+            if cr + 1 == len(buf):
+                return None
+            return (cr, 2) if buf[cr + 1 : cr + 2] == b"\n" else (cr, 1)
+        return lf, 1
+
+    def _line(self, line: str) -> tuple[str, str, str | None] | None:
+        if not line:
+            if not self.data:
+                self.event = ""
+                return None
+            event = (self.event or "message", "\n".join(self.data), self.id)
+            self.event, self.data = "", []
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self.data.append(value)
+        elif name == "event":
+            self.event = value
+        elif name == "id":
+            self.id = value
+        return None
+
+
+_wire_bytes = st.lists(
+    st.one_of(
+        st.sampled_from([b"data: ", b"data:", b"event: ", b"id: ", b": ", b"data", b"retry: 1"]),
+        st.sampled_from([b"\n", b"\r", b"\r\n", b"\n\n", b"\r\r", b"\r\n\r\n"]),
+        st.binary(max_size=12),  # anything, invalid UTF-8 included
+        st.text(max_size=8).map(lambda t: t.encode()),
+    ),
+    max_size=40,
+).map(b"".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(stream=_wire_bytes, data=st.data())
+def test_the_decoder_agrees_with_line_by_line_decoding(stream: bytes, data: st.DataObject) -> None:
+    cuts = sorted(data.draw(st.lists(st.integers(min_value=0, max_value=len(stream)), max_size=8)))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    fast, slow = SSEDecoder(), _LineByLine()
+    for chunk in chunks:
+        assert [tuple(e) for e in fast.feed(chunk)] == slow.feed(chunk)
+    assert [tuple(e) for e in fast.flush()] == slow.flush()

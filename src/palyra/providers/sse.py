@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
+    """One dispatched event. A named tuple: as immutable as a frozen dataclass, and cheaper to
+    make (a stream makes one per chunk)."""
+
     event: str
     data: str
     id: str | None = None
@@ -25,16 +27,21 @@ class SSEDecoder:
         self._id: str | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        self._buffer += chunk
+        buffer = self._buffer + chunk
+        if buffer.find(b"\r") == -1:
+            # Line feeds only, as servers send them: decode the whole lines at once and split
+            # them, where cutting line by line would scan and copy the rest of the buffer once
+            # per line. (A line feed never sits inside a UTF-8 sequence, so decoding them
+            # together replaces bad bytes exactly as decoding each line would.)
+            whole, found, self._buffer = buffer.rpartition(b"\n")
+            if not found:
+                return []
+            lines = whole.decode("utf-8", errors="replace").split("\n")
+        else:
+            lines = [raw.decode("utf-8", errors="replace") for raw in self._cut_lines(buffer)]
         events: list[SSEEvent] = []
-        while True:
-            cut = self._next_line_end()
-            if cut is None:
-                break
-            end, skip = cut
-            raw = self._buffer[:end]
-            self._buffer = self._buffer[end + skip :]
-            event = self._line(raw.decode("utf-8", errors="replace"))
+        for line in lines:
+            event = self._line(line)
             if event is not None:
                 events.append(event)
         return events
@@ -44,17 +51,30 @@ class SSEDecoder:
         events = self.feed(b"\n\n") if self._buffer or self._data else []
         return events
 
-    def _next_line_end(self) -> tuple[int, int] | None:
-        buf = self._buffer
-        lf = buf.find(b"\n")
-        cr = buf.find(b"\r")
-        if cr == -1 and lf == -1:
-            return None
-        if cr != -1 and (lf == -1 or cr < lf):
-            if cr + 1 == len(buf):
-                return None  # could be the first half of CRLF; wait for more
-            return (cr, 2) if buf[cr + 1 : cr + 2] == b"\n" else (cr, 1)
-        return lf, 1
+    def _cut_lines(self, buffer: bytes) -> list[bytes]:
+        """The whole lines in ``buffer``, whatever their ends (CR, LF, CRLF); the rest stays
+        buffered, as does a last CR that may be the first half of a CRLF."""
+        lines: list[bytes] = []
+        start = 0
+        lf = buffer.find(b"\n")
+        cr = buffer.find(b"\r")
+        while True:
+            if lf != -1 and lf < start:
+                lf = buffer.find(b"\n", start)
+            if cr != -1 and cr < start:
+                cr = buffer.find(b"\r", start)
+            if cr != -1 and (lf == -1 or cr < lf):
+                if cr + 1 == len(buffer):
+                    break  # could be the first half of CRLF; wait for more
+                end, skip = cr, (2 if lf == cr + 1 else 1)
+            elif lf != -1:
+                end, skip = lf, 1
+            else:
+                break
+            lines.append(buffer[start:end])
+            start = end + skip
+        self._buffer = buffer[start:]
+        return lines
 
     def _line(self, line: str) -> SSEEvent | None:
         if not line:
@@ -64,6 +84,9 @@ class SSEDecoder:
             event = SSEEvent(self._event or "message", "\n".join(self._data), self._id)
             self._event, self._data = "", []
             return event
+        if line.startswith("data: "):  # the usual line, without the general split below
+            self._data.append(line[6:])
+            return None
         if line.startswith(":"):
             return None
         name, _, value = line.partition(":")

@@ -74,7 +74,8 @@ class OpenAIStreamParser:
     def feed(self, data: str) -> list[StreamEvent]:
         if self.done:
             return []
-        if data.strip() == DONE:
+        # A chunk ends in "}", which [DONE] cannot: no stripped copy of every chunk to compare.
+        if data[-1:] != "}" and data.strip() == DONE:
             return self._close()
         try:
             chunk = orjson.loads(data)
@@ -98,9 +99,10 @@ class OpenAIStreamParser:
                 )
             )
         choices = chunk.get("choices")
-        for choice in choices if isinstance(choices, list) else []:
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                events.extend(self._choice(choice))
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                    self._choice(choice, events)
         usage = chunk.get("usage")
         groq = chunk.get("x_groq")
         if not isinstance(usage, dict) and isinstance(groq, dict):
@@ -130,18 +132,21 @@ class OpenAIStreamParser:
             model=self.model,
         )
 
-    def _choice(self, choice: Mapping[str, Any]) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
+    def _choice(self, choice: Mapping[str, Any], events: list[StreamEvent]) -> None:
+        """Append the events of one choice of a chunk to ``events``."""
         delta = choice.get("delta")
         if isinstance(delta, dict):
-            for key in ("content", "refusal"):
-                text = delta.get(key)
-                if isinstance(text, str) and text:
-                    events.append(TextDelta(text=text))
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                events.append(TextDelta(text=text))
+            text = delta.get("refusal")
+            if isinstance(text, str) and text:
+                events.append(TextDelta(text=text))
             calls = delta.get("tool_calls")
-            for position, call in enumerate(calls if isinstance(calls, list) else []):
-                if isinstance(call, dict):
-                    events.extend(self._tool_fragment(call, position))
+            if isinstance(calls, list):
+                for position, call in enumerate(calls):
+                    if isinstance(call, dict):
+                        events.extend(self._tool_fragment(call, position))
             legacy = delta.get("function_call")
             if isinstance(legacy, dict):
                 events.extend(self._tool_fragment({"index": 0, "function": legacy}, 0))
@@ -149,7 +154,6 @@ class OpenAIStreamParser:
         if isinstance(reason, str) and reason:
             self._finish = finish_reason(reason, has_tool_calls=self._saw_calls)
             events.extend(self._end_calls())
-        return events
 
     def _tool_fragment(self, call: Mapping[str, Any], position: int) -> list[StreamEvent]:
         raw_index = call.get("index")
