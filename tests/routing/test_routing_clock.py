@@ -2,6 +2,7 @@ import asyncio
 
 import pytest
 
+from palyra.providers import coarse_timers
 from palyra.routing import ManualClock, SystemClock
 
 
@@ -64,3 +65,33 @@ async def test_system_clock_times_out_for_real() -> None:
         async with clock.timeout(0.01):
             await clock.sleep(5)
     assert clock.now() - start < 1
+
+
+async def test_system_clock_timeouts_fire_no_earlier_and_at_most_a_tick_late() -> None:
+    """On coarse timers: never before the deadline, at most one resolution tick after it (plus
+    scheduling slack on a busy machine), and nothing stays armed once the scope is left."""
+    clock = SystemClock()
+    timers = coarse_timers.timers_for()
+    start = clock.now()
+    with pytest.raises(TimeoutError):
+        async with clock.timeout(0.05):
+            await asyncio.sleep(5)
+    waited = clock.now() - start
+    assert 0.05 <= waited < 0.05 + timers.resolution_s + 0.25
+    async with clock.timeout(30):
+        await asyncio.sleep(0)
+    assert len(timers) == 0
+
+
+async def test_an_outside_cancellation_inside_a_system_clock_timeout_stays_a_cancellation() -> None:
+    clock = SystemClock()
+
+    async def inner() -> None:
+        async with clock.timeout(30):
+            await asyncio.sleep(5)
+
+    task = asyncio.ensure_future(inner())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

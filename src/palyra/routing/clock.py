@@ -12,6 +12,8 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Protocol
 
+from palyra.providers import coarse_timers
+
 
 class Clock(Protocol):
     """Monotonic seconds, sleeping, and a timeout scope that raises ``TimeoutError``."""
@@ -24,7 +26,8 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real clock: ``time.monotonic``, ``asyncio.sleep`` and ``asyncio.timeout``."""
+    """The real clock: ``time.monotonic``, ``asyncio.sleep``, and ``asyncio.timeout``'s semantics
+    on coarse timers (see :meth:`timeout`)."""
 
     # ``time.monotonic`` itself, not a method around it: read several times per request, and a
     # Python-level call costs more than the read.
@@ -34,7 +37,11 @@ class SystemClock:
         await asyncio.sleep(max(0.0, seconds))
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
-        return asyncio.timeout(max(0.0, seconds))
+        """``asyncio.timeout`` on :mod:`palyra.providers.coarse_timers`: an attempt's budget is
+        seconds long and nearly always ends long before it fires, while ``asyncio.timeout`` arms
+        and cancels a libuv timer per attempt. It fires no earlier than asked, at most one
+        resolution tick (25 ms) later."""
+        return coarse_timers.timeout(max(0.0, seconds))
 
 
 class ManualClock:
