@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -125,6 +126,31 @@ async def test_a_failing_callback_is_reported_and_the_others_still_run() -> None
     assert [type(c["exception"]) for c in reported] == [ValueError]
 
 
+async def test_an_entry_that_rearms_itself_waits_for_the_next_loop_turn() -> None:
+    loop = asyncio.get_running_loop()
+    timers = CoarseTimers(loop, resolution_s=0.01)
+    turn = 0
+    runs: list[int] = []  # the loop turn each run happened in
+
+    async def count_turns() -> None:
+        nonlocal turn
+        while True:
+            await asyncio.sleep(0)
+            turn += 1
+
+    def again(key: str) -> None:
+        runs.append(turn)
+        if len(runs) < 5:
+            # Already past due: it must wait for a later loop turn, not run in this firing.
+            timers.arm_at(loop.time() - 1, key, again)
+
+    counter = asyncio.create_task(count_turns())
+    timers.arm_at(loop.time() - 1, "self", again)
+    await asyncio.sleep(0.1)
+    counter.cancel()
+    assert len(runs) == 5 and len(set(runs)) == 5
+
+
 async def test_callbacks_may_cancel_siblings_and_arm_new_entries() -> None:
     loop = asyncio.get_running_loop()
     timers = CoarseTimers(loop, resolution_s=0.01)
@@ -141,6 +167,17 @@ async def test_callbacks_may_cancel_siblings_and_arm_new_entries() -> None:
     await asyncio.sleep(0.1)
     assert calls == ["first", "again"]
     assert len(timers) == 0
+
+
+async def test_an_infinite_deadline_is_never_due_and_can_be_cancelled() -> None:
+    timers = CoarseTimers(asyncio.get_running_loop(), resolution_s=0.01)
+    calls: list[str] = []
+    never = timers.arm(math.inf, "inf", calls.append)
+    timers.arm_at(math.nan, "nan", calls.append)
+    assert len(timers) == 0 and timers.loop_timers == 0
+    CoarseTimers.cancel(never, "inf")
+    await asyncio.sleep(0.03)
+    assert calls == []
 
 
 def test_resolution_must_be_positive() -> None:
@@ -222,6 +259,12 @@ async def _finishes_in_time(make: TimeoutFactory) -> object:
 async def _no_deadline(make: TimeoutFactory) -> object:
     async with make(None) as scope:
         await asyncio.sleep(0.05)
+    return ("done", scope.expired(), scope.when())
+
+
+async def _infinite_deadline(make: TimeoutFactory) -> object:
+    async with make(math.inf) as scope:
+        await asyncio.sleep(0.02)
     return ("done", scope.expired(), scope.when())
 
 
@@ -320,6 +363,7 @@ SCENARIOS = [
     _expires,
     _finishes_in_time,
     _no_deadline,
+    _infinite_deadline,
     _already_past,
     _expired_scope_reports_it,
     _inner_expires_outer_carries_on,

@@ -60,7 +60,8 @@ class CoarseTimers:
         self._armed_tick: float = _NOT_ARMED
 
     def __len__(self) -> int:
-        """Entries armed and not yet fired or cancelled."""
+        """Entries armed and not yet fired or cancelled (an infinite deadline is filed nowhere
+        and not counted)."""
         return sum(len(bucket) for bucket in self._buckets.values())
 
     @property
@@ -81,7 +82,10 @@ class CoarseTimers:
     def arm(self, delay: float, key: Key, callback: Callable[[Any], object]) -> Bucket:
         """``callback(key)`` about ``delay`` seconds from now (never sooner); returns the token."""
         # arm_at's body, not a call to it: this is the per-request path.
-        tick = math.ceil((self._loop.time() + delay) * self._per_second)
+        try:
+            tick = math.ceil((self._loop.time() + delay) * self._per_second)
+        except (OverflowError, ValueError):
+            return {key: callback}  # an infinite (or NaN) deadline: filed nowhere, never due
         bucket = self._buckets.get(tick)
         if bucket is None:
             bucket = self._open(tick)
@@ -90,7 +94,10 @@ class CoarseTimers:
 
     def arm_at(self, when: float, key: Key, callback: Callable[[Any], object]) -> Bucket:
         """``callback(key)`` at loop time ``when`` rounded up to a tick; returns the token."""
-        tick = math.ceil(when * self._per_second)
+        try:
+            tick = math.ceil(when * self._per_second)
+        except (OverflowError, ValueError):
+            return {key: callback}  # an infinite (or NaN) deadline: filed nowhere, never due
         bucket = self._buckets.get(tick)
         if bucket is None:
             bucket = self._open(tick)
@@ -133,9 +140,13 @@ class CoarseTimers:
         self._armed_tick = -1  # callbacks that arm entries must not arm the loop meanwhile
         due = max(armed_tick, math.floor(self._loop.time() * self._per_second))
         ticks = self._ticks
+        # Take the due buckets first: an entry a callback arms for a tick already due waits for
+        # the loop's next turn (as a past call_at would) instead of running in this pass.
+        buckets = []
+        while ticks and ticks[0] <= due:
+            buckets.append(self._buckets.pop(heapq.heappop(ticks)))
         try:
-            while ticks and ticks[0] <= due:
-                bucket = self._buckets.pop(heapq.heappop(ticks))
+            for bucket in buckets:
                 if bucket:
                     self._run(bucket)
         finally:
