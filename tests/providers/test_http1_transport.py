@@ -939,3 +939,41 @@ async def test_read_deadlines_leave_no_timer_behind() -> None:
             with pytest.raises(asyncio.CancelledError):
                 await waiting
             assert len(timers) == before
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"Content-Encoding: gzip\r\n",
+        b"CONTENT-ENCODING: gzip\r\n",
+        b"x-content-encoding: gzip\r\n",  # another header: the body is not compressed
+        b"content-encodings: gzip\r\n",
+    ],
+)
+async def test_content_encoding_is_found_whatever_its_spelling(headers: bytes) -> None:
+    import gzip
+    import zlib
+
+    plain = b'{"answer": 42}'
+    codings = [
+        line.split(b": ")[1]
+        for line in headers.split(b"\r\n")
+        if line.lower().startswith(b"content-encoding:")
+    ]
+    body = plain
+    for coding in codings:
+        body = gzip.compress(body) if coding == b"gzip" else zlib.compress(body)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(
+                b"HTTP/1.1 100 Continue\r\ncontent-encoding: gzip\r\n\r\n"  # interim: ignored
+                b"HTTP/1.1 200 OK\r\n%bcontent-length: %d\r\n\r\n%b" % (headers, len(body), body)
+            )
+            await writer.drain()
+
+    async with Server(answer) as server, _raw_client() as http:
+        reply = await send_bytes(http, "GET", server.url, {}, None)
+        general = await http.get(server.url)
+    assert reply.body == general.content == (plain if codings else body)

@@ -47,6 +47,7 @@ class Http1Connection(asyncio.Protocol):
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.content_encodings: list[bytes] = []  # each content-encoding header's value
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
@@ -108,6 +109,10 @@ class Http1Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        # Noted as it arrives (the length test spares a lower() per header): a whole-body reader
+        # would otherwise scan every header again for it.
+        if len(name) == 16 and name.lower() == b"content-encoding":
+            self.content_encodings.append(value)
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -115,6 +120,7 @@ class Http1Connection(asyncio.Protocol):
             # An interim answer (we never send Expect, but a server may still send one); the
             # parser reports the final response as a new message.
             self.headers = []
+            self.content_encodings = []
             self.reason = b""
             return
         self.status = status

@@ -336,9 +336,8 @@ class UpstreamClient(httpx2.AsyncClient):
             target.scheme, target.host, target.port, head, content or b"", self._timeout_extension
         )
         body = await guard.read_all(conn, self._timeout_extension.get("read"))
-        for raw_name, raw_value in conn.headers:
-            if raw_name.lower() == b"content-encoding":
-                body = _decode(body, raw_value)
+        for coding in conn.content_encodings:
+            body = _decode(body, coding)
         return UpstreamReply(conn.status, conn.headers, body)
 
     def _target(self, url: str) -> _Target:
