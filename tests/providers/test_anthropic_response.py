@@ -7,12 +7,13 @@ from typing import Any
 import orjson
 import pytest
 
-from palyra.model import FailureClass, PalyraError, ToolCallPart, Usage
+from palyra.model import ChatResponse, FailureClass, PalyraError, ToolCallPart, Usage
 from palyra.providers.anthropic import (
     parse_anthropic_message,
     parse_anthropic_models,
     parse_anthropic_token_count,
 )
+from palyra.providers.anthropic.response import usage_from_anthropic
 
 # Shape of a real tool-use answer (Anthropic docs, "Tool use" example), with cache usage.
 TOOL_MESSAGE: dict[str, Any] = {
@@ -167,3 +168,45 @@ def test_bad_token_count_is_malformed(body: dict[str, Any]) -> None:
     with pytest.raises(PalyraError) as info:
         parse_anthropic_token_count(body)
     assert info.value.failure_class is FailureClass.MALFORMED_RESPONSE
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        None,
+        "junk",
+        {"input_tokens": 5, "output_tokens": 2},
+        {
+            "input_tokens": 5,
+            "output_tokens": 2,
+            "cache_read_input_tokens": 30,
+            "cache_creation_input_tokens": 7,
+        },
+        {"input_tokens": -3, "output_tokens": True, "cache_read_input_tokens": "x"},
+    ],
+)
+@pytest.mark.parametrize("model", [None, "claude-x", 3])
+@pytest.mark.parametrize("stop", ["end_turn", "tool_use", "max_tokens", None, "odd"])
+def test_one_pass_validation_builds_what_two_steps_built(
+    usage: object, model: object, stop: object
+) -> None:
+    """The answer is validated with its usage nested: the same response as building the usage
+    first and the response around it."""
+    body: dict[str, Any] = {"id": "m1", "content": TOOL_MESSAGE["content"], "stop_reason": stop}
+    if usage is not None:
+        body["usage"] = usage
+    if model is not None:
+        body["model"] = model
+    parsed = parse_anthropic_message(body, provider="a")
+    expected = ChatResponse(
+        id="m1",
+        model=str(model or ""),
+        content=parsed.content,
+        tool_calls=parsed.tool_calls,
+        finish_reason=parsed.finish_reason,
+        usage=usage_from_anthropic(usage) if isinstance(usage, dict) else Usage(source="estimated"),
+        provider="a",
+    )
+    assert parsed == expected
+    assert parsed.model_fields_set == expected.model_fields_set
+    assert parsed.usage.model_fields_set == expected.usage.model_fields_set

@@ -48,18 +48,24 @@ def _count(usage: Mapping[str, Any], key: str) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
+def usage_fields(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """:class:`Usage`'s fields from an Anthropic usage object: the input of
+    :func:`usage_from_anthropic`, or of a model holding a usage."""
+    read = _count(usage, "cache_read_input_tokens")
+    created = _count(usage, "cache_creation_input_tokens")
+    return {
+        "input_tokens": _count(usage, "input_tokens") + read + created,
+        "output_tokens": _count(usage, "output_tokens"),
+        "cached_input_tokens": read,
+        "cache_creation_input_tokens": created,
+        "source": "provider",
+    }
+
+
 def usage_from_anthropic(usage: Mapping[str, Any]) -> Usage:
     """Provider usage. Anthropic's ``input_tokens`` leaves out cache reads and writes; the
     neutral ``input_tokens`` counts all input (as OpenAI does), cached parts reported beside it."""
-    read = _count(usage, "cache_read_input_tokens")
-    created = _count(usage, "cache_creation_input_tokens")
-    return Usage(
-        input_tokens=_count(usage, "input_tokens") + read + created,
-        output_tokens=_count(usage, "output_tokens"),
-        cached_input_tokens=read,
-        cache_creation_input_tokens=created,
-        source="provider",
-    )
+    return Usage(**usage_fields(usage))
 
 
 def load_json_object(
@@ -95,14 +101,18 @@ def parse_anthropic_message(body: dict[str, Any], *, provider: str | None = None
             arguments = orjson.dumps(tool_input).decode() if tool_input is not None else "{}"
             calls.append(ToolCallPart(id=block["id"], name=block["name"], arguments=arguments))
     usage = body.get("usage")
-    return ChatResponse(
-        id=body["id"],
-        model=str(body.get("model") or ""),
-        content="".join(texts),
-        tool_calls=calls,
-        finish_reason=finish_reason(body.get("stop_reason"), has_tool_calls=bool(calls)),
-        usage=usage_from_anthropic(usage) if isinstance(usage, dict) else Usage(source="estimated"),
-        provider=provider,
+    # One validation of the whole answer, usage nested: a Usage built on its own first would
+    # be a second pass through pydantic's model machinery.
+    return ChatResponse.model_validate(
+        {
+            "id": body["id"],
+            "model": str(body.get("model") or ""),
+            "content": "".join(texts),
+            "tool_calls": calls,
+            "finish_reason": finish_reason(body.get("stop_reason"), has_tool_calls=bool(calls)),
+            "usage": usage_fields(usage) if isinstance(usage, dict) else {"source": "estimated"},
+            "provider": provider,
+        }
     )
 
 
