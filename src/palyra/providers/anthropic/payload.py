@@ -49,6 +49,9 @@ MAX_METADATA_USER_ID_CHARS = 512
 COUNT_TOKENS_KEYS = ("model", "messages", "system", "tools", "tool_choice")
 
 _TOOL_ID_BAD_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+# Module constants: cheaper than looking the members up on the enum class per message.
+_SYSTEM_ROLES = (Role.SYSTEM, Role.DEVELOPER)
+_ASSISTANT = Role.ASSISTANT
 
 Block = dict[str, Any]
 
@@ -84,7 +87,7 @@ def _system_text(request: ChatRequest) -> str | None:
     texts = [
         part.text
         for message in request.messages
-        if message.role in (Role.SYSTEM, Role.DEVELOPER)
+        if message.role in _SYSTEM_ROLES
         for part in message.content
         if isinstance(part, TextPart) and part.text.strip()
     ]
@@ -147,7 +150,7 @@ def _blocks(message: Message) -> list[Block]:
             blocks.append(_tool_use_block(part))
         else:
             blocks.append(_tool_result_block(part))
-    if message.role is Role.ASSISTANT:
+    if message.role is _ASSISTANT and len(blocks) > 1:
         # Anthropic reads tool_use blocks after the text of the same turn.
         blocks.sort(key=lambda b: b["type"] == "tool_use")
     return blocks
@@ -157,9 +160,9 @@ def _turns(request: ChatRequest) -> list[Block]:
     """Messages as alternating user/assistant turns, tool results first in their user turn."""
     turns: list[Block] = []
     for message in request.messages:
-        if message.role in (Role.SYSTEM, Role.DEVELOPER):
+        if message.role in _SYSTEM_ROLES:
             continue
-        role = "assistant" if message.role is Role.ASSISTANT else "user"
+        role = "assistant" if message.role is _ASSISTANT else "user"
         blocks = _blocks(message)
         if not blocks:
             continue
@@ -168,7 +171,8 @@ def _turns(request: ChatRequest) -> list[Block]:
         else:
             turns.append({"role": role, "content": blocks})
     for turn in turns:
-        if turn["role"] == "user":
+        # (A sort calls its key even for a single block: skipped when there is nothing to order.)
+        if turn["role"] == "user" and len(turn["content"]) > 1:
             turn["content"].sort(key=lambda b: b["type"] != "tool_result")
     if turns and turns[-1]["role"] == "assistant":
         _strip_final_assistant(turns)
@@ -199,6 +203,8 @@ def _check_tool_pairs(turns: list[Block]) -> None:
     for turn in turns:
         ids = [b["tool_use_id"] for b in turn["content"] if b["type"] == "tool_result"]
         if turn["role"] == "user":
+            if not asked and not ids:
+                continue  # nothing asked, nothing answered: no pair to check
             missing = [i for i in asked if i not in ids]
             if missing:
                 raise _invalid(
