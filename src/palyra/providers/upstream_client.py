@@ -315,13 +315,13 @@ class UpstreamClient(httpx2.AsyncClient):
         self, prepared: PreparedRequest, call_headers: Mapping[str, str], content: bytes | None
     ) -> UpstreamReply:
         """One whole exchange of a request from :meth:`prepare` plus this call's headers."""
+        if self.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
         raw = prepared.raw
         own = None if raw is None else _call_lines(raw.fixed_names, call_headers)
         if raw is None or own is None:
             headers = {**prepared.headers, **call_headers}
             return await self.send_bytes(prepared.method, prepared.url, headers, content)
-        if self.is_closed:
-            raise RuntimeError("Cannot send a request, as the client has been closed.")
         guard = self._raw_guard
         assert guard is not None  # prepare() made no raw start without it
         length = b"content-length: %d\r\n" % len(content or b"")
