@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 from palyra.config.schema import PalyraConfig, default_config
 from palyra.daemon import AppState, create_app
+from palyra.daemon.http_protocol import CoalescingHttpToolsProtocol
 from palyra.daemon.logging_setup import ACCESS_LOGGER, JsonFormatter
 from palyra.daemon.security import Authenticator
 from palyra.daemon.tokens_store import TokenKind, generate_token
@@ -76,7 +77,7 @@ def start_daemon() -> Iterator[StartDaemon]:
         config = uvicorn.Config(
             app,
             loop="uvloop",
-            http="httptools",
+            http=CoalescingHttpToolsProtocol,  # as `palyra serve` runs it
             lifespan="on",
             log_config=None,
             access_log=False,

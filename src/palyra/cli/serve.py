@@ -159,6 +159,7 @@ def _run(
     import uvicorn  # imported here so other commands start without the server stack
 
     from palyra.daemon import create_app
+    from palyra.daemon.http_protocol import CoalescingHttpToolsProtocol
     from palyra.daemon.logging_setup import flush_logging
     from palyra.daemon.security import Authenticator
     from palyra.daemon.workers import stop_on_signal, watch_parent
@@ -172,7 +173,7 @@ def _run(
     server_config = uvicorn.Config(
         create_app(state),
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         log_config=None,

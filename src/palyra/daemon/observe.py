@@ -27,6 +27,7 @@ from fastapi.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from palyra.daemon.http_protocol import COALESCE
 from palyra.daemon.logging_setup import ACCESS_LOGGER, log_access
 from palyra.daemon.metrics import CONTENT_TYPE, Metrics
 from palyra.daemon.responses import JSONBytes
@@ -211,9 +212,20 @@ class _Exchange:
             return
         self.status = status = response.status_code
         headers = self.palyra_headers(response.raw_headers)
-        await self.downstream({"type": "http.response.start", "status": status, "headers": headers})
-        self.done = True
-        await self.downstream({"type": "http.response.body", "body": response.body})
+        extensions = scope.get("extensions")
+        offer = extensions.get(COALESCE) if extensions else None
+        wire = offer.get("transport") if offer else None
+        if wire is not None:
+            wire.hold()  # head and body leave in one write (see palyra.daemon.http_protocol)
+        try:
+            await self.downstream(
+                {"type": "http.response.start", "status": status, "headers": headers}
+            )
+            self.done = True
+            await self.downstream({"type": "http.response.body", "body": response.body})
+        finally:
+            if wire is not None:
+                wire.release()
 
 
 class ObservabilityMiddleware:
