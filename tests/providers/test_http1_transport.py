@@ -596,6 +596,30 @@ async def test_send_bytes_decodes_what_it_asked_for(
     assert reply.body == b'{"answer": 42}'
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one field", "two fields"])
+async def test_codings_applied_in_turn_are_undone_in_reverse(split: bool) -> None:
+    import gzip
+    import zlib
+
+    packed = zlib.compress(gzip.compress(b'{"answer": 42}'))  # gzip first, then deflate
+    fields = (
+        b"content-encoding: gzip\r\ncontent-encoding: deflate\r\n"
+        if split
+        else b"content-encoding: gzip, deflate\r\n"
+    )
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\n%bcontent-length: %d\r\n\r\n%b" % (fields, len(packed), packed)
+        )
+        await writer.drain()
+
+    async with Server(answer) as server, _raw_client() as http:
+        reply = await send_bytes(http, "GET", server.url, {}, None)
+    assert reply.body == b'{"answer": 42}'
+
+
 @pytest.mark.parametrize(
     ("header", "body", "message"),
     [

@@ -336,8 +336,11 @@ class UpstreamClient(httpx2.AsyncClient):
             target.scheme, target.host, target.port, head, content or b"", self._timeout_extension
         )
         body = await guard.read_all(conn, self._timeout_extension.get("read"))
-        for coding in conn.content_encodings:
-            body = _decode(body, coding)
+        codings = conn.content_encodings
+        if codings:
+            # Several content-encoding fields are one list in field order (RFC 9110 5.3), applied
+            # in that order, so undone from its end.
+            body = _decode(body, codings[0] if len(codings) == 1 else b",".join(codings))
         return UpstreamReply(conn.status, conn.headers, body)
 
     def _target(self, url: str) -> _Target:
