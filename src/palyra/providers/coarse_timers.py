@@ -81,16 +81,7 @@ class CoarseTimers:
 
     def arm(self, delay: float, key: Key, callback: Callable[[Any], object]) -> Bucket:
         """``callback(key)`` about ``delay`` seconds from now (never sooner); returns the token."""
-        # arm_at's body, not a call to it: this is the per-request path.
-        try:
-            tick = math.ceil((self._loop.time() + delay) * self._per_second)
-        except (OverflowError, ValueError):
-            return {key: callback}  # an infinite (or NaN) deadline: filed nowhere, never due
-        bucket = self._buckets.get(tick)
-        if bucket is None:
-            bucket = self._open(tick)
-        bucket[key] = callback
-        return bucket
+        return self.arm_at(self._loop.time() + delay, key, callback)
 
     def arm_at(self, when: float, key: Key, callback: Callable[[Any], object]) -> Bucket:
         """``callback(key)`` at loop time ``when`` rounded up to a tick; returns the token."""
