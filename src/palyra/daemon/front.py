@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from palyra.daemon.auth_guard import GuardMiddleware, too_large_message, wanted_headers
 
 if TYPE_CHECKING:
-    from palyra.daemon.observe import ObservabilityMiddleware
+    from palyra.daemon.observe import Exchange, ObservabilityMiddleware
     from palyra.daemon.state import AppState
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -148,26 +148,17 @@ class HotPath:
             await self.app(scope, receive, send)
             return
         route, endpoint = hit
-        observer = self.observer
-        exchange = observer.begin(scope, send, headers.get("x-request-id"))
         scope["route"] = route
-        failed = False
-        try:
+
+        async def answer(exchange: Exchange) -> None:
             response = await self.guard.refusal(scope, headers)
             if response is None:
                 response = await self._handle(scope, receive, endpoint)
             # Once the response has started nothing else can be sent: an error from here on
             # reaches the server, which closes the connection (as it does behind FastAPI).
             await exchange.respond(scope, receive, response)
-        except Exception as exc:
-            failed = True
-            await observer.recover(scope, receive, exchange, exc)
-            failed = False
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            observer.finish(scope, exchange, failed=failed)
+
+        await self.observer.observe(scope, receive, send, headers.get("x-request-id"), answer)
 
     async def _handle(self, scope: Scope, receive: Receive, endpoint: Endpoint) -> Response:
         try:

@@ -137,7 +137,7 @@ def _trail_header(trail: object) -> str | None:
     return None
 
 
-class _Exchange:
+class Exchange:
     """One request as the middleware sees it; ``send`` adds Palyra's headers at response start
     and notes what went out (status, model, whether the body was streamed and finished)."""
 
@@ -256,10 +256,25 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exchange = self.begin(scope, send, _incoming_id(scope))
+        await self.observe(
+            scope, receive, send, _incoming_id(scope), lambda ex: self.app(scope, receive, ex.send)
+        )
+
+    async def observe(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        incoming_id: str | None,
+        answer: Callable[[Exchange], Awaitable[None]],
+    ) -> None:
+        """Observe one request that ``answer`` answers through the exchange it is given: an
+        exception that escapes it is recovered (see :meth:`recover`), and the request is counted
+        and logged whatever happens. The chain and the hot path both run requests through here."""
+        exchange = self.begin(scope, send, incoming_id)
         failed = False
         try:
-            await self.app(scope, receive, exchange.send)
+            await answer(exchange)
         except Exception as exc:
             failed = True
             await self.recover(scope, receive, exchange, exc)
@@ -270,7 +285,7 @@ class ObservabilityMiddleware:
         finally:
             self.finish(scope, exchange, failed=failed)
 
-    def begin(self, scope: Scope, send: Send, incoming_id: str | None) -> _Exchange:
+    def begin(self, scope: Scope, send: Send, incoming_id: str | None) -> Exchange:
         """Start observing one request: its id, upstream timer and the hooks handlers fill in.
         ``incoming_id`` is the caller's ``x-request-id`` header, kept when it is well formed."""
         clock = self.clock
@@ -283,10 +298,10 @@ class ObservabilityMiddleware:
         hooks: dict[str, Any] = scope.setdefault("state", {})
         hooks["request_id"] = request_id
         hooks["upstream_timer"] = timer
-        return _Exchange(send, request_id, hooks, timer, clock, started)
+        return Exchange(send, request_id, hooks, timer, clock, started)
 
     async def recover(
-        self, scope: Scope, receive: Receive, exchange: _Exchange, exc: Exception
+        self, scope: Scope, receive: Receive, exchange: Exchange, exc: Exception
     ) -> None:
         """Answer an exception that escaped the app with ``on_error``'s response while nothing
         was sent yet; otherwise (or without ``on_error``) it goes on to the server."""
@@ -295,7 +310,7 @@ class ObservabilityMiddleware:
         response = await self.on_error(Request(scope, receive), exc)
         await exchange.respond(scope, receive, response)
 
-    def finish(self, scope: Scope, seen: _Exchange, *, failed: bool) -> None:
+    def finish(self, scope: Scope, seen: Exchange, *, failed: bool) -> None:
         """Count the request in the metrics and write its access line."""
         state = seen.hooks
         timer = seen.timer
