@@ -27,6 +27,7 @@ from typing import TextIO
 import httpx2
 import orjson
 import pytest
+from observe_support import FakeClock, failover_trail
 from starlette.types import Message, Receive, Scope, Send
 
 from palyra.config.schema import default_config
@@ -41,7 +42,6 @@ from palyra.daemon.logging_setup import (
 )
 from palyra.daemon.observe import ObservabilityMiddleware, new_request_id
 from palyra.model import Usage
-from palyra.routing.trail import Attempt, AttemptTrail
 
 # What the daemon logged for this request before the cheap path existed (logger.info through
 # the formatters), at time.time() == 1700000000.9996 and == 1700000000.9999996 (where the JSON
@@ -82,21 +82,6 @@ def daemon_logging(
             logging.getLogger(name).setLevel(level)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _trail() -> AttemptTrail:
-    def attempt(model: str, outcome: str) -> Attempt:
-        return Attempt(model, "openai-main", f"up-{model}", None, outcome, None, 0, 0.0, 0.1, 0.0)
-
-    return AttemptTrail("fast", 0.0, [attempt("fast", "rate_limited"), attempt("slow", "ok")])
-
-
 async def _request(request_id: str = "req-42") -> None:
     """One request through the real middleware: timed upstream wait, a failover trail, usage, a
     stream the client left (every optional access field is present)."""
@@ -108,7 +93,7 @@ async def _request(request_id: str = "req-42") -> None:
         clock.now += 0.0104
         with hooks["upstream_timer"].waiting():
             clock.now += 0.2506
-        hooks["attempt_trail"] = _trail()
+        hooks["attempt_trail"] = failover_trail()
         hooks["usage"] = Usage(input_tokens=3, output_tokens=5)
         start = {
             "type": "http.response.start",

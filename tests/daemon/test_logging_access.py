@@ -9,6 +9,7 @@ from typing import Any
 import httpx2
 import orjson
 import pytest
+from observe_support import FakeClock, failover_trail
 from starlette.types import Message, Receive, Scope, Send
 
 from palyra.config.schema import default_config
@@ -20,7 +21,6 @@ from palyra.daemon.logging_setup import (
 )
 from palyra.daemon.observe import ObservabilityMiddleware
 from palyra.model import Usage
-from palyra.routing.trail import Attempt, AttemptTrail
 
 # Fixture types from tests/daemon/conftest.py (not importable without a tests package).
 RunningDaemon = Any
@@ -116,21 +116,6 @@ def test_configure_logging_installs_one_handler_in_the_chosen_format() -> None:
         root.setLevel(saved_level)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _trail() -> AttemptTrail:
-    def attempt(model: str, outcome: str) -> Attempt:
-        return Attempt(model, "openai-main", f"up-{model}", None, outcome, None, 0, 0.0, 0.1, 0.0)
-
-    return AttemptTrail("fast", 0.0, [attempt("fast", "rate_limited"), attempt("slow", "ok")])
-
-
 async def test_handler_hooks_feed_headers_metrics_and_the_log(
     access_lines: io.StringIO,
 ) -> None:
@@ -142,7 +127,7 @@ async def test_handler_hooks_feed_headers_metrics_and_the_log(
         clock.now += 0.010  # Palyra's own work
         with hooks["upstream_timer"].waiting():
             clock.now += 0.250  # waiting for the provider
-        hooks["attempt_trail"] = _trail()
+        hooks["attempt_trail"] = failover_trail()
         hooks["usage"] = Usage(input_tokens=3, output_tokens=5)
         hooks["stream_interrupted"] = True
         await send(
