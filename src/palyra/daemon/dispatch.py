@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 
 from palyra.config.schema import ModelConfig
-from palyra.daemon.observe import UpstreamTimer, hooks, upstream_timer
+from palyra.daemon.observe import hooks, timer_in, upstream_timer
 from palyra.daemon.state import AppState
 from palyra.model import (
     ChatRequest,
@@ -68,11 +68,8 @@ async def _routed(
     """The response, the attempt that produced it, and the request's hooks (``request.state``),
     where the trail went."""
     state = hooks(request)
-    timer = state.get("upstream_timer")
-    if not isinstance(timer, UpstreamTimer):
-        timer = UpstreamTimer()
     try:
-        with timer.waiting():
+        with timer_in(state).waiting():
             routed = await call
     except RoutingError as exc:
         state["attempt_trail"] = exc.trail

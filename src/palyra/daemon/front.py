@@ -89,7 +89,7 @@ class BufferedRequest(Request):
         self._body = body
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
+async def receive_body(receive: Receive, limit: int) -> bytes:
     """The whole request body; past ``limit`` bytes a 413 ``HTTPException`` (as the guard's
     counting ``receive`` raises on the chain), a vanished client a ``ClientDisconnect``."""
     chunks: list[bytes] = []
@@ -162,7 +162,7 @@ class HotPath:
 
     async def _handle(self, scope: Scope, receive: Receive, endpoint: Endpoint) -> Response:
         try:
-            body = await read_body(receive, self.guard.state.config.daemon.max_body_bytes)
+            body = await receive_body(receive, self.guard.state.config.daemon.max_body_bytes)
             request: Request = BufferedRequest(scope, receive, body)
             return await endpoint(request)
         except Exception as exc:

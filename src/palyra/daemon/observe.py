@@ -113,7 +113,12 @@ def hooks(request: Request) -> dict[str, Any]:
 
 def upstream_timer(request: Request) -> UpstreamTimer:
     """The request's timer (a detached one when the middleware is not installed)."""
-    timer = hooks(request).get("upstream_timer")
+    return timer_in(hooks(request))
+
+
+def timer_in(state: dict[str, Any]) -> UpstreamTimer:
+    """The timer in a request's hooks (a detached one when the middleware put none there)."""
+    timer = state.get("upstream_timer")
     return timer if isinstance(timer, UpstreamTimer) else UpstreamTimer()
 
 
