@@ -13,7 +13,7 @@ import pytest
 from palyra.auth import AuthProfileRegistry, ProfileError, ProfileHealth, secret_ref
 from palyra.auth.api_key import connect_anthropic_api_key, connect_openai_api_key, models_url
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
-from palyra.providers.upstream_guard import make_upstream_client
+from palyra.providers.upstream.guard import make_upstream_client
 from palyra.store import open_store
 from palyra.testing import FakeUpstream, Fault, FaultKind
 from palyra.vault import KeyResolver, Vault

@@ -19,9 +19,9 @@ from palyra.cli.chat import build_chat_payload, sniff_image_type, stream_deltas
 from palyra.cli.main import app
 from palyra.config.schema import default_config
 from palyra.daemon import AppState, create_app
-from palyra.daemon.security import Authenticator
-from palyra.daemon.startup_tokens import write_private_file
-from palyra.daemon.tokens_store import TokenKind, generate_token
+from palyra.daemon.security.policy import Authenticator
+from palyra.daemon.security.startup_tokens import write_private_file
+from palyra.daemon.security.tokens_store import TokenKind, generate_token
 
 # A 1x1 PNG: the smallest real image the daemon will accept.
 PNG = base64.b64decode(

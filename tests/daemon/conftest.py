@@ -23,10 +23,10 @@ from fastapi import FastAPI
 
 from palyra.config.schema import PalyraConfig, default_config
 from palyra.daemon import AppState, create_app
-from palyra.daemon.http_protocol import CoalescingHttpToolsProtocol
-from palyra.daemon.logging_setup import ACCESS_LOGGER, JsonFormatter
-from palyra.daemon.security import Authenticator
-from palyra.daemon.tokens_store import TokenKind, generate_token
+from palyra.daemon.observe.logging_setup import ACCESS_LOGGER, JsonFormatter
+from palyra.daemon.security.policy import Authenticator
+from palyra.daemon.security.tokens_store import TokenKind, generate_token
+from palyra.daemon.server.http_protocol import CoalescingHttpToolsProtocol
 
 
 @dataclass(frozen=True)

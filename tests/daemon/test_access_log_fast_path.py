@@ -32,7 +32,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from palyra.config.schema import default_config
 from palyra.daemon import AppState
-from palyra.daemon.logging_setup import (
+from palyra.daemon.observe.exchange import ObservabilityMiddleware, new_request_id
+from palyra.daemon.observe.logging_setup import (
     FLUSH_INTERVAL_S,
     QUIET_LOGGERS,
     DaemonLogHandler,
@@ -40,7 +41,6 @@ from palyra.daemon.logging_setup import (
     flush_logging,
     log_access,
 )
-from palyra.daemon.observe import ObservabilityMiddleware, new_request_id
 from palyra.model import Usage
 
 # What the daemon logged for this request before the cheap path existed (logger.info through
@@ -292,7 +292,7 @@ def test_lines_held_when_the_process_exits_are_written(tmp_path: Path) -> None:
     log = tmp_path / "exit.log"
     script = (
         "import asyncio, sys\n"
-        "from palyra.daemon.logging_setup import configure_logging, log_access\n"
+        "from palyra.daemon.observe.logging_setup import configure_logging, log_access\n"
         "configure_logging('info', 'text', open(sys.argv[1], 'a'))\n"
         "async def main():\n"
         "    for n in range(50):\n"

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from palyra.daemon.anthropic_format import (
+from palyra.daemon.surfaces.anthropic.messages_format import (
     MessageEventEncoder,
     error_json,
     message_json,

@@ -18,8 +18,8 @@ import pytest
 from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
 from palyra.config.schema import StorageConfig, default_config
 from palyra.daemon import AppState
-from palyra.daemon.security import Authenticator
-from palyra.daemon.tokens_store import TokenKind, generate_token
+from palyra.daemon.security.policy import Authenticator
+from palyra.daemon.security.tokens_store import TokenKind, generate_token
 from palyra.testing import FakeUpstream
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "auth"))

@@ -10,7 +10,7 @@ import pytest
 
 from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
 from palyra.auth.oauth_callback_page import render_callback_page
-from palyra.daemon.console_format import (
+from palyra.daemon.surfaces.console.console_format import (
     callback_headers,
     forwarded_header,
     group_health,

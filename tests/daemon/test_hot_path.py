@@ -1,4 +1,4 @@
-"""The model routes' hot path (``palyra.daemon.front``) on a real daemon: which requests take it,
+"""The model routes' hot path (``palyra.daemon.server.front``) on a real daemon: which requests take it,
 and that they are observed, guarded and answer errors exactly as the FastAPI routes do."""
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from palyra.config.schema import DaemonConfig, default_config
-from palyra.daemon import AppState, dispatch
+from palyra.daemon import AppState
 from palyra.daemon.app import HOT_PATHS
-from palyra.daemon.front import HotPath, PalyraApp, first_routes
-from palyra.daemon.security import Authenticator
-from palyra.daemon.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore, generate_token
+from palyra.daemon.security.policy import Authenticator
+from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore, generate_token
+from palyra.daemon.server.front import HotPath, PalyraApp, first_routes
+from palyra.daemon.surfaces import dispatch
 from palyra.store import open_store
 
 # Fixture types from tests/daemon/conftest.py (not importable without a tests package).

@@ -8,7 +8,7 @@ import socket
 import httpx2
 import pytest
 
-from palyra.daemon.http_protocol import CoalescingTransport
+from palyra.daemon.server.http_protocol import CoalescingTransport
 
 # Fixture types from tests/daemon/conftest.py (not importable without a tests package).
 RunningDaemon = object

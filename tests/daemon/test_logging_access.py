@@ -14,12 +14,12 @@ from starlette.types import Message, Receive, Scope, Send
 
 from palyra.config.schema import default_config
 from palyra.daemon import AppState
-from palyra.daemon.logging_setup import (
+from palyra.daemon.observe.exchange import ObservabilityMiddleware
+from palyra.daemon.observe.logging_setup import (
     ACCESS_LOGGER,
     TextFormatter,
     configure_logging,
 )
-from palyra.daemon.observe import ObservabilityMiddleware
 from palyra.model import Usage
 
 # Fixture types from tests/daemon/conftest.py (not importable without a tests package).

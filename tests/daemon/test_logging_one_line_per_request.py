@@ -11,7 +11,7 @@ import httpx2
 import orjson
 import pytest
 
-from palyra.daemon.logging_setup import ACCESS_LOGGER, QUIET_LOGGERS, configure_logging
+from palyra.daemon.observe.logging_setup import ACCESS_LOGGER, QUIET_LOGGERS, configure_logging
 from palyra.testing import FakeUpstream
 
 # Fixture types from tests/daemon/conftest.py (not importable without a tests package).

@@ -13,7 +13,7 @@ import httpx2
 
 from palyra.config.schema import default_config
 from palyra.daemon import AppState
-from palyra.daemon.metrics import Counter, Histogram, Metrics
+from palyra.daemon.observe.metrics import Counter, Histogram, Metrics
 from palyra.model import ChatRequest, StreamEvent, TextDelta
 from palyra.providers.deterministic import DeterministicProvider
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from palyra.daemon.metrics import Metrics
-from palyra.daemon.workers import RETIRED, SnapshotFiles, make_run_dir
+from palyra.daemon.observe.metrics import Metrics
+from palyra.daemon.server.workers import RETIRED, SnapshotFiles, make_run_dir
 
 CHAT = ("/v1/chat/completions", "m", "200")
 

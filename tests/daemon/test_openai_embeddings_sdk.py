@@ -14,7 +14,7 @@ from openai.types import CreateEmbeddingResponse
 
 from palyra.config.schema import default_config
 from palyra.daemon import AppState
-from palyra.daemon.openai_media_format import encode_vector
+from palyra.daemon.surfaces.openai.media_format import encode_vector
 from palyra.model import Limits
 from palyra.providers.deterministic import hash_embedding
 

@@ -10,7 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionChunk
 
-from palyra.daemon.openai_format import ChunkEncoder, chat_completion, parse_chat_request
+from palyra.daemon.surfaces.openai.chat_format import (
+    ChunkEncoder,
+    chat_completion,
+    parse_chat_request,
+)
 from palyra.model import (
     ChatResponse,
     ErrorEnvelope,

@@ -13,7 +13,7 @@ from openai.types.audio import Transcription, TranscriptionVerbose
 
 from palyra.config.schema import default_config
 from palyra.daemon import AppState
-from palyra.daemon.openai_media_format import subtitles
+from palyra.daemon.surfaces.openai.media_format import subtitles
 from palyra.model import Limits, TranscriptionResponse, TranscriptionSegment
 
 RunningDaemon = Any

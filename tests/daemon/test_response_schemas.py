@@ -16,8 +16,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from palyra.daemon.anthropic_format import MessageEventEncoder, message_json
-from palyra.daemon.openai_format import ChunkEncoder, chat_completion
+from palyra.daemon.surfaces.anthropic.messages_format import MessageEventEncoder, message_json
+from palyra.daemon.surfaces.openai.chat_format import ChunkEncoder, chat_completion
 from palyra.model import ChatRequest, ChatResponse, Message, ToolSpec
 from palyra.providers.deterministic import answer, response_events
 

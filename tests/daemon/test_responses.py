@@ -6,7 +6,7 @@ import orjson
 import pytest
 from starlette.responses import Response
 
-from palyra.daemon.responses import JSON, JSONBytes
+from palyra.daemon.server.json_response import JSON, JSONBytes
 
 
 @pytest.mark.parametrize(

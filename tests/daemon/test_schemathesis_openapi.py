@@ -21,8 +21,8 @@ from schemathesis.specs.openapi.checks import (
 
 from palyra.config.schema import default_config
 from palyra.daemon import AppState, create_app
-from palyra.daemon.security import Authenticator
-from palyra.daemon.tokens_store import TokenKind, generate_token
+from palyra.daemon.security.policy import Authenticator
+from palyra.daemon.security.tokens_store import TokenKind, generate_token
 from palyra.testing import FakeUpstream
 
 CLIENT_TOKEN = generate_token(TokenKind.CLIENT)

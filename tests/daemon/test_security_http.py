@@ -19,9 +19,9 @@ from starlette.routing import Route
 from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
 from palyra.config.schema import DaemonConfig, default_config
 from palyra.daemon import AppState, create_app
-from palyra.daemon.security import OPEN_PATHS, Authenticator, required_access
-from palyra.daemon.startup_tokens import resolve_client_tokens
-from palyra.daemon.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore, generate_token
+from palyra.daemon.security.policy import OPEN_PATHS, Authenticator, required_access
+from palyra.daemon.security.startup_tokens import resolve_client_tokens
+from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore, generate_token
 from palyra.store import open_store
 
 # Fixture types from tests/daemon/conftest.py (not importable without a tests package).

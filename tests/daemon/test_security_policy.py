@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
-from palyra.daemon.security import (
+from palyra.daemon.security.policy import (
     Access,
     Authenticator,
     admits,
     presented_tokens,
     required_access,
 )
-from palyra.daemon.tokens_store import (
+from palyra.daemon.security.tokens_store import (
     TOKENS_SCHEMA,
     TokenKind,
     TokenRecord,

@@ -17,8 +17,8 @@ from typer.testing import CliRunner, Result
 
 from palyra.cli.main import app
 from palyra.config.schema import DaemonConfig, PalyraConfig, default_config
-from palyra.daemon.startup_tokens import prepare_tokens, read_local_client_token
-from palyra.daemon.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore
+from palyra.daemon.security.startup_tokens import prepare_tokens, read_local_client_token
+from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore
 from palyra.model import PalyraError
 from palyra.store import open_store
 

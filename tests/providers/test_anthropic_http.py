@@ -26,7 +26,7 @@ from palyra.model import (
 )
 from palyra.providers.anthropic import AnthropicProvider
 from palyra.providers.base import Credential, ModelProvider
-from palyra.providers.upstream_guard import make_upstream_client
+from palyra.providers.upstream.guard import make_upstream_client
 
 KEY = "sk-ant-api03-secretsecretsecret"
 REQUEST = ChatRequest(model="claude-x", messages=[Message.text(Role.USER, "hi")])

@@ -25,7 +25,7 @@ from palyra.model import (
     UsageEvent,
 )
 from palyra.providers.anthropic import AnthropicStreamParser, parse_anthropic_message
-from palyra.providers.sse import SSEDecoder
+from palyra.providers.upstream.sse import SSEDecoder
 
 Sse = list[tuple[str, dict[str, Any]]]
 

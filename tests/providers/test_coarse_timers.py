@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import uvloop
 
-from palyra.providers import coarse_timers
-from palyra.providers.coarse_timers import CoarseTimers, timers_for
+from palyra.providers.upstream import coarse_timers
+from palyra.providers.upstream.coarse_timers import CoarseTimers, timers_for
 
 # The loop's own timers may fire a hair early (asyncio's clock resolution, libuv's milliseconds)
 # and a busy test machine may run a callback late; the bounds below allow for both.

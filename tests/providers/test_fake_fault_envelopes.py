@@ -14,7 +14,7 @@ from palyra.model import ChatRequest, FailureClass, Message, PalyraError, Stream
 from palyra.providers.anthropic import AnthropicProvider
 from palyra.providers.base import ModelProvider
 from palyra.providers.openai import OpenAIProvider
-from palyra.providers.upstream_guard import make_upstream_client
+from palyra.providers.upstream.guard import make_upstream_client
 from palyra.testing import FakeUpstream
 from palyra.testing.faults import Fault, FaultKind
 

@@ -18,17 +18,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from palyra.model import PalyraError
-from palyra.providers import http1_connection, upstream_guard
-from palyra.providers.coarse_timers import timers_for
-from palyra.providers.http1_connection import request_head
-from palyra.providers.http1_pool import Http1Transport
-from palyra.providers.upstream_client import UpstreamClient, prepare, send_bytes, send_prepared
-from palyra.providers.upstream_guard import (
+from palyra.providers.upstream import guard as upstream_guard
+from palyra.providers.upstream import http1_connection
+from palyra.providers.upstream.client import UpstreamClient, prepare, send_bytes, send_prepared
+from palyra.providers.upstream.coarse_timers import timers_for
+from palyra.providers.upstream.guard import (
     GuardedTransport,
     Resolver,
     blocked_reason,
     make_upstream_client,
 )
+from palyra.providers.upstream.http1_connection import request_head
+from palyra.providers.upstream.http1_pool import Http1Transport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"

@@ -30,7 +30,7 @@ from palyra.model import (
 from palyra.providers.base import Credential, ModelProvider
 from palyra.providers.openai import OpenAIProvider
 from palyra.providers.openai_compatible import OpenAICompatibleProvider, quirks_from_names
-from palyra.providers.upstream_guard import make_upstream_client
+from palyra.providers.upstream.guard import make_upstream_client
 
 KEY = "sk-proj-secretsecretsecret1234"
 REQUEST = ChatRequest(

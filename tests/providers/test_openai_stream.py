@@ -25,7 +25,7 @@ from palyra.model import (
 )
 from palyra.providers.openai import OpenAIStreamParser, parse_openai_chat_response
 from palyra.providers.openai.stream import is_whole_payload
-from palyra.providers.sse import SSEDecoder
+from palyra.providers.upstream.sse import SSEDecoder
 
 BASE = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700, "model": "gpt-4o"}
 USAGE = {

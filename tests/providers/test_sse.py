@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from palyra.providers.sse import SSEDecoder, SSEEvent, aiter_sse
+from palyra.providers.upstream.sse import SSEDecoder, SSEEvent, aiter_sse
 
 
 def _decode(*chunks: bytes) -> list[SSEEvent]:

@@ -10,7 +10,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from palyra.model import FailureClass, PalyraError
-from palyra.providers.upstream_guard import (
+from palyra.providers.upstream.guard import (
     GuardedTransport,
     Resolver,
     blocked_reason,

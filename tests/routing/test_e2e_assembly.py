@@ -21,7 +21,7 @@ from palyra.providers.deterministic import DeterministicProvider
 from palyra.providers.openai import OpenAIProvider
 from palyra.providers.openai_compatible import PRESETS, OpenAICompatibleProvider
 from palyra.providers.registry import build_provider
-from palyra.providers.upstream_guard import GuardedTransport
+from palyra.providers.upstream.guard import GuardedTransport
 from palyra.routing import RoutingError
 from palyra.routing.assembly import build_runtime
 from palyra.testing import FakeUpstream

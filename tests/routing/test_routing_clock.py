@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from palyra.providers import coarse_timers
+from palyra.providers.upstream import coarse_timers
 from palyra.routing import ManualClock, SystemClock
 
 

@@ -24,7 +24,7 @@ from palyra.auth.records import (
 )
 from palyra.auth.registry import AuthProfileRegistry
 from palyra.model import FailureClass, PalyraError
-from palyra.providers.upstream_guard import check_base_url, make_upstream_client
+from palyra.providers.upstream.guard import check_base_url, make_upstream_client
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"

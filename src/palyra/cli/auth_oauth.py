@@ -29,7 +29,7 @@ from palyra.auth.pkce import generate_state
 from palyra.auth.refresh import refresh_openai_profile
 from palyra.auth.registry import AuthProfileRegistry
 from palyra.model import PalyraError
-from palyra.providers.upstream_guard import make_upstream_client
+from palyra.providers.upstream.guard import make_upstream_client
 
 DEFAULT_CALLBACK_PORT = 1455
 CALLBACK_PATH = "/auth/callback"

@@ -19,7 +19,7 @@ import typer
 from palyra.cli.common import fail
 from palyra.config.loader import load_config
 from palyra.config.problems import ConfigError
-from palyra.providers.sse import SSEDecoder
+from palyra.providers.upstream.sse import SSEDecoder
 
 TOKEN_ENV = "PALYRA_CLIENT_TOKEN"
 TIMEOUT_S = 300.0
@@ -122,7 +122,7 @@ def _default_url(config_path: Path | None) -> str:
 
 
 def _token(token_env: str) -> str | None:
-    from palyra.daemon.startup_tokens import read_local_client_token
+    from palyra.daemon.security.startup_tokens import read_local_client_token
     from palyra.paths import state_dir
 
     return os.environ.get(token_env) or read_local_client_token(state_dir(create=False))

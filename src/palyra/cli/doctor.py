@@ -40,7 +40,7 @@ HEALTH_TIMEOUT_S = 2.0
 
 def known_schemas() -> tuple[MigrationSet, ...]:
     """Every component's migrations; the daemon's are imported only when the doctor runs."""
-    from palyra.daemon.tokens_store import TOKENS_SCHEMA
+    from palyra.daemon.security.tokens_store import TOKENS_SCHEMA
 
     return (VAULT_SCHEMA, AUTH_PROFILES_SCHEMA, OAUTH_SCHEMA, TOKENS_SCHEMA)
 

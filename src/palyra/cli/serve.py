@@ -1,7 +1,7 @@
 """``palyra serve``: run the daemon on uvicorn (uvloop, httptools) until SIGINT or SIGTERM.
 
 With ``--workers N`` (or ``[daemon] workers``) above 1 this process does the start-up work once,
-binds the socket and supervises N forked worker processes (see :mod:`palyra.daemon.workers`).
+binds the socket and supervises N forked worker processes (see :mod:`palyra.daemon.server.workers`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from palyra.daemon import AppState
-    from palyra.daemon.startup_tokens import StartupTokens
-    from palyra.daemon.workers import WorkerSlot
+    from palyra.daemon.security.startup_tokens import StartupTokens
+    from palyra.daemon.server.workers import WorkerSlot
 
 log = logging.getLogger("palyra")
 
@@ -85,10 +85,10 @@ def serve(
 ) -> None:
     """Run the Palyra daemon."""
     from palyra.daemon import AppState
-    from palyra.daemon.logging_setup import configure_logging
-    from palyra.daemon.startup_tokens import prepare_tokens
+    from palyra.daemon.observe.logging_setup import configure_logging
+    from palyra.daemon.security.startup_tokens import prepare_tokens
+    from palyra.daemon.security.tokens_store import TOKENS_SCHEMA
     from palyra.daemon.state import prepare_store
-    from palyra.daemon.tokens_store import TOKENS_SCHEMA
     from palyra.model import PalyraError
     from palyra.paths import state_dir
     from palyra.providers.tokens import warm_up
@@ -159,10 +159,10 @@ def _run(
     import uvicorn  # imported here so other commands start without the server stack
 
     from palyra.daemon import create_app
-    from palyra.daemon.http_protocol import CoalescingHttpToolsProtocol
-    from palyra.daemon.logging_setup import flush_logging
-    from palyra.daemon.security import Authenticator
-    from palyra.daemon.workers import stop_on_signal, watch_parent
+    from palyra.daemon.observe.logging_setup import flush_logging
+    from palyra.daemon.security.policy import Authenticator
+    from palyra.daemon.server.http_protocol import CoalescingHttpToolsProtocol
+    from palyra.daemon.server.workers import stop_on_signal, watch_parent
 
     state.worker = worker
     # The proactive OAuth refresher runs once per host: in worker 0 when there are several.
@@ -218,7 +218,7 @@ def _supervise(
 ) -> int:
     """Fork ``count`` workers serving ``sock`` and supervise them; the exit code to use."""
     from palyra.daemon import AppState
-    from palyra.daemon.workers import (
+    from palyra.daemon.server.workers import (
         ParentLink,
         SnapshotFiles,
         Supervisor,

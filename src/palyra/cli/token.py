@@ -15,7 +15,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from palyra.cli.common import fail, store_url
-from palyra.daemon.tokens_store import TOKENS_SCHEMA, TokenKind, TokenRecord, TokenStore
+from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenRecord, TokenStore
 from palyra.model import PalyraError
 from palyra.paths import state_dir
 from palyra.store import Store, open_store

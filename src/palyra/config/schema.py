@@ -24,7 +24,7 @@ class DaemonConfig(_Section):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
-    # Worker processes serving the one listening socket (see palyra.daemon.workers).
+    # Worker processes serving the one listening socket (see palyra.daemon.server.workers).
     workers: int = Field(default=1, ge=1, le=256)
 
 

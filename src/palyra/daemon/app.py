@@ -14,14 +14,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from palyra import __version__
-from palyra.daemon import anthropic_api, openai_api, openai_media_api
-from palyra.daemon import openapi_docs as docs
-from palyra.daemon.auth_guard import GuardMiddleware
-from palyra.daemon.console_api import mount_console
-from palyra.daemon.front import HotPath, PalyraApp, first_routes
-from palyra.daemon.observe import ObservabilityMiddleware, metrics_endpoint
-from palyra.daemon.security import whoami
+from palyra.daemon.observe.exchange import ObservabilityMiddleware, metrics_endpoint
+from palyra.daemon.security.auth_guard import GuardMiddleware
+from palyra.daemon.security.policy import whoami
+from palyra.daemon.server.front import HotPath, PalyraApp, first_routes
 from palyra.daemon.state import AppState
+from palyra.daemon.surfaces import openapi_docs as docs
+from palyra.daemon.surfaces.anthropic import messages_api as anthropic_api
+from palyra.daemon.surfaces.console.console_api import mount_console
+from palyra.daemon.surfaces.openai import chat_api as openai_api
+from palyra.daemon.surfaces.openai import media_api as openai_media_api
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
 
 log = logging.getLogger("palyra.daemon")
@@ -37,7 +39,7 @@ EXPOSED_HEADERS = (
     "request-id",
 )
 
-# The model routes: an exact (method, path) hit skips FastAPI's stack (see palyra.daemon.front).
+# The model routes: an exact (method, path) hit skips FastAPI's stack (see palyra.daemon.server.front).
 HOT_PATHS = (
     "/v1/chat/completions",
     "/v1/messages",

@@ -25,9 +25,9 @@ from palyra.auth.records import OAuthRefs
 from palyra.auth.refresh import OAuthRefresher
 from palyra.auth.registry import AuthProfileRegistry
 from palyra.config.schema import ModelConfig, PalyraConfig, ProviderConfig
-from palyra.daemon.metrics import Metrics
-from palyra.daemon.security import Authenticator
-from palyra.daemon.workers import SnapshotFiles, WorkerSlot, publish_metrics
+from palyra.daemon.observe.metrics import Metrics
+from palyra.daemon.security.policy import Authenticator
+from palyra.daemon.server.workers import SnapshotFiles, WorkerSlot, publish_metrics
 from palyra.model import (
     DEFAULT_LIMITS,
     Capability,

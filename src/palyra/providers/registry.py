@@ -17,7 +17,7 @@ from palyra.providers.base import ModelProvider
 from palyra.providers.deterministic import DeterministicProvider
 from palyra.providers.openai import DEFAULT_OPENAI_BASE_URL, OpenAIProvider
 from palyra.providers.openai_compatible import OpenAICompatibleProvider, quirks_from_names
-from palyra.providers.upstream_guard import check_base_url, make_upstream_client
+from palyra.providers.upstream.guard import check_base_url, make_upstream_client
 
 ProviderFactory = Callable[[ProviderConfig, httpx2.AsyncClient | None], ModelProvider]
 

@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Protocol
 
-from palyra.providers import coarse_timers
+from palyra.providers.upstream import coarse_timers
 
 
 class Clock(Protocol):
@@ -37,7 +37,7 @@ class SystemClock:
         await asyncio.sleep(max(0.0, seconds))
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
-        """``asyncio.timeout`` on :mod:`palyra.providers.coarse_timers`: an attempt's budget is
+        """``asyncio.timeout`` on :mod:`palyra.providers.upstream.coarse_timers`: an attempt's budget is
         seconds long and nearly always ends long before it fires, while ``asyncio.timeout`` arms
         and cancels a libuv timer per attempt. It fires no earlier than asked, at most one
         resolution tick (25 ms) later."""

@@ -38,8 +38,8 @@ from palyra.providers.errors import (
     classify_transport_error,
     raise_for_upstream_status,
 )
-from palyra.providers.sse import aiter_sse
-from palyra.providers.upstream_client import PreparedRequest, prepare, send_prepared
+from palyra.providers.upstream.client import PreparedRequest, prepare, send_prepared
+from palyra.providers.upstream.sse import aiter_sse
 
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"

@@ -37,13 +37,13 @@ from palyra.providers.openai.response import (
 )
 from palyra.providers.openai.stream import OpenAIStreamParser, is_whole_payload
 from palyra.providers.openai.transcription import parse_openai_transcription
-from palyra.providers.sse import SSEDecoder
-from palyra.providers.upstream_client import (
+from palyra.providers.upstream.client import (
     PreparedRequest,
     prepare,
     send_bytes,
     send_prepared,
 )
+from palyra.providers.upstream.sse import SSEDecoder
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 

@@ -24,7 +24,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
-from palyra.daemon.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore, hash_token
+from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore, hash_token
 from palyra.store import Store, open_store
 
 DEFAULT_CACHE_TTL_S = 30.0

@@ -37,7 +37,10 @@ from palyra.auth.oauth_config import DEFAULT_VALIDATION_BASE_URL, OpenAIOAuthCon
 from palyra.auth.records import GLOBAL_SCOPE, AuthProfileRecord, agent_scope
 from palyra.auth.refresh import OAuthRefresher
 from palyra.auth.registry import DEFAULT_PAGE, AuthProfileRegistry
-from palyra.daemon.console_format import (
+from palyra.daemon.security.policy import Principal
+from palyra.daemon.security.tokens_store import TokenKind, TokenStore
+from palyra.daemon.state import AppState
+from palyra.daemon.surfaces.console.console_format import (
     SESSION_COOKIE,
     SESSION_HEADER,
     callback_headers,
@@ -49,13 +52,10 @@ from palyra.daemon.console_format import (
     session_cookie,
     session_id,
 )
-from palyra.daemon.openapi_docs import error_responses, html_responses
-from palyra.daemon.security import Principal
-from palyra.daemon.state import AppState
-from palyra.daemon.tokens_store import TokenKind, TokenStore
+from palyra.daemon.surfaces.openapi_docs import error_responses, html_responses
 from palyra.model import FailureClass, PalyraError
 from palyra.paths import state_dir
-from palyra.providers.upstream_guard import make_upstream_client
+from palyra.providers.upstream.guard import make_upstream_client
 from palyra.routing.health import HealthTracker
 from palyra.store import Store, open_store
 from palyra.vault import KeyResolver, Vault

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from palyra.daemon.wire_checks import invalid
+from palyra.daemon.surfaces.wire_checks import invalid
 from palyra.model import (
     EmbeddingRequest,
     EmbeddingResponse,

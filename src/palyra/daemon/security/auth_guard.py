@@ -9,7 +9,7 @@ from fastapi import HTTPException
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from palyra.daemon.security import Access, admits, presented_tokens, required_access
+from palyra.daemon.security.policy import Access, admits, presented_tokens, required_access
 from palyra.model import ErrorEnvelope, FailureClass
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The OpenAI embeddings and audio transcription handlers; formats live in ``openai_media_format``."""
+"""The OpenAI embeddings and audio transcription handlers; formats live in ``media_format``."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
-from palyra.daemon import dispatch
-from palyra.daemon.openai_api import app_state, read_body
-from palyra.daemon.openai_media_format import (
+from palyra.daemon.server.json_response import JSONBytes
+from palyra.daemon.surfaces import dispatch
+from palyra.daemon.surfaces.openai.chat_api import app_state, read_body
+from palyra.daemon.surfaces.openai.media_format import (
     embedding_list_json,
     load_json,
     parse_embedding_request,
     parse_transcription_fields,
     render_transcription,
 )
-from palyra.daemon.responses import JSONBytes
 from palyra.model import FailureClass, PalyraError, check_embedding_request
 
 

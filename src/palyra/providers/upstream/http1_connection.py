@@ -19,7 +19,7 @@ from typing import cast
 import httptools
 import httpx2
 
-from palyra.providers.coarse_timers import timers_for
+from palyra.providers.upstream.coarse_timers import timers_for
 
 # Stop reading from the socket when this much response body waits unread (a slow consumer of a
 # long stream); resume when it has been taken.

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx2
 
-from palyra.providers.http1_connection import Http1Connection, request_head
+from palyra.providers.upstream.http1_connection import Http1Connection, request_head
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 PoolKey = tuple[str, str, int, str]

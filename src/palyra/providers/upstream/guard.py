@@ -26,9 +26,9 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx2
 
 from palyra.model import FailureClass, PalyraError
-from palyra.providers.http1_connection import Http1Connection
-from palyra.providers.http1_pool import DEFAULT_PORTS, Http1Transport
-from palyra.providers.upstream_client import UpstreamClient
+from palyra.providers.upstream.client import UpstreamClient
+from palyra.providers.upstream.http1_connection import Http1Connection
+from palyra.providers.upstream.http1_pool import DEFAULT_PORTS, Http1Transport
 
 T = TypeVar("T")
 

@@ -4,7 +4,7 @@ Everything runs on the daemon's one event loop, so plain dict updates need no lo
 is a dict lookup and an add, cheap enough for every request.
 
 With several worker processes (``[daemon] workers``) each worker keeps its own registry and
-publishes a :meth:`Metrics.snapshot` about once a second (see :mod:`palyra.daemon.workers`);
+publishes a :meth:`Metrics.snapshot` about once a second (see :mod:`palyra.daemon.server.workers`);
 whichever worker a scrape lands on renders its live figures merged with its siblings'
 snapshots (``Metrics.peers``): counters and histograms summed, gauges reported per worker with a
 ``worker`` label. Nothing of that touches the per-request path.

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 
 from palyra.config.schema import ModelConfig
-from palyra.daemon.observe import hooks, timer_in, upstream_timer
+from palyra.daemon.observe.exchange import hooks, timer_in, upstream_timer
 from palyra.daemon.state import AppState
 from palyra.model import (
     ChatRequest,

@@ -1,4 +1,4 @@
-"""The Anthropic-compatible HTTP handlers; the wire format itself lives in ``anthropic_format``.
+"""The Anthropic-compatible HTTP handlers; the wire format itself lives in ``messages_format``.
 
 Clients may authenticate with ``x-api-key`` or ``Authorization: Bearer``, as Anthropic's SDK
 allows either; neither is refused here (client auth is checked in front of these handlers).
@@ -13,8 +13,9 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from palyra.daemon import dispatch
-from palyra.daemon.anthropic_format import (
+from palyra.daemon.server.json_response import JSONBytes
+from palyra.daemon.surfaces import dispatch
+from palyra.daemon.surfaces.anthropic.messages_format import (
     MessageEventEncoder,
     error_json,
     load_body,
@@ -22,8 +23,7 @@ from palyra.daemon.anthropic_format import (
     parse_messages_request,
     sse,
 )
-from palyra.daemon.openai_api import app_state, read_body
-from palyra.daemon.responses import JSONBytes
+from palyra.daemon.surfaces.openai.chat_api import app_state, read_body
 from palyra.model import (
     ErrorEnvelope,
     check_chat_request,

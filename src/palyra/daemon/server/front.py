@@ -36,10 +36,10 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from palyra.daemon.auth_guard import GuardMiddleware, too_large_message, wanted_headers
+from palyra.daemon.security.auth_guard import GuardMiddleware, too_large_message, wanted_headers
 
 if TYPE_CHECKING:
-    from palyra.daemon.observe import Exchange, ObservabilityMiddleware
+    from palyra.daemon.observe.exchange import Exchange, ObservabilityMiddleware
     from palyra.daemon.state import AppState
 
 Endpoint = Callable[[Request], Awaitable[Response]]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from palyra.config.schema import PalyraConfig
-from palyra.daemon.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore
+from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore
 from palyra.model import FailureClass, PalyraError
 from palyra.store import open_store
 from palyra.vault import KeyResolver, Vault, resolve_secret_ref, system_keyring

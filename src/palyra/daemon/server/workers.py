@@ -50,7 +50,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from palyra.daemon.metrics import Metrics, Snapshot, merge_snapshots
+from palyra.daemon.observe.metrics import Metrics, Snapshot, merge_snapshots
 
 log = logging.getLogger("palyra.daemon")
 

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible HTTP handlers; the wire format itself lives in ``openai_format``."""
+"""The OpenAI-compatible HTTP handlers; the wire format itself lives in ``chat_format``."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from palyra.daemon import dispatch
-from palyra.daemon.openai_format import (
+from palyra.daemon.server.json_response import JSONBytes
+from palyra.daemon.state import AppState
+from palyra.daemon.surfaces import dispatch
+from palyra.daemon.surfaces.openai.chat_format import (
     ChunkEncoder,
     chat_completion,
     error_json,
     parse_chat_body,
     sse,
 )
-from palyra.daemon.responses import JSONBytes
-from palyra.daemon.state import AppState
 from palyra.model import (
     ErrorEnvelope,
     FailureClass,

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import httpx2
 from httpx2._client import USE_CLIENT_DEFAULT, UseClientDefault
 
-from palyra.providers.http1_connection import header_lines, request_head, request_line
-from palyra.providers.http1_pool import DEFAULT_PORTS
+from palyra.providers.upstream.http1_connection import header_lines, request_head, request_line
+from palyra.providers.upstream.http1_pool import DEFAULT_PORTS
 
 if TYPE_CHECKING:
-    from palyra.providers.upstream_guard import GuardedTransport
+    from palyra.providers.upstream.guard import GuardedTransport
 
 _URL_CACHE_SIZE = 256
 _SIZED_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -194,7 +194,7 @@ class UpstreamClient(httpx2.AsyncClient):
         # The address guard over the pooled transport lets whole exchanges skip httpx2's models;
         # any other transport (tests inject some) goes through httpx2. Imported here: the guard
         # module builds these clients.
-        from palyra.providers.upstream_guard import GuardedTransport
+        from palyra.providers.upstream.guard import GuardedTransport
 
         self._raw_guard: GuardedTransport | None = (
             transport

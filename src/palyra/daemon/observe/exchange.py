@@ -27,10 +27,10 @@ from fastapi.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from palyra.daemon.http_protocol import COALESCE
-from palyra.daemon.logging_setup import ACCESS_LOGGER, log_access
-from palyra.daemon.metrics import CONTENT_TYPE, Metrics
-from palyra.daemon.responses import JSONBytes
+from palyra.daemon.observe.logging_setup import ACCESS_LOGGER, log_access
+from palyra.daemon.observe.metrics import CONTENT_TYPE, Metrics
+from palyra.daemon.server.http_protocol import COALESCE
+from palyra.daemon.server.json_response import JSONBytes
 from palyra.model import Usage
 from palyra.routing.trail import AttemptTrail
 
@@ -221,7 +221,7 @@ class Exchange:
         offer = extensions.get(COALESCE) if extensions else None
         wire = offer.get("transport") if offer else None
         if wire is not None:
-            wire.hold()  # head and body leave in one write (see palyra.daemon.http_protocol)
+            wire.hold()  # head and body leave in one write (see palyra.daemon.server.http_protocol)
         try:
             await self.downstream(
                 {"type": "http.response.start", "status": status, "headers": headers}

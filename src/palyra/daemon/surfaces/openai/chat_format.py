@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from palyra.daemon.wire_checks import invalid, json_kind, obj, string
+from palyra.daemon.surfaces.wire_checks import invalid, json_kind, obj, string
 from palyra.model import (
     ChatRequest,
     ChatResponse,

@@ -1,0 +1,1 @@
+"""Observability: per-request exchange accounting, metrics and logging."""

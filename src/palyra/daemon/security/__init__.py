@@ -1,0 +1,1 @@
+"""Who may call the daemon: route policy, bearer guard, client tokens."""

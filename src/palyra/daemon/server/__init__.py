@@ -1,0 +1,1 @@
+"""Server mechanics: the hot path, the coalescing HTTP protocol, worker processes."""

@@ -1,0 +1,1 @@
+"""The HTTP API surfaces: one folder per wire format, plus what they share."""

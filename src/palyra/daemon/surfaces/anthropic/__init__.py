@@ -1,0 +1,1 @@
+"""The Anthropic-compatible surface: Messages and count_tokens."""

@@ -1,0 +1,1 @@
+"""The admin API under ``/console/v1``."""

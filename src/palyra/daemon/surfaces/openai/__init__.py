@@ -1,0 +1,1 @@
+"""The OpenAI-compatible surface: Chat Completions, embeddings and transcription."""
