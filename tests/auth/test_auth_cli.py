@@ -47,7 +47,13 @@ def sub(
         **env,
     }
     return subprocess.run(
-        [*CMD, *args], input=stdin, env=environ, capture_output=True, text=True, check=False
+        [*CMD, *args],
+        input=stdin,
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,  # run() kills the child when it expires
     )
 
 

@@ -67,7 +67,13 @@ def test_no_key_in_state_files_db_logs_or_output(
             ),
         ):
             done = subprocess.run(
-                [*CMD, *args], input=key, env=env, capture_output=True, text=True, check=False
+                [*CMD, *args],
+                input=key,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=60,  # run() kills the child when it expires
             )
             outputs += [done.stdout, done.stderr]
         # Rotation in-process too, so caplog sees the connect path; and a 5xx whose body we drop.

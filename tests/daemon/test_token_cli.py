@@ -175,5 +175,6 @@ def test_serve_on_a_public_bind_without_tokens_refuses_to_start(tmp_path: Path) 
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait()
     assert process.returncode == 2
     assert "refusing to listen on 0.0.0.0" in err and "palyra token create" in err

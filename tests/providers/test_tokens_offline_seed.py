@@ -123,7 +123,7 @@ def test_first_use_in_a_fresh_process_needs_no_network(tmp_path: Path) -> None:
     }
     command = [sys.executable, "-c", _OFFLINE_SCRIPT]
     unshare = shutil.which("unshare")
-    if unshare and subprocess.run([unshare, "-n", "true"], check=False).returncode == 0:
+    if unshare and subprocess.run([unshare, "-n", "true"], check=False, timeout=30).returncode == 0:
         command = [unshare, "-n", *command]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -28,15 +28,20 @@ async def _run_writer_until_killed(db: Path, state: Path, start: int, kill_after
         str(start),
         stdout=asyncio.subprocess.PIPE,
     )
-    assert proc.stdout is not None
-    last = start - 1
-    for _ in range(kill_after):
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
-        assert line, "writer exited early"
-        last = int(line)
-    proc.send_signal(signal.SIGKILL)
-    assert await proc.wait() == -signal.SIGKILL
-    return last
+    try:
+        assert proc.stdout is not None
+        last = start - 1
+        for _ in range(kill_after):
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+            assert line, "writer exited early"
+            last = int(line)
+        proc.send_signal(signal.SIGKILL)
+        assert await proc.wait() == -signal.SIGKILL
+        return last
+    finally:
+        if proc.returncode is None:  # a failed assertion above: do not leave the writer running
+            proc.kill()
+            await proc.wait()
 
 
 async def test_sigkilled_writer_leaves_old_or_new_values_and_a_sound_database(

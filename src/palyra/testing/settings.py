@@ -52,6 +52,13 @@ class FakeSettings:
             problems.append(f"stream_chunk_tokens must be >= 1, got {self.stream_chunk_tokens}")
         if self.cached_tokens < 0 or self.context_window < 1:
             problems.append("cached_tokens must be >= 0 and context_window >= 1")
+        if self.default_embedding_dimensions < 1:
+            problems.append(
+                "default_embedding_dimensions must be >= 1, "
+                f"got {self.default_embedding_dimensions}"
+            )
+        if any(not m for m in (*self.openai_models, *self.anthropic_models)):
+            problems.append("openai_models and anthropic_models must not contain an empty name")
         if any(not k for k in self.api_keys):
             problems.append("api_keys must not contain an empty key")
         if problems:
