@@ -122,13 +122,32 @@ def test_wrong_key_and_corrupt_database_exit_1_with_clear_messages(
     monkeypatch.setenv("PALYRA_VAULT_KEY", new_key_b64())
     wrong = run("get", "global/openai")
     assert wrong.exit_code == 1
-    assert "does not match the one these secrets were written with" in wrong.stderr
+    assert "PALYRA_VAULT_KEY is set, but it is not the master key" in wrong.stderr
     assert_no_leak(wrong)
     db = state / "broken.db"
     db.write_bytes(b"garbage" * 1000)
     corrupt = run("list", "--db-url", f"sqlite+aiosqlite:///{db}")
     assert corrupt.exit_code == 1
     assert "is not a valid database" in corrupt.stderr
+
+
+def test_a_wrong_env_key_is_refused_even_when_the_key_file_would_open_the_vault(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run("put", "global/openai", input=OPENAI).exit_code == 0
+    wrong_key = new_key_b64()
+    monkeypatch.setenv("PALYRA_VAULT_KEY", wrong_key)
+    for args in (("get", "global/openai"), ("list",), ("put", "global/other")):
+        result = run(*args, input=OTHER)
+        assert result.exit_code == 1, (args, result.stdout)
+        assert result.stdout == ""
+        assert "PALYRA_VAULT_KEY is set, but it is not the master key" in result.stderr
+        assert "or unset it" in result.stderr
+        assert_no_leak(result)
+        assert wrong_key not in result.stderr
+    monkeypatch.delenv("PALYRA_VAULT_KEY")
+    assert run("get", "global/openai").stdout == OPENAI + "\n"
+    assert run("get", "global/other").exit_code == 1  # the refused put stored nothing
 
 
 def test_piped_stdin_in_a_real_subprocess(state: Path) -> None:

@@ -31,10 +31,16 @@ def test_env_key_wins_over_key_file_and_passphrase(tmp_path: Path) -> None:
     assert (got.source, got.key) == ("env", base64.b64decode(key))
 
 
-def test_first_source_matching_the_recorded_key_wins(tmp_path: Path) -> None:
-    file_key = KeyFile(tmp_path / "vault.key").create()
-    keys = resolver(tmp_path, PALYRA_VAULT_KEY=new_key_b64())
-    assert keys.resolve(file_key.record()).source == "file"
+def test_after_the_env_key_the_first_source_matching_the_recorded_key_wins(
+    tmp_path: Path,
+) -> None:
+    KeyFile(tmp_path / "vault.key").create()  # a stale file beside a keyring-keyed vault
+    ring_key = new_key_b64()
+    keys = KeyResolver(tmp_path, environ={}, argon2=CHEAP_ARGON2, keyring=FakeKeyring(ring_key))
+    record = KeyRecord(
+        resolver(tmp_path, PALYRA_VAULT_KEY=ring_key).resolve(None).key_id, "keyring"
+    )
+    assert keys.resolve(record).source == "keyring"
 
 
 def test_key_file_is_created_once_0600_and_reused(tmp_path: Path) -> None:
@@ -43,9 +49,6 @@ def test_key_file_is_created_once_0600_and_reused(tmp_path: Path) -> None:
     assert stat.S_IMODE((state / "vault.key").stat().st_mode) == 0o600
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert resolver(state).resolve(first.record()).key == first.key
-    (state / "vault.key").chmod(0o644)
-    resolver(state).resolve(first.record())
-    assert stat.S_IMODE((state / "vault.key").stat().st_mode) == 0o600
     assert list(state.iterdir()) == [state / "vault.key"]
 
 

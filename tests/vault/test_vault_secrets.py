@@ -110,8 +110,8 @@ async def test_wrong_master_key_is_detected_before_any_decrypt(
     with pytest.raises(VaultKeyError) as err:
         await Vault.open(store, resolver(tmp_path, PALYRA_VAULT_KEY=new_key_b64()))
     message = str(err.value)
-    assert "does not match the one these secrets were written with" in message
-    assert "PALYRA_VAULT_KEY" in message
+    assert "PALYRA_VAULT_KEY is set, but it is not the master key" in message
+    assert "Set PALYRA_VAULT_KEY to the key the secrets were written with" in message
     assert SECRET_A not in message
 
 

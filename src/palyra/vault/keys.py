@@ -2,8 +2,10 @@
 
 Sources, tried in order: ``PALYRA_VAULT_KEY`` (base64 of 32 bytes), the key file ``vault.key`` in
 the state dir, ``PALYRA_VAULT_PASSPHRASE`` (Argon2id with a salt stored in the vault), and the OS
-keyring when the optional ``keyring`` package is installed. The first source whose key matches the
-recorded key id wins; a brand-new vault with no source gets a fresh random key file.
+keyring when the optional ``keyring`` package is installed. A set ``PALYRA_VAULT_KEY`` is used or
+is an error (a wrong key is never skipped in favour of another source); after it, the first source
+whose key matches the recorded key id wins. A brand-new vault with no source gets a fresh random
+key file.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import os
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +32,8 @@ KEY_FILE_NAME = "vault.key"
 KEYRING_SERVICE = "palyra"
 KEYRING_USERNAME = "vault-master-key"
 SALT_BYTES = 16
+# A key file is one base64 line (45 bytes); anything much larger is not a key file.
+MAX_KEY_FILE_BYTES = 1024
 _GENERATE_HINT = "generate one with: openssl rand -base64 32"
 
 RandomBytes = Callable[[int], bytes]
@@ -131,8 +137,89 @@ class EnvKey:
         """Nothing was staged."""
 
 
+def read_key_file(path: Path) -> str | None:
+    """The text of a key file, or ``None`` when there is none; refused like ssh refuses a key.
+
+    The file must be a regular file (not a link, FIFO or device: reading those could hang or
+    read another file's bytes), readable by its owner only (a key others could read may be
+    exposed, so it is reported rather than silently tightened), and at most
+    ``MAX_KEY_FILE_BYTES`` long. Nothing is ever changed on disk.
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise VaultKeyError(
+                f"the vault key file {path} is a symbolic link; Palyra does not follow links for "
+                f"the key file. Replace the link with the key file itself, or set {KEY_ENV} to "
+                "the key"
+            ) from None
+        raise VaultKeyError(f"cannot open the vault key file {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise VaultKeyError(
+                f"the vault key file {path} is not a regular file (it is {_file_kind(info)}); "
+                f"move it aside and restore the key file from your backup, or set {KEY_ENV}"
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise VaultKeyError(
+                f"the vault key file {path} has mode {mode:o}: other users may read or change "
+                f"it, so Palyra refuses to use it. Fix it with: chmod 600 {path} (if others "
+                "could have read it, rotate the key afterwards: palyra vault rotate-key)"
+            )
+        data = _read_at_most(fd, MAX_KEY_FILE_BYTES + 1)
+    except OSError as exc:
+        raise VaultKeyError(f"cannot read the vault key file {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise VaultKeyError(
+            f"the vault key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes, so it is not "
+            f"a vault key (one base64 line of {KEY_BYTES} bytes); restore it from your backup"
+        )
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        raise VaultKeyError(
+            f"the vault key file {path} is not base64 text; {_GENERATE_HINT}"
+        ) from None
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _file_kind(info: os.stat_result) -> str:
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
+
+
 class KeyFile:
-    """``vault.key`` beside the database: 0600, written atomically, never overwritten in place."""
+    """``vault.key`` beside the database: 0600, written atomically, never overwritten in place.
+
+    It is read by :func:`read_key_file`'s rules: no links, no devices, owner-only, small.
+    """
 
     source = "file"
 
@@ -198,14 +285,9 @@ class KeyFile:
         return True
 
     def _read(self, path: Path) -> bytes | None:
-        try:
-            if path.stat().st_mode & 0o077:
-                path.chmod(0o600)
-            text = path.read_text(encoding="ascii")
-        except FileNotFoundError:
+        text = read_key_file(path)
+        if text is None:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise VaultKeyError(f"cannot read the vault key file {path}: {exc}") from exc
         return decode_key(text, f"the vault key file {path}")
 
     @staticmethod
@@ -338,6 +420,8 @@ class KeyResolver:
                 continue
             if record is None or key.key_id == record.key_id:
                 return key
+            if isinstance(source, EnvKey):
+                raise VaultKeyError(_wrong_env_key(source.var, key, record))
             mismatched.append(key.where)
         if record is None:
             return self.key_file.create()
@@ -352,6 +436,18 @@ class KeyResolver:
             f"no vault master key found; the secrets were written with a key from "
             f"{_source_name(record.source)}. {_missing_hint(record.source, self.key_file.path)}"
         )
+
+
+def _wrong_env_key(var: str, key: MasterKey, record: KeyRecord) -> str:
+    """A set variable is the operator's choice of key: never skipped for the next source."""
+    fix = f"Set {var} to the key the secrets were written with"
+    if record.source != "env":
+        fix += f", or unset it to use {_source_name(record.source)}"
+    return (
+        f"{var} is set, but it is not the master key this vault's secrets were written with "
+        f"(its key id is {key.key_id}; the vault's key has id {record.key_id}, from "
+        f"{_source_name(record.source)}). {fix}"
+    )
 
 
 def _source_name(source: str) -> str:
