@@ -72,7 +72,7 @@ def test_tool_use_message_parses_text_calls_finish_and_cache_usage() -> None:
     ("stop_reason", "has_calls", "expected"),
     [
         ("end_turn", False, "stop"),
-        ("stop_sequence", False, "stop"),
+        ("stop_sequence", False, "stop_sequence"),
         ("pause_turn", False, "stop"),
         ("max_tokens", False, "length"),
         ("tool_use", True, "tool_calls"),

@@ -7,8 +7,11 @@ from palyra.model.events import (
     ErrorEvent,
     MessageEnd,
     MessageStart,
+    RedactedThinking,
+    SignatureDelta,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
@@ -16,16 +19,31 @@ from palyra.model.events import (
 )
 from palyra.model.limits import DEFAULT_LIMITS, Limits, check_chat_request, check_embedding_request
 from palyra.model.messages import (
+    CacheControl,
+    CacheTTL,
     ContentPart,
+    DocumentPart,
     ImagePart,
     Message,
+    ReasoningPart,
+    RedactedThinkingPart,
     Role,
     TextPart,
+    ThinkingPart,
     ToolCallPart,
     ToolResultPart,
 )
 from palyra.model.models import Capability, ModelInfo, TokenCount
-from palyra.model.requests import ChatRequest, NamedToolChoice, ResponseFormat, ToolChoice, ToolSpec
+from palyra.model.requests import (
+    ChatRequest,
+    NamedToolChoice,
+    ReasoningConfig,
+    ReasoningEffort,
+    ResponseFormat,
+    ThinkingDisplay,
+    ToolChoice,
+    ToolSpec,
+)
 from palyra.model.responses import ChatResponse, FinishReason, Usage
 from palyra.model.transcription import (
     TranscriptionRequest,
@@ -36,10 +54,13 @@ from palyra.model.transcription import (
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "CacheControl",
+    "CacheTTL",
     "Capability",
     "ChatRequest",
     "ChatResponse",
     "ContentPart",
+    "DocumentPart",
     "EmbeddingRequest",
     "EmbeddingResponse",
     "ErrorEnvelope",
@@ -54,12 +75,21 @@ __all__ = [
     "ModelInfo",
     "NamedToolChoice",
     "PalyraError",
+    "ReasoningConfig",
+    "ReasoningEffort",
+    "ReasoningPart",
+    "RedactedThinking",
+    "RedactedThinkingPart",
     "ResponseFormat",
     "Role",
+    "SignatureDelta",
     "StreamAccumulator",
     "StreamEvent",
     "TextDelta",
     "TextPart",
+    "ThinkingDelta",
+    "ThinkingDisplay",
+    "ThinkingPart",
     "TokenCount",
     "ToolCallDelta",
     "ToolCallEnd",

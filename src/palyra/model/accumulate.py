@@ -10,14 +10,17 @@ from palyra.model.events import (
     ErrorEvent,
     MessageEnd,
     MessageStart,
+    RedactedThinking,
+    SignatureDelta,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
     UsageEvent,
 )
-from palyra.model.messages import ToolCallPart
+from palyra.model.messages import ReasoningPart, RedactedThinkingPart, ThinkingPart, ToolCallPart
 from palyra.model.responses import ChatResponse, FinishReason, Usage
 
 
@@ -29,6 +32,19 @@ class _PendingCall:
 
 
 @dataclass
+class _PendingThinking:
+    text: list[str] = field(default_factory=list)
+    signature: list[str] = field(default_factory=list)
+    redacted: str | None = None
+
+    def part(self) -> ReasoningPart:
+        if self.redacted is not None:
+            return RedactedThinkingPart(data=self.redacted)
+        signature = "".join(self.signature) if self.signature else None
+        return ThinkingPart(thinking="".join(self.text), signature=signature)
+
+
+@dataclass
 class StreamAccumulator:
     """Collects events; ``response()`` gives the whole answer. Usage events replace, not add."""
 
@@ -37,8 +53,10 @@ class StreamAccumulator:
     created: int | None = None
     text: list[str] = field(default_factory=list)
     calls: dict[int, _PendingCall] = field(default_factory=dict)
+    reasoning: dict[int, _PendingThinking] = field(default_factory=dict)
     usage: Usage | None = None
     finish_reason: FinishReason | None = None
+    stop_sequence: str | None = None
     error: ErrorEvent | None = None
 
     def add(self, event: StreamEvent) -> None:
@@ -47,6 +65,16 @@ class StreamAccumulator:
                 self.id, self.model, self.created = event.id, event.model, event.created
             case TextDelta():
                 self.text.append(event.text)
+            case ThinkingDelta():
+                self.reasoning.setdefault(event.index, _PendingThinking()).text.append(
+                    event.thinking
+                )
+            case SignatureDelta():
+                self.reasoning.setdefault(event.index, _PendingThinking()).signature.append(
+                    event.signature
+                )
+            case RedactedThinking():
+                self.reasoning.setdefault(event.index, _PendingThinking()).redacted = event.data
             case ToolCallStart():
                 self.calls[event.index] = _PendingCall(event.id, event.name)
             case ToolCallDelta():
@@ -57,6 +85,7 @@ class StreamAccumulator:
                 self.usage = event.usage
             case MessageEnd():
                 self.finish_reason = event.finish_reason
+                self.stop_sequence = event.stop_sequence
             case ErrorEvent():
                 self.error = event
 
@@ -75,9 +104,11 @@ class StreamAccumulator:
         return ChatResponse(
             id=self.id,
             model=self.model,
+            reasoning=[r.part() for _, r in sorted(self.reasoning.items())],
             content="".join(self.text),
             tool_calls=calls,
             finish_reason=self.finish_reason or ("tool_calls" if calls else "stop"),
+            stop_sequence=self.stop_sequence,
             usage=self.usage or Usage(source="estimated"),
             created=self.created,
         )

@@ -30,6 +30,31 @@ class TextDelta(_Event):
     text: str
 
 
+class ThinkingDelta(_Event):
+    """Reasoning text for the reasoning part at ``index`` (its position among this answer's
+    reasoning parts); a new index is a new part."""
+
+    type: Literal["thinking_delta"] = "thinking_delta"
+    index: int
+    thinking: str
+
+
+class SignatureDelta(_Event):
+    """The signature of the reasoning part at ``index``; it closes that part's text."""
+
+    type: Literal["signature_delta"] = "signature_delta"
+    index: int
+    signature: str
+
+
+class RedactedThinking(_Event):
+    """A whole redacted reasoning part at ``index``: opaque ``data`` to send back unchanged."""
+
+    type: Literal["redacted_thinking"] = "redacted_thinking"
+    index: int
+    data: str
+
+
 class ToolCallStart(_Event):
     """A new tool call at ``index`` (the position among this answer's tool calls)."""
 
@@ -58,6 +83,7 @@ class UsageEvent(_Event):
 class MessageEnd(_Event):
     type: Literal["message_end"] = "message_end"
     finish_reason: FinishReason
+    stop_sequence: str | None = None
 
 
 class ErrorEvent(_Event):
@@ -67,6 +93,9 @@ class ErrorEvent(_Event):
 
 StreamEvent = Annotated[
     MessageStart
+    | ThinkingDelta
+    | SignatureDelta
+    | RedactedThinking
     | TextDelta
     | ToolCallStart
     | ToolCallDelta

@@ -21,9 +21,24 @@ class _Part(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+CacheTTL = Literal["5m", "1h"]
+
+
+class CacheControl(_Part):
+    """A prompt-cache breakpoint: everything up to and including the marked part is cached.
+
+    Anthropic's ``cache_control`` (``ephemeral``, with an optional ``ttl``); OpenAI caches
+    prompts on its own and has no marker, so OpenAI payloads leave it out.
+    """
+
+    type: Literal["ephemeral"] = "ephemeral"
+    ttl: CacheTTL | None = None
+
+
 class TextPart(_Part):
     type: Literal["text"] = "text"
     text: str
+    cache_control: CacheControl | None = None
 
 
 ImageDetail = Literal["auto", "low", "high"]
@@ -39,6 +54,7 @@ class ImagePart(_Part):
     detail: ImageDetail | None = None
     width: int | None = Field(default=None, ge=1)
     height: int | None = Field(default=None, ge=1)
+    cache_control: CacheControl | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ImagePart:
@@ -73,6 +89,7 @@ class ToolCallPart(_Part):
     id: str
     name: str
     arguments: str = "{}"
+    cache_control: CacheControl | None = None
 
     def arguments_json(self) -> Any:
         """The arguments parsed; invalid JSON is returned as ``{"raw": text}`` rather than lost."""
@@ -91,6 +108,7 @@ class ToolResultPart(_Part):
     tool_call_id: str
     content: str | list[Any] | dict[str, Any] = ""
     is_error: bool = False
+    cache_control: CacheControl | None = None
 
     def content_text(self) -> str:
         if isinstance(self.content, str):
@@ -98,8 +116,68 @@ class ToolResultPart(_Part):
         return orjson.dumps(self.content).decode()
 
 
+class ThinkingPart(_Part):
+    """The model's reasoning before its answer. ``signature`` is the upstream's opaque proof
+    (Anthropic's); it must go back byte for byte with the assistant turn it came in, or the
+    upstream refuses the history. Reasoning from OpenAI-compatible servers has none."""
+
+    type: Literal["thinking"] = "thinking"
+    thinking: str
+    signature: str | None = None
+
+
+class RedactedThinkingPart(_Part):
+    """Reasoning the upstream encrypted (Anthropic's ``redacted_thinking``): ``data`` is opaque
+    and goes back unchanged with its assistant turn."""
+
+    type: Literal["redacted_thinking"] = "redacted_thinking"
+    data: str
+
+
+ReasoningPart = ThinkingPart | RedactedThinkingPart
+
+
+class DocumentPart(_Part):
+    """A document the model reads: a PDF (inline base64 ``data`` or a ``url``), plain ``text``,
+    or a ``file_id`` the upstream already holds. Exactly one source.
+
+    ``title``, ``context`` and ``citations`` are Anthropic's document options; ``filename`` is
+    OpenAI's name for an inline file.
+    """
+
+    type: Literal["document"] = "document"
+    data: str | None = None
+    url: str | None = None
+    text: str | None = None
+    file_id: str | None = None
+    media_type: str | None = None
+    filename: str | None = None
+    title: str | None = None
+    context: str | None = None
+    citations: bool | None = None
+    cache_control: CacheControl | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DocumentPart:
+        sources = [s for s in (self.data, self.url, self.text, self.file_id) if s is not None]
+        if len(sources) != 1:
+            raise ValueError(
+                "a document needs exactly one of 'data' (base64), 'url', 'text' or 'file_id'"
+            )
+        if self.data is not None and not self.media_type:
+            raise ValueError("an inline document needs 'media_type' (e.g. application/pdf)")
+        return self
+
+
 ContentPart = Annotated[
-    TextPart | ImagePart | ToolCallPart | ToolResultPart, Field(discriminator="type")
+    TextPart
+    | ImagePart
+    | ToolCallPart
+    | ToolResultPart
+    | ThinkingPart
+    | RedactedThinkingPart
+    | DocumentPart,
+    Field(discriminator="type"),
 ]
 
 
@@ -111,6 +189,9 @@ class Message(BaseModel):
     role: Role
     content: list[ContentPart] = Field(default_factory=list)
     name: str | None = None
+    content_list: bool = False
+    """The client sent the content as a list of blocks, not a plain string: a same-format
+    route sends it back as blocks (Anthropic's ``system``), whatever a plain text would get."""
 
     @model_validator(mode="after")
     def _parts_fit_role(self) -> Message:
@@ -123,8 +204,21 @@ class Message(BaseModel):
                 raise ValueError(
                     f"a tool result can only appear in a tool message, not {self.role}"
                 )
-            if isinstance(part, ImagePart) and self.role not in (Role.USER, Role.TOOL):
-                raise ValueError(f"an image can only appear in a user message, not {self.role}")
+            if isinstance(part, ImagePart | DocumentPart) and self.role not in (
+                Role.USER,
+                Role.TOOL,
+            ):
+                raise ValueError(
+                    f"{'an image' if isinstance(part, ImagePart) else 'a document'} can only "
+                    f"appear in a user message, not {self.role}"
+                )
+            if isinstance(part, ThinkingPart | RedactedThinkingPart) and (
+                self.role is not Role.ASSISTANT
+            ):
+                raise ValueError(
+                    f"reasoning ({part.type}) can only appear in an assistant message, "
+                    f"not {self.role}"
+                )
         return self
 
     @classmethod
@@ -151,3 +245,7 @@ class Message(BaseModel):
     @property
     def images(self) -> list[ImagePart]:
         return [p for p in self.content if isinstance(p, ImagePart)]
+
+    @property
+    def reasoning(self) -> list[ReasoningPart]:
+        return [p for p in self.content if isinstance(p, ThinkingPart | RedactedThinkingPart)]

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from palyra.model.messages import ImagePart, Message, Role, ToolResultPart
+from palyra.model.messages import CacheControl, ImagePart, Message, Role, ToolResultPart
 
 TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 
@@ -20,6 +20,7 @@ class ToolSpec(BaseModel):
     description: str | None = None
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None
+    cache_control: CacheControl | None = None
 
 
 class NamedToolChoice(BaseModel):
@@ -48,6 +49,29 @@ class ResponseFormat(BaseModel):
         return self
 
 
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+ThinkingDisplay = Literal["summarized", "omitted"]
+
+
+class ReasoningConfig(BaseModel):
+    """Whether the model reasons before answering, and how much.
+
+    ``enabled=False`` turns reasoning off (Anthropic ``thinking: {"type": "disabled"}``).
+    ``budget_tokens`` is a thinking budget (Anthropic ``budget_tokens``); ``effort`` a level
+    (OpenAI ``reasoning_effort``, Anthropic ``output_config.effort``); either, both or neither
+    may be set. ``adaptive`` leaves the amount to the model (Anthropic ``"adaptive"``);
+    ``display`` is Anthropic's choice between summarized and omitted thinking text.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    effort: ReasoningEffort | None = None
+    budget_tokens: int | None = Field(default=None, ge=1)
+    adaptive: bool = False
+    display: ThinkingDisplay | None = None
+
+
 class ChatRequest(BaseModel):
     """One chat call. ``model`` is the name the provider gets (routing rewrites it)."""
 
@@ -61,7 +85,9 @@ class ChatRequest(BaseModel):
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
     stop: list[str] = Field(default_factory=list, max_length=16)
+    reasoning: ReasoningConfig | None = None
     response_format: ResponseFormat | None = None
     stream: bool = False
     user: str | None = None

@@ -6,9 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from palyra.model.messages import ToolCallPart
+from palyra.model.messages import ReasoningPart, ToolCallPart
 
-FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+FinishReason = Literal["stop", "stop_sequence", "length", "tool_calls", "content_filter", "error"]
+"""``stop_sequence``: one of the request's stop sequences ended the answer (the response's
+``stop_sequence`` says which); OpenAI reports it as ``stop``."""
 UsageSource = Literal["provider", "estimated"]
 
 
@@ -30,15 +32,19 @@ class Usage(BaseModel):
 
 
 class ChatResponse(BaseModel):
-    """A finished chat answer: text, tool calls, a normalised finish reason and usage."""
+    """A finished chat answer: reasoning, text, tool calls, a normalised finish reason and
+    usage. ``reasoning`` comes before the text, in the order the upstream sent it, signatures
+    kept; ``stop_sequence`` is the stop sequence that ended the answer, if one did."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str
     model: str
+    reasoning: list[ReasoningPart] = Field(default_factory=list)
     content: str = ""
     tool_calls: list[ToolCallPart] = Field(default_factory=list)
     finish_reason: FinishReason = "stop"
+    stop_sequence: str | None = None
     usage: Usage = Field(default_factory=Usage)
     provider: str | None = None
     created: int | None = None

@@ -15,6 +15,13 @@ Anthropic's wire rules that the neutral contract does not have, and how they are
 * There is no ``response_format``: ``json_object`` and ``json_schema`` add an instruction to the
   system prompt (:func:`json_instruction`), the schema included, since instructing is what the
   Messages API offers for every model.
+* ``system`` is a string unless the client sent blocks or marked one for caching: then each system
+  text is its own block, ``cache_control`` kept.
+* Reasoning in assistant history goes back as ``thinking`` (signature byte for byte) and
+  ``redacted_thinking`` blocks; reasoning without a signature (from an OpenAI-compatible model)
+  is left out, since Anthropic refuses unsigned thinking.
+* A reasoning effort with no budget (OpenAI's ``reasoning_effort``) becomes a thinking budget from
+  :data:`EFFORT_BUDGETS`, kept below ``max_tokens``; ``none`` turns thinking off.
 
 Requests Anthropic would refuse for tool bookkeeping (a tool call with no result in the next turn,
 a result for a call the previous assistant turn did not make) fail here with ``invalid_request``
@@ -24,29 +31,46 @@ naming the tool call, before anything leaves the process.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from palyra.model import (
+    CacheControl,
     ChatRequest,
+    DocumentPart,
     FailureClass,
     ImagePart,
     Message,
     NamedToolChoice,
     PalyraError,
+    RedactedThinkingPart,
     Role,
     TextPart,
+    ThinkingPart,
     ToolCallPart,
     ToolResultPart,
     ToolSpec,
 )
+from palyra.model.requests import ReasoningConfig, ReasoningEffort
 
 PLACEHOLDER_USER_TEXT = "(continue)"
 ANTHROPIC_IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 MAX_TEMPERATURE = 1.0
 MAX_METADATA_USER_ID_CHARS = 512
-COUNT_TOKENS_KEYS = ("model", "messages", "system", "tools", "tool_choice")
+COUNT_TOKENS_KEYS = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+MIN_THINKING_BUDGET = 1024
+EFFORT_BUDGETS: dict[ReasoningEffort, int] = {
+    "minimal": 1024,
+    "low": 2048,
+    "medium": 8192,
+    "high": 16384,
+    "xhigh": 32768,
+    "max": 65536,
+}
+"""Thinking budget per reasoning effort, for requests that name an effort and no budget."""
+ANTHROPIC_DOCUMENT_MEDIA_TYPES = frozenset({"application/pdf"})
 
 _TOOL_ID_BAD_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 # Module constants: cheaper than looking the members up on the enum class per message.
@@ -83,15 +107,35 @@ def json_instruction(request: ChatRequest) -> str | None:
     )
 
 
-def _system_text(request: ChatRequest) -> str | None:
-    texts = [
-        part.text
+def _cache(block: Block, marker: CacheControl | None) -> Block:
+    if marker is not None:
+        block["cache_control"] = (
+            {"type": marker.type}
+            if marker.ttl is None
+            else {"type": marker.type, "ttl": marker.ttl}
+        )
+    return block
+
+
+def _system(request: ChatRequest) -> str | list[Block] | None:
+    """The top-level ``system``: blocks when the client sent blocks or marks one for caching."""
+    parts = [
+        part
         for message in request.messages
         if message.role in _SYSTEM_ROLES
         for part in message.content
         if isinstance(part, TextPart) and part.text.strip()
     ]
     instruction = json_instruction(request)
+    as_blocks = any(p.cache_control is not None for p in parts) or any(
+        m.content_list for m in request.messages if m.role in _SYSTEM_ROLES
+    )
+    if as_blocks:
+        blocks = [_cache({"type": "text", "text": p.text}, p.cache_control) for p in parts]
+        if instruction is not None:
+            blocks.append({"type": "text", "text": instruction})
+        return blocks or None
+    texts = [p.text for p in parts]
     if instruction is not None:
         texts.append(instruction)
     return "\n\n".join(texts) if texts else None
@@ -104,28 +148,62 @@ def _image_block(image: ImagePart) -> Block:
         except ValueError as exc:
             raise _invalid(f"an image data URL is malformed: {exc}") from exc
     if image.url is not None:
-        return {"type": "image", "source": {"type": "url", "url": image.url}}
+        return _cache(
+            {"type": "image", "source": {"type": "url", "url": image.url}}, image.cache_control
+        )
     if image.media_type not in ANTHROPIC_IMAGE_MEDIA_TYPES:
         known = ", ".join(sorted(ANTHROPIC_IMAGE_MEDIA_TYPES))
         raise _invalid(
             f"Anthropic does not accept images of type {image.media_type!r} "
             f"(it accepts {known}); convert the image to one of those"
         )
-    return {
-        "type": "image",
-        "source": {"type": "base64", "media_type": image.media_type, "data": image.data},
-    }
+    source = {"type": "base64", "media_type": image.media_type, "data": image.data}
+    return _cache({"type": "image", "source": source}, image.cache_control)
+
+
+def _document_source(doc: DocumentPart) -> Block:
+    if doc.text is not None:
+        return {"type": "text", "media_type": "text/plain", "data": doc.text}
+    if doc.url is not None:
+        return {"type": "url", "url": doc.url}
+    if doc.file_id is not None:
+        if doc.file_id.startswith("file-"):
+            raise _invalid(
+                f"document file id {doc.file_id!r} is an OpenAI file id, which Anthropic cannot "
+                "read; send the file's content inline (file_data) instead"
+            )
+        return {"type": "file", "file_id": doc.file_id}
+    if doc.media_type not in ANTHROPIC_DOCUMENT_MEDIA_TYPES:
+        raise _invalid(
+            f"Anthropic does not accept inline documents of type {doc.media_type!r} (it accepts "
+            "application/pdf, or plain text as a text document); convert the document"
+        )
+    return {"type": "base64", "media_type": doc.media_type, "data": doc.data}
+
+
+def _document_block(doc: DocumentPart) -> Block:
+    block: Block = {"type": "document", "source": _document_source(doc)}
+    if doc.title is not None:
+        block["title"] = doc.title
+    elif doc.filename is not None:
+        block["title"] = doc.filename
+    if doc.context is not None:
+        block["context"] = doc.context
+    if doc.citations is not None:
+        block["citations"] = {"enabled": doc.citations}
+    return _cache(block, doc.cache_control)
 
 
 def _tool_use_block(call: ToolCallPart) -> Block:
     parsed = call.arguments_json()
     tool_input = parsed if isinstance(parsed, dict) else {"raw": call.arguments}
-    return {
+    block = {
         "type": "tool_use",
         "id": anthropic_tool_id(call.id),
         "name": call.name,
         "input": tool_input,
     }
+    return _cache(block, call.cache_control)
 
 
 def _tool_result_block(result: ToolResultPart) -> Block:
@@ -135,7 +213,7 @@ def _tool_result_block(result: ToolResultPart) -> Block:
         block["content"] = text
     if result.is_error:
         block["is_error"] = True
-    return block
+    return _cache(block, result.cache_control)
 
 
 def _blocks(message: Message) -> list[Block]:
@@ -143,13 +221,25 @@ def _blocks(message: Message) -> list[Block]:
     for part in message.content:
         if isinstance(part, TextPart):
             if part.text.strip():
-                blocks.append({"type": "text", "text": part.text})
+                block: Block = {"type": "text", "text": part.text}
+                blocks.append(
+                    block if part.cache_control is None else _cache(block, part.cache_control)
+                )
         elif isinstance(part, ImagePart):
             blocks.append(_image_block(part))
         elif isinstance(part, ToolCallPart):
             blocks.append(_tool_use_block(part))
-        else:
+        elif isinstance(part, ToolResultPart):
             blocks.append(_tool_result_block(part))
+        elif isinstance(part, ThinkingPart):
+            if part.signature is not None:  # unsigned reasoning is refused by Anthropic
+                blocks.append(
+                    {"type": "thinking", "thinking": part.thinking, "signature": part.signature}
+                )
+        elif isinstance(part, RedactedThinkingPart):
+            blocks.append({"type": "redacted_thinking", "data": part.data})
+        else:
+            blocks.append(_document_block(part))
     if message.role is _ASSISTANT and len(blocks) > 1:
         # Anthropic reads tool_use blocks after the text of the same turn.
         blocks.sort(key=lambda b: b["type"] == "tool_use")
@@ -190,7 +280,7 @@ def _strip_final_assistant(turns: list[Block]) -> None:
     if last["type"] == "text":
         stripped = last["text"].rstrip()
         if stripped:
-            content[-1] = {"type": "text", "text": stripped}
+            content[-1] = {**last, "text": stripped}
         else:
             content.pop()
     if not content:
@@ -234,7 +324,7 @@ def _tool(spec: ToolSpec) -> Block:
         tool["description"] = spec.description
     if spec.strict is not None:
         tool["strict"] = spec.strict
-    return tool
+    return _cache(tool, spec.cache_control)
 
 
 def _tool_choice(request: ChatRequest) -> Block | None:
@@ -254,20 +344,55 @@ def _tool_choice(request: ChatRequest) -> Block | None:
     return block
 
 
+def thinking_config(
+    reasoning: ReasoningConfig,
+    max_tokens: int,
+    effort_budgets: Mapping[ReasoningEffort, int] = EFFORT_BUDGETS,
+) -> Block:
+    """Anthropic's ``thinking`` for a reasoning configuration (see the module docstring)."""
+    if not reasoning.enabled or (reasoning.budget_tokens is None and reasoning.effort == "none"):
+        return {"type": "disabled"}
+    if reasoning.adaptive:
+        config: Block = {"type": "adaptive"}
+    else:
+        budget = reasoning.budget_tokens
+        if budget is None:
+            wanted = effort_budgets.get(reasoning.effort or "medium", EFFORT_BUDGETS["medium"])
+            budget = min(wanted, max_tokens - 1)
+            if budget < MIN_THINKING_BUDGET:
+                raise _invalid(
+                    f"reasoning_effort {reasoning.effort!r} needs a thinking budget of at least "
+                    f"{MIN_THINKING_BUDGET} tokens below the output limit, and the limit is "
+                    f"{max_tokens}; raise max_completion_tokens above {MIN_THINKING_BUDGET} or "
+                    "send reasoning_effort 'none'",
+                    param="reasoning_effort",
+                )
+        config = {"type": "enabled", "budget_tokens": budget}
+    if reasoning.display is not None:
+        config["display"] = reasoning.display
+    return config
+
+
 def build_anthropic_messages_payload(
-    request: ChatRequest, *, default_max_tokens: int = 4096
+    request: ChatRequest,
+    *,
+    default_max_tokens: int = 4096,
+    effort_budgets: Mapping[ReasoningEffort, int] = EFFORT_BUDGETS,
 ) -> dict[str, Any]:
     """The ``/v1/messages`` body for ``request``; see the module docstring for every mapping."""
     turns = _turns(request)
     _check_tool_pairs(turns)
+    max_tokens = request.max_output_tokens or default_max_tokens
     payload: dict[str, Any] = {
         "model": request.model,
-        "max_tokens": request.max_output_tokens or default_max_tokens,
+        "max_tokens": max_tokens,
         "messages": turns,
     }
-    system = _system_text(request)
+    system = _system(request)
     if system is not None:
         payload["system"] = system
+    if request.reasoning is not None:
+        payload["thinking"] = thinking_config(request.reasoning, max_tokens, effort_budgets)
     if request.tools:
         payload["tools"] = [_tool(t) for t in request.tools]
         choice = _tool_choice(request)
@@ -279,6 +404,8 @@ def build_anthropic_messages_payload(
         payload["temperature"] = min(request.temperature, MAX_TEMPERATURE)
     if request.top_p is not None:
         payload["top_p"] = request.top_p
+    if request.top_k is not None:
+        payload["top_k"] = request.top_k
     if request.user:
         if len(request.user) > MAX_METADATA_USER_ID_CHARS:
             raise _invalid(

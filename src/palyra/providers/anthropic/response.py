@@ -22,7 +22,7 @@ from palyra.model import (
 
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
-    "stop_sequence": "stop",
+    "stop_sequence": "stop_sequence",
     "pause_turn": "stop",
     "max_tokens": "length",
     "model_context_window_exceeded": "length",

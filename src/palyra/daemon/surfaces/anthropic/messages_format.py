@@ -61,6 +61,7 @@ _ERROR_TYPES: dict[FailureClass, str] = {
 
 _STOP_REASONS: dict[FinishReason, str] = {
     "stop": "end_turn",
+    "stop_sequence": "stop_sequence",
     "length": "max_tokens",
     "tool_calls": "tool_use",
     "content_filter": "refusal",

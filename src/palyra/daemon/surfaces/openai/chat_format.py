@@ -304,7 +304,7 @@ def parse_chat_body(raw: bytes) -> ParsedChat:
 
 
 def _finish(reason: FinishReason) -> str:
-    return "stop" if reason == "error" else reason
+    return "stop" if reason == "error" or reason == "stop_sequence" else reason
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
