@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -35,7 +36,7 @@ from palyra.auth.records import (
     normalize_profile_id,
 )
 from palyra.auth.registry import AuthProfileRegistry
-from palyra.cli.common import fail, store_url
+from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, store_url
 from palyra.model import PalyraError
 from palyra.paths import state_dir
 from palyra.store import DEFAULT_STORE_URL, Store, open_store
@@ -63,15 +64,16 @@ app.add_typer(openai_app, name="openai")
 app.add_typer(anthropic_app, name="anthropic")
 app.add_typer(profiles_app, name="profiles")
 
-DbUrl = Annotated[
-    str | None,
-    typer.Option("--db-url", help="Database URL (default: [storage] url of the config)."),
-]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 Agent = Annotated[
     str | None, typer.Option("--agent", help="Agent id: scope the profile to this agent.")
 ]
-ProfileOpt = Annotated[str, typer.Option("--profile", help="Profile id, e.g. openai-default.")]
+OpenAIProfile = Annotated[
+    str, typer.Option("--profile", help="Profile id to save the key as, e.g. openai-default.")
+]
+AnthropicProfile = Annotated[
+    str, typer.Option("--profile", help="Profile id to save the key as, e.g. anthropic-default.")
+]
 ProfileArg = Annotated[str, typer.Argument(help="Profile id.")]
 Name = Annotated[str | None, typer.Option("--name", help="Display name.")]
 FromEnv = Annotated[
@@ -79,9 +81,13 @@ FromEnv = Annotated[
 ]
 
 
-def run_registry(db_url: str | None, action: Callable[[AuthProfileRegistry], Awaitable[T]]) -> T:
+def run_registry(
+    db_url: str | None,
+    action: Callable[[AuthProfileRegistry], Awaitable[T]],
+    config: Path | None = None,
+) -> T:
     """Open store, vault and registry, run ``action``, close; Palyra errors exit 1."""
-    url = store_url(db_url)
+    url = store_url(db_url, config)
 
     async def go() -> T:
         store: Store | None = None
@@ -149,7 +155,7 @@ def _connected(record: AuthProfileRecord, as_json: bool) -> None:
 
 @openai_app.command("api-key")
 def openai_api_key(
-    profile: ProfileOpt,
+    profile: OpenAIProfile,
     base_url: Annotated[str, typer.Option("--base-url", help="API root.")] = OPENAI_BASE_URL,
     name: Name = None,
     agent: Agent = None,
@@ -161,7 +167,8 @@ def openai_api_key(
         bool, typer.Option("--allow-private", help="Allow a private-network base URL.")
     ] = False,
     as_json: Json = False,
-    db_url: DbUrl = None,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Check an OpenAI API key against GET {base-url}/models, then store it (or rotate it)."""
     pid, scope = _profile_id(profile), _scope(agent)
@@ -178,13 +185,14 @@ def openai_api_key(
             compatible=compatible,
             allow_private=allow_private,
         ),
+        config,
     )
     _connected(record, as_json)
 
 
 @anthropic_app.command("api-key")
 def anthropic_api_key(
-    profile: ProfileOpt,
+    profile: AnthropicProfile,
     base_url: Annotated[str, typer.Option("--base-url", help="API root.")] = ANTHROPIC_BASE_URL,
     name: Name = None,
     agent: Agent = None,
@@ -193,7 +201,8 @@ def anthropic_api_key(
         bool, typer.Option("--allow-private", help="Allow a private-network base URL.")
     ] = False,
     as_json: Json = False,
-    db_url: DbUrl = None,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Check an Anthropic API key against GET {base-url}/v1/models, then store it."""
     pid, scope = _profile_id(profile), _scope(agent)
@@ -209,6 +218,7 @@ def anthropic_api_key(
             scope=scope,
             allow_private=allow_private,
         ),
+        config,
     )
     _connected(record, as_json)
 
@@ -228,7 +238,8 @@ def list_profiles(
     limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 100,
     cursor: Annotated[str | None, typer.Option("--cursor", help="Continue after this id.")] = None,
     as_json: Json = False,
-    db_url: DbUrl = None,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """List profiles (vault refs and health, never secrets)."""
     if provider is not None:
@@ -238,6 +249,7 @@ def list_profiles(
     page = run_registry(
         db_url,
         lambda r: r.list(provider=provider, agent_id=agent, limit=limit, cursor=cursor),
+        config,
     )
     if as_json:
         body = {"items": [p.public_dict() for p in page.items], "next_cursor": page.next_cursor}
@@ -257,10 +269,12 @@ def list_profiles(
 
 
 @profiles_app.command("show")
-def show(profile_id: ProfileArg, as_json: Json = False, db_url: DbUrl = None) -> None:
+def show(
+    profile_id: ProfileArg, as_json: Json = False, db_url: DbUrlOpt = None, config: ConfigOpt = None
+) -> None:
     """Show one profile."""
     pid = _profile_id(profile_id)
-    record = run_registry(db_url, lambda r: r.get(pid))
+    record = run_registry(db_url, lambda r: r.get(pid), config)
     data = record.public_dict()
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -274,10 +288,10 @@ def show(profile_id: ProfileArg, as_json: Json = False, db_url: DbUrl = None) ->
 
 
 @profiles_app.command("delete")
-def delete(profile_id: ProfileArg, db_url: DbUrl = None) -> None:
+def delete(profile_id: ProfileArg, db_url: DbUrlOpt = None, config: ConfigOpt = None) -> None:
     """Delete a profile and its vault secrets."""
     pid = _profile_id(profile_id)
-    if not run_registry(db_url, lambda r: r.delete(pid)):
+    if not run_registry(db_url, lambda r: r.delete(pid), config):
         fail(f"there is no auth profile {pid!r}; see: palyra auth profiles list")
     typer.echo(f"deleted profile {pid} and its vault secrets")
 
@@ -289,22 +303,25 @@ def order(
     agent: Annotated[
         str | None, typer.Option("--agent", help="Order this agent's own profiles.")
     ] = None,
-    db_url: DbUrl = None,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Set which profiles a provider tries first."""
     _provider(provider)
     ids = [_profile_id(p) for p in profile_ids]
     if agent is not None:
         _scope(agent)
-    records = run_registry(db_url, lambda r: r.set_order(provider, ids, agent_id=agent))
+    records = run_registry(db_url, lambda r: r.set_order(provider, ids, agent_id=agent), config)
     typer.echo("order: " + ", ".join(r.profile_id for r in records))
 
 
 @profiles_app.command("cooldown-clear")
-def cooldown_clear(profile_id: ProfileArg, db_url: DbUrl = None) -> None:
+def cooldown_clear(
+    profile_id: ProfileArg, db_url: DbUrlOpt = None, config: ConfigOpt = None
+) -> None:
     """Make a cooling-down or needs-reauth profile usable again now."""
     pid = _profile_id(profile_id)
-    record = run_registry(db_url, lambda r: r.clear_cooldown(pid))
+    record = run_registry(db_url, lambda r: r.clear_cooldown(pid), config)
     typer.echo(f"profile {record.profile_id} is {record.health.value} again")
 
 
@@ -314,12 +331,13 @@ def doctor(
         str | None, typer.Option("--agent", help="Only profiles this agent can use.")
     ] = None,
     as_json: Json = False,
-    db_url: DbUrl = None,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Find broken profiles and print the command that fixes each."""
     if agent is not None:
         _scope(agent)
-    findings = run_registry(db_url, lambda r: r.doctor(agent_id=agent))
+    findings = run_registry(db_url, lambda r: r.doctor(agent_id=agent), config)
     if as_json:
         typer.echo(json.dumps([f.as_dict() for f in findings], indent=2))
     elif not findings:
@@ -335,13 +353,14 @@ def explain_selection(
     provider: Annotated[str, typer.Argument(help="openai | anthropic | openai_compatible")],
     agent: Annotated[str | None, typer.Option("--agent", help="As seen by this agent.")] = None,
     as_json: Json = False,
-    db_url: DbUrl = None,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Which profile would serve PROVIDER now, and why each candidate was or was not chosen."""
     _provider(provider)
     if agent is not None:
         _scope(agent)
-    selection = run_registry(db_url, lambda r: r.explain_selection(provider, agent))
+    selection = run_registry(db_url, lambda r: r.explain_selection(provider, agent), config)
     if as_json:
         typer.echo(json.dumps(selection.as_dict(), indent=2, default=_json_default))
         return

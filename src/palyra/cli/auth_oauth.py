@@ -28,6 +28,7 @@ from palyra.auth.oauth_profile import DEFAULT_OAUTH_PROFILE_ID
 from palyra.auth.pkce import generate_state
 from palyra.auth.refresh import refresh_openai_profile
 from palyra.auth.registry import AuthProfileRegistry
+from palyra.cli.common import ConfigOpt, DbUrlOpt
 from palyra.model import PalyraError
 from palyra.providers.upstream.guard import make_upstream_client
 
@@ -164,7 +165,8 @@ def login(
     port: Annotated[
         int, typer.Option("--port", help="Loopback port of the callback listener.")
     ] = DEFAULT_CALLBACK_PORT,
-    db_url: Annotated[str | None, typer.Option("--db-url", help="Database URL.")] = None,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Sign in to OpenAI in a browser (OAuth with PKCE) and save the tokens as a profile."""
     from palyra.cli.auth import _profile_id, run_registry
@@ -173,11 +175,11 @@ def login(
     pid = _profile_id(profile)
     try:
         if issuer is None:
-            config = OpenAIOAuthConfig(client_id=client_id)
+            oauth = OpenAIOAuthConfig(client_id=client_id)
             if validate_url is not None:
-                config = OpenAIOAuthConfig(client_id=client_id, validation_base_url=validate_url)
+                oauth = OpenAIOAuthConfig(client_id=client_id, validation_base_url=validate_url)
         else:
-            config = OpenAIOAuthConfig.for_issuer(
+            oauth = OpenAIOAuthConfig.for_issuer(
                 issuer, client_id=client_id, validation_base_url=validate_url
             )
     except PalyraError as exc:
@@ -186,8 +188,9 @@ def login(
         result = run_registry(
             db_url,
             lambda registry: _login(
-                registry, config=config, profile_id=pid, port=port, browser=not no_browser
+                registry, config=oauth, profile_id=pid, port=port, browser=not no_browser
             ),
+            config,
         )
     except typer.BadParameter as exc:
         fail(exc.message)
@@ -201,7 +204,8 @@ def refresh(
         str | None, typer.Argument(help="Profile id.", show_default=False)
     ] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="Profile id.")] = None,
-    db_url: Annotated[str | None, typer.Option("--db-url", help="Database URL.")] = None,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Refresh an OpenAI OAuth profile's access token now (respects a failure backoff)."""
     from palyra.cli.auth import _profile_id, run_registry
@@ -221,4 +225,4 @@ def refresh(
         expires = outcome.expires_at.isoformat() if outcome.expires_at else "unknown"
         return f"profile {outcome.profile_id}: {outcome.result.value}; expires at {expires}"
 
-    typer.echo(run_registry(db_url, go))
+    typer.echo(run_registry(db_url, go, config))

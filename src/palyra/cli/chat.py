@@ -16,7 +16,7 @@ import httpx2
 import orjson
 import typer
 
-from palyra.cli.common import fail
+from palyra.cli.common import ConfigOpt, fail
 from palyra.config.loader import load_config
 from palyra.config.problems import ConfigError
 from palyra.providers.upstream.sse import SSEDecoder
@@ -154,9 +154,7 @@ def chat(
         str, typer.Option("--token-env", help="Environment variable holding the client token.")
     ] = TOKEN_ENV,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole response JSON.")] = False,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="palyra.toml for the default URL and model.")
-    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Send one prompt to the running daemon and print the answer."""
     base = (url or _default_url(config)).rstrip("/")

@@ -7,12 +7,27 @@ daemon and ``palyra auth`` will look for it.
 
 from __future__ import annotations
 
-from typing import NoReturn
+from pathlib import Path
+from typing import Annotated, NoReturn
 
 import typer
 
 from palyra.config.loader import load_config
 from palyra.config.problems import ConfigError
+
+DISCOVERY = "$PALYRA_CONFIG, else $XDG_CONFIG_HOME/palyra/palyra.toml, else the built-in deterministic setup"
+"""Config discovery after ``--config``, as :func:`palyra.config.discovery.discover_config` does it."""
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help=f"palyra.toml to use (default: {DISCOVERY}).")
+]
+"""``--config`` for every command that reads the config. Help texts escape ``\\[`` because rich
+markup would swallow ``[storage]``."""
+
+DbUrlOpt = Annotated[
+    str | None,
+    typer.Option("--db-url", help="Database URL (default: \\[storage] url of the config)."),
+]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -21,12 +36,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def store_url(db_url: str | None) -> str:
-    """``db_url`` when given, else the configured ``[storage] url`` (which defaults to the SQLite
-    file in the state dir); a broken config exits 1 with its problems."""
+def store_url(db_url: str | None, config: Path | None = None) -> str:
+    """``db_url`` when given, else ``[storage] url`` of the config (``config``, else discovery),
+    which defaults to the SQLite file in the state dir; a broken config exits 1 with its problems."""
     if db_url:
         return db_url
     try:
-        return load_config().config.storage.url
+        return load_config(config).config.storage.url
     except ConfigError as exc:
         fail(f"cannot read the config for [storage] url:\n{exc}")

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from palyra.cli.common import ConfigOpt
 from palyra.config.agents import AgentConfig, agents_path, load_agents
 from palyra.config.discovery import discover_config
 from palyra.config.loader import LoadedConfig, load_config
@@ -16,10 +17,6 @@ from palyra.config.render import render_json, render_text
 from palyra.paths import state_dir
 
 app = typer.Typer(help="Check, show and locate palyra.toml.", no_args_is_help=True)
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="palyra.toml to use instead of discovery.")
-]
 
 
 def _fail(error: ConfigError) -> typer.Exit:
@@ -43,7 +40,7 @@ def _plural(n: int, noun: str) -> str:
 
 @app.command()
 def check(
-    config: ConfigOption = None,
+    config: ConfigOpt = None,
     agents: Annotated[
         Path | None,
         typer.Option("--agents", help="agents.toml to check (default: the one in the state dir)."),
@@ -68,7 +65,7 @@ def check(
 
 @app.command()
 def show(
-    config: ConfigOption = None,
+    config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Print the effective config and where each value came from. Secrets are never shown."""
@@ -77,7 +74,7 @@ def show(
 
 
 @app.command()
-def path(config: ConfigOption = None) -> None:
+def path(config: ConfigOpt = None) -> None:
     """Print which palyra.toml would be used, and why."""
     location = discover_config(config, os.environ)
     if location.path is None:

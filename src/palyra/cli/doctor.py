@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
 
 import httpx2
 import sqlalchemy as sa
@@ -22,6 +21,7 @@ from palyra.auth.doctor import Severity
 from palyra.auth.oauth_attempts import OAUTH_SCHEMA
 from palyra.auth.registry import AuthProfileRegistry
 from palyra.auth.tables import AUTH_PROFILES_SCHEMA
+from palyra.cli.common import ConfigOpt
 from palyra.cli.models import FIX_HINTS
 from palyra.config.loader import load_config
 from palyra.config.problems import ConfigError
@@ -317,9 +317,7 @@ async def run_checks(config_path: Path | None) -> list[Check]:
 
 
 def doctor(
-    config: Annotated[
-        Path | None, typer.Option("--config", help="palyra.toml to use instead of discovery.")
-    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Check config, state, store, vault, auth profiles, providers and the daemon; exit 1 on
     any failure."""

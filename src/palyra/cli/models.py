@@ -18,7 +18,7 @@ import typer
 
 from palyra.auth.credentials import ProfileCredentialSource
 from palyra.auth.registry import AuthProfileRegistry
-from palyra.cli.common import fail
+from palyra.cli.common import ConfigOpt, fail
 from palyra.config.loader import load_config
 from palyra.config.problems import ConfigError
 from palyra.config.schema import ModelConfig, PalyraConfig, ProviderConfig
@@ -33,9 +33,6 @@ from palyra.vault import KeyResolver, Vault, system_keyring
 app = typer.Typer(help="List configured models and probe their providers.", no_args_is_help=True)
 
 T = TypeVar("T")
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="palyra.toml to use instead of discovery.")
-]
 
 FIX_HINTS: dict[FailureClass, str] = {
     FailureClass.AUTH_INVALID: "the key was refused; check the secret behind api_key, or "
@@ -157,7 +154,7 @@ def _listed_mark(listings: dict[str, ProviderListing], model: ModelConfig) -> st
 
 @app.command(name="list")
 def list_models(
-    config: ConfigOption = None,
+    config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     discover: Annotated[
         bool, typer.Option("--discover", help="Also ask each provider which models it offers.")
@@ -232,9 +229,9 @@ def _probe_line(result: ProbeResult) -> list[str]:
 @app.command(name="test")
 def test_models(
     model_id: Annotated[
-        str | None, typer.Argument(metavar="[ID]", help="Model id or alias (default: all).")
+        str | None, typer.Argument(metavar="ID", help="Model id or alias (default: all).")
     ] = None,
-    config: ConfigOption = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Probe providers without spending tokens (an authenticated model listing); exit 1 on
     any failure."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from palyra.cli.common import ConfigOpt
 from palyra.config import ConfigError
 from palyra.config import load_config as load_effective_config
 from palyra.config.schema import PalyraConfig
@@ -65,21 +66,16 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def serve(
-    config: Path | None = typer.Option(
-        None,
-        "--config",
-        help="palyra.toml to use (default: $PALYRA_CONFIG, ./palyra.toml, the XDG config file, "
-        "else the built-in deterministic setup).",
-    ),
+    config: ConfigOpt = None,
     bind: str | None = typer.Option(
-        None, "--bind", help="HOST:PORT to listen on (default: [daemon] bind, 127.0.0.1:7142)."
+        None, "--bind", help="HOST:PORT to listen on (default: \\[daemon] bind, 127.0.0.1:7142)."
     ),
     workers: int | None = typer.Option(
         None,
         "--workers",
         min=1,
         max=256,
-        help="Worker processes sharing the socket (default: [daemon] workers, 1). One Python "
+        help="Worker processes sharing the socket (default: \\[daemon] workers, 1). One Python "
         "process saturates one CPU core; on a busy host use one worker per core.",
     ),
 ) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 
-from palyra.cli.common import fail, store_url
+from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, store_url
 from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenRecord, TokenStore
 from palyra.model import PalyraError
 from palyra.paths import state_dir
@@ -27,15 +28,12 @@ app = typer.Typer(
     help="Daemon access tokens: create, list, revoke.", no_args_is_help=True, add_completion=False
 )
 
-DbUrl = Annotated[
-    str | None,
-    typer.Option("--db-url", help="Database URL (default: [storage] url of the config)."),
-]
 
-
-def _run(db_url: str | None, action: Callable[[TokenStore], Awaitable[T]]) -> T:
+def _run(
+    db_url: str | None, action: Callable[[TokenStore], Awaitable[T]], config: Path | None = None
+) -> T:
     """Open the store, run ``action`` on the token table, close; Palyra errors exit 1."""
-    url = store_url(db_url)
+    url = store_url(db_url, config)
 
     async def go() -> T:
         store: Store | None = None
@@ -62,13 +60,14 @@ def create(
         int | None,
         typer.Option("--expires-days", min=1, help="Expire after this many days (default: never)."),
     ] = None,
-    db_url: DbUrl = None,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Create a token and print it once; only its hash is kept."""
     kind = TokenKind.ADMIN if admin else TokenKind.CLIENT
     lifetime = None if expires_days is None else expires_days * SECONDS_PER_DAY
     token, record = _run(
-        db_url, lambda tokens: tokens.create(kind, name=name, expires_in_s=lifetime)
+        db_url, lambda tokens: tokens.create(kind, name=name, expires_in_s=lifetime), config
     )
     expiry = f", expires {record.public_dict(record.created_at_ms)['expires']}"
     typer.echo(
@@ -90,7 +89,8 @@ def _row(record: dict[str, object]) -> str:
 @app.command("list")
 def list_tokens(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    db_url: DbUrl = None,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """List tokens: id, kind, status, dates and name, never the token."""
 
@@ -98,7 +98,7 @@ def list_tokens(
         now = tokens.now_ms()
         return [r.public_dict(now) for r in await tokens.list()]
 
-    records = _run(db_url, listing)
+    records = _run(db_url, listing, config)
     if as_json:
         typer.echo(json.dumps(records, indent=2))
     elif not records:
@@ -111,10 +111,11 @@ def list_tokens(
 @app.command()
 def revoke(
     token_id: Annotated[str, typer.Argument(help="Token id from `palyra token list`.")],
-    db_url: DbUrl = None,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Revoke a token (a running daemon refuses it within 30 s)."""
-    record: TokenRecord | None = _run(db_url, lambda tokens: tokens.revoke(token_id))
+    record: TokenRecord | None = _run(db_url, lambda tokens: tokens.revoke(token_id), config)
     if record is None:
         fail(f"there is no token {token_id!r}; see: palyra token list")
     typer.echo(f"revoked {record.kind.value} token {record.id} ({record.name})")

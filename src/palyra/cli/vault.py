@@ -11,11 +11,12 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 
-from palyra.cli.common import fail, store_url
+from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, store_url
 from palyra.model import PalyraError
 from palyra.paths import state_dir
 from palyra.store import Store, open_store
@@ -42,10 +43,6 @@ app = typer.Typer(
     add_completion=False,
 )
 
-DbUrl = Annotated[
-    str | None,
-    typer.Option("--db-url", help="Database URL (default: [storage] url of the config)."),
-]
 RefArg = Annotated[str, typer.Argument(help="Secret ref: <scope>/<name>, e.g. global/openai.")]
 T = TypeVar("T")
 
@@ -61,9 +58,11 @@ def _stdin_is_tty() -> bool:
     return sys.stdin.isatty()
 
 
-def _run(db_url: str | None, action: Callable[[Vault], Awaitable[T]]) -> T:
+def _run(
+    db_url: str | None, action: Callable[[Vault], Awaitable[T]], config: Path | None = None
+) -> T:
     """Open the store and vault, run ``action``, close; vault/store errors exit 1."""
-    url = store_url(db_url)
+    url = store_url(db_url, config)
 
     async def go() -> T:
         store: Store | None = None
@@ -93,19 +92,19 @@ def _read_value(ref: VaultRef) -> str:
 
 
 @app.command()
-def put(ref: RefArg, db_url: DbUrl = None) -> None:
+def put(ref: RefArg, db_url: DbUrlOpt = None, config: ConfigOpt = None) -> None:
     """Store a secret; the value comes from stdin when piped, else a hidden prompt."""
     vref = _parse_ref(ref)
     value = _read_value(vref)
-    meta = _run(db_url, lambda vault: vault.put(vref, value))
+    meta = _run(db_url, lambda vault: vault.put(vref, value), config)
     typer.echo(f"stored {meta.ref} (version {meta.version})")
 
 
 @app.command()
-def get(ref: RefArg, db_url: DbUrl = None) -> None:
+def get(ref: RefArg, db_url: DbUrlOpt = None, config: ConfigOpt = None) -> None:
     """Print a secret's value (the only command that prints one)."""
     vref = _parse_ref(ref)
-    typer.echo(_run(db_url, lambda vault: vault.get(vref)))
+    typer.echo(_run(db_url, lambda vault: vault.get(vref), config))
 
 
 @app.command("list")
@@ -114,7 +113,8 @@ def list_secrets(
         str | None, typer.Option("--scope", help="Only this scope, e.g. agent:ops.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    db_url: DbUrl = None,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """List secrets: refs, versions and timestamps, never values."""
     if scope is not None:
@@ -122,7 +122,7 @@ def list_secrets(
             check_scope(scope)
         except InvalidVaultRef as exc:
             fail(exc.envelope.message, 2)
-    metas = _run(db_url, lambda vault: vault.list(scope))
+    metas = _run(db_url, lambda vault: vault.list(scope), config)
     if as_json:
         typer.echo(json.dumps([m.as_dict() for m in metas], indent=2))
         return
@@ -136,10 +136,10 @@ def list_secrets(
 
 
 @app.command()
-def delete(ref: RefArg, db_url: DbUrl = None) -> None:
+def delete(ref: RefArg, db_url: DbUrlOpt = None, config: ConfigOpt = None) -> None:
     """Delete a secret."""
     vref = _parse_ref(ref)
-    if not _run(db_url, lambda vault: vault.delete(vref)):
+    if not _run(db_url, lambda vault: vault.delete(vref), config):
         fail(f"there is no vault secret {vref}; see: palyra vault list")
     typer.echo(f"deleted {vref}")
 
@@ -156,7 +156,8 @@ def rotate_key(
             help=f"Derive the key from ${NEW_PASSPHRASE_ENV}, else a hidden prompt.",
         ),
     ] = False,
-    db_url: DbUrl = None,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Re-wrap every secret under a new master key (default: a new random vault.key)."""
     if to_env and to_passphrase:
@@ -176,7 +177,7 @@ def rotate_key(
         was_file = vault.key_source == str(key_file.path)
         return await vault.rotate_master_key(target), vault.key_id, was_file
 
-    count, key_id, was_file = _run(db_url, rotate)
+    count, key_id, was_file = _run(db_url, rotate, config)
     typer.echo(f"re-wrapped {count} secret(s) under a new master key (key id {key_id})")
     if target is key_file:
         typer.echo(f"the key is in {key_file.path}")
