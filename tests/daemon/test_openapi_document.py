@@ -22,6 +22,7 @@ def document(daemon: RunningDaemon) -> dict[str, Any]:
     [
         ("/v1/chat/completions", "application/json", ["model", "messages"]),
         ("/v1/embeddings", "application/json", ["model", "input"]),
+        ("/v1/responses", "application/json", ["model"]),
         ("/v1/messages", "application/json", ["model", "max_tokens", "messages"]),
         ("/v1/messages/count_tokens", "application/json", ["model", "messages"]),
         ("/v1/audio/transcriptions", "multipart/form-data", ["file", "model"]),
@@ -44,6 +45,16 @@ def test_no_operation_documents_a_422_and_console_ones_document_400(
             if path.startswith("/console/v1/auth/profiles"):
                 assert "400" in operation["responses"], path
     assert "HTTPValidationError" not in document.get("components", {}).get("schemas", {})
+
+
+def test_stored_response_routes_document_their_path_parameter_and_404(
+    document: dict[str, Any],
+) -> None:
+    item = document["paths"]["/v1/responses/{response_id}"]
+    for method in ("get", "delete"):
+        [param] = item[method]["parameters"]
+        assert (param["name"], param["in"], param["required"]) == ("response_id", "path", True)
+        assert "404" in item[method]["responses"]
 
 
 def test_anthropic_routes_document_anthropic_error_bodies(document: dict[str, Any]) -> None:

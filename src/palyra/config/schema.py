@@ -33,6 +33,13 @@ class StorageConfig(_Section):
     redis_url: str = ""
 
 
+class ResponsesConfig(_Section):
+    """``[responses]``: how long ``POST /v1/responses`` answers stored with ``store`` (the
+    default) stay retrievable and chainable; 0 keeps them until deleted."""
+
+    retention_days: float = Field(default=30.0, ge=0)
+
+
 class BreakerConfig(_Section):
     """Per (provider, model) and per credential circuit breaker settings."""
 
@@ -103,6 +110,7 @@ class PalyraConfig(_Section):
     version: Literal[1] = 1
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     model_provider: ModelProviderRegistryConfig = Field(default_factory=ModelProviderRegistryConfig)
 
 

@@ -24,6 +24,7 @@ from palyra.daemon.surfaces.anthropic import messages_api as anthropic_api
 from palyra.daemon.surfaces.console.console_api import mount_console
 from palyra.daemon.surfaces.openai import chat_api as openai_api
 from palyra.daemon.surfaces.openai import media_api as openai_media_api
+from palyra.daemon.surfaces.responses import api as responses_api
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
 
 log = logging.getLogger("palyra.daemon")
@@ -45,6 +46,7 @@ HOT_PATHS = (
     "/v1/messages",
     "/v1/messages/count_tokens",
     "/v1/embeddings",
+    "/v1/responses",
 )
 
 # Each surface answers errors in its own API's shape: (path prefix, renderer), first match wins.
@@ -135,6 +137,7 @@ def create_app(state: AppState) -> FastAPI:
             docs.TRANSCRIPTION_BODY,
             OPENAI,
         ),
+        ("/v1/responses", responses_api.create_response, docs.RESPONSES_BODY, OPENAI),
         ("/v1/messages", anthropic_api.messages, docs.MESSAGES_BODY, ANTHROPIC),
         (
             "/v1/messages/count_tokens",
@@ -144,6 +147,21 @@ def create_app(state: AppState) -> FastAPI:
         ),
     ):
         app.add_api_route(path, endpoint, methods=["POST"], openapi_extra=body, responses=errors)
+    stored = docs.error_responses(docs.STORED_STATUSES)
+    app.add_api_route(
+        "/v1/responses/{response_id}",
+        responses_api.get_response,
+        methods=["GET"],
+        responses=stored,
+        openapi_extra=docs.RESPONSE_ID_PARAM,
+    )
+    app.add_api_route(
+        "/v1/responses/{response_id}",
+        responses_api.delete_response,
+        methods=["DELETE"],
+        responses=stored,
+        openapi_extra=docs.RESPONSE_ID_PARAM,
+    )
     docs.install_openapi(app)
 
     app.add_exception_handler(PalyraError, _palyra_error)

@@ -42,6 +42,7 @@ from palyra.routing.assembly import ClientFactory, Runtime, build_runtime
 from palyra.routing.config_credentials import KEYED_KINDS, ConfigCredentialSource
 from palyra.routing.router import CredentialSource, Router
 from palyra.store import Store, open_store
+from palyra.store.responses import RESPONSES_SCHEMA, ResponseStore
 from palyra.vault import KeyResolver, Vault, system_keyring
 
 log = logging.getLogger("palyra.daemon")
@@ -137,6 +138,9 @@ class AppState:
     _oauth_client: httpx2.AsyncClient | None = field(default=None, init=False, repr=False)
     _refresh_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _publish_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _responses: ResponseStore | None = field(default=None, init=False, repr=False)
+    _responses_db: Store | None = field(default=None, init=False, repr=False)
+    _responses_lock: asyncio.Lock | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._credentials = DeferredCredentials()
@@ -189,6 +193,26 @@ class AppState:
                 code="model_not_supported",
             )
         return entry
+
+    async def response_store(self) -> ResponseStore:
+        """The stored Responses, its database opened (and migrated) on first use, so a daemon
+        whose clients never store a response never opens one."""
+        if self._responses is not None:
+            return self._responses
+        if self._responses_lock is None:
+            self._responses_lock = asyncio.Lock()
+        async with self._responses_lock:
+            if self._responses is None:
+                db = await open_store(
+                    self.config.storage.url,
+                    state_dir=self.state_dir or state_dir(),
+                    migrations=(RESPONSES_SCHEMA,),
+                )
+                self._responses_db = db
+                self._responses = ResponseStore(
+                    db, retention_days=self.config.responses.retention_days, clock=self.clock
+                )
+        return self._responses
 
     async def start(self) -> None:
         """Open the store and vault when a provider needs them; with ``refresh_oauth``, refresh
@@ -268,6 +292,9 @@ class AppState:
             await self._oauth_client.aclose()
             self._oauth_client = None
         await self._close_store()
+        if self._responses_db is not None:
+            await self._responses_db.aclose()
+            self._responses_db = self._responses = None
 
 
 async def _open_vault(

@@ -88,6 +88,9 @@ class Principal:
     source: str  # "store" or "config"
     token_id: str | None = None
     name: str | None = None
+    # Who owns what this principal stores (stored responses): the token's id, or for a token
+    # from the config a prefix of its SHA-256 (which cannot be turned back into the token).
+    owner: str = ""
 
     def public_dict(self) -> dict[str, object]:
         return {
@@ -164,7 +167,7 @@ class Authenticator:
             if hmac.compare_digest(fixed_digest, digest):
                 match = kind
         if match is not None:
-            return Principal(match, "config"), float("inf")
+            return Principal(match, "config", owner=f"config:{digest[:32]}"), float("inf")
         if self.tokens is None:
             return None, now
         record = await self.tokens.find(digest)
@@ -174,7 +177,7 @@ class Authenticator:
             return None, now
         await self.tokens.touch(record.id)
         expires = float("inf") if record.expires_at_ms is None else record.expires_at_ms / 1000
-        return Principal(record.kind, "store", record.id, record.name), expires
+        return Principal(record.kind, "store", record.id, record.name, record.id), expires
 
 
 async def whoami(request: Request) -> Response:

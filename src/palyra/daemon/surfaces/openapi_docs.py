@@ -118,6 +118,30 @@ EMBEDDINGS_BODY = json_body(
         },
     )
 )
+RESPONSES_BODY = json_body(
+    _object(
+        ["model"],
+        {
+            "model": _MODEL,
+            "input": {
+                "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]
+            },
+            "previous_response_id": {"type": ["string", "null"]},
+        },
+    )
+)
+# Statuses of the stored-response routes (no upstream is called).
+STORED_STATUSES = (401, 404, 500)
+RESPONSE_ID_PARAM: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "response_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^resp_"},
+        }
+    ]
+}
 MESSAGES_BODY = json_body(
     _object(
         ["model", "max_tokens", "messages"],

@@ -1,0 +1,1 @@
+"""The OpenAI Responses surface: ``/v1/responses`` create, retrieve and delete."""

@@ -1,0 +1,182 @@
+"""The OpenAI Responses HTTP handlers: create (whole or SSE), retrieve and delete.
+
+A request is routed like a chat completion (``dispatch``: failover, breakers, leases, metrics
+and usage are the same); what is Responses-only here is the chain (``previous_response_id``
+rebuilt from the store) and storing the answer (``store``, true unless the client says false).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from palyra.daemon.security.policy import Principal
+from palyra.daemon.server.json_response import JSONBytes
+from palyra.daemon.state import AppState
+from palyra.daemon.surfaces import dispatch
+from palyra.daemon.surfaces.anthropic.messages_format import load_body
+from palyra.daemon.surfaces.openai.chat_api import app_state, read_body
+from palyra.daemon.surfaces.responses.request_format import (
+    ResponsesCall,
+    parse_responses_request,
+)
+from palyra.daemon.surfaces.responses.response_format import (
+    RESPONSE_PREFIX,
+    Skeleton,
+    output_messages,
+    response_object,
+)
+from palyra.daemon.surfaces.responses.stream_format import ResponseEventEncoder
+from palyra.daemon.surfaces.wire_checks import invalid
+from palyra.model import (
+    FailureClass,
+    Message,
+    MessageStart,
+    PalyraError,
+    check_chat_request,
+)
+from palyra.store.responses import ChainBroken
+
+JSON = "application/json"
+
+
+def new_response_id() -> str:
+    return RESPONSE_PREFIX + secrets.token_hex(24)
+
+
+def _owner(request: Request) -> str:
+    principal: Principal = request.state.principal
+    return principal.owner
+
+
+def _not_found(response_id: str, param: str | None = None) -> PalyraError:
+    return PalyraError.of(
+        FailureClass.NOT_FOUND,
+        f"no stored response {response_id!r} for this token: it was never stored (store=false), "
+        "was made with another token, was deleted, or is older than [responses] retention_days",
+        param=param,
+        code="response_not_found",
+    )
+
+
+def _refuse_builtin_tools(call: ResponsesCall) -> None:
+    if call.builtin_tools:
+        kinds = ", ".join(sorted(set(call.builtin_tools)))
+        raise invalid(
+            f"tools: {kinds} are built-in OpenAI tools, run by OpenAI's own Responses service; "
+            f'no upstream of model "{call.model}" can run them. Declare them as function tools '
+            "that your code runs instead",
+            "tools",
+        )
+
+
+async def _history(state: AppState, call: ResponsesCall, owner: str) -> list[Message]:
+    """The stored conversation ``previous_response_id`` continues, oldest turn first."""
+    if call.previous_response_id is None:
+        return []
+    store = await state.response_store()
+    try:
+        turns = await store.chain(call.previous_response_id, owner)
+    except ChainBroken as gone:
+        raise _not_found(gone.missing, "previous_response_id") from None
+    history: list[Message] = []
+    for turn in turns:
+        history += [Message.model_validate(m) for m in turn.input]
+        history += output_messages(turn.response.get("output", []))
+    return history
+
+
+async def _save(
+    state: AppState, call: ResponsesCall, owner: str, model_id: str, body: dict[str, object]
+) -> None:
+    store = await state.response_store()
+    await store.save(
+        id=str(body["id"]),
+        owner=owner,
+        previous_id=call.previous_response_id,
+        model=model_id,
+        input=[m.model_dump(mode="json") for m in call.input],
+        response=body,
+    )
+
+
+async def create_response(request: Request) -> Response:
+    state = app_state(request)
+    call = parse_responses_request(
+        load_body(await read_body(request, state.config.daemon.max_body_bytes))
+    )
+    state.resolve(call.model, "chat")
+    _refuse_builtin_tools(call)
+    owner = _owner(request)
+    neutral = call.chat_request(await _history(state, call, owner))
+    check_chat_request(neutral, state.limits)
+    dispatch.check_window(state, neutral)
+    created = int(state.clock())
+    response_id = new_response_id()
+    if not neutral.stream:
+        answer, model_id = await dispatch.chat(request, state, neutral)
+        skeleton = Skeleton(response_id, answer.model, created, call.echo)
+        whole = response_object(skeleton, answer, completed_at=int(state.clock()))
+        if call.store:
+            await _save(state, call, owner, model_id, whole)
+        return JSONBytes(orjson.dumps(whole), {"x-palyra-model": model_id})
+    opened = await dispatch.open_stream(request, state, neutral)
+    first = opened.first
+    model = (
+        first.model
+        if isinstance(first, MessageStart)
+        else state.router.registry.resolve(opened.model_id).upstream_model
+    )
+    encoder = ResponseEventEncoder(Skeleton(response_id, model, created, call.echo))
+    ended = False
+
+    def finish() -> bytes:
+        nonlocal ended
+        ended = True
+        return b""
+
+    frames = dispatch.sse_body(request, opened, encoder.encode, finish, encoder.error)
+
+    async def body() -> AsyncIterator[bytes]:
+        async for frame in frames:
+            if frame:
+                yield frame
+        if ended:
+            closing = encoder.finish(int(state.clock()))
+            if call.store and encoder.final is not None:
+                try:
+                    await _save(state, call, owner, opened.model_id, encoder.final)
+                except PalyraError as exc:  # the client asked for it stored: say it was not
+                    yield encoder.error(exc.envelope)
+                    return
+            yield closing
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"x-palyra-model": opened.model_id, "cache-control": "no-cache"},
+    )
+
+
+async def get_response(request: Request) -> Response:
+    """``GET /v1/responses/{response_id}``: the stored Response object, for its owner only."""
+    state = app_state(request)
+    response_id = request.path_params["response_id"]
+    found = await (await state.response_store()).get(response_id, _owner(request))
+    if found is None:
+        raise _not_found(response_id)
+    return JSONBytes(orjson.dumps(found.response), {})
+
+
+async def delete_response(request: Request) -> Response:
+    """``DELETE /v1/responses/{response_id}``: forget a stored response (its owner only)."""
+    state = app_state(request)
+    response_id = request.path_params["response_id"]
+    if not await (await state.response_store()).delete(response_id, _owner(request)):
+        raise _not_found(response_id)
+    body = {"id": response_id, "object": "response", "deleted": True}
+    return JSONBytes(orjson.dumps(body), {})

@@ -1,0 +1,155 @@
+"""Neutral answers -> OpenAI Response objects and their output items, as pure functions.
+
+Item ids derive from the response id and the item's position (``msg_<id>_0``, ``fc_<id>_1``),
+so the whole answer, the streamed one and the stored one name every item the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from palyra.model import ChatResponse, ErrorEnvelope, FinishReason, Message, Role, TextPart, Usage
+from palyra.model.messages import ContentPart, ToolCallPart
+
+RESPONSE_PREFIX = "resp_"
+
+_INCOMPLETE: dict[FinishReason, str] = {
+    "length": "max_output_tokens",
+    "content_filter": "content_filter",
+}
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """What every Response object of one request repeats: its id, model, time and echo."""
+
+    id: str
+    model: str
+    created_at: int
+    echo: dict[str, Any]
+
+    def item_id(self, prefix: str, position: int) -> str:
+        return f"{prefix}_{self.id.removeprefix(RESPONSE_PREFIX)}_{position}"
+
+    def response(
+        self,
+        *,
+        status: str,
+        output: list[dict[str, Any]],
+        usage: Usage | None = None,
+        finish: FinishReason | None = None,
+        error: ErrorEnvelope | None = None,
+        completed_at: int | None = None,
+    ) -> dict[str, Any]:
+        reason = _INCOMPLETE.get(finish) if finish is not None else None
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": status,
+            "completed_at": completed_at,
+            "error": None if error is None else response_error(error),
+            "incomplete_details": None if reason is None else {"reason": reason},
+            "model": self.model,
+            "output": output,
+            **self.echo,
+        }
+        if usage is not None:  # an object when present, never null (OpenAPI)
+            body["usage"] = usage_json(usage)
+        return body
+
+
+def status_for(finish: FinishReason) -> str:
+    """``incomplete`` when the answer was cut (length or filter), else ``completed``."""
+    return "incomplete" if finish in _INCOMPLETE else "completed"
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """Responses usage; ``input_tokens`` includes the cached part, as OpenAI counts it."""
+    return {
+        "input_tokens": usage.input_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+    }
+
+
+def response_error(envelope: ErrorEnvelope) -> dict[str, Any]:
+    """The ``error`` of a failed Response (its ``code`` is one of OpenAI's documented ones)."""
+    code = "rate_limit_exceeded" if envelope.http_status == 429 else "server_error"
+    return {"code": code, "message": envelope.message}
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "type": "message",
+        "role": "assistant",
+        "status": status,
+        "content": [text_part(text)] if status == "completed" else [],
+    }
+
+
+def function_call_item(
+    item_id: str, call: ToolCallPart, status: str = "completed"
+) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "call_id": call.id,
+        "name": call.name,
+        "arguments": call.arguments if status == "completed" else "",
+        "status": status,
+    }
+
+
+def output_items(skeleton: Skeleton, response: ChatResponse) -> list[dict[str, Any]]:
+    """A whole answer's items: its text as one message, then one item per function call."""
+    items: list[dict[str, Any]] = []
+    if response.content or not response.tool_calls:
+        items.append(message_item(skeleton.item_id("msg", len(items)), response.content))
+    for call in response.tool_calls:
+        items.append(function_call_item(skeleton.item_id("fc", len(items)), call))
+    return items
+
+
+def response_object(
+    skeleton: Skeleton, response: ChatResponse, *, completed_at: int
+) -> dict[str, Any]:
+    """A whole neutral answer as a finished Response object."""
+    status = status_for(response.finish_reason)
+    return skeleton.response(
+        status=status,
+        output=output_items(skeleton, response),
+        usage=response.usage,
+        finish=response.finish_reason,
+        completed_at=completed_at if status == "completed" else None,
+    )
+
+
+def output_messages(output: list[dict[str, Any]]) -> list[Message]:
+    """A Response's output as neutral history for the next turn of a chain: one assistant
+    message holding its text and function calls in order."""
+    parts: list[ContentPart] = []
+    for item in output:
+        if item.get("type") == "message":
+            text = "".join(
+                str(p.get("text", "")) for p in item.get("content", []) if isinstance(p, dict)
+            )
+            if text:
+                parts.append(TextPart(text=text))
+        elif item.get("type") == "function_call":
+            parts.append(
+                ToolCallPart(
+                    id=str(item["call_id"]),
+                    name=str(item["name"]),
+                    arguments=str(item.get("arguments") or "{}"),
+                )
+            )
+    return [Message(role=Role.ASSISTANT, content=parts)] if parts else []

@@ -1,0 +1,213 @@
+"""Neutral stream events -> the Responses API's SSE sequence, with a ``sequence_number`` each.
+
+``response.created`` and ``response.in_progress`` open the stream; text becomes a message item
+(``output_item.added``, ``content_part.added``, ``output_text.delta``... ``output_text.done``,
+``content_part.done``, ``output_item.done``), each tool call a ``function_call`` item with its
+argument deltas; ``response.completed`` (or ``response.incomplete`` when the answer was cut)
+closes it, holding the same Response object a whole answer would be.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from palyra.daemon.surfaces.responses.response_format import (
+    Skeleton,
+    function_call_item,
+    message_item,
+    status_for,
+    text_part,
+)
+from palyra.model import (
+    ErrorEnvelope,
+    ErrorEvent,
+    FinishReason,
+    MessageEnd,
+    MessageStart,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallPart,
+    ToolCallStart,
+    Usage,
+    UsageEvent,
+)
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    kind: str = payload["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+@dataclass
+class _Open:
+    """An output item still being streamed."""
+
+    position: int
+    item_id: str
+    chunks: list[str] = field(default_factory=list)
+    call: ToolCallPart | None = None
+
+
+class ResponseEventEncoder:
+    """Turns neutral events into Responses SSE frames, one call per event; ``finish()`` sends
+    the closing event and leaves the finished Response object in ``final``."""
+
+    def __init__(self, skeleton: Skeleton) -> None:
+        self.skeleton = skeleton
+        self._sequence = 0
+        self._output: list[dict[str, Any]] = []
+        self._message: _Open | None = None
+        self._calls: dict[int, _Open] = {}
+        self._usage: Usage | None = None
+        self._finish: FinishReason | None = None
+        self.final: dict[str, Any] | None = None
+
+    def _event(self, kind: str, **fields: Any) -> bytes:
+        payload = {"type": kind, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        return sse(payload)
+
+    def _new_item(self, item: dict[str, Any]) -> int:
+        self._output.append(item)
+        return len(self._output) - 1
+
+    def _open_message(self) -> bytes:
+        position = len(self._output)
+        item_id = self.skeleton.item_id("msg", position)
+        item = message_item(item_id, "", status="in_progress")
+        self._new_item(item)
+        self._message = _Open(position, item_id)
+        return self._event(
+            "response.output_item.added", output_index=position, item=item
+        ) + self._event(
+            "response.content_part.added",
+            item_id=item_id,
+            output_index=position,
+            content_index=0,
+            part=text_part(""),
+        )
+
+    def _close_message(self) -> bytes:
+        open_ = self._message
+        if open_ is None:
+            return b""
+        self._message = None
+        text = "".join(open_.chunks)
+        where = {"item_id": open_.item_id, "output_index": open_.position, "content_index": 0}
+        item = message_item(open_.item_id, text)
+        self._output[open_.position] = item
+        return (
+            self._event("response.output_text.done", **where, text=text, logprobs=[])
+            + self._event("response.content_part.done", **where, part=text_part(text))
+            + self._event("response.output_item.done", output_index=open_.position, item=item)
+        )
+
+    def _close_call(self, index: int) -> bytes:
+        open_ = self._calls.pop(index, None)
+        if open_ is None or open_.call is None:
+            return b""
+        call = open_.call.model_copy(update={"arguments": "".join(open_.chunks) or "{}"})
+        item = function_call_item(open_.item_id, call)
+        self._output[open_.position] = item
+        return self._event(
+            "response.function_call_arguments.done",
+            item_id=open_.item_id,
+            output_index=open_.position,
+            name=call.name,
+            arguments=call.arguments,
+        ) + self._event("response.output_item.done", output_index=open_.position, item=item)
+
+    def _in_progress(self) -> dict[str, Any]:
+        return self.skeleton.response(status="in_progress", output=[])
+
+    def encode(self, event: StreamEvent) -> bytes:
+        """The SSE bytes for one event (empty when it has no Responses counterpart)."""
+        match event:
+            case MessageStart():
+                if event.usage is not None:
+                    self._usage = event.usage
+                return self._event("response.created", response=self._in_progress()) + self._event(
+                    "response.in_progress", response=self._in_progress()
+                )
+            case TextDelta():
+                if not event.text:
+                    return b""
+                head = b"" if self._message is not None else self._open_message()
+                assert self._message is not None
+                self._message.chunks.append(event.text)
+                return head + self._event(
+                    "response.output_text.delta",
+                    item_id=self._message.item_id,
+                    output_index=self._message.position,
+                    content_index=0,
+                    delta=event.text,
+                    logprobs=[],
+                )
+            case ToolCallStart():
+                head = self._close_message()
+                position = len(self._output)
+                item_id = self.skeleton.item_id("fc", position)
+                call = ToolCallPart(id=event.id, name=event.name, arguments="")
+                item = function_call_item(item_id, call, status="in_progress")
+                self._new_item(item)
+                self._calls[event.index] = _Open(position, item_id, call=call)
+                return head + self._event(
+                    "response.output_item.added", output_index=position, item=item
+                )
+            case ToolCallDelta():
+                open_ = self._calls.get(event.index)
+                if open_ is None or not event.arguments:
+                    return b""
+                open_.chunks.append(event.arguments)
+                return self._event(
+                    "response.function_call_arguments.delta",
+                    item_id=open_.item_id,
+                    output_index=open_.position,
+                    delta=event.arguments,
+                )
+            case ToolCallEnd():
+                return self._close_call(event.index)
+            case UsageEvent():
+                self._usage = event.usage
+                return b""
+            case MessageEnd():
+                self._finish = event.finish_reason
+                return self._close_all()
+            case ErrorEvent():
+                return self.error(event.error)
+        return b""
+
+    def _close_all(self) -> bytes:
+        frames = self._close_message()
+        for index in sorted(self._calls):
+            frames += self._close_call(index)
+        return frames
+
+    def finish(self, completed_at: int) -> bytes:
+        """The closing event (``response.completed``, or ``response.incomplete``)."""
+        frames = self._close_all()
+        finish = self._finish or "stop"
+        status = status_for(finish)
+        self.final = self.skeleton.response(
+            status=status,
+            output=list(self._output),
+            usage=self._usage or Usage(source="estimated"),
+            finish=finish,
+            completed_at=completed_at if status == "completed" else None,
+        )
+        kind = "response.completed" if status == "completed" else "response.incomplete"
+        return frames + self._event(kind, response=self.final)
+
+    def error(self, envelope: ErrorEnvelope) -> bytes:
+        """An ``error`` event: the stream failed after it started."""
+        return self._event(
+            "error",
+            code=envelope.code or envelope.failure_class.value,
+            message=envelope.message,
+            param=envelope.param,
+        )

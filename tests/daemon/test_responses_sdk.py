@@ -1,0 +1,301 @@
+"""The daemon's Responses API driven by the official ``openai`` SDK over real HTTP.
+
+Every test runs against three backends: the deterministic provider, an OpenAI Chat Completions
+upstream and an Anthropic upstream (both the fake upstream on loopback), so a Responses client
+is served by any model through the neutral contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+from pydantic import BaseModel
+
+from palyra.config.schema import (
+    ModelConfig,
+    ModelProviderRegistryConfig,
+    PalyraConfig,
+    ProviderConfig,
+    default_config,
+)
+from palyra.daemon import AppState
+from palyra.daemon.security.policy import Authenticator
+from palyra.daemon.security.tokens_store import TokenKind, generate_token
+from palyra.testing import FakeUpstream
+
+# Fixture types from tests/daemon/conftest.py (not importable without a tests package).
+RunningDaemon = Any
+StartDaemon = Any
+
+KEY_ENV = "PALYRA_RESPONSES_SDK_KEY"
+KEY = "sk-responses-sdk-upstream-key"
+WEATHER: Any = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+BACKENDS = ["deterministic", "openai", "anthropic"]
+
+
+def upstream_config(kind: str, base_url: str, upstream_model: str, **extra: Any) -> PalyraConfig:
+    provider = ProviderConfig(id="up", kind=kind, base_url=base_url, api_key=f"env:{KEY_ENV}")
+    model = ModelConfig(
+        id="default",
+        provider="up",
+        model=upstream_model,
+        capabilities=["chat", "tools", "json", "vision"],
+        **extra,
+    )
+    return PalyraConfig(
+        model_provider=ModelProviderRegistryConfig(providers=[provider], models=[model])
+    )
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUpstream]:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with FakeUpstream(api_keys={KEY}) as upstream:
+        yield upstream
+
+
+Configure = Callable[[FakeUpstream], PalyraConfig]
+CONFIGS: dict[str, Configure] = {
+    "deterministic": lambda fake: default_config(),
+    "openai": lambda fake: upstream_config("openai", fake.openai_base_url, "gpt-4o-mini"),
+    "anthropic": lambda fake: upstream_config(
+        "anthropic", fake.anthropic_base_url, "claude-haiku-4-5"
+    ),
+}
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def served(backend: str, fake: FakeUpstream, start_daemon: StartDaemon) -> RunningDaemon:
+    return start_daemon(CONFIGS[backend](fake))
+
+
+@pytest.fixture
+def sdk(served: RunningDaemon) -> openai.OpenAI:
+    return served.openai_client()  # type: ignore[no-any-return]
+
+
+def test_create_answers_text_with_usage_and_echoes_the_request(sdk: openai.OpenAI) -> None:
+    response = sdk.responses.create(
+        model="default", input="hello daemon", instructions="be kind", temperature=0.5
+    )
+    assert response.id.startswith("resp_")
+    assert response.object == "response"
+    assert response.status == "completed"
+    assert response.output_text == "You said: hello daemon"
+    assert response.instructions == "be kind"
+    assert response.temperature == 0.5
+    assert response.usage is not None
+    assert response.usage.output_tokens == 4
+    assert response.usage.input_tokens >= 2
+    assert response.usage.total_tokens == response.usage.input_tokens + 4
+    assert response.usage.input_tokens_details.cached_tokens == 0
+    assert response.usage.output_tokens_details.reasoning_tokens == 0
+    [item] = response.output
+    assert item.type == "message" and item.id.startswith("msg_")
+
+
+def test_tool_call_then_function_call_output_second_turn(sdk: openai.OpenAI) -> None:
+    first = sdk.responses.create(
+        model="default", input='call get_weather {"city": "Oslo"}', tools=[WEATHER]
+    )
+    [call] = [item for item in first.output if item.type == "function_call"]
+    assert call.name == "get_weather"
+    assert call.arguments == '{"city":"Oslo"}'
+    assert call.status == "completed"
+    assert first.tools[0].name == "get_weather"  # type: ignore[union-attr]
+    # The client sends the whole conversation back itself (as agent loops do with store=false).
+    history: list[Any] = [{"role": "user", "content": 'call get_weather {"city": "Oslo"}'}]
+    history += [item.model_dump(exclude_none=True) for item in first.output]
+    history.append({"type": "function_call_output", "call_id": call.call_id, "output": "sunny"})
+    second = sdk.responses.create(model="default", input=history, tools=[WEATHER], store=False)
+    assert second.output_text == "Tool get_weather returned: sunny"
+
+
+def test_previous_response_id_continues_the_stored_conversation(sdk: openai.OpenAI) -> None:
+    first = sdk.responses.create(
+        model="default", input='call get_weather {"city": "Oslo"}', tools=[WEATHER]
+    )
+    [call] = [item for item in first.output if item.type == "function_call"]
+    second = sdk.responses.create(
+        model="default",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "rainy"}],
+        tools=[WEATHER],
+    )
+    assert second.previous_response_id == first.id
+    assert second.output_text == "Tool get_weather returned: rainy"
+    third = sdk.responses.create(model="default", previous_response_id=second.id, input="thanks")
+    assert third.output_text == "You said: thanks"
+
+
+class City(BaseModel):
+    city: str
+    population: int
+
+
+CITY_SCHEMA = City.model_json_schema()
+
+
+def test_structured_output_through_text_format(
+    sdk: openai.OpenAI, backend: str, fake: FakeUpstream
+) -> None:
+    if backend == "anthropic":
+        # Anthropic has no response format: the schema reaches the model as an instruction
+        # (which the fake does not follow, as a real model would).
+        sdk.responses.create(
+            model="default",
+            input="tell me about Oslo",
+            text={"format": {"type": "json_schema", "name": "City", "schema": CITY_SCHEMA}},
+        )
+        system = fake.requests[-1].body["system"]
+        assert '"population"' in str(system) and 'named "City"' in str(system)
+        return
+    parsed = sdk.responses.parse(model="default", input="tell me about Oslo", text_format=City)
+    assert isinstance(parsed.output_parsed, City)
+    assert parsed.text.format.type == "json_schema"  # type: ignore[union-attr]
+    if backend == "openai":
+        sent = fake.requests[-1].body["response_format"]
+        assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "City"
+    plain = sdk.responses.create(
+        model="default", input="hi", text={"format": {"type": "json_object"}}
+    )
+    assert plain.output_text.startswith("{") and plain.text.format.type == "json_object"  # type: ignore[union-attr]
+
+
+def test_retrieve_and_delete_a_stored_response(sdk: openai.OpenAI) -> None:
+    created = sdk.responses.create(model="default", input="keep this")
+    fetched = sdk.responses.retrieve(created.id)
+    assert fetched.model_dump() == created.model_dump()
+    sdk.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError) as gone:
+        sdk.responses.retrieve(created.id)
+    assert created.id in gone.value.message
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError) as chained:
+        sdk.responses.create(model="default", previous_response_id=created.id, input="more")
+    assert chained.value.body["param"] == "previous_response_id"  # type: ignore[index]
+
+
+def test_store_false_is_not_stored(sdk: openai.OpenAI) -> None:
+    created = sdk.responses.create(model="default", input="forget this", store=False)
+    assert created.store is False
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(created.id)
+
+
+def test_stream_yields_the_documented_sequence_and_the_final_response(
+    sdk: openai.OpenAI,
+) -> None:
+    with sdk.responses.stream(model="default", input="stream me please") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    for kind in (
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+    ):
+        assert kind in kinds
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert final.output_text == "You said: stream me please"
+    assert final.usage is not None and final.usage.output_tokens == 5
+    assert sdk.responses.retrieve(final.id).output_text == final.output_text
+
+
+def test_stream_with_a_tool_call_and_its_second_turn(sdk: openai.OpenAI) -> None:
+    with sdk.responses.stream(
+        model="default", input='call get_weather {"city": "Oslo"}', tools=[WEATHER]
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = [e.type for e in events]
+    assert "response.function_call_arguments.delta" in kinds
+    assert "response.function_call_arguments.done" in kinds
+    [call] = [item for item in final.output if item.type == "function_call"]
+    assert call.arguments == '{"city":"Oslo"}'
+    with sdk.responses.stream(
+        model="default",
+        previous_response_id=final.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "windy"}],
+        tools=[WEATHER],
+    ) as stream:
+        second = stream.get_final_response()
+    assert second.output_text == "Tool get_weather returned: windy"
+
+
+def test_max_output_tokens_cuts_the_answer_as_incomplete(sdk: openai.OpenAI) -> None:
+    cut = sdk.responses.create(model="default", input="one two three four", max_output_tokens=2)
+    assert cut.status == "incomplete"
+    assert cut.incomplete_details is not None
+    assert cut.incomplete_details.reason == "max_output_tokens"
+    assert cut.output_text == "You said:"
+    assert cut.max_output_tokens == 2
+
+
+def test_builtin_tools_are_refused_naming_the_type(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.responses.create(model="default", input="search", tools=[{"type": "web_search"}])
+    assert "web_search" in refused.value.message
+    assert refused.value.body["param"] == "tools"  # type: ignore[index]
+
+
+def test_stored_responses_belong_to_the_token_that_made_them(
+    start_daemon: StartDaemon,
+) -> None:
+    first, second = generate_token(TokenKind.CLIENT), generate_token(TokenKind.CLIENT)
+    admin = generate_token(TokenKind.ADMIN)
+    auth = Authenticator(
+        fixed_tokens={first: TokenKind.CLIENT, second: TokenKind.CLIENT, admin: TokenKind.ADMIN}
+    )
+    daemon = start_daemon(AppState.from_config(default_config()), auth=auth)
+    owner = openai.OpenAI(base_url=f"{daemon.url}/v1", api_key=first, max_retries=0)
+    other = openai.OpenAI(base_url=f"{daemon.url}/v1", api_key=second, max_retries=0)
+    created = owner.responses.create(model="default", input="mine")
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="default", previous_response_id=created.id, input="x")
+    assert owner.responses.retrieve(created.id).id == created.id
+
+
+def test_bad_input_is_a_400_in_openai_shape(served: RunningDaemon) -> None:
+    for body, param in (
+        ({"model": "default"}, "input"),
+        ({"model": "default", "input": 3}, "input"),
+        ({"model": "default", "input": [{"type": "bogus"}]}, "input[0].type"),
+        ({"model": "default", "input": "x", "background": True}, "background"),
+        ({"model": "default", "input": "x", "frobnicate": 1}, "frobnicate"),
+    ):
+        answer = httpx2.post(f"{served.url}/v1/responses", json=body, headers=served.headers)
+        assert answer.status_code == 400, body
+        error = answer.json()["error"]
+        assert error["type"] == "invalid_request_error"
+        assert error["param"] == param, (body, error)
