@@ -36,7 +36,17 @@ from palyra.auth.records import (
     normalize_profile_id,
 )
 from palyra.auth.registry import AuthProfileRegistry
-from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, store_url
+from palyra.cli.auth_selection import (
+    Explanation,
+    Target,
+    TargetError,
+    explain_api_key,
+    explain_named,
+    explain_ranked,
+    order_problem,
+    resolve_target,
+)
+from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, read_config, store_url
 from palyra.model import PalyraError
 from palyra.paths import state_dir
 from palyra.store import DEFAULT_STORE_URL, Store, open_store
@@ -223,6 +233,12 @@ def anthropic_api_key(
     _connected(record, as_json)
 
 
+PROVIDER_HELP = (
+    "A provider id from palyra.toml, or a profile kind (openai | anthropic | openai_compatible) "
+    "when at most one configured provider has it."
+)
+
+
 def _provider(text: str) -> str:
     if text not in PROVIDERS:
         fail(f"unknown provider {text!r}; use one of: {', '.join(PROVIDERS)}", 2)
@@ -298,7 +314,7 @@ def delete(profile_id: ProfileArg, db_url: DbUrlOpt = None, config: ConfigOpt = 
 
 @profiles_app.command("order")
 def order(
-    provider: Annotated[str, typer.Argument(help="openai | anthropic | openai_compatible")],
+    provider: Annotated[str, typer.Argument(help=PROVIDER_HELP)],
     profile_ids: Annotated[list[str], typer.Argument(help="Profile ids, first = preferred.")],
     agent: Annotated[
         str | None, typer.Option("--agent", help="Order this agent's own profiles.")
@@ -306,12 +322,15 @@ def order(
     db_url: DbUrlOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Set which profiles a provider tries first."""
-    _provider(provider)
+    """Set which profiles a provider tries first (its kind's profiles, ranked by order)."""
+    target = _target(provider, config)
+    problem = order_problem(target)
+    if problem is not None:
+        fail(problem)
     ids = [_profile_id(p) for p in profile_ids]
     if agent is not None:
         _scope(agent)
-    records = run_registry(db_url, lambda r: r.set_order(provider, ids, agent_id=agent), config)
+    records = run_registry(db_url, lambda r: r.set_order(target.kind, ids, agent_id=agent), config)
     typer.echo("order: " + ", ".join(r.profile_id for r in records))
 
 
@@ -350,25 +369,60 @@ def doctor(
 
 @profiles_app.command("explain-selection")
 def explain_selection(
-    provider: Annotated[str, typer.Argument(help="openai | anthropic | openai_compatible")],
+    provider: Annotated[str, typer.Argument(help=PROVIDER_HELP)],
     agent: Annotated[str | None, typer.Option("--agent", help="As seen by this agent.")] = None,
     as_json: Json = False,
     db_url: DbUrlOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Which profile would serve PROVIDER now, and why each candidate was or was not chosen."""
-    _provider(provider)
+    """Which credential would serve PROVIDER now (its api_key, or which profile and why each
+    candidate was or was not chosen); exit 1 when none is usable."""
+    target = _target(provider, config)
     if agent is not None:
         _scope(agent)
-    selection = run_registry(db_url, lambda r: r.explain_selection(provider, agent), config)
+    explanation = _explain(target, agent, db_url, config)
     if as_json:
-        typer.echo(json.dumps(selection.as_dict(), indent=2, default=_json_default))
-        return
-    who = f" for agent {agent}" if agent else ""
-    typer.echo(f"{provider}{who}: {selection.chosen or 'no usable profile'}")
-    for c in selection.candidates:
-        mark = "*" if c.chosen else ("+" if c.usable else "-")
-        typer.echo(f"  {mark} {c.profile_id}: {c.reason}")
+        typer.echo(json.dumps(explanation.as_dict(), indent=2, default=_json_default))
+    else:
+        typer.echo(explanation.headline(agent))
+        for line in explanation.lines:
+            typer.echo(f"  {line}")
+    if not explanation.usable:
+        raise typer.Exit(1)
+
+
+def _target(text: str, config: Path | None) -> Target:
+    providers = read_config(config, "its providers").model_provider.providers
+    try:
+        return resolve_target(text, providers)
+    except TargetError as exc:
+        fail(str(exc), 2)
+
+
+def _explain(
+    target: Target, agent: str | None, db_url: str | None, config: Path | None
+) -> Explanation:
+    provider, environ = target.provider, dict(os.environ)
+    if provider is not None and provider.kind == "deterministic":
+        note = "deterministic: answers locally, no credential needed"
+        return Explanation(target, "none_needed", "no key", True, (note,))
+    if provider is not None and provider.api_key:
+        if not provider.api_key.startswith("vault:"):  # env: and file: need no store
+            return asyncio.run(explain_api_key(target, None, environ))
+        return run_registry(db_url, lambda r: explain_api_key(target, r.vault, environ), config)
+    if provider is not None and provider.profile_ids():
+        named = provider.profile_ids()
+
+        async def by_name(registry: AuthProfileRegistry) -> Explanation:
+            found = await registry.find_many(named)
+            return explain_named(target, found, agent, registry.now())
+
+        return run_registry(db_url, by_name, config)
+
+    async def ranked(registry: AuthProfileRegistry) -> Explanation:
+        return explain_ranked(target, await registry.explain_selection(target.kind, agent))
+
+    return run_registry(db_url, ranked, config)
 
 
 def _json_default(value: Any) -> str:

@@ -14,6 +14,7 @@ import typer
 
 from palyra.config.loader import load_config
 from palyra.config.problems import ConfigError
+from palyra.config.schema import PalyraConfig
 
 DISCOVERY = "$PALYRA_CONFIG, else $XDG_CONFIG_HOME/palyra/palyra.toml, else the built-in deterministic setup"
 """Config discovery after ``--config``, as :func:`palyra.config.discovery.discover_config` does it."""
@@ -41,7 +42,12 @@ def store_url(db_url: str | None, config: Path | None = None) -> str:
     which defaults to the SQLite file in the state dir; a broken config exits 1 with its problems."""
     if db_url:
         return db_url
+    return read_config(config, "[storage] url").storage.url
+
+
+def read_config(config: Path | None, wanted: str) -> PalyraConfig:
+    """The effective config; a broken one exits 1 listing its problems and what was wanted."""
     try:
-        return load_config(config).config.storage.url
+        return load_config(config).config
     except ConfigError as exc:
-        fail(f"cannot read the config for [storage] url:\n{exc}")
+        fail(f"cannot read the config for {wanted}:\n{exc}")
