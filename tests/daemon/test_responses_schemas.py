@@ -16,9 +16,20 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from palyra.daemon.surfaces.responses.request_format import parse_responses_request
 from palyra.daemon.surfaces.responses.response_format import Skeleton, response_object
 from palyra.daemon.surfaces.responses.stream_format import ResponseEventEncoder
-from palyra.model import ChatRequest, Message, ToolSpec
+from palyra.model import (
+    ChatRequest,
+    Message,
+    MessageEnd,
+    MessageStart,
+    RedactedThinking,
+    SignatureDelta,
+    TextDelta,
+    ThinkingDelta,
+    ToolSpec,
+)
 from palyra.providers.deterministic import answer, response_events
 
 # Fixture types from tests/daemon/conftest.py (not importable without a tests package).
@@ -139,3 +150,39 @@ def test_encoder_output_matches_the_whole_answer(
         "response.output_item.done",
         "response.completed",
     ]
+
+
+def test_reasoning_events_match_their_schemas_and_keep_the_signature(
+    event_schemas: dict[str, Draft202012Validator], components: dict[str, Any]
+) -> None:
+    echo = parse_responses_request({"model": "m", "input": "x"}).echo
+    encoder = ResponseEventEncoder(Skeleton("resp_abc", "m", 1, echo))
+    stream = [
+        MessageStart(id="x", model="m"),
+        ThinkingDelta(index=0, thinking="Let me "),
+        ThinkingDelta(index=0, thinking="think."),
+        SignatureDelta(index=0, signature="sig-bytes=="),
+        RedactedThinking(index=1, data="opaque=="),
+        TextDelta(text="Done."),
+        MessageEnd(finish_reason="stop"),
+    ]
+    frames = b"".join(encoder.encode(e) for e in stream) + encoder.finish(2)
+    events = _events(frames)
+    for event in events:
+        assert _errors(event_schemas[event["type"]], event) == [], event
+    kinds = [e["type"] for e in events]
+    assert kinds[2:8] == [
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+    ]
+    assert encoder.final is not None
+    thinking, redacted, message = encoder.final["output"]
+    assert thinking["summary"] == [{"type": "summary_text", "text": "Let me think."}]
+    assert thinking["encrypted_content"] == "sig-bytes=="
+    assert redacted["encrypted_content"] == "opaque==" and redacted["summary"] == []
+    assert message["content"][0]["text"] == "Done."
+    assert _errors(_validator(components, "Response"), encoder.final) == []

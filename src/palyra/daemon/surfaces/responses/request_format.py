@@ -14,13 +14,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from palyra.daemon.surfaces.responses.reasoning_items import reasoning_config, reasoning_part
 from palyra.daemon.surfaces.wire_checks import invalid, json_kind, obj, string
 from palyra.model import (
     ChatRequest,
     ContentPart,
+    DocumentPart,
     ImagePart,
     Message,
     NamedToolChoice,
+    ReasoningPart,
     ResponseFormat,
     Role,
     TextPart,
@@ -157,6 +160,32 @@ def _image(part: dict[str, Any], where: str) -> ImagePart:
         raise invalid(f"{where}.image_url: {_first_error(exc)}", f"{where}.image_url") from exc
 
 
+def _document(part: dict[str, Any], where: str) -> DocumentPart:
+    """An ``input_file``: inline ``file_data`` (a data URL, or bare base64 of a PDF), a
+    ``file_url`` or a ``file_id`` the upstream holds."""
+    filename = part.get("filename")
+    fields: dict[str, Any] = {"filename": filename if isinstance(filename, str) else None}
+    data = part.get("file_data")
+    if data is not None:
+        data = string(data, f"{where}.file_data")
+        if data.startswith("data:"):
+            header, _, payload = data.partition(",")
+            fields["media_type"] = header[5:].split(";", 1)[0] or None
+            fields["data"] = payload
+        else:
+            fields["media_type"], fields["data"] = "application/pdf", data
+    if part.get("file_url") is not None:
+        fields["url"] = string(part["file_url"], f"{where}.file_url")
+    if part.get("file_id") is not None:
+        fields["file_id"] = string(part["file_id"], f"{where}.file_id")
+    try:
+        return DocumentPart.model_validate(fields)
+    except ValidationError as exc:
+        raise invalid(
+            f"{where}: {_first_error(exc)} (send one of file_data, file_url, file_id)", where
+        ) from exc
+
+
 def _content(raw: Any, role: Role, where: str) -> list[ContentPart]:
     """A message's content: a string, or ``input_text`` / ``input_image`` parts (``output_text``
     and ``refusal`` in assistant turns echoed back)."""
@@ -180,11 +209,9 @@ def _content(raw: Any, role: Role, where: str) -> list[ContentPart]:
                 raise invalid(f"{here}: images can only be sent in user messages", here)
             parts.append(_image(part, here))
         elif kind == "input_file":
-            raise invalid(
-                f"{here} has type 'input_file', which Palyra does not carry yet; send the "
-                "document's text as input_text",
-                here,
-            )
+            if role is not Role.USER:
+                raise invalid(f"{here}: files can only be sent in user messages", here)
+            parts.append(_document(part, here))
         else:
             raise invalid(
                 f"{here} has type {kind!r}; use 'input_text' or 'input_image' "
@@ -225,7 +252,10 @@ class _Turns:
             role is Role.ASSISTANT
             and last is not None
             and last.role is Role.ASSISTANT
-            and any(isinstance(p, ToolCallPart) for p in parts)
+            and (
+                any(isinstance(p, ToolCallPart) for p in parts)
+                or all(isinstance(p, ReasoningPart) for p in last.content)
+            )
         ):
             self.messages[-1] = Message(role=role, content=[*last.content, *parts])
             return
@@ -259,9 +289,7 @@ def _item(turns: _Turns, raw: Any, where: str) -> None:
         )
         turns.add(Role.TOOL, [result])
     elif kind == "reasoning":
-        # Reasoning a model returned earlier, echoed back: the contract carries no reasoning
-        # history yet, and every upstream answers without it.
-        return
+        turns.add(Role.ASSISTANT, [reasoning_part(item, where)])
     elif kind == "item_reference":
         raise invalid(
             f"{where} is an item_reference; send the item itself, or chain the turn with "
@@ -373,25 +401,6 @@ def _text_format(raw: Any) -> tuple[ResponseFormat | None, dict[str, Any]]:
     )
 
 
-def _reasoning(raw: Any) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    reasoning = obj(raw, "reasoning")
-    effort = reasoning.get("effort")
-    if effort not in (None, "none", "minimal", "low", "medium", "high", "xhigh"):
-        raise invalid(
-            f"reasoning.effort is {effort!r}; use none, minimal, low, medium, high or xhigh",
-            "reasoning.effort",
-        )
-    summary = reasoning.get("summary", reasoning.get("generate_summary"))
-    if summary not in (None, "auto", "concise", "detailed"):
-        raise invalid(
-            f"reasoning.summary is {summary!r}; use auto, concise or detailed",
-            "reasoning.summary",
-        )
-    return {"effort": effort, "summary": summary}
-
-
 def _check_fields(body: dict[str, Any]) -> None:
     for key, value in body.items():
         if key in _KNOWN or key in _IGNORABLE:
@@ -431,7 +440,7 @@ def parse_responses_request(data: Any) -> ResponsesCall:
         instructions = string(instructions, "instructions")
     specs, echoed_tools, builtin = _tools(body.get("tools"))
     response_format, echoed_text = _text_format(body.get("text"))
-    reasoning = _reasoning(body.get("reasoning"))
+    reasoning, neutral_reasoning = reasoning_config(body.get("reasoning"))
     store = body.get("store")
     if store not in (None, True, False):
         raise invalid(f"store must be a boolean, got {json_kind(store)}", "store")
@@ -450,6 +459,7 @@ def parse_responses_request(data: Any) -> ResponsesCall:
         "temperature": body.get("temperature"),
         "top_p": body.get("top_p"),
         "response_format": response_format,
+        "reasoning": neutral_reasoning,
         "user": body.get("user"),
     }
     if specs:
@@ -466,7 +476,7 @@ def parse_responses_request(data: Any) -> ResponsesCall:
         "max_output_tokens": body.get("max_output_tokens"),
         "metadata": metadata or {},
         "text": echoed_text,
-        "reasoning": reasoning or {"effort": None, "summary": None},
+        "reasoning": reasoning,
         "previous_response_id": previous,
         "store": store is not False,
         "truncation": "disabled",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from palyra.daemon.surfaces.responses.reasoning_items import reasoning_item, reasoning_part
 from palyra.model import ChatResponse, ErrorEnvelope, FinishReason, Message, Role, TextPart, Usage
 from palyra.model.messages import ContentPart, ToolCallPart
 
@@ -110,8 +111,11 @@ def function_call_item(
 
 
 def output_items(skeleton: Skeleton, response: ChatResponse) -> list[dict[str, Any]]:
-    """A whole answer's items: its text as one message, then one item per function call."""
+    """A whole answer's items: its reasoning, its text as one message, then one item per
+    function call."""
     items: list[dict[str, Any]] = []
+    for part in response.reasoning:
+        items.append(reasoning_item(skeleton.item_id("rs", len(items)), part))
     if response.content or not response.tool_calls:
         items.append(message_item(skeleton.item_id("msg", len(items)), response.content))
     for call in response.tool_calls:
@@ -135,10 +139,12 @@ def response_object(
 
 def output_messages(output: list[dict[str, Any]]) -> list[Message]:
     """A Response's output as neutral history for the next turn of a chain: one assistant
-    message holding its text and function calls in order."""
+    message holding its reasoning, text and function calls in order."""
     parts: list[ContentPart] = []
-    for item in output:
-        if item.get("type") == "message":
+    for position, item in enumerate(output):
+        if item.get("type") == "reasoning":
+            parts.append(reasoning_part(item, f"output[{position}]"))
+        elif item.get("type") == "message":
             text = "".join(
                 str(p.get("text", "")) for p in item.get("content", []) if isinstance(p, dict)
             )

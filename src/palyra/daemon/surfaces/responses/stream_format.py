@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from palyra.daemon.surfaces.responses.reasoning_items import reasoning_item
 from palyra.daemon.surfaces.responses.response_format import (
     Skeleton,
     function_call_item,
@@ -27,8 +28,13 @@ from palyra.model import (
     FinishReason,
     MessageEnd,
     MessageStart,
+    RedactedThinking,
+    RedactedThinkingPart,
+    SignatureDelta,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
+    ThinkingPart,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallPart,
@@ -51,6 +57,7 @@ class _Open:
     item_id: str
     chunks: list[str] = field(default_factory=list)
     call: ToolCallPart | None = None
+    signature: list[str] = field(default_factory=list)
 
 
 class ResponseEventEncoder:
@@ -62,6 +69,8 @@ class ResponseEventEncoder:
         self._sequence = 0
         self._output: list[dict[str, Any]] = []
         self._message: _Open | None = None
+        self._thinking: _Open | None = None
+        self._thinking_index: int | None = None
         self._calls: dict[int, _Open] = {}
         self._usage: Usage | None = None
         self._finish: FinishReason | None = None
@@ -76,20 +85,84 @@ class ResponseEventEncoder:
         self._output.append(item)
         return len(self._output) - 1
 
+    def _open_thinking(self, index: int) -> bytes:
+        frames = self._close_open_items()
+        position = len(self._output)
+        item_id = self.skeleton.item_id("rs", position)
+        item = reasoning_item(item_id, ThinkingPart(thinking=""), status="in_progress")
+        self._new_item(item)
+        self._thinking, self._thinking_index = _Open(position, item_id), index
+        return frames + self._event("response.output_item.added", output_index=position, item=item)
+
+    def _close_thinking(self) -> bytes:
+        open_ = self._thinking
+        if open_ is None:
+            return b""
+        self._thinking = self._thinking_index = None
+        text = "".join(open_.chunks)
+        part = ThinkingPart(thinking=text, signature="".join(open_.signature) or None)
+        item = reasoning_item(open_.item_id, part)
+        self._output[open_.position] = item
+        where = {"item_id": open_.item_id, "output_index": open_.position, "summary_index": 0}
+        frames = b""
+        if open_.chunks:
+            summary = {"type": "summary_text", "text": text}
+            frames += self._event("response.reasoning_summary_text.done", **where, text=text)
+            frames += self._event("response.reasoning_summary_part.done", **where, part=summary)
+        return frames + self._event(
+            "response.output_item.done", output_index=open_.position, item=item
+        )
+
+    def _thinking_text(self, event: ThinkingDelta) -> bytes:
+        frames = b""
+        if self._thinking is None or self._thinking_index != event.index:
+            frames += self._open_thinking(event.index)
+        open_ = self._thinking
+        assert open_ is not None
+        if not event.thinking:
+            return frames
+        where = {"item_id": open_.item_id, "output_index": open_.position, "summary_index": 0}
+        if not open_.chunks:
+            empty = {"type": "summary_text", "text": ""}
+            frames += self._event("response.reasoning_summary_part.added", **where, part=empty)
+        open_.chunks.append(event.thinking)
+        return frames + self._event(
+            "response.reasoning_summary_text.delta", **where, delta=event.thinking
+        )
+
+    def _redacted(self, event: RedactedThinking) -> bytes:
+        frames = self._close_open_items()
+        position = len(self._output)
+        item = reasoning_item(
+            self.skeleton.item_id("rs", position), RedactedThinkingPart(data=event.data)
+        )
+        self._new_item(item)
+        return (
+            frames
+            + self._event("response.output_item.added", output_index=position, item=item)
+            + self._event("response.output_item.done", output_index=position, item=item)
+        )
+
+    def _close_open_items(self) -> bytes:
+        return self._close_thinking() + self._close_message()
+
     def _open_message(self) -> bytes:
+        head = self._close_thinking()
         position = len(self._output)
         item_id = self.skeleton.item_id("msg", position)
         item = message_item(item_id, "", status="in_progress")
         self._new_item(item)
         self._message = _Open(position, item_id)
-        return self._event(
-            "response.output_item.added", output_index=position, item=item
-        ) + self._event(
-            "response.content_part.added",
-            item_id=item_id,
-            output_index=position,
-            content_index=0,
-            part=text_part(""),
+        return (
+            head
+            + self._event("response.output_item.added", output_index=position, item=item)
+            + self._event(
+                "response.content_part.added",
+                item_id=item_id,
+                output_index=position,
+                content_index=0,
+                part=text_part(""),
+            )
         )
 
     def _close_message(self) -> bytes:
@@ -148,8 +221,20 @@ class ResponseEventEncoder:
                     delta=event.text,
                     logprobs=[],
                 )
+            case ThinkingDelta():
+                return self._thinking_text(event)
+            case SignatureDelta():
+                if self._thinking is None or self._thinking_index != event.index:
+                    head = self._open_thinking(event.index)
+                else:
+                    head = b""
+                assert self._thinking is not None
+                self._thinking.signature.append(event.signature)
+                return head
+            case RedactedThinking():
+                return self._redacted(event)
             case ToolCallStart():
-                head = self._close_message()
+                head = self._close_open_items()
                 position = len(self._output)
                 item_id = self.skeleton.item_id("fc", position)
                 call = ToolCallPart(id=event.id, name=event.name, arguments="")
@@ -183,7 +268,7 @@ class ResponseEventEncoder:
         return b""
 
     def _close_all(self) -> bytes:
-        frames = self._close_message()
+        frames = self._close_open_items()
         for index in sorted(self._calls):
             frames += self._close_call(index)
         return frames
