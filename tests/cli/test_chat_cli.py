@@ -144,10 +144,34 @@ def test_unknown_model_prints_the_daemon_error_and_exits_1(daemon: Daemon) -> No
     assert "no-such-model" in err
 
 
-def test_missing_token_reports_the_daemon_refusal(daemon: Daemon) -> None:
+def test_missing_token_reports_the_daemon_refusal(daemon: Daemon, tmp_path: Path) -> None:
     code, _, err = chat("hi", "--url", daemon.url)
     assert code == 1
     assert err.startswith("error: HTTP 401: ")
+    token_file = tmp_path / "state" / "client_token"
+    assert (
+        f"no client token was sent (PALYRA_CLIENT_TOKEN is not set, {token_file} is absent); "
+        "set PALYRA_CLIENT_TOKEN to a client token (create one with `palyra token create`)"
+    ) in err
+
+
+def test_a_refused_token_says_where_it_came_from_never_what_it_is(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    wrong = generate_token(TokenKind.CLIENT)
+    code, _, err = chat("hi", "--url", daemon.url, env={"PALYRA_CLIENT_TOKEN": wrong})
+    assert code == 1
+    assert (
+        "the daemon refused the client token from $PALYRA_CLIENT_TOKEN; set PALYRA_CLIENT_TOKEN"
+        in err
+    )
+    token_file = tmp_path / "state" / "client_token"
+    token_file.parent.mkdir(mode=0o700)
+    write_private_file(token_file, wrong)
+    code, _, err = chat("hi", "--url", daemon.url)
+    assert code == 1
+    assert f"the daemon refused the client token from {token_file};" in err
+    assert wrong not in err
 
 
 def test_no_daemon_running_says_how_to_start_one() -> None:

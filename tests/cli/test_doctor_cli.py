@@ -60,11 +60,22 @@ def line(out: str, name: str) -> str:
     return found[0]
 
 
-def fix_after(out: str, name: str) -> str:
+def details_after(out: str, name: str) -> list[str]:
+    """The indented lines under a check's line (its further details, then its fix)."""
     rows = out.splitlines()
     index = rows.index(line(out, name))
-    assert rows[index + 1].strip().startswith("fix: ")
-    return rows[index + 1].strip().removeprefix("fix: ")
+    following = []
+    for row in rows[index + 1 :]:
+        if not row.startswith(" "):
+            break
+        following.append(row.strip())
+    return following
+
+
+def fix_after(out: str, name: str) -> str:
+    fixes = [row for row in details_after(out, name) if row.startswith("fix: ")]
+    assert len(fixes) == 1, out
+    return fixes[0].removeprefix("fix: ")
 
 
 def make_vault(state: Path) -> None:
@@ -129,6 +140,22 @@ def test_bad_config_fails_and_names_the_problem(state: Path, tmp_path: Path) -> 
     assert str(config) in line(out, "config")
     assert "palyra config check" in fix_after(out, "config")
     assert line(out, "state dir").startswith("ok")
+
+
+def test_every_config_problem_gets_a_line_of_its_own(state: Path, tmp_path: Path) -> None:
+    body = "".join(
+        f"[daemon]\nbind = {n}\n" if n == 0 else f'unknown_{n} = "x"\n' for n in range(9)
+    )
+    config = write_config(tmp_path, body)
+    code, out, _ = doctor(config)
+    assert code == 1
+    assert line(out, "config").endswith(f"9 problems in {config}:")
+    problems = details_after(out, "config")[:-1]
+    assert len(problems) == 9, out
+    assert all(p.startswith(f"{config}:") for p in problems)
+    assert sorted(p.split(": ")[1] for p in problems) == sorted(
+        ["daemon.bind", *(f"daemon.unknown_{n}" for n in range(1, 9))]
+    )
 
 
 def test_unreachable_provider_fails_with_connection_hint(

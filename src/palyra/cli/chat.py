@@ -121,11 +121,35 @@ def _default_url(config_path: Path | None) -> str:
     return f"http://{bind}/v1"
 
 
-def _token(token_env: str) -> str | None:
-    from palyra.daemon.security.startup_tokens import read_local_client_token
+def _token_file() -> Path:
+    from palyra.daemon.security.startup_tokens import local_token_path
     from palyra.paths import state_dir
 
-    return os.environ.get(token_env) or read_local_client_token(state_dir(create=False))
+    return local_token_path(state_dir(create=False))
+
+
+def _token(token_env: str) -> tuple[str | None, str | None]:
+    """The client token and where it came from: ``$token_env``, else the local token file."""
+    from palyra.daemon.security.startup_tokens import read_local_client_token
+
+    from_env = os.environ.get(token_env)
+    if from_env:
+        return from_env, f"${token_env}"
+    token_file = _token_file()
+    token = read_local_client_token(token_file.parent)
+    return token, (str(token_file) if token else None)
+
+
+def refused_hint(token_env: str, sent_from: str | None, token_file: Path) -> str:
+    """What to do about a 401: which token was sent (never the token) and where one comes from."""
+    how = (
+        f"set {token_env} to a client token (create one with `palyra token create`), or start "
+        f"the daemon on loopback so it writes {token_file}, which chat reads when {token_env} is "
+        "unset"
+    )
+    if sent_from is None:
+        return f"no client token was sent ({token_env} is not set, {token_file} is absent); {how}"
+    return f"the daemon refused the client token from {sent_from}; {how}"
 
 
 def _default_model(config_path: Path | None) -> str:
@@ -170,7 +194,7 @@ def chat(
         stream=stream and not as_json,
     )
     headers = {"content-type": "application/json"}
-    token = _token(token_env)
+    token, token_source = _token(token_env)
     if token:
         headers["authorization"] = f"Bearer {token}"
     endpoint = f"{base}/chat/completions"
@@ -179,6 +203,9 @@ def chat(
             httpx2.Client(timeout=TIMEOUT_S) as client,
             client.stream("POST", endpoint, content=orjson.dumps(payload), headers=headers) as r,
         ):
+            if r.status_code == 401:
+                hint = refused_hint(token_env, token_source, _token_file())
+                fail(f"{error_message(r.status_code, r.read())}\n{hint}")
             if r.status_code >= 400:
                 fail(error_message(r.status_code, r.read()))
             if not payload["stream"]:

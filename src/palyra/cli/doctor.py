@@ -23,6 +23,7 @@ from palyra.auth.registry import AuthProfileRegistry
 from palyra.auth.tables import AUTH_PROFILES_SCHEMA
 from palyra.cli.common import ConfigOpt
 from palyra.cli.models import FIX_HINTS
+from palyra.config.discovery import discover_config
 from palyra.config.loader import load_config
 from palyra.config.problems import ConfigError
 from palyra.config.schema import PalyraConfig
@@ -59,6 +60,8 @@ class Check:
     status: Status
     detail: str
     hint: str = ""
+    more: tuple[str, ...] = ()
+    """Further detail lines (one config problem each), shown under the first."""
 
 
 def render(checks: list[Check]) -> list[str]:
@@ -67,6 +70,7 @@ def render(checks: list[Check]) -> list[str]:
     lines: list[str] = []
     for check in checks:
         lines.append(f"{check.status.value:<5} {check.name:<{width}}  {check.detail}")
+        lines.extend(f"{'':<5} {'':<{width}}    {more}" for more in check.more)
         if check.hint and check.status is not Status.OK:
             lines.append(f"{'':<5} {'':<{width}}  fix: {check.hint}")
     return lines
@@ -289,13 +293,15 @@ async def run_checks(config_path: Path | None) -> list[Check]:
     try:
         loaded = load_config(config_path)
     except ConfigError as exc:
-        problems = "; ".join(str(p) for p in exc.problems)
+        location = discover_config(config_path, os.environ)
+        count = len(exc.problems)
         checks.append(
             Check(
                 "config",
                 Status.FAIL,
-                problems,
+                f"{count} problem{'s' if count != 1 else ''} in {location.path or location.reason}:",
                 "fix palyra.toml as described (`palyra config check` shows every problem)",
+                tuple(str(p) for p in exc.problems),
             )
         )
         checks.append(check_state_dir(states))
