@@ -11,7 +11,7 @@ from typing import Any
 import httpx2
 import orjson
 
-from palyra.model import FailureClass, PalyraError
+from palyra.model import FailureClass, PalyraError, remember_secret
 
 TOKEN_TIMEOUT_S = 10.0
 _OAUTH_ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
@@ -35,6 +35,11 @@ class TokenSet:
     expires_in: int | None = None
     id_token: str | None = field(repr=False, default=None)
     scope: str | None = None
+
+    def __post_init__(self) -> None:
+        for value in (self.access_token, self.refresh_token, self.id_token):
+            if value:
+                remember_secret(value)
 
 
 def _expires_in(value: Any) -> int | None:

@@ -17,6 +17,7 @@ from palyra.model.events import (
     ToolCallStart,
     UsageEvent,
 )
+from palyra.model.known_secrets import KNOWN_SECRETS, remember_secret
 from palyra.model.limits import DEFAULT_LIMITS, Limits, check_chat_request, check_embedding_request
 from palyra.model.messages import (
     CacheControl,
@@ -54,6 +55,7 @@ from palyra.model.transcription import (
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "KNOWN_SECRETS",
     "CacheControl",
     "CacheTTL",
     "Capability",
@@ -108,4 +110,5 @@ __all__ = [
     "check_embedding_request",
     "class_policy",
     "redact",
+    "remember_secret",
 ]

@@ -8,6 +8,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from palyra.model.known_secrets import KNOWN_SECRETS, REPLACEMENT
+
 MAX_ERROR_MESSAGE_CHARS = 1000
 
 
@@ -94,16 +96,49 @@ def class_policy(failure_class: FailureClass) -> tuple[int, bool, bool]:
     return p.http_status, p.retryable, p.failover_allowed
 
 
+_SECRET_REF = re.compile(r"(?:env|vault|file):\S")
+
+
+def looks_like_a_key(value: str) -> bool:
+    """Whether an unquoted word after ``token:`` or ``Bearer`` is shaped like a secret.
+
+    A digit anywhere, or 20+ characters of mixed case: prose ("secret reference", "anyone who
+    can reach it", "Bearer auth") has neither, keys and tokens almost always have one.
+    """
+    if any(c.isdigit() for c in value):
+        return True
+    return len(value) >= 20 and not value.islower() and not value.isupper()
+
+
 def _redact_value(match: re.Match[str]) -> str:
-    """Keep the name and separator; a quoted value goes whole, spaces and all."""
+    """Keep the name and separator; a quoted value goes whole, spaces and all.
+
+    A secret reference (``env:NAME``, ``vault:scope/name``, ``file:PATH``) is not a secret and
+    stays; after ``:`` (the prose separator) an unquoted value must look like a key.
+    """
     value = match.group(3)
     quote = value[0] if value[0] in "\"'" else ""
+    if _SECRET_REF.match(value.strip("\"'")):
+        return match.group(0)
+    prose = not looks_like_a_key(value) and REPLACEMENT not in value
+    if not quote and ":" in match.group(2) and prose:
+        return match.group(0)
     return f"{match.group(1)}{match.group(2)}{quote}[REDACTED]{quote}"
 
 
+def _redact_bearer(match: re.Match[str]) -> str:
+    if not looks_like_a_key(match.group(2)):
+        return match.group(0)
+    return f"{match.group(1)} [REDACTED]"
+
+
 _REDACTIONS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
-    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
+    (re.compile(r"(?i)\b(bearer)\s+([A-Za-z0-9._~+/=-]+)"), _redact_bearer),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{6,}"), "sk-[REDACTED]"),
+    # Shapes of other providers' keys: Groq, xAI, Google.
+    (re.compile(r"\bgsk_[A-Za-z0-9]{16,}"), "gsk_[REDACTED]"),
+    (re.compile(r"\bxai-[A-Za-z0-9]{16,}"), "xai-[REDACTED]"),
+    (re.compile(r"\bAIza[0-9A-Za-z_-]{30,}"), "AIza[REDACTED]"),
     (
         # Named secrets: `api_key: v`, `"token": "v"`, `password=v`. Not after `/` or `.`, so
         # paths like `vault:global/api_key` and `config.token` stay readable.
@@ -122,7 +157,9 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]],
 
 
 def redact(text: str, *, limit: int = MAX_ERROR_MESSAGE_CHARS) -> str:
-    """Remove bearer tokens, ``sk-...`` keys and ``key=value`` secrets, then cap the length."""
+    """Remove every secret value this process holds, then bearer tokens, provider-shaped keys
+    and ``name=value`` secrets, then cap the length."""
+    text = KNOWN_SECRETS.scrub(text)
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     if len(text) > limit:

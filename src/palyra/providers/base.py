@@ -18,6 +18,7 @@ from palyra.model import (
     TranscriptionRequest,
     TranscriptionResponse,
 )
+from palyra.model.known_secrets import remember_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,9 @@ class Credential:
 
     secret: str = field(repr=False)
     profile_id: str | None = None
+
+    def __post_init__(self) -> None:
+        remember_secret(self.secret)
 
     def __repr__(self) -> str:
         return f"Credential(profile_id={self.profile_id!r}, secret=<redacted>)"

@@ -16,6 +16,7 @@ import httpx2
 import orjson
 
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
+from palyra.model.errors import MAX_ERROR_MESSAGE_CHARS
 
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -132,7 +133,8 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None, str]
             return None, None, None, err
         if isinstance(data.get("detail"), str):
             return None, None, None, data["detail"]
-    return None, None, None, body[:500].decode("utf-8", errors="replace")
+    # More than the message keeps: ``redact`` must see a secret whole before it caps the length.
+    return None, None, None, body[: 4 * MAX_ERROR_MESSAGE_CHARS].decode("utf-8", errors="replace")
 
 
 def classify_http_error(

@@ -61,6 +61,34 @@ def _bearer(request: HttpRequest) -> str:
     return key.strip() if scheme.lower() == "bearer" else ""
 
 
+def _presented_key(request: HttpRequest, dialect: Dialect) -> str:
+    if dialect is Dialect.OPENAI:
+        return _bearer(request)
+    return request.headers.get("x-api-key", "") or _bearer(request)
+
+
+def _echo_message(key: str) -> str:
+    return f"Incorrect API key provided: {key}. You can find your API key in your account."
+
+
+def _injected_event(fault: Fault | None, dialect: Dialect, key: str) -> bytes | None:
+    """The event a stream fault adds after ``after_chunks`` events, if it adds one."""
+    kind = fault.kind if fault is not None else None
+    if kind is FaultKind.MALFORMED_SSE:
+        return _BROKEN_ANTHROPIC_EVENT if dialect is Dialect.ANTHROPIC else _BROKEN_OPENAI_EVENT
+    if kind is FaultKind.ECHO_KEY:
+        if dialect is Dialect.ANTHROPIC:
+            error = {"type": "invalid_request_error", "message": _echo_message(key)}
+            return _sse({"type": "error", "error": error}, "error")
+        return _sse({"error": {"message": _echo_message(key), "type": "invalid_request_error"}})
+    if kind is FaultKind.OVERSIZED and fault is not None:
+        pad = b"x" * fault.size_bytes
+        if dialect is Dialect.ANTHROPIC:
+            return b'event: ping\ndata: {"type": "ping", "padding": "' + pad + b'"}\n\n'
+        return b'data: {"id": "chatcmpl-pad", "choices": [], "padding": "' + pad + b'"}\n\n'
+    return None
+
+
 def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
     head = b"event: " + event.encode() + b"\n" if event else b""
     return head + b"data: " + orjson.dumps(data) + b"\n\n"
@@ -134,6 +162,13 @@ class FakeApp:
             fault = self.faults.take(request.path, model if isinstance(model, str) else None)
             if fault is not None and await self._early_fault(fault, dialect, out):
                 return
+            if (
+                fault is not None
+                and fault.kind is FaultKind.ECHO_KEY
+                and not (isinstance(source, dict) and source.get("stream") is True)
+            ):
+                message = _echo_message(_presented_key(request, dialect))
+                raise WireError(401, message, code="invalid_api_key")
             self._admit(request, dialect)
             _check_route(request)
             if parse_error is not None:
@@ -201,10 +236,7 @@ class FakeApp:
         self._authenticate(request, dialect)
 
     def _authenticate(self, request: HttpRequest, dialect: Dialect) -> None:
-        if dialect is Dialect.OPENAI:
-            key = _bearer(request)
-        else:
-            key = request.headers.get("x-api-key", "") or _bearer(request)
+        key = _presented_key(request, dialect)
         if not self.settings.accepts_key(key):
             raise invalid_key(dialect, present=bool(key))
         if dialect is Dialect.ANTHROPIC and not request.headers.get("anthropic-version"):
@@ -221,9 +253,11 @@ class FakeApp:
     ) -> None:
         match request.path:
             case "/v1/chat/completions":
-                await self._openai_chat(body, fault, out)
+                injected = _injected_event(fault, dialect, _presented_key(request, dialect))
+                await self._openai_chat(body, fault, injected, out)
             case "/v1/messages":
-                await self._anthropic_messages(body, fault, out)
+                injected = _injected_event(fault, dialect, _presented_key(request, dialect))
+                await self._anthropic_messages(body, fault, injected, out)
             case "/v1/messages/count_tokens":
                 conv, _ = anthropic_messages.parse_messages(body, count_only=True)
                 await self._json(out, {"input_tokens": conv.input_tokens}, fault)
@@ -260,7 +294,9 @@ class FakeApp:
             cached_tokens=self.settings.cached_tokens,
         )
 
-    async def _openai_chat(self, body: Any, fault: Fault | None, out: Responder) -> None:
+    async def _openai_chat(
+        self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder
+    ) -> None:
         conv, options = openai_chat.parse_chat(body)
         n = next(self._ids)
         reply = self._reply_for(conv, Dialect.OPENAI, n)
@@ -278,9 +314,11 @@ class FakeApp:
             include_usage=options.include_usage,
         )
         events = itertools.chain((_sse(c) for c in chunks), [b"data: [DONE]\n\n"])
-        await self._stream(out, events, fault, _BROKEN_OPENAI_EVENT)
+        await self._stream(out, events, fault, injected)
 
-    async def _anthropic_messages(self, body: Any, fault: Fault | None, out: Responder) -> None:
+    async def _anthropic_messages(
+        self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder
+    ) -> None:
         conv, stream = anthropic_messages.parse_messages(body)
         n = next(self._ids)
         reply = self._reply_for(conv, Dialect.ANTHROPIC, n)
@@ -293,20 +331,22 @@ class FakeApp:
         events = anthropic_messages.events(
             reply, id=ident, model=conv.model, words_per_chunk=self.settings.stream_chunk_tokens
         )
-        await self._stream(out, (_sse(d, e) for e, d in events), fault, _BROKEN_ANTHROPIC_EVENT)
+        await self._stream(out, (_sse(d, e) for e, d in events), fault, injected)
 
     async def _json(self, out: Responder, answer: Any, fault: Fault | None) -> None:
         body = orjson.dumps(answer)
         kind = fault.kind if fault is not None else None
         if kind in (FaultKind.MALFORMED_JSON, FaultKind.MALFORMED_SSE):
             await out.send(200, body[: len(body) // 2])
+        elif kind is FaultKind.OVERSIZED and fault is not None and isinstance(answer, dict):
+            await out.send(200, orjson.dumps({**answer, "padding": "x" * fault.size_bytes}))
         elif kind is FaultKind.STREAM_CUT:
             out.send_partial(200, body, len(body) // 2, "application/json")
         else:
             await out.send(200, body)
 
     async def _stream(
-        self, out: Responder, events: Iterable[bytes], fault: Fault | None, broken: bytes
+        self, out: Responder, events: Iterable[bytes], fault: Fault | None, injected: bytes | None
     ) -> None:
         kind = fault.kind if fault is not None else None
         after = fault.after_chunks if fault is not None else -1
@@ -316,8 +356,11 @@ class FakeApp:
             if index == after and kind is FaultKind.STREAM_CUT:
                 out.close()
                 return
-            if index == after and kind is FaultKind.MALFORMED_SSE:
-                await out.write(broken)
+            if index == after and injected is not None:
+                await out.write(injected)
+                if kind is FaultKind.ECHO_KEY:
+                    await out.end_stream()
+                    return
             if delay and index:
                 await self._sleep(delay)
             await out.write(event)

@@ -21,11 +21,19 @@ PARAMS: dict[FaultKind, tuple[str, ...]] = {
     FaultKind.MALFORMED_JSON: (),
     FaultKind.CONTEXT_LENGTH: (),
     FaultKind.INVALID_KEY: (),
+    FaultKind.ECHO_KEY: ("after_chunks",),
+    FaultKind.OVERSIZED: ("size_bytes", "after_chunks"),
 }
 """The :class:`Fault` fields each kind reads, beyond the filters every kind takes."""
 
 FILTERS = ("model", "path")
-_CONVERT = {"status": int, "after_chunks": int, "retry_after_s": float, "delay_ms": float}
+_CONVERT = {
+    "status": int,
+    "after_chunks": int,
+    "size_bytes": int,
+    "retry_after_s": float,
+    "delay_ms": float,
+}
 
 
 class FaultSpecError(ValueError):
@@ -76,7 +84,11 @@ def parse_fault_spec(text: str) -> list[Fault]:
                     raise ValueError(raw)
                 values[key] = value
         except ValueError:
-            number = "a whole number" if key in ("times", "status", "after_chunks") else "a number"
+            number = (
+                "a whole number"
+                if key in ("times", "status", "after_chunks", "size_bytes")
+                else "a number"
+            )
             raise FaultSpecError(f"--fault {text!r}: {key} must be {number}, got {raw!r}") from None
     if not 1 <= times <= MAX_TIMES:
         raise FaultSpecError(f"--fault {text!r}: times must be 1..{MAX_TIMES}, got {times}")

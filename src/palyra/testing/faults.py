@@ -30,6 +30,13 @@ class FaultKind(StrEnum):
     """400 with the provider's context-length-exceeded error."""
     INVALID_KEY = "invalid_key"
     """401 exactly as for a wrong API key."""
+    ECHO_KEY = "echo_key"
+    """The key the request carried, repeated in an error as some providers do. Whole answers: a
+    401 whose message holds the key. Streams: after ``after_chunks`` events, an error event
+    whose message holds the key, then the end of the stream."""
+    OVERSIZED = "oversized"
+    """About ``size_bytes`` more than the answer: whole answers get a JSON body padded by that
+    much; streams get, after ``after_chunks`` events, one event of that size."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +48,7 @@ class Fault:
     retry_after_s: float = 1.0
     delay_ms: float = 1000.0
     after_chunks: int = 2
+    size_bytes: int = 1_000_000
     model: str | None = None
     path: str | None = None
 
@@ -51,8 +59,15 @@ class Fault:
             and not 500 <= self.status <= 599
         ):
             raise ValueError(f"Fault(kind=server_error) needs a 5xx status, got {self.status}")
-        if self.after_chunks < 0 or self.delay_ms < 0 or self.retry_after_s < 0:
-            raise ValueError("Fault after_chunks, delay_ms and retry_after_s must be >= 0")
+        if (
+            self.after_chunks < 0
+            or self.delay_ms < 0
+            or self.retry_after_s < 0
+            or self.size_bytes < 0
+        ):
+            raise ValueError(
+                "Fault after_chunks, delay_ms, retry_after_s and size_bytes must be >= 0"
+            )
 
     def matches(self, path: str, model: str | None) -> bool:
         return (self.path is None or self.path == path) and (

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from palyra.model.known_secrets import remember_secret
 from palyra.vault.errors import SecretNotFound, SecretRefError, VaultError
 from palyra.vault.refs import VaultRef
 
@@ -31,12 +32,15 @@ async def resolve_secret_ref(
     if not sep or not target:
         raise SecretRefError(f"secret reference {ref!r} is not one of {_FORMS}")
     if kind == "env":
-        return _from_env(ref, target, os.environ if environ is None else environ)
-    if kind == "file":
-        return _from_file(ref, target)
-    if kind == "vault":
-        return await _from_vault(ref, target, vault)
-    raise SecretRefError(f"secret reference {ref!r} has unknown kind {kind!r}; use {_FORMS}")
+        value = _from_env(ref, target, os.environ if environ is None else environ)
+    elif kind == "file":
+        value = _from_file(ref, target)
+    elif kind == "vault":
+        value = await _from_vault(ref, target, vault)
+    else:
+        raise SecretRefError(f"secret reference {ref!r} has unknown kind {kind!r}; use {_FORMS}")
+    remember_secret(value)
+    return value
 
 
 def _from_env(ref: str, name: str, environ: Mapping[str, str]) -> str:

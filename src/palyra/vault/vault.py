@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from palyra.model.known_secrets import remember_secret
 from palyra.store import Store
 from palyra.vault.crypto import ENVELOPE_FORMAT, SealedSecret, open_sealed, rewrap, seal
 from palyra.vault.errors import SecretNotFound, VaultError, VaultIntegrityError, VaultKeyError
@@ -123,6 +124,7 @@ class Vault:
                 f"the value for vault secret {ref} is {len(plaintext)} bytes; the limit is "
                 f"{MAX_SECRET_BYTES} bytes"
             )
+        remember_secret(value)
         for attempt in range(_PUT_ATTEMPTS):
             try:
                 return await self._put_once(ref, plaintext)
@@ -178,9 +180,11 @@ class Vault:
             )
         plaintext = open_sealed(self._master.key, ref, row.version, _sealed(row))
         try:
-            return plaintext.decode("utf-8")
+            value = plaintext.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise VaultIntegrityError(f"vault secret {ref} is not valid UTF-8 text") from exc
+        remember_secret(value)
+        return value
 
     async def delete(self, ref: VaultRef | str) -> bool:
         """Remove a secret; ``False`` when there was none."""

@@ -25,6 +25,7 @@ from fastapi.responses import Response
 
 from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
 from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore, hash_token
+from palyra.model import remember_secret
 from palyra.store import Store, open_store
 
 DEFAULT_CACHE_TTL_S = 30.0
@@ -121,6 +122,8 @@ class Authenticator:
         self._store_url = store_url
         self._state_dir = state_dir
         self._fixed = [(hash_token(t), kind) for t, kind in (fixed_tokens or {}).items()]
+        for token in fixed_tokens or {}:
+            remember_secret(token)
         self._clock = clock
         self._ttl = cache_ttl_s
         self._cache: dict[str, tuple[Principal, float]] = {}
@@ -156,6 +159,7 @@ class Authenticator:
         if principal is None:
             self._cache.pop(digest, None)
             return None
+        remember_secret(token)  # a cache miss, not the hot path
         if len(self._cache) >= MAX_CACHED_TOKENS:
             self._cache.clear()
         self._cache[digest] = (principal, min(valid_until, now + self._ttl))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from palyra.config.schema import PalyraConfig
 from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore
-from palyra.model import FailureClass, PalyraError
+from palyra.model import FailureClass, PalyraError, remember_secret
 from palyra.store import open_store
 from palyra.vault import KeyResolver, Vault, resolve_secret_ref, system_keyring
 
@@ -121,6 +121,7 @@ async def prepare_tokens(
         token, _ = await tokens.create(TokenKind.CLIENT, name="local quickstart")
     finally:
         await store.aclose()
+    remember_secret(token)
     path = local_token_path(state_dir)
     write_private_file(path, token)
     return StartupTokens(fixed, minted=token, token_file=path)

@@ -21,6 +21,7 @@ from palyra.model import (
     TranscriptionRequest,
     TranscriptionResponse,
 )
+from palyra.model.known_secrets import remember_secret
 from palyra.providers.anthropic.payload import (
     build_anthropic_count_tokens_payload,
     build_anthropic_messages_payload,
@@ -67,6 +68,8 @@ class AnthropicProvider:
         self.base_url = (base_url or DEFAULT_ANTHROPIC_BASE_URL).rstrip("/")
         self._client = client
         self._api_key = api_key
+        if api_key:
+            remember_secret(api_key)
         self.anthropic_version = anthropic_version
         self.auth_scheme = auth_scheme
         self.default_max_tokens = default_max_tokens

@@ -21,6 +21,7 @@ from palyra.model import (
     TranscriptionRequest,
     TranscriptionResponse,
 )
+from palyra.model.known_secrets import remember_secret
 from palyra.providers.base import Credential, ProviderCapabilities
 from palyra.providers.errors import classify_transport_error, raise_for_upstream_status
 from palyra.providers.openai.payload import (
@@ -70,6 +71,8 @@ class OpenAIProvider:
         self.quirks = quirks
         self._client = client
         self._api_key = api_key
+        if api_key:
+            remember_secret(api_key)
         self._extra_headers = dict(headers or {})
         self._prepared: dict[str, PreparedRequest] = {}
 
