@@ -242,22 +242,29 @@ def _provider_with(base_url: str, allow: bool = False) -> str:
 
 def test_plain_http_to_a_remote_host_is_refused() -> None:
     assert problems(_provider_with("http://llm.example.com/v1")) == [
-        'palyra.toml:4: model_provider.providers[0].base_url: provider "local" base_url uses '
-        "http:// to a non-loopback host; use https://, or set allow_private_base_url = true "
-        "for a trusted private network"
+        "palyra.toml:4: model_provider.providers[0].base_url: provider 'local': base URL "
+        "'http://llm.example.com/v1' uses plain http; use https (http is only allowed to "
+        "loopback hosts, or to a private IP literal with allow_private_base_url = true)"
     ]
 
 
 def test_private_address_needs_allow_private_base_url() -> None:
     assert problems(_provider_with("https://10.0.0.5/v1")) == [
-        'palyra.toml:4: model_provider.providers[0].base_url: provider "local" base_url points '
-        "at a private address; set allow_private_base_url = true if that upstream is intended"
+        "palyra.toml:4: model_provider.providers[0].base_url: provider 'local': base URL "
+        "'https://10.0.0.5/v1' points at 10.0.0.5, a private address; if this upstream really "
+        "lives on your network, set allow_private_base_url = true on the provider in palyra.toml"
     ]
     load(_provider_with("http://10.0.0.5/v1", allow=True))
 
 
 @pytest.mark.parametrize(
-    "url", ["http://127.0.0.1:8080/v1", "http://localhost:11434/v1", "http://[::1]:9/v1"]
+    "url",
+    [
+        "http://127.0.0.1:8080/v1",
+        "http://localhost:11434/v1",
+        "http://[::1]:9/v1",
+        "http://[::ffff:127.0.0.1]:8000/v1",  # loopback to the runtime guard too
+    ],
 )
 def test_plain_http_to_loopback_is_allowed(url: str) -> None:
     load(_provider_with(url))
@@ -265,8 +272,66 @@ def test_plain_http_to_loopback_is_allowed(url: str) -> None:
 
 def test_base_url_without_a_host_is_refused() -> None:
     assert problems(_provider_with("api.openai.com/v1")) == [
-        'palyra.toml:4: model_provider.providers[0].base_url: provider "local" base_url is not '
-        "an http(s) URL with a host; use e.g. https://api.openai.com/v1"
+        "palyra.toml:4: model_provider.providers[0].base_url: provider 'local': base URL "
+        "'api.openai.com/v1' is not an absolute http(s) URL (no scheme); write it like "
+        "https://api.openai.com/v1"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "allow", "fragment"),
+    [
+        # Plain http with the private opt-in: only to a non-public IP literal.
+        ("http://llm.internal.example/v1", True, "uses plain http"),
+        ("http://8.8.8.8/v1", True, "uses plain http"),
+        # IPv4 that parsers read differently: refused, never resolved.
+        ("https://0251.0376.0251.0376/v1", False, "not written as four decimal numbers"),
+        ("https://0x7f.1/v1", False, "not written as four decimal numbers"),
+        ("https://2130706433/v1", False, "not written as four decimal numbers"),
+        ("https://10.0.0.256/v1", False, "not written as four decimal numbers"),
+        # The runtime guard's classes, now refused by the check as well.
+        ("https://100.64.0.1/v1", False, "100.64.0.1, a CGNAT address"),
+        ("https://224.0.0.1/v1", False, "a multicast address"),
+        ("https://[ff02::1]/v1", False, "a multicast address"),
+        ("https://[64:ff9b::a00:1]/v1", False, "a private address"),
+        ("https://[2002:a00:1::]/v1", False, "a private address"),
+        ("https://[2002:7f00:1::]/v1", False, "a tunnelled loopback address"),
+        ("https://[2001::1]/v1", False, "a Teredo tunnel address"),
+        ("https://0.0.0.0/v1", False, "an unspecified address"),
+        # Credentials belong in the vault.
+        ("https://user:hunter2pass@api.example.com/v1", False, "credentials belong in the vault"),
+        ("https://user:hunter2pass@10.0.0.5/v1", True, "credentials belong in the vault"),
+        # What the URL parser itself refuses.
+        ("http://[::1/v1", False, "is not a valid URL"),
+        ("https://api.example.com:99999/v1", False, "an invalid port"),
+        ("ftp://files.example.com/v1", False, "it uses ftp://"),
+    ],
+)
+def test_check_refuses_what_start_up_refuses(url: str, allow: bool, fragment: str) -> None:
+    found = problems(_provider_with(url, allow=allow))
+    assert len(found) == 1, found
+    assert found[0].startswith("palyra.toml:4: model_provider.providers[0].base_url: ")
+    assert fragment in found[0]
+    assert "hunter2pass" not in found[0]
+
+
+def test_unknown_quirks_are_refused_with_the_closest_known_one() -> None:
+    found = problems(_provider_with("https://api.example.com/v1") + 'quirks = ["olama"]\n')
+    assert found == [
+        'palyra.toml:5: model_provider.providers[0].quirks: provider "local" quirks: unknown '
+        "quirk 'olama' (did you mean 'ollama'?); known quirks: vllm, ollama, lmstudio, groq, "
+        "openrouter, no-stream-usage, no-strict-schemas, no-developer-role, max-tokens, "
+        "no-parallel-tool-calls, no-json-schema, no-json-object, no-metadata, no-message-names; "
+        "fix quirks in [[model_provider.providers]] of palyra.toml"
+    ]
+
+
+def test_an_openai_compatible_provider_without_base_url_is_refused() -> None:
+    text = '[[model_provider.providers]]\nid = "local"\nkind = "openai_compatible"\n'
+    assert problems(text) == [
+        'palyra.toml:1: model_provider.providers[0].base_url: provider "local" (kind '
+        "openai_compatible) has no base_url; set base_url to the server's OpenAI-style API root "
+        '(e.g. "http://127.0.0.1:11434/v1") in [[model_provider.providers]] of palyra.toml'
     ]
 
 
@@ -276,10 +341,6 @@ def test_literal_client_token_is_refused() -> None:
         "hold references only. Store it with `palyra vault put global/client-token` and list "
         '"vault:global/client-token" (or "env:PALYRA_CLIENT_TOKEN"), or use `palyra token create`'
     ]
-
-
-def test_unknown_quirks_are_left_to_the_provider_layer() -> None:
-    load(_provider_with("https://api.example.com/v1") + 'quirks = ["no-such-quirk"]\n')
 
 
 def test_every_problem_is_reported_at_once_in_line_order() -> None:

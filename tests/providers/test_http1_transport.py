@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from palyra.model import PalyraError
+from palyra.net.addresses import parse_ip
 from palyra.providers.upstream import guard as upstream_guard
 from palyra.providers.upstream import http1_connection
 from palyra.providers.upstream.client import UpstreamClient, prepare, send_bytes, send_prepared
@@ -786,7 +787,7 @@ async def test_a_whole_body_reads_like_a_streamed_one(
     ],
 )
 def test_the_allowed_literal_cache_agrees_with_the_address_checks(host: str) -> None:
-    address = upstream_guard._parse_ip(host)
+    address = parse_ip(host)
     expected = None if address is None or blocked_reason(address) else str(address)
     assert upstream_guard._allowed_literal(host) == expected
 

@@ -31,7 +31,7 @@ def parse_env_value(raw: str) -> Any:
     """A TOML scalar, array or inline table when ``raw`` is one; otherwise the raw string."""
     try:
         parsed = tomllib.loads(f"v = {raw}")
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return raw
     if list(parsed) != ["v"]:
         return raw

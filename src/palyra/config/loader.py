@@ -19,14 +19,43 @@ from palyra.config.env_overrides import (
     parse_env_overrides,
 )
 from palyra.config.locate import KeyLines
-from palyra.config.problems import ConfigError, ConfigProblem, Finding, format_path
+from palyra.config.problems import ConfigError, ConfigProblem, Finding, KeyPath, format_path
 from palyra.config.provenance import Source, compute_provenance
+from palyra.config.provider_rules import check_providers
 from palyra.config.references import DEFAULT_KEYS, check_references
 from palyra.config.schema import PalyraConfig, default_config
 from palyra.config.schema_check import check_schema
 from palyra.config.security import check_security
+from palyra.config.storage_rules import check_storage
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+MAX_NESTING = 32
+"""How deep tables and arrays may nest; palyra.toml itself needs about five levels."""
+
+
+def too_deep(document: Any, limit: int = MAX_NESTING) -> KeyPath | None:
+    """The path to the first value nested more than ``limit`` levels deep, else ``None``.
+    Iterative, so a hostile file cannot exhaust the stack here either."""
+    stack: list[tuple[Any, KeyPath]] = [(document, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > limit:
+            return path
+        if isinstance(value, dict):
+            stack.extend((item, (*path, str(key))) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, (*path, i)) for i, item in enumerate(value))
+    return None
+
+
+def _nesting_problem(label: str, key: str | None) -> ConfigProblem:
+    return ConfigProblem(
+        label,
+        None,
+        key,
+        f"tables or arrays are nested more than {MAX_NESTING} levels deep; no setting needs "
+        "that, so flatten or remove this value",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +104,8 @@ def parse_toml_file(path: Path, *, missing_hint: str) -> ParsedFile:
         ) from None
     try:
         document = tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError([_nesting_problem(label, None)]) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _TOML_POSITION.search(message)
@@ -88,6 +119,9 @@ def parse_toml_file(path: Path, *, missing_hint: str) -> ParsedFile:
                 )
             ]
         ) from None
+    deep = too_deep(document)
+    if deep is not None:
+        raise ConfigError([_nesting_problem(label, format_path(deep[:3]) + "...")])
     return ParsedFile(label, document, KeyLines(text))
 
 
@@ -130,6 +164,10 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
         except ConfigError as exc:
             raise ConfigError([*exc.problems, *env_problems]) from None
     document = parsed.document if parsed else {}
+    for override in overrides:
+        if too_deep(override.value, MAX_NESTING - len(override.path)) is not None:
+            key = format_path(override.path)
+            raise ConfigError([_nesting_problem(override.variable, key)])
     merged = apply_overrides(document, overrides)
     mp = merged.get(MP)
     user_mp: dict[str, Any] = dict(mp) if isinstance(mp, dict) else {}
@@ -146,6 +184,8 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
         checked.add("default_chat_model")
     findings += check_references(merged, checked_defaults=checked)
     findings += check_security(merged)
+    findings += check_providers(merged)
+    findings += check_storage(merged)
     problems = env_problems + place_findings(findings, parsed, overrides, "built-in defaults")
     if problems or config is None:
         problems.sort(key=lambda p: (p.file != (parsed.label if parsed else None), p.line or 0))

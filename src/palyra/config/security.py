@@ -1,15 +1,14 @@
-"""Security checks: secrets only as references, one credential source, safe base URLs.
+"""Security checks: secrets only as references, one credential source (base URLs are checked by
+:mod:`palyra.config.provider_rules`, with the rule start-up applies).
 
 No message here ever contains the offending value.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from palyra.config.document import MP, entries, section, text, texts
 from palyra.config.problems import Finding
@@ -78,66 +77,6 @@ def _api_keys(document: Mapping[str, Any]) -> list[Finding]:
     return findings
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _is_private_literal(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return not address.is_loopback and (
-        address.is_private or address.is_link_local or address.is_unspecified
-    )
-
-
-def _base_urls(document: Mapping[str, Any]) -> list[Finding]:
-    findings: list[Finding] = []
-    for i, table in entries(document, "providers"):
-        base_url = text(table, "base_url")
-        if base_url is None:
-            continue
-        provider = text(table, "id") or f"#{i}"
-        path = (MP, "providers", i, "base_url")
-        allowed = table.get("allow_private_base_url") is True
-        try:
-            parts = urlsplit(base_url)
-            host = parts.hostname or ""
-        except ValueError:
-            parts, host = None, ""
-        if parts is None or parts.scheme not in ("http", "https") or not host:
-            findings.append(
-                Finding(
-                    path,
-                    f'provider "{provider}" base_url is not an http(s) URL with a host; '
-                    "use e.g. https://api.openai.com/v1",
-                )
-            )
-        elif parts.scheme == "http" and not _is_loopback(host) and not allowed:
-            findings.append(
-                Finding(
-                    path,
-                    f'provider "{provider}" base_url uses http:// to a non-loopback host; use '
-                    "https://, or set allow_private_base_url = true for a trusted private network",
-                )
-            )
-        elif _is_private_literal(host) and not allowed:
-            findings.append(
-                Finding(
-                    path,
-                    f'provider "{provider}" base_url points at a private address; set '
-                    "allow_private_base_url = true if that upstream is intended",
-                )
-            )
-    return findings
-
-
 def _client_tokens(document: Mapping[str, Any]) -> list[Finding]:
     findings: list[Finding] = []
     for j, token in texts(section(document, "daemon"), "client_tokens"):
@@ -158,4 +97,4 @@ def _client_tokens(document: Mapping[str, Any]) -> list[Finding]:
 
 
 def check_security(document: Mapping[str, Any]) -> list[Finding]:
-    return [*_api_keys(document), *_base_urls(document), *_client_tokens(document)]
+    return [*_api_keys(document), *_client_tokens(document)]

@@ -6,6 +6,7 @@ single switches (``quirks = ["vllm", "no-metadata"]``), and every named limit ap
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import replace
 from typing import ClassVar
 
@@ -69,8 +70,11 @@ def quirks_from_names(names: list[str], *, where: str = "quirks") -> OpenAIQuirk
         elif key in SWITCHES:
             quirks = replace(quirks, **{SWITCHES[key]: False})
         else:
+            close = difflib.get_close_matches(key, KNOWN_QUIRK_NAMES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(
-                f"{where}: unknown quirk {name!r}; known quirks: {', '.join(KNOWN_QUIRK_NAMES)}"
+                f"{where}: unknown quirk {name!r}{hint}; known quirks: "
+                f"{', '.join(KNOWN_QUIRK_NAMES)}"
             )
     return quirks
 

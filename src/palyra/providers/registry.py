@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import httpx2
 
+from palyra.config.provider_rules import missing_base_url, quirks_problem
 from palyra.config.schema import ProviderConfig
 from palyra.model import FailureClass, PalyraError
 from palyra.providers.anthropic import DEFAULT_ANTHROPIC_BASE_URL, AnthropicProvider
@@ -32,29 +33,26 @@ def _where(cfg: ProviderConfig) -> str:
     return f'provider "{cfg.id}" (kind {cfg.kind})'
 
 
+def _refuse(message: str | None, cfg: ProviderConfig) -> None:
+    if message is not None:
+        raise PalyraError.of(FailureClass.CONFIG, message, provider=cfg.id)
+
+
 def base_url_of(cfg: ProviderConfig) -> str:
     """The URL a provider talks to: its ``base_url``, else the kind's public API."""
-    if cfg.base_url:
-        return cfg.base_url
-    default = DEFAULT_BASE_URLS.get(cfg.kind)
-    if default is None:
+    _refuse(missing_base_url(cfg), cfg)
+    url = cfg.base_url or DEFAULT_BASE_URLS.get(cfg.kind)
+    if url is None:
         raise PalyraError.of(
             FailureClass.CONFIG,
-            f"{_where(cfg)} has no base_url; set base_url to the server's OpenAI-style API root "
-            '(e.g. "http://127.0.0.1:11434/v1") in [[model_provider.providers]] of palyra.toml',
+            f"{_where(cfg)} talks to no upstream, so it has no base URL",
             provider=cfg.id,
         )
-    return default
+    return url
 
 
 def _no_quirks(cfg: ProviderConfig) -> None:
-    if cfg.quirks:
-        raise PalyraError.of(
-            FailureClass.CONFIG,
-            f"{_where(cfg)} sets quirks {cfg.quirks}, which only apply to kind "
-            "openai_compatible; remove quirks or change the kind in palyra.toml",
-            provider=cfg.id,
-        )
+    _refuse(quirks_problem(cfg), cfg)
 
 
 def _client(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> httpx2.AsyncClient:
@@ -92,14 +90,8 @@ def _openai(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProv
 
 
 def _openai_compatible(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProvider:
-    try:
-        quirks = quirks_from_names(cfg.quirks, where=f'provider "{cfg.id}" quirks')
-    except ValueError as exc:
-        raise PalyraError.of(
-            FailureClass.CONFIG,
-            f"{exc}; fix quirks in [[model_provider.providers]] of palyra.toml",
-            provider=cfg.id,
-        ) from None
+    _refuse(quirks_problem(cfg), cfg)  # the rule palyra config check applies
+    quirks = quirks_from_names(cfg.quirks)
     return OpenAICompatibleProvider(
         id=cfg.id,
         base_url=base_url_of(cfg),

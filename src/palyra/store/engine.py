@@ -53,6 +53,33 @@ def expand_url(url: str, state_dir: Path | None = None) -> str:
     return url.replace("{state_dir}", str(state_dir))
 
 
+def store_url_problem(url: str) -> str | None:
+    """What :func:`open_store` refuses in ``url`` before opening anything (syntax, driver, a
+    SQLite URL without a file), or ``None``; ``palyra config check`` asks the same."""
+    shown = redact_url(url)
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        return (
+            f"the database URL {shown} cannot be parsed ({exc}); use e.g. "
+            f"{DEFAULT_STORE_URL} or postgresql+asyncpg://user:password@host:5432/palyra"
+        )
+    if parsed.drivername not in SUPPORTED_DRIVERS:
+        return (
+            f"the database URL {shown} uses the scheme {parsed.drivername!r}, which Palyra does not "
+            f"support; use one of: {', '.join(SUPPORTED_DRIVERS)}"
+        )
+    database = parsed.database
+    if parsed.drivername.startswith("sqlite") and (
+        not database or database == ":memory:" or database.startswith("file:")
+    ):
+        return (
+            f"the SQLite URL {shown} does not name a file; Palyra needs a file path, e.g. "
+            f"{DEFAULT_STORE_URL}"
+        )
+    return None
+
+
 class Store:
     """An async engine plus the two ways to use it: ``begin()`` to write, ``connect()`` to read."""
 
@@ -116,20 +143,12 @@ async def open_store(
     ``schema`` selects a PostgreSQL schema (via ``search_path``) so several Palyra instances, or
     parallel test runs, can share one database.
     """
+    problem = store_url_problem(url)
+    if problem is not None:
+        raise StoreError(problem)
     expanded = expand_url(url, state_dir)
     shown = redact_url(expanded)
-    try:
-        parsed = make_url(expanded)
-    except sa.exc.ArgumentError as exc:
-        raise StoreError(
-            f"the database URL {shown} cannot be parsed ({exc}); use e.g. "
-            f"{DEFAULT_STORE_URL} or postgresql+asyncpg://user:password@host:5432/palyra"
-        ) from exc
-    if parsed.drivername not in SUPPORTED_DRIVERS:
-        raise StoreError(
-            f"the database URL {shown} uses the scheme {parsed.drivername!r}, which Palyra does not "
-            f"support; use one of: {', '.join(SUPPORTED_DRIVERS)}"
-        )
+    parsed = make_url(expanded)
     if parsed.drivername.startswith("sqlite"):
         if schema is not None:
             raise StoreError(f"a schema ({schema!r}) only applies to PostgreSQL, not {shown}")
@@ -172,11 +191,7 @@ def _open_failure(parsed: URL, shown: str, exc: BaseException) -> str:
 
 def _sqlite_engine(parsed: URL, shown: str) -> AsyncEngine:
     database = parsed.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        raise StoreError(
-            f"the SQLite URL {shown} does not name a file; Palyra needs a file path, e.g. "
-            f"{DEFAULT_STORE_URL}"
-        )
+    assert database  # store_url_problem refused a SQLite URL without a file
     _prepare_sqlite_file(Path(database))
     engine = create_async_engine(parsed)
 

@@ -1,8 +1,10 @@
 """Fail-closed upstreams: which base URLs are acceptable, and which addresses we connect to.
 
-Two layers. :func:`check_base_url` runs when config loads (scheme, credentials, IP literals).
+Two layers. :func:`check_base_url` runs when config loads and when a provider is built (the
+rule is :func:`palyra.net.base_url.base_url_problem`, which ``palyra config check`` applies too).
 :class:`GuardedTransport` runs on every request: it resolves the host itself, refuses private,
-link-local, multicast, reserved, unspecified and CGNAT addresses, and connects to exactly the
+link-local, multicast, reserved, unspecified and CGNAT addresses (the table is
+:mod:`palyra.net.addresses`, the same the config check uses), and connects to exactly the
 address it checked (the TLS name stays the hostname), so DNS rebinding between check and
 connect has no window.
 
@@ -15,86 +17,27 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 
 from palyra.model import FailureClass, PalyraError
+from palyra.net.addresses import IPAddress, blocked_reason, is_loopback, parse_ip
+from palyra.net.base_url import OPT_IN_HINT, base_url_problem
 from palyra.providers.upstream.client import UpstreamClient
 from palyra.providers.upstream.http1_connection import Http1Connection
 from palyra.providers.upstream.http1_pool import DEFAULT_PORTS, Http1Transport
 
 T = TypeVar("T")
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
-OPT_IN_HINT = (
-    "if this upstream really lives on your network, set allow_private_base_url = true on the "
-    "provider in palyra.toml"
-)
-_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_TEREDO = ipaddress.IPv6Network("2001::/32")
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
-def is_loopback(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address):
-        inner = address.ipv4_mapped
-        return address.is_loopback or (inner is not None and inner.is_loopback)
-    return address.is_loopback
-
-
-def blocked_reason(address: IPAddress) -> str | None:
-    """Why ``address`` is not a public upstream (``None`` if it is public or loopback)."""
-    if is_loopback(address):
-        return None
-    if isinstance(address, ipaddress.IPv6Address):
-        if address in _TEREDO:
-            return "a Teredo tunnel address"
-        inner = _embedded_ipv4(address)
-        if inner is not None:
-            reason = blocked_reason(inner)
-            if reason is None and not inner.is_global:
-                reason = "a tunnelled loopback address"
-            return reason
-        if address.is_site_local:
-            return "a site-local address"
-    checks = (
-        (address.is_unspecified, "an unspecified address"),
-        (address.is_link_local, "a link-local address"),
-        (address.is_multicast, "a multicast address"),
-        (isinstance(address, ipaddress.IPv4Address) and address in _CGNAT, "a CGNAT address"),
-        (address.is_reserved, "a reserved address"),
-        (address.is_private, "a private address"),
-        (not address.is_global, "not a public address"),
-    )
-    return next((reason for hit, reason in checks if hit), None)
-
-
-@functools.lru_cache(maxsize=1024)
-def _parse_ip(host: str) -> IPAddress | None:
-    """Cached: the same few upstream hosts are parsed on every request."""
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
+ADDRESS_REFUSED = "upstream_address_refused"
+"""The code of a refusal for where an upstream points (as opposed to how its URL is written)."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -102,62 +45,25 @@ def _allowed_literal(host: str) -> str | None:
     """The address of an IP-literal ``host`` that is public or loopback; ``None`` when ``host``
     is a name or a blocked address. Cached: the same few literals come on every request, and
     checking one (``ipaddress`` properties, ``str``) is a measurable share of a request."""
-    address = _parse_ip(host)
+    address = parse_ip(host)
     if address is None or blocked_reason(address) is not None:
         return None
     return str(address)
 
 
-def _is_loopback_host(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    address = _parse_ip(host)
-    return address is not None and is_loopback(address)
-
-
-def _config_error(message: str, provider_id: str | None) -> PalyraError:
+def _config_error(message: str, provider_id: str | None, code: str) -> PalyraError:
     where = f"provider {provider_id!r}: " if provider_id else ""
-    return PalyraError.of(FailureClass.CONFIG, where + message, code="upstream_refused")
+    return PalyraError.of(FailureClass.CONFIG, where + message, code=code)
 
 
 def check_base_url(url: str, *, allow_private: bool, provider_id: str | None = None) -> None:
-    """Refuse a base URL that is not absolute http(s), carries credentials, uses plain http to
-    anything but loopback (or, with ``allow_private``, a private IP literal), or names a
-    private IP literal without ``allow_private``. Errors never echo the credentials."""
-    parts = urlsplit(url.strip())
-    host = parts.hostname or ""
-    netloc = parts.netloc.rpartition("@")[2]
-    shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    if parts.scheme not in DEFAULT_PORTS or not host:
-        raise _config_error(
-            f"base URL {shown!r} is not an absolute http(s) URL; "
-            "write it like https://api.openai.com/v1",
-            provider_id,
-        )
-    if "@" in parts.netloc:
-        raise _config_error(
-            f"base URL {shown!r} contains credentials before '@'; remove them and give the key "
-            "with api_key or auth_profile_id instead",
-            provider_id,
-        )
-    if parts.fragment:
-        raise _config_error(f"base URL {shown!r} has a '#' fragment; remove it", provider_id)
-    try:
-        parts.port  # noqa: B018 - raises on a port that is not a number in range
-    except ValueError:
-        raise _config_error(f"base URL {shown!r} has an invalid port", provider_id) from None
-    address = _parse_ip(host)
-    reason = blocked_reason(address) if address is not None else None
-    if reason is not None and not allow_private:
-        raise _config_error(
-            f"base URL {shown!r} points at {address}, {reason}; {OPT_IN_HINT}", provider_id
-        )
-    if parts.scheme == "http" and not _is_loopback_host(host) and reason is None:
-        raise _config_error(
-            f"base URL {shown!r} uses plain http; use https (http is only allowed to loopback "
-            "hosts, or to a private IP literal with allow_private_base_url = true)",
-            provider_id,
-        )
+    """Raise the ``config`` error of :func:`palyra.net.base_url.base_url_problem` (the one rule
+    that ``palyra config check`` applies too); code ``upstream_address_refused`` when the URL
+    is refused for the address it names, ``upstream_refused`` otherwise."""
+    problem = base_url_problem(url, allow_private=allow_private)
+    if problem is not None:
+        code = ADDRESS_REFUSED if problem.address else "upstream_refused"
+        raise _config_error(problem.message, provider_id, code)
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -325,7 +231,7 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
         allowed = _allowed_literal(host)
         if allowed is not None:
             return [allowed]
-        literal = _parse_ip(host)
+        literal = parse_ip(host)
         if literal is not None:
             self._refuse_if_blocked(host, literal)
             return [str(literal)]
@@ -340,7 +246,7 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
         if not addresses:
             raise self._unresolved(host, "no addresses")
         for text in addresses:
-            address = _parse_ip(text)
+            address = parse_ip(text)
             if address is None:
                 raise self._unresolved(host, f"resolver returned {text!r}, not an IP address")
             self._refuse_if_blocked(host, address)
@@ -354,6 +260,7 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
             raise _config_error(
                 f"refusing to connect to upstream {shown}: {reason}; {OPT_IN_HINT}",
                 self._provider_id,
+                ADDRESS_REFUSED,
             )
 
     def _unresolved(self, host: str, detail: str) -> PalyraError:
@@ -381,3 +288,17 @@ def make_upstream_client(
         transport=GuardedTransport(inner, allow_private, provider_id=provider_id),
         timeout=httpx2.Timeout(timeout_s),
     )
+
+
+__all__ = [
+    "ADDRESS_REFUSED",
+    "OPT_IN_HINT",
+    "GuardedTransport",
+    "IPAddress",
+    "Resolver",
+    "blocked_reason",
+    "check_base_url",
+    "is_loopback",
+    "make_upstream_client",
+    "system_resolver",
+]

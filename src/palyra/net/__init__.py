@@ -1,0 +1,1 @@
+"""Which upstream addresses and URLs Palyra accepts: pure rules shared by config and transport."""
