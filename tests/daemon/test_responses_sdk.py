@@ -1,8 +1,9 @@
 """The daemon's Responses API driven by the official ``openai`` SDK over real HTTP.
 
-Every test runs against three backends: the deterministic provider, an OpenAI Chat Completions
-upstream and an Anthropic upstream (both the fake upstream on loopback), so a Responses client
-is served by any model through the neutral contract.
+Every test runs against four backends: the deterministic provider, an OpenAI upstream on Chat
+Completions, one on its Responses API (a model with ``api = "responses"``) and an Anthropic
+upstream (the last three the fake upstream on loopback), so a Responses client is served by any
+model through the neutral contract.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from palyra.config.schema import (
 from palyra.daemon import AppState
 from palyra.daemon.security.policy import Authenticator
 from palyra.daemon.security.tokens_store import TokenKind, generate_token
-from palyra.testing import FakeUpstream
+from palyra.testing import FakeUpstream, openai_responses
 
 # Fixture types from tests/daemon/conftest.py (not importable without a tests package).
 RunningDaemon = Any
@@ -45,7 +46,7 @@ WEATHER: Any = {
     },
     "strict": True,
 }
-BACKENDS = ["deterministic", "openai", "anthropic"]
+BACKENDS = ["deterministic", "openai", "openai-responses", "anthropic"]
 
 
 def upstream_config(kind: str, base_url: str, upstream_model: str, **extra: Any) -> PalyraConfig:
@@ -73,6 +74,9 @@ Configure = Callable[[FakeUpstream], PalyraConfig]
 CONFIGS: dict[str, Configure] = {
     "deterministic": lambda fake: default_config(),
     "openai": lambda fake: upstream_config("openai", fake.openai_base_url, "gpt-4o-mini"),
+    "openai-responses": lambda fake: upstream_config(
+        "openai", fake.openai_base_url, "gpt-5-mini", api="responses"
+    ),
     "anthropic": lambda fake: upstream_config(
         "anthropic", fake.anthropic_base_url, "claude-haiku-4-5"
     ),
@@ -176,6 +180,9 @@ def test_structured_output_through_text_format(
     if backend == "openai":
         sent = fake.requests[-1].body["response_format"]
         assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "City"
+    if backend == "openai-responses":
+        sent = fake.requests[-1].body["text"]["format"]
+        assert sent["type"] == "json_schema" and sent["name"] == "City"
     plain = sdk.responses.create(
         model="default", input="hi", text={"format": {"type": "json_object"}}
     )
@@ -250,12 +257,13 @@ def test_stream_with_a_tool_call_and_its_second_turn(sdk: openai.OpenAI) -> None
 
 
 def test_max_output_tokens_cuts_the_answer_as_incomplete(sdk: openai.OpenAI) -> None:
-    cut = sdk.responses.create(model="default", input="one two three four", max_output_tokens=2)
+    words = " ".join(f"w{i}" for i in range(30))
+    cut = sdk.responses.create(model="default", input=words, max_output_tokens=16)
     assert cut.status == "incomplete"
     assert cut.incomplete_details is not None
     assert cut.incomplete_details.reason == "max_output_tokens"
-    assert cut.output_text == "You said:"
-    assert cut.max_output_tokens == 2
+    assert cut.output_text == "You said: " + " ".join(f"w{i}" for i in range(14))
+    assert cut.max_output_tokens == 16
 
 
 def test_builtin_tools_are_refused_naming_the_type(sdk: openai.OpenAI) -> None:
@@ -299,3 +307,71 @@ def test_bad_input_is_a_400_in_openai_shape(served: RunningDaemon) -> None:
         error = answer.json()["error"]
         assert error["type"] == "invalid_request_error"
         assert error["param"] == param, (body, error)
+
+
+@pytest.fixture
+def responses_upstream(fake: FakeUpstream, start_daemon: StartDaemon) -> RunningDaemon:
+    return start_daemon(CONFIGS["openai-responses"](fake))
+
+
+def test_the_responses_api_upstream_gets_responses_bodies(
+    responses_upstream: RunningDaemon, fake: FakeUpstream
+) -> None:
+    sdk = responses_upstream.openai_client()
+    sdk.responses.create(model="default", input="hi", instructions="be brief", max_output_tokens=50)
+    sent = fake.requests[-1]
+    assert sent.path == "/v1/responses"
+    assert sent.body["model"] == "gpt-5-mini"
+    assert sent.body["store"] is False
+    assert sent.body["input"] == [
+        {"role": "developer", "content": "be brief"},
+        {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+    ]
+    assert sent.body["max_output_tokens"] == 50
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_round_trips_through_a_responses_upstream_byte_for_byte(
+    responses_upstream: RunningDaemon, fake: FakeUpstream, stream: bool
+) -> None:
+    sdk = responses_upstream.openai_client()
+    ask: dict[str, Any] = {
+        "model": "default",
+        "input": 'call get_weather {"city": "Oslo"}',
+        "tools": [WEATHER],
+        "reasoning": {"effort": "low", "summary": "auto"},
+    }
+    if stream:
+        with sdk.responses.stream(**ask) as events:
+            kinds = [e.type for e in events]
+            first = events.get_final_response()
+        assert "response.reasoning_summary_text.delta" in kinds
+    else:
+        first = sdk.responses.create(**ask)
+    assert fake.requests[-1].body["reasoning"] == {"effort": "low", "summary": "auto"}
+    reasoning, call = first.output
+    assert reasoning.type == "reasoning" and call.type == "function_call"
+    assert reasoning.summary[0].text.startswith("Thinking about: call get_weather")
+    issued = openai_responses.encrypted(reasoning.summary[0].text)
+    assert reasoning.encrypted_content is not None
+    assert reasoning.encrypted_content.endswith(":" + issued)
+    assert first.usage is not None and first.usage.output_tokens_details.reasoning_tokens > 0
+    second = sdk.responses.create(
+        model="default",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+        tools=[WEATHER],
+    )
+    assert second.output_text == "Tool get_weather returned: sunny"
+    replayed = [i for i in fake.requests[-1].body["input"] if i.get("type") == "reasoning"]
+    # Exactly what the fake issued for the first turn's reasoning, id and encrypted content.
+    summary = reasoning.summary[0].text
+    assert replayed == [
+        {
+            "type": "reasoning",
+            "id": replayed[0]["id"],
+            "summary": [{"type": "summary_text", "text": summary}],
+            "encrypted_content": openai_responses.encrypted(summary),
+        }
+    ]
+    assert replayed[0]["id"].startswith("rs_fake")

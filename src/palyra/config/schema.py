@@ -81,6 +81,8 @@ class ModelConfig(_Section):
     max_output_tokens: int | None = Field(default=None, ge=1)
     fallbacks: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
+    # Which OpenAI API serves the model: Chat Completions, or /v1/responses (kind openai only).
+    api: Literal["chat", "responses"] = "chat"
 
     @property
     def upstream_model(self) -> str:

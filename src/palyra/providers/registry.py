@@ -89,6 +89,10 @@ def _openai(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProv
     )
 
 
+# The provider kinds whose models may say api = "responses".
+RESPONSES_KINDS = frozenset({"openai"})
+
+
 def _openai_compatible(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProvider:
     _refuse(quirks_problem(cfg), cfg)  # the rule palyra config check applies
     quirks = quirks_from_names(cfg.quirks)
@@ -125,11 +129,24 @@ def upstream_client_for(cfg: ProviderConfig, *, timeout_s: float) -> httpx2.Asyn
     )
 
 
-def build_provider(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProvider:
+def build_provider(
+    cfg: ProviderConfig,
+    client: httpx2.AsyncClient | None,
+    responses_models: frozenset[str] = frozenset(),
+) -> ModelProvider:
     """The provider for one ``[[model_provider.providers]]`` entry, or a ``config`` error.
 
     ``client`` is required for every kind but ``deterministic``; see :func:`upstream_client_for`.
+    ``responses_models`` are the upstream model names configured with ``api = "responses"``.
     """
+    if responses_models and cfg.kind not in RESPONSES_KINDS:
+        raise PalyraError.of(
+            FailureClass.CONFIG,
+            f'models {", ".join(sorted(responses_models))} say api = "responses", but their '
+            f"{_where(cfg)} has no Responses API (only kind openai has); remove api from those "
+            "[[model_provider.models]] in palyra.toml",
+            provider=cfg.id,
+        )
     factory = PROVIDER_FACTORIES.get(cfg.kind)
     if factory is None:
         known = ", ".join(sorted(PROVIDER_FACTORIES))
@@ -140,4 +157,7 @@ def build_provider(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> Mo
             "[[model_provider.providers]] in palyra.toml",
             provider=cfg.id,
         )
-    return factory(cfg, client)
+    provider = factory(cfg, client)
+    if responses_models and isinstance(provider, OpenAIProvider):
+        provider.responses_models = responses_models
+    return provider

@@ -122,7 +122,12 @@ def build_runtime(
             if needs_client(pcfg):
                 timeout_s = (pcfg.timeout_ms or mp.request_timeout_ms) / 1000
                 client = clients[pcfg.id] = client_factory(pcfg, timeout_s)
-            providers[pcfg.id] = build_provider(pcfg, client)
+            responses = frozenset(
+                m.upstream_model
+                for m in mp.models
+                if m.provider == pcfg.id and m.api == "responses"
+            )
+            providers[pcfg.id] = build_provider(pcfg, client, responses)
     except BaseException:
         clients.clear()  # none has made a request yet, so no connection is left open
         raise

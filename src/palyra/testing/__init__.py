@@ -9,7 +9,7 @@ Used by Palyra's tests and benchmarks, and by users who want to try Palyra witho
         assert fake.requests[-1].body["model"] == "gpt-4o-mini"
 
 Endpoints: ``POST /v1/chat/completions`` (whole and SSE), ``/v1/embeddings``,
-``/v1/audio/transcriptions``, ``/v1/messages`` (whole and SSE), ``/v1/messages/count_tokens``,
+``/v1/audio/transcriptions``, ``/v1/responses`` (whole and SSE), ``/v1/messages`` (whole and SSE), ``/v1/messages/count_tokens``,
 ``GET /v1/models`` (Anthropic shape when the request has ``anthropic-version``). Replies follow
 the rules in :mod:`palyra.testing.conversation`; in short, ``call <tool>`` in the last user
 message makes the model call that offered tool.

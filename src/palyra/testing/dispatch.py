@@ -17,7 +17,14 @@ from typing import Any
 
 import orjson
 
-from palyra.testing import anthropic_messages, audio, embeddings, model_lists, openai_chat
+from palyra.testing import (
+    anthropic_messages,
+    audio,
+    embeddings,
+    model_lists,
+    openai_chat,
+    openai_responses,
+)
 from palyra.testing.conversation import Conversation, Reply, ScriptedToolCall, plan_reply
 from palyra.testing.faults import Fault, FaultKind, FaultQueue
 from palyra.testing.http_server import HttpRequest, Responder
@@ -37,6 +44,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 ROUTES = {
     "/v1/chat/completions": "POST",
+    "/v1/responses": "POST",
     "/v1/embeddings": "POST",
     "/v1/audio/transcriptions": "POST",
     "/v1/models": "GET",
@@ -255,6 +263,9 @@ class FakeApp:
             case "/v1/chat/completions":
                 injected = _injected_event(fault, dialect, _presented_key(request, dialect))
                 await self._openai_chat(body, fault, injected, out)
+            case "/v1/responses":
+                injected = _injected_event(fault, dialect, _presented_key(request, dialect))
+                await self._openai_responses(body, fault, injected, out)
             case "/v1/messages":
                 injected = _injected_event(fault, dialect, _presented_key(request, dialect))
                 await self._anthropic_messages(body, fault, injected, out)
@@ -315,6 +326,30 @@ class FakeApp:
         )
         events = itertools.chain((_sse(c) for c in chunks), [b"data: [DONE]\n\n"])
         await self._stream(out, events, fault, injected)
+
+    async def _openai_responses(
+        self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder
+    ) -> None:
+        conv, options = openai_responses.parse_responses(body)
+        n = next(self._ids)
+        reply = self._reply_for(conv, Dialect.OPENAI, n)
+        ident, created = f"fake{n:012x}", int(self._clock())
+        summary = openai_responses.reasoning_summary(conv) if options.reasoning else None
+        if not options.stream:
+            answer = openai_responses.response(
+                reply, id=ident, model=conv.model, created=created, summary=summary
+            )
+            await self._json(out, answer, fault)
+            return
+        events = openai_responses.events(
+            reply,
+            id=ident,
+            model=conv.model,
+            created=created,
+            summary=summary,
+            words_per_chunk=self.settings.stream_chunk_tokens,
+        )
+        await self._stream(out, (_sse(e, e["type"]) for e in events), fault, injected)
 
     async def _anthropic_messages(
         self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder

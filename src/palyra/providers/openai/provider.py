@@ -36,6 +36,9 @@ from palyra.providers.openai.response import (
     parse_openai_embeddings_response,
     parse_openai_models,
 )
+from palyra.providers.openai.responses_payload import build_openai_responses_payload
+from palyra.providers.openai.responses_response import parse_openai_responses_response
+from palyra.providers.openai.responses_stream import OpenAIResponsesStreamParser
 from palyra.providers.openai.stream import OpenAIStreamParser, is_whole_payload
 from palyra.providers.openai.transcription import parse_openai_transcription
 from palyra.providers.upstream.client import (
@@ -65,8 +68,11 @@ class OpenAIProvider:
         api_key: str | None = None,
         headers: dict[str, str] | None = None,
         quirks: OpenAIQuirks = OpenAIQuirks(),
+        responses_models: frozenset[str] = frozenset(),
     ) -> None:
         self.id = id
+        # Upstream model names configured with api = "responses": served by /responses.
+        self.responses_models = responses_models
         self.base_url = (base_url or DEFAULT_OPENAI_BASE_URL).rstrip("/")
         self.quirks = quirks
         self._client = client
@@ -150,6 +156,10 @@ class OpenAIProvider:
     async def chat(
         self, request: ChatRequest, *, credential: Credential | None = None
     ) -> ChatResponse:
+        if request.model in self.responses_models:
+            payload = build_openai_responses_payload(request, stream=False)
+            answer = await self._post_json("/responses", payload, credential, request.model)
+            return parse_openai_responses_response(answer, provider=self.id)
         body = await self._post_json(
             "/chat/completions", self._payload(request, stream=False), credential, request.model
         )
@@ -167,13 +177,17 @@ class OpenAIProvider:
             **self._headers(credential, "text/event-stream"),
             "content-type": "application/json",
         }
-        parser = OpenAIStreamParser(provider=self.id, model=request.model)
+        parser: OpenAIStreamParser | OpenAIResponsesStreamParser
+        if request.model in self.responses_models:
+            path = "/responses"
+            payload = build_openai_responses_payload(request, stream=True)
+            parser = OpenAIResponsesStreamParser(provider=self.id, model=request.model)
+        else:
+            path, payload = "/chat/completions", self._payload(request, stream=True)
+            parser = OpenAIStreamParser(provider=self.id, model=request.model)
         try:
             async with self._client.stream(
-                "POST",
-                f"{self.base_url}/chat/completions",
-                content=orjson.dumps(self._payload(request, stream=True)),
-                headers=headers,
+                "POST", f"{self.base_url}{path}", content=orjson.dumps(payload), headers=headers
             ) as response:
                 if not 200 <= response.status_code < 300:
                     raise_for_upstream_status(
