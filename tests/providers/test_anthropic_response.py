@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from palyra.model import ChatResponse, FailureClass, PalyraError, ToolCallPart, Usage
+from palyra.model import ChatResponse, FailureClass, PalyraError, ThinkingPart, ToolCallPart, Usage
 from palyra.providers.anthropic import (
     parse_anthropic_message,
     parse_anthropic_models,
@@ -49,6 +49,7 @@ def test_tool_use_message_parses_text_calls_finish_and_cache_usage() -> None:
     assert response.id == "msg_01Aq9w938a90dw8q"
     assert response.model == "claude-opus-4-6"
     assert response.content == "I'll check both cities."
+    assert response.reasoning == [ThinkingPart(thinking="The user wants weather.", signature="sig")]
     assert response.tool_calls == [
         ToolCallPart(
             id="toolu_01A09q90qw90lq917835lq9",
@@ -201,6 +202,7 @@ def test_one_pass_validation_builds_what_two_steps_built(
     expected = ChatResponse(
         id="m1",
         model=str(model or ""),
+        reasoning=parsed.reasoning,
         content=parsed.content,
         tool_calls=parsed.tool_calls,
         finish_reason=parsed.finish_reason,

@@ -1,7 +1,18 @@
-"""Anthropic ``/v1/messages`` and ``count_tokens``: request validation and response/event shapes (pure)."""
+"""Anthropic ``/v1/messages`` and ``count_tokens``: request validation and response/event shapes (pure).
+
+Thinking, as Anthropic does it: with ``thinking`` on, a reply starts with a ``thinking`` block
+whose ``signature`` is an HMAC of its text (:func:`sign_thinking`). History is checked the way
+Anthropic checks it: a thinking block whose signature does not match its text is refused, and with
+thinking on, the assistant turn holding the last tool calls must start with its thinking block.
+Cache markers: the request prefix up to the last ``cache_control`` is written to the cache the
+first time the fake sees it and read from it afterwards (:func:`cache_prefix`).
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -29,6 +40,15 @@ STOP_REASONS = {
     "stop_sequence": "stop_sequence",
 }
 TOOL_INPUT_FRAGMENT_CHARS = 10
+DOCUMENT_SOURCES = ("base64", "url", "text", "content", "file")
+MIN_THINKING_BUDGET = 1024
+_SIGNING_KEY = b"palyra-fake-upstream-thinking"
+
+
+def sign_thinking(text: str) -> str:
+    """The signature the fake gives a thinking block: it checks it when the block comes back."""
+    digest = hmac.new(_SIGNING_KEY, text.encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
 
 
 def _required(name: str) -> NoReturn:
@@ -87,7 +107,75 @@ def _blocks(msg: dict[str, Any], where: str) -> list[dict[str, Any]]:
             )
         if kind == "tool_result" and not isinstance(block.get("tool_use_id"), str):
             _required(f"{where}.content.{j}.tool_use_id")
+        if kind == "thinking" and not (
+            isinstance(block.get("thinking"), str)
+            and block.get("signature") == sign_thinking(block["thinking"])
+        ):
+            raise invalid(f"{where}.content.{j}: Invalid `signature` in `thinking` block")
+        if kind == "document":
+            source = block.get("source")
+            if not isinstance(source, dict) or source.get("type") not in DOCUMENT_SOURCES:
+                raise invalid(
+                    f"{where}.content.{j}.source.type: Input tag is not one of: "
+                    + ", ".join(DOCUMENT_SOURCES)
+                )
     return content
+
+
+def _check_thinking_first(messages: list[Any]) -> None:
+    """With thinking on, the assistant turn of the last tool calls starts with its thinking."""
+    for i in range(len(messages) - 1, -1, -1):
+        msg = messages[i]
+        blocks = msg.get("content")
+        if msg.get("role") != "assistant" or not isinstance(blocks, list) or not blocks:
+            continue
+        if not any(isinstance(b, dict) and b.get("type") == "tool_use" for b in blocks):
+            return
+        first = blocks[0].get("type") if isinstance(blocks[0], dict) else None
+        if first not in ("thinking", "redacted_thinking"):
+            raise invalid(
+                f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but "
+                f"found `{first}`. When `thinking` is enabled, a final `assistant` message must "
+                "start with a thinking block."
+            )
+        return
+
+
+def _thinking(body: dict[str, Any], max_tokens: Any) -> bool:
+    config = body.get("thinking")
+    if config is None:
+        return False
+    kind = config.get("type") if isinstance(config, dict) else None
+    if kind == "enabled":
+        budget = config.get("budget_tokens")
+        if not isinstance(budget, int) or budget < MIN_THINKING_BUDGET:
+            raise invalid(
+                "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+            )
+        if isinstance(max_tokens, int) and budget >= max_tokens:
+            raise invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
+        return True
+    if kind in ("disabled", "adaptive"):
+        return bool(kind == "adaptive")
+    raise invalid(f"thinking.type: Input tag '{kind}' is not one of: enabled, disabled, adaptive")
+
+
+def cache_prefix(body: dict[str, Any]) -> tuple[bytes, int] | None:
+    """(a key for the prompt up to its last cache marker, that prefix's tokens), or None
+    when nothing is marked. Order as Anthropic caches: tools, system, then messages."""
+    blocks: list[Any] = list(body.get("tools") or [])
+    system = body.get("system")
+    if isinstance(system, list):
+        blocks += system
+    for msg in body.get("messages") or []:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        blocks += content if isinstance(content, list) else []
+    marked = [i for i, b in enumerate(blocks) if isinstance(b, dict) and b.get("cache_control")]
+    if not marked:
+        return None
+    prefix = blocks[: marked[-1] + 1]
+    tokens = sum(count_words(orjson.dumps(b).decode()) for b in prefix)
+    return hashlib.sha256(orjson.dumps(prefix)).digest(), tokens
 
 
 def _messages(messages: Any, conv: Conversation) -> int:
@@ -213,6 +301,12 @@ def parse_messages(body: Any, *, count_only: bool = False) -> tuple[Conversation
     conv.input_tokens = tokens
     conv.tools = _tools(body)
     conv.tool_choice, conv.parallel_tool_calls = _tool_choice(body, conv.tools)
+    conv.thinking = _thinking(body, max_tokens)
+    if conv.thinking:
+        _check_thinking_first(body["messages"])
+    top_k = body.get("top_k")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
+        raise invalid("top_k: Input should be an integer >= 0")
     stops = body.get("stop_sequences") or []
     if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
         raise invalid("stop_sequences: Input should be a valid list of strings")
@@ -232,10 +326,11 @@ def _input(arguments: str) -> dict[str, Any]:
 
 
 def usage(reply: Reply) -> dict[str, Any]:
+    created = reply.cache_creation_tokens
     return {
-        "input_tokens": reply.input_tokens - reply.cached_tokens,
+        "input_tokens": max(reply.input_tokens - reply.cached_tokens - created, 0),
         "output_tokens": reply.output_tokens,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": created,
         "cache_read_input_tokens": reply.cached_tokens,
         "service_tier": "standard",
     }
@@ -247,6 +342,14 @@ def _shell(id: str, model: str) -> dict[str, Any]:
 
 def message(reply: Reply, *, id: str, model: str) -> dict[str, Any]:
     out = _shell(id, model)
+    if reply.thinking is not None:
+        out["content"].append(
+            {
+                "type": "thinking",
+                "thinking": reply.thinking,
+                "signature": sign_thinking(reply.thinking),
+            }
+        )
     if reply.text or not reply.calls:
         out["content"].append({"type": "text", "text": reply.text})
     for call in reply.calls:
@@ -267,22 +370,29 @@ def events(
     start.update(stop_reason=None, stop_sequence=None, usage={**usage(reply), "output_tokens": 1})
     yield "message_start", {"type": "message_start", "message": start}
     index = 0
+    if reply.thinking is not None:
+        yield from _thinking_events(reply.thinking, words_per_chunk)
+        index = 1
     if reply.text or not reply.calls:
         yield (
             "content_block_start",
             {
                 "type": "content_block_start",
-                "index": 0,
+                "index": index,
                 "content_block": {"type": "text", "text": ""},
             },
         )
-        yield "ping", {"type": "ping"}
+        if index == 0:
+            yield "ping", {"type": "ping"}
         pieces = split_words(reply.text)
         for at in range(0, len(pieces), words_per_chunk):
             delta = {"type": "text_delta", "text": "".join(pieces[at : at + words_per_chunk])}
-            yield "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
-        yield "content_block_stop", {"type": "content_block_stop", "index": 0}
-        index = 1
+            yield (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
+        yield "content_block_stop", {"type": "content_block_stop", "index": index}
+        index += 1
     for offset, call in enumerate(reply.calls):
         block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
         at_index = index + offset
@@ -315,3 +425,17 @@ def events(
         },
     )
     yield "message_stop", {"type": "message_stop"}
+
+
+def _thinking_events(text: str, words_per_chunk: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A streamed thinking block at index 0: its text in word chunks, then its signature."""
+    block = {"type": "thinking", "thinking": "", "signature": ""}
+    yield "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
+    yield "ping", {"type": "ping"}
+    pieces = split_words(text)
+    for at in range(0, len(pieces), words_per_chunk):
+        delta = {"type": "thinking_delta", "thinking": "".join(pieces[at : at + words_per_chunk])}
+        yield "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+    signature = {"type": "signature_delta", "signature": sign_thinking(text)}
+    yield "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": signature}
+    yield "content_block_stop", {"type": "content_block_stop", "index": 0}

@@ -12,6 +12,8 @@ Reply rules, shared by the OpenAI and Anthropic endpoints:
   named tool) calls the first/named tool without a trigger. Arguments fill the tool's JSON
   schema (strings get the user text minus the trigger, integers its word count) and every
   ``{...}`` JSON object in the text overrides them key by key.
+* **Thinking.** With thinking on, the reply starts with one thinking block saying how many words
+  the user wrote (its words count as output), signed (see ``anthropic_messages``).
 * **Text.** After tool results: ``Tool <name> returned: <content>`` per result. Otherwise
   ``You said: <last user text>``. JSON object mode wraps it as ``{"reply": ...}``; a JSON schema
   is filled in. Then it is cut at the first stop sequence and to ``max_tokens`` words.
@@ -74,6 +76,8 @@ class Conversation:
     stop: list[str] = field(default_factory=list)
     json_schema: Mapping[str, Any] | None = None
     json_object: bool = False
+    thinking: bool = False
+    """The request turned extended thinking on (Anthropic ``thinking``)."""
 
     @property
     def wants_tools(self) -> bool:
@@ -109,6 +113,8 @@ class Reply:
     input_tokens: int
     output_tokens: int
     cached_tokens: int
+    thinking: str | None = None
+    cache_creation_tokens: int = 0
 
 
 def _triggered(conv: Conversation) -> list[ToolDef]:
@@ -187,6 +193,10 @@ def plan_reply(
             ]
     text, finish, seq = ("", "tool_calls", None) if calls else _limit(_text(conv), conv)
     output = count_words(text) + sum(count_words(c.name) + count_words(c.arguments) for c in calls)
+    thinking = None
+    if conv.thinking:
+        thinking = f"The user wrote {count_words(conv.last_user_text)} words; I answer plainly."
+        output += count_words(thinking)
     return Reply(
         text=text,
         calls=calls,
@@ -195,4 +205,5 @@ def plan_reply(
         input_tokens=conv.input_tokens,
         output_tokens=output,
         cached_tokens=min(cached_tokens, conv.input_tokens),
+        thinking=thinking,
     )

@@ -8,6 +8,7 @@ validation; the answer (possibly cut or mangled by the consumed fault).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import random
 import threading
@@ -133,18 +134,21 @@ class FakeApp:
         self._scripts: deque[list[ScriptedToolCall]] = deque()
         self._window: deque[float] = deque()
         self._ids = itertools.count(1)
+        self._cache: set[bytes] = set()
 
     def script(self, calls: list[ScriptedToolCall]) -> None:
         with self._lock:
             self._scripts.append(calls)
 
     def clear(self) -> None:
-        """Forget recorded requests, queued faults, scripted calls and the rate-limit window."""
+        """Forget recorded requests, queued faults, scripted calls, the rate-limit window and
+        the prompt cache."""
         self.log.clear()
         self.faults.clear()
         with self._lock:
             self._scripts.clear()
             self._window.clear()
+            self._cache.clear()
 
     # --- pipeline ---
     async def handle(self, request: HttpRequest, out: Responder) -> None:
@@ -356,7 +360,7 @@ class FakeApp:
     ) -> None:
         conv, stream = anthropic_messages.parse_messages(body)
         n = next(self._ids)
-        reply = self._reply_for(conv, Dialect.ANTHROPIC, n)
+        reply = self._cached(self._reply_for(conv, Dialect.ANTHROPIC, n), body)
         ident = f"msg_fake{n:012x}"
         if not stream:
             await self._json(
@@ -367,6 +371,20 @@ class FakeApp:
             reply, id=ident, model=conv.model, words_per_chunk=self.settings.stream_chunk_tokens
         )
         await self._stream(out, (_sse(d, e) for e, d in events), fault, injected)
+
+    def _cached(self, reply: Reply, body: dict[str, Any]) -> Reply:
+        """The marked prompt prefix written to the cache on first sight, read from it after."""
+        prefix = anthropic_messages.cache_prefix(body)
+        if prefix is None:
+            return reply
+        key, tokens = prefix
+        tokens = min(tokens, reply.input_tokens - reply.cached_tokens)
+        with self._lock:
+            seen = key in self._cache
+            self._cache.add(key)
+        if seen:
+            return dataclasses.replace(reply, cached_tokens=reply.cached_tokens + tokens)
+        return dataclasses.replace(reply, cache_creation_tokens=tokens)
 
     async def _json(self, out: Responder, answer: Any, fault: Fault | None) -> None:
         body = orjson.dumps(answer)

@@ -82,18 +82,26 @@ def load_json_object(
 
 
 def parse_anthropic_message(body: dict[str, Any], *, provider: str | None = None) -> ChatResponse:
-    """A ``Message`` object -> ``ChatResponse``; thinking and server-tool blocks are left out."""
+    """A ``Message`` object -> ``ChatResponse``: thinking and redacted thinking (signatures and
+    data exactly as sent), text, tool calls, the stop sequence; server-tool blocks are left out."""
     content = body.get("content")
     if not isinstance(body.get("id"), str) or not isinstance(content, list):
         raise malformed("the message has no 'id' or no 'content' list", provider=provider)
     texts: list[str] = []
     calls: list[ToolCallPart] = []
+    reasoning: list[dict[str, Any]] = []
     for block in content:
         if not isinstance(block, dict):
             raise malformed("a content block is not an object", provider=provider)
         kind = block.get("type")
         if kind == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
+        elif kind == "thinking":
+            reasoning.append(_thinking(block, provider))
+        elif kind == "redacted_thinking":
+            if not isinstance(block.get("data"), str):
+                raise malformed("a redacted_thinking block has no 'data'", provider=provider)
+            reasoning.append({"type": "redacted_thinking", "data": block["data"]})
         elif kind == "tool_use":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise malformed("a tool_use block has no 'id' or 'name'", provider=provider)
@@ -101,19 +109,35 @@ def parse_anthropic_message(body: dict[str, Any], *, provider: str | None = None
             arguments = orjson.dumps(tool_input).decode() if tool_input is not None else "{}"
             calls.append(ToolCallPart(id=block["id"], name=block["name"], arguments=arguments))
     usage = body.get("usage")
+    stop_sequence = body.get("stop_sequence")
     # One validation of the whole answer, usage nested: a Usage built on its own first would
     # be a second pass through pydantic's model machinery.
-    return ChatResponse.model_validate(
-        {
-            "id": body["id"],
-            "model": str(body.get("model") or ""),
-            "content": "".join(texts),
-            "tool_calls": calls,
-            "finish_reason": finish_reason(body.get("stop_reason"), has_tool_calls=bool(calls)),
-            "usage": usage_fields(usage) if isinstance(usage, dict) else {"source": "estimated"},
-            "provider": provider,
-        }
-    )
+    fields: dict[str, Any] = {
+        "id": body["id"],
+        "model": str(body.get("model") or ""),
+        "content": "".join(texts),
+        "tool_calls": calls,
+        "finish_reason": finish_reason(body.get("stop_reason"), has_tool_calls=bool(calls)),
+        "usage": usage_fields(usage) if isinstance(usage, dict) else {"source": "estimated"},
+        "provider": provider,
+    }
+    # Set only when present: most answers have neither, and an absent key validates for free.
+    if reasoning:
+        fields["reasoning"] = reasoning
+    if isinstance(stop_sequence, str):
+        fields["stop_sequence"] = stop_sequence
+    return ChatResponse.model_validate(fields)
+
+
+def _thinking(block: dict[str, Any], provider: str | None) -> dict[str, Any]:
+    thinking, signature = block.get("thinking"), block.get("signature")
+    if not isinstance(thinking, str):
+        raise malformed("a thinking block has no 'thinking' text", provider=provider)
+    return {
+        "type": "thinking",
+        "thinking": thinking,
+        "signature": signature if isinstance(signature, str) else None,
+    }
 
 
 def _created(value: object) -> int | None:

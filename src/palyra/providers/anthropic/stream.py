@@ -13,8 +13,11 @@ from palyra.model import (
     MessageEnd,
     MessageStart,
     PalyraError,
+    RedactedThinking,
+    SignatureDelta,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
@@ -61,7 +64,8 @@ class _ToolBlock:
 class AnthropicStreamParser:
     """Feed each SSE ``(event, data)``; get the neutral events it means.
 
-    Tool calls are numbered over tool blocks only, so text blocks between them leave no gaps.
+    Tool calls are numbered over tool blocks only, and reasoning parts over thinking and
+    redacted thinking blocks only, so text blocks between them leave no gaps.
     Usage from ``message_start`` (input, cache) and ``message_delta`` (output, sometimes final
     input) is merged and sent once, just before ``MessageEnd``.
     """
@@ -72,7 +76,9 @@ class AnthropicStreamParser:
     stopped: bool = False
     _usage: dict[str, int] = field(default_factory=dict)
     _tools: dict[int, _ToolBlock] = field(default_factory=dict)
+    _thinking: dict[int, int] = field(default_factory=dict)
     _stop_reason: str | None = None
+    _stop_sequence: str | None = None
 
     def feed(self, event: str, data: str) -> list[StreamEvent]:
         if event == "ping":
@@ -136,10 +142,13 @@ class AnthropicStreamParser:
         index = payload.get("index")
         if not isinstance(block, dict) or not isinstance(index, int):
             raise malformed("content_block_start has no block or index", provider=self.provider)
-        if block.get("type") == "text":
+        kind = block.get("type")
+        if kind == "text":
             text = block.get("text")
             return [TextDelta(text=text)] if isinstance(text, str) and text else []
-        if block.get("type") != "tool_use":
+        if kind == "thinking" or kind == "redacted_thinking":
+            return self._thinking_start(index, block)
+        if kind != "tool_use":
             return []
         if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
             raise malformed("a streamed tool_use block has no id or name", provider=self.provider)
@@ -147,13 +156,45 @@ class AnthropicStreamParser:
         self._tools[index] = tool
         return [ToolCallStart(index=tool.index, id=block["id"], name=block["name"])]
 
+    def _thinking_start(self, index: int, block: dict[str, Any]) -> list[StreamEvent]:
+        part = len(self._thinking)
+        self._thinking[index] = part
+        if block["type"] == "redacted_thinking":
+            data = block.get("data")
+            if not isinstance(data, str):
+                raise malformed("a streamed redacted_thinking has no data", provider=self.provider)
+            return [RedactedThinking(index=part, data=data)]
+        events: list[StreamEvent] = []
+        text, signature = block.get("thinking"), block.get("signature")
+        if isinstance(text, str) and text:
+            events.append(ThinkingDelta(index=part, thinking=text))
+        if isinstance(signature, str) and signature:
+            events.append(SignatureDelta(index=part, signature=signature))
+        return events
+
+    def _thinking_delta(self, payload: dict[str, Any], key: str) -> list[StreamEvent]:
+        part = self._thinking.get(payload.get("index", -1))
+        value = payload["delta"].get(key)
+        if part is None or not isinstance(value, str):
+            raise malformed(f"a {key} delta for an unknown thinking block", provider=self.provider)
+        if not value:
+            return []
+        if key == "thinking":
+            return [ThinkingDelta(index=part, thinking=value)]
+        return [SignatureDelta(index=part, signature=value)]
+
     def _block_delta(self, payload: dict[str, Any]) -> list[StreamEvent]:
         delta = payload.get("delta")
         if not isinstance(delta, dict):
             raise malformed("content_block_delta has no delta", provider=self.provider)
-        if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+        kind = delta.get("type")
+        if kind == "text_delta" and isinstance(delta.get("text"), str):
             return [TextDelta(text=delta["text"])] if delta["text"] else []
-        if delta.get("type") == "input_json_delta":
+        if kind == "thinking_delta":
+            return self._thinking_delta(payload, "thinking")
+        if kind == "signature_delta":
+            return self._thinking_delta(payload, "signature")
+        if kind == "input_json_delta":
             tool = self._tools.get(payload.get("index", -1))
             part = delta.get("partial_json")
             if tool is None or not isinstance(part, str):
@@ -182,6 +223,8 @@ class AnthropicStreamParser:
         delta = payload.get("delta")
         if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
             self._stop_reason = delta["stop_reason"]
+            sequence = delta.get("stop_sequence")
+            self._stop_sequence = sequence if isinstance(sequence, str) else None
         self._merge_usage(payload.get("usage"))
         return []
 
@@ -191,7 +234,7 @@ class AnthropicStreamParser:
         events: list[StreamEvent] = []
         if self._usage:
             events.append(UsageEvent(usage=usage_from_anthropic(self._usage)))
-        events.append(MessageEnd(finish_reason=reason))
+        events.append(MessageEnd(finish_reason=reason, stop_sequence=self._stop_sequence))
         return events
 
 

@@ -2,8 +2,9 @@
 
 Request JSON -> neutral ``ChatRequest``; neutral ``ChatResponse`` -> ``message`` JSON; neutral
 stream events -> the ``message_start`` ... ``message_stop`` SSE sequence; ``ErrorEnvelope`` ->
-Anthropic error JSON. Fields with no neutral counterpart (``top_k``, ``thinking``,
-``cache_control``, ``service_tier``) are accepted and ignored so current SDKs keep working.
+Anthropic error JSON. ``thinking``, ``top_k``, ``cache_control`` (system blocks, content blocks,
+tools), documents and thinking history are carried (see ``content_blocks``); the system prompt
+keeps its form (string or blocks).
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from palyra.daemon.surfaces.anthropic.content_blocks import (
+    cache_control,
+    document,
+    reasoning_json,
+    thinking_block,
+    thinking_config,
+)
 from palyra.daemon.surfaces.wire_checks import invalid, json_kind, obj, string
 from palyra.model import (
     ChatRequest,
@@ -29,10 +37,13 @@ from palyra.model import (
     MessageStart,
     NamedToolChoice,
     PalyraError,
+    RedactedThinking,
     Role,
+    SignatureDelta,
     StreamEvent,
     TextDelta,
     TextPart,
+    ThinkingDelta,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallPart,
@@ -70,16 +81,17 @@ _STOP_REASONS: dict[FinishReason, str] = {
 
 _TOOL_CHOICES: dict[str, ToolChoice] = {"auto": "auto", "any": "required", "none": "none"}
 
-# Block types a client may echo back that carry nothing a neutral request can use.
-_IGNORED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+_THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 
 _WIRE_NAMES = {"max_output_tokens": "max_tokens", "stop": "stop_sequences"}
 
 
-def _message(role: Role, parts: list[ContentPart]) -> Message:
+def _message(role: Role, parts: list[ContentPart], *, content_list: bool = False) -> Message:
     """A message from parts built (and validated) here, without validating it again: each
-    caller puts only the part kinds its role may hold (text everywhere, images for user and
-    tool, tool calls for assistant, tool results for tool)."""
+    caller puts only the part kinds its role may hold (text everywhere, images and documents
+    for user and tool, tool calls and reasoning for assistant, tool results for tool)."""
+    if content_list:
+        return Message.model_construct(role=role, content=parts, content_list=True)
     return Message.model_construct(role=role, content=parts)
 
 
@@ -104,21 +116,28 @@ def _unsupported(kind: Any, where: str, allowed: str) -> PalyraError:
 def _image(block: dict[str, Any], where: str) -> ImagePart:
     source = obj(block.get("source"), f"{where}.source")
     kind = source.get("type")
+    marker = block.get("cache_control")
+    extra = {} if marker is None else {"cache_control": cache_control(marker, where)}
     try:
         if kind == "base64":
             return ImagePart(
                 data=string(source.get("data"), f"{where}.source.data"),
                 media_type=string(source.get("media_type"), f"{where}.source.media_type"),
+                **extra,
             )
         if kind == "url":
-            return ImagePart(url=string(source.get("url"), f"{where}.source.url"))
+            return ImagePart(url=string(source.get("url"), f"{where}.source.url"), **extra)
     except ValidationError as exc:
         raise invalid(f"{where}.source: {_first_error(exc)}", where) from exc
     raise invalid(f"{where}.source.type is {kind!r}; use 'base64' or 'url'", where)
 
 
 def _text(block: dict[str, Any], where: str) -> TextPart:
-    return TextPart(text=string(block.get("text"), f"{where}.text"))
+    text = string(block.get("text"), f"{where}.text")
+    marker = block.get("cache_control")
+    if marker is None:
+        return TextPart(text=text)
+    return TextPart(text=text, cache_control=cache_control(marker, where))
 
 
 def _system(raw: Any) -> list[Message]:
@@ -129,7 +148,8 @@ def _system(raw: Any) -> list[Message]:
         if block.get("type") != "text":
             raise _unsupported(block.get("type"), f"system[{j}]", "'text' blocks")
         parts.append(_text(block, f"system[{j}]"))
-    return [_message(Role.SYSTEM, parts)] if parts else []
+    content_list = isinstance(raw, list)
+    return [_message(Role.SYSTEM, parts, content_list=content_list)] if parts else []
 
 
 def _tool_result(block: dict[str, Any], where: str) -> Message:
@@ -145,10 +165,17 @@ def _tool_result(block: dict[str, Any], where: str) -> Message:
                 texts.append(_text(inner, inner_where).text)
             elif inner.get("type") == "image":
                 images.append(_image(inner, inner_where))
+            elif inner.get("type") == "document":
+                images.append(document(inner, inner_where))
             else:
-                raise _unsupported(inner.get("type"), inner_where, "'text' or 'image' blocks")
+                raise _unsupported(
+                    inner.get("type"), inner_where, "'text', 'image' or 'document' blocks"
+                )
     result = ToolResultPart(
-        tool_call_id=call_id, content="".join(texts), is_error=block.get("is_error") is True
+        tool_call_id=call_id,
+        content="".join(texts),
+        is_error=block.get("is_error") is True,
+        cache_control=cache_control(block.get("cache_control"), where),
     )
     return _message(Role.TOOL, [result, *images])
 
@@ -165,8 +192,12 @@ def _user_turn(blocks: list[dict[str, Any]], where: str) -> list[Message]:
             parts.append(_image(block, block_where))
         elif kind == "tool_result":
             results.append(_tool_result(block, block_where))
+        elif kind == "document":
+            parts.append(document(block, block_where))
         else:
-            raise _unsupported(kind, block_where, "'text', 'image' or 'tool_result' blocks")
+            raise _unsupported(
+                kind, block_where, "'text', 'image', 'document' or 'tool_result' blocks"
+            )
     if parts or not results:
         results.append(_message(Role.USER, parts))
     return results
@@ -185,10 +216,15 @@ def _assistant_turn(blocks: list[dict[str, Any]], where: str) -> Message:
                     id=string(block.get("id"), f"{block_where}.id"),
                     name=string(block.get("name"), f"{block_where}.name"),
                     arguments=orjson.dumps(tool_input).decode(),
+                    cache_control=cache_control(block.get("cache_control"), block_where),
                 )
             )
-        elif kind not in _IGNORED_BLOCKS:
-            raise _unsupported(kind, block_where, "'text' or 'tool_use' blocks")
+        elif kind in _THINKING_BLOCKS:
+            parts.append(thinking_block(block, block_where))
+        else:
+            raise _unsupported(
+                kind, block_where, "'text', 'tool_use', 'thinking' or 'redacted_thinking' blocks"
+            )
     return _message(Role.ASSISTANT, parts)
 
 
@@ -222,6 +258,10 @@ def _tool(raw: Any, i: int) -> ToolSpec:
     spec: dict[str, Any] = {"name": tool.get("name")}
     if tool.get("description") is not None:
         spec["description"] = tool["description"]
+    if tool.get("strict") is not None:
+        spec["strict"] = tool["strict"]
+    if tool.get("cache_control") is not None:
+        spec["cache_control"] = cache_control(tool["cache_control"], where)
     spec["parameters"] = obj(tool.get("input_schema"), f"{where}.input_schema")
     try:
         return ToolSpec.model_validate(spec)
@@ -294,6 +334,8 @@ def parse_messages_request(data: Any, *, require_max_tokens: bool = True) -> Cha
                 "max_output_tokens": body.get("max_tokens"),
                 "temperature": temperature,
                 "top_p": body.get("top_p"),
+                "top_k": body.get("top_k"),
+                "reasoning": thinking_config(body.get("thinking")),
                 "stop": _stop_sequences(body.get("stop_sequences")),
                 "stream": body.get("stream") or False,
                 "user": _user_id(body.get("metadata")),
@@ -360,7 +402,7 @@ def tool_input(call: ToolCallPart) -> dict[str, Any]:
 
 def message_json(response: ChatResponse) -> dict[str, Any]:
     """A neutral answer as an Anthropic ``message`` object."""
-    content: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = [reasoning_json(r) for r in response.reasoning]
     if response.content:
         content.append({"type": "text", "text": response.content, "citations": None})
     content += [
@@ -380,7 +422,7 @@ def message_json(response: ChatResponse) -> dict[str, Any]:
         "model": response.model,
         "content": content,
         "stop_reason": stop_reason(response.finish_reason),
-        "stop_sequence": None,
+        "stop_sequence": response.stop_sequence,
         **_MESSAGE_NULLS,
         "usage": message_usage_json(response.usage),
     }
@@ -420,9 +462,11 @@ class MessageEventEncoder:
         self._blocks = 0
         self._text_block: int | None = None
         self._tool_blocks: dict[int, int] = {}
+        self._thinking_blocks: dict[int, int] = {}
         self._open: list[int] = []
         self._usage: Usage | None = None
         self._finish: FinishReason | None = None
+        self._stop_sequence: str | None = None
 
     def _start_block(self, block: dict[str, Any]) -> tuple[int, bytes]:
         index = self._blocks
@@ -481,11 +525,26 @@ class MessageEventEncoder:
                     return b""
                 head = b""
                 if self._text_block is None:
+                    # A thinking block before it closes first (Anthropic streams one at a time).
+                    closed = self._close_open() if self._thinking_blocks else b""
                     self._text_block, head = self._start_block(
                         {"type": "text", "text": "", "citations": None}
                     )
+                    head = closed + head
                 delta = {"type": "text_delta", "text": event.text}
                 return head + self._delta(self._text_block, delta)
+            case ThinkingDelta():
+                head, index = self._thinking(event.index)
+                delta = {"type": "thinking_delta", "thinking": event.thinking}
+                return head + self._delta(index, delta)
+            case SignatureDelta():
+                head, index = self._thinking(event.index)
+                delta = {"type": "signature_delta", "signature": event.signature}
+                return head + self._delta(index, delta)
+            case RedactedThinking():
+                head = self._close_open()
+                index, start = self._start_block({"type": "redacted_thinking", "data": event.data})
+                return head + start + self._stop_block(index)
             case ToolCallStart():
                 head = b"" if self._text_block is None else self._stop_block(self._text_block)
                 block = {
@@ -509,13 +568,27 @@ class MessageEventEncoder:
                 self._usage = event.usage
             case MessageEnd():
                 self._finish = event.finish_reason
+                self._stop_sequence = event.stop_sequence
             case ErrorEvent():
                 return sse("error", error_json(event.error))
         return b""
 
+    def _close_open(self) -> bytes:
+        return b"".join(self._stop_block(index) for index in list(self._open))
+
+    def _thinking(self, part: int) -> tuple[bytes, int]:
+        """The block of reasoning part ``part``, opened (after closing the others) if new."""
+        index = self._thinking_blocks.get(part)
+        if index is not None:
+            return b"", index
+        head = self._close_open()
+        index, start = self._start_block({"type": "thinking", "thinking": "", "signature": ""})
+        self._thinking_blocks[part] = index
+        return head + start, index
+
     def finish(self) -> bytes:
         """Close open blocks, then ``message_delta`` (stop reason, usage) and ``message_stop``."""
-        out = b"".join(self._stop_block(index) for index in list(self._open))
+        out = self._close_open()
         reason = self._finish or ("tool_calls" if self._tool_blocks else "stop")
         counts: dict[str, Any] = (
             usage_json(self._usage)
@@ -531,7 +604,7 @@ class MessageEventEncoder:
             "type": "message_delta",
             "delta": {
                 "stop_reason": stop_reason(reason),
-                "stop_sequence": None,
+                "stop_sequence": self._stop_sequence,
                 **_MESSAGE_NULLS,
             },
             "usage": {**counts, "output_tokens_details": None, "server_tool_use": None},
