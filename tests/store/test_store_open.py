@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from palyra.store import Store, StoreError, open_store, redact_url
+from palyra.store import Store, StoreCorrupt, StoreError, open_store, redact_url
 
 
 def _mode(path: Path) -> int:
@@ -91,10 +91,11 @@ async def test_unreachable_postgres_is_a_clear_error_with_password_redacted() ->
 async def test_corrupt_sqlite_file_is_a_clear_error(tmp_path: Path) -> None:
     db = tmp_path / "p.db"
     db.write_bytes(b"this is not sqlite at all" * 400)
-    with pytest.raises(StoreError) as err:
+    with pytest.raises(StoreCorrupt) as err:
         await open_store(f"sqlite+aiosqlite:///{db}")
-    assert f"{db} is not a valid database" in str(err.value)
+    assert f"the SQLite database {db} is damaged (file is not a database)" in str(err.value)
     assert "backup" in str(err.value)
+    assert db.read_bytes() == b"this is not sqlite at all" * 400
 
 
 async def test_in_memory_sqlite_is_refused_because_state_must_persist() -> None:

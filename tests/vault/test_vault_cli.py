@@ -114,7 +114,7 @@ def test_rotate_key_refuses_two_targets(state: Path) -> None:
     assert run("rotate-key", "--to-env", "--to-passphrase").exit_code == 2
 
 
-def test_wrong_key_and_corrupt_database_exit_1_with_clear_messages(
+def test_wrong_key_exits_1_and_a_corrupt_database_3_with_clear_messages(
     state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run("put", "global/openai", input=OPENAI)
@@ -127,8 +127,8 @@ def test_wrong_key_and_corrupt_database_exit_1_with_clear_messages(
     db = state / "broken.db"
     db.write_bytes(b"garbage" * 1000)
     corrupt = run("list", "--db-url", f"sqlite+aiosqlite:///{db}")
-    assert corrupt.exit_code == 1
-    assert "is not a valid database" in corrupt.stderr
+    assert corrupt.exit_code == 3
+    assert f"the SQLite database {db} is damaged" in corrupt.stderr
 
 
 def test_a_wrong_env_key_is_refused_even_when_the_key_file_would_open_the_vault(

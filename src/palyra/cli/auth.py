@@ -46,7 +46,7 @@ from palyra.cli.auth_selection import (
     order_problem,
     resolve_target,
 )
-from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, read_config, store_url
+from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, fail_on, read_config, store_url
 from palyra.model import PalyraError
 from palyra.paths import state_dir
 from palyra.store import DEFAULT_STORE_URL, Store, open_store
@@ -114,7 +114,7 @@ def run_registry(
     try:
         return asyncio.run(go())
     except PalyraError as exc:
-        fail(exc.envelope.message)
+        fail_on(exc)
 
 
 def _profile_id(text: str) -> str:

@@ -2,7 +2,8 @@
 
 The database is ``--db-url``, else ``[storage] url`` of the config: one rule for every command
 that touches the store (vault, auth, token), so a secret put with ``palyra vault`` lands where the
-daemon and ``palyra auth`` will look for it.
+daemon and ``palyra auth`` will look for it. Exit codes: 1 for an error, 2 for bad usage, 3 when
+the stored state is damaged (the file is left as it is; restore it from a backup).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import typer
 from palyra.config.loader import load_config
 from palyra.config.problems import ConfigError
 from palyra.config.schema import PalyraConfig
+from palyra.model import PalyraError
+from palyra.store import StoreCorrupt
+
+EXIT_STATE_DAMAGED = 3
 
 DISCOVERY = "$PALYRA_CONFIG, else $XDG_CONFIG_HOME/palyra/palyra.toml, else the built-in deterministic setup"
 """Config discovery after ``--config``, as :func:`palyra.config.discovery.discover_config` does it."""
@@ -35,6 +40,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """``error: <message>`` on stderr, then exit with ``code``."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def exit_code_for(exc: PalyraError) -> int:
+    """3 for a damaged store (scripts can tell it from an ordinary failure), else 1."""
+    return EXIT_STATE_DAMAGED if isinstance(exc, StoreCorrupt) else 1
+
+
+def fail_on(exc: PalyraError) -> NoReturn:
+    """``fail`` with a Palyra error's message and its exit code."""
+    fail(exc.envelope.message, exit_code_for(exc))
 
 
 def store_url(db_url: str | None, config: Path | None = None) -> str:

@@ -21,7 +21,7 @@ from palyra.auth.doctor import Severity
 from palyra.auth.oauth_attempts import OAUTH_SCHEMA
 from palyra.auth.registry import AuthProfileRegistry
 from palyra.auth.tables import AUTH_PROFILES_SCHEMA
-from palyra.cli.common import ConfigOpt
+from palyra.cli.common import EXIT_STATE_DAMAGED, ConfigOpt
 from palyra.cli.models import FIX_HINTS
 from palyra.config.discovery import discover_config
 from palyra.config.loader import load_config
@@ -31,7 +31,14 @@ from palyra.model import PalyraError
 from palyra.paths import state_dir as default_state_dir
 from palyra.routing.assembly import build_runtime
 from palyra.routing.discovery import ModelDiscovery, ProviderListing
-from palyra.store import MigrationSet, Store, expand_url, open_store, schema_table
+from palyra.store import (
+    MigrationSet,
+    Store,
+    StoreCorrupt,
+    expand_url,
+    open_store,
+    schema_table,
+)
 from palyra.store.migrations import SCHEMA_TABLE_NAME
 from palyra.vault import VAULT_SCHEMA, KeyResolver, Vault, system_keyring
 from palyra.vault.tables import vault_settings
@@ -177,6 +184,7 @@ class _Setup:
     store: Store | None = None
     vault: Vault | None = None
     vault_broken: bool = False
+    store_damaged: bool = False
 
 
 async def _store_checks(config: PalyraConfig, states: Path, setup: _Setup) -> list[Check]:
@@ -189,6 +197,16 @@ async def _store_checks(config: PalyraConfig, states: Path, setup: _Setup) -> li
         ]
     try:
         store = await open_store(url, state_dir=states)
+    except StoreCorrupt as exc:
+        setup.store_damaged = True
+        return [
+            Check(
+                "store",
+                Status.FAIL,
+                exc.envelope.message,
+                f"move {exc.path} aside and restore it from a backup (see above)",
+            )
+        ]
     except PalyraError as exc:
         return [
             Check(
@@ -286,9 +304,10 @@ async def daemon_check(bind: str, client: httpx2.AsyncClient) -> Check:
     return Check("daemon", Status.OK, f"running at {bind}")
 
 
-async def run_checks(config_path: Path | None) -> list[Check]:
+async def run_checks(config_path: Path | None, setup: _Setup | None = None) -> list[Check]:
     """Every check in order; the ones that need a valid config are skipped without one."""
     states = default_state_dir(create=False)
+    setup = setup or _Setup()
     checks: list[Check] = []
     try:
         loaded = load_config(config_path)
@@ -309,7 +328,6 @@ async def run_checks(config_path: Path | None) -> list[Check]:
     config = loaded.config
     checks.append(Check("config", Status.OK, str(loaded.path or "built-in defaults")))
     checks.append(check_state_dir(states))
-    setup = _Setup()
     try:
         checks += await _store_checks(config, states, setup)
         checks.append(await _auth_check(setup))
@@ -326,11 +344,12 @@ def doctor(
     config: ConfigOpt = None,
 ) -> None:
     """Check config, state, store, vault, auth profiles, providers and the daemon; exit 1 on
-    any failure."""
-    checks = asyncio.run(run_checks(config))
+    any failure, 3 when the store is damaged."""
+    setup = _Setup()
+    checks = asyncio.run(run_checks(config, setup))
     for line in render(checks):
         typer.echo(line)
     failed = [c for c in checks if c.status is Status.FAIL]
     if failed:
         typer.echo(f"{len(failed)} of {len(checks)} checks failed.", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_STATE_DAMAGED if setup.store_damaged else 1)

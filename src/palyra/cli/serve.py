@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from palyra.cli.common import ConfigOpt
+from palyra.cli.common import EXIT_STATE_DAMAGED, ConfigOpt
 from palyra.config import ConfigError
 from palyra.config import load_config as load_effective_config
 from palyra.config.schema import PalyraConfig
@@ -88,7 +88,7 @@ def serve(
     from palyra.model import PalyraError
     from palyra.paths import state_dir
     from palyra.providers.tokens import warm_up
-    from palyra.store import open_store
+    from palyra.store import StoreCorrupt, open_store
 
     cfg = load_config(config)
     host, port = parse_bind(bind or cfg.daemon.bind)
@@ -98,10 +98,12 @@ def serve(
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
     async def start_up_once() -> StartupTokens:
+        # The token store is opened (and checked) before anything else, so a damaged database
+        # stops the start-up here, however tokens are configured.
+        store = await open_store(cfg.storage.url, state_dir=states, migrations=(TOKENS_SCHEMA,))
+        await store.aclose()
         tokens = await prepare_tokens(cfg, host=host, state_dir=states, environ=os.environ)
         if count > 1:  # what every worker's start would otherwise race to do
-            store = await open_store(cfg.storage.url, state_dir=states, migrations=(TOKENS_SCHEMA,))
-            await store.aclose()
             await prepare_store(cfg, states=states, environ=os.environ)
         return tokens
 
@@ -111,7 +113,7 @@ def serve(
         tokens = asyncio.run(start_up_once())
     except PalyraError as exc:
         typer.echo(f"palyra serve: {exc.envelope.message}", err=True)
-        raise typer.Exit(2) from exc
+        raise typer.Exit(EXIT_STATE_DAMAGED if isinstance(exc, StoreCorrupt) else 2) from exc
     if tokens.minted is not None:
         # The one place a token is shown: stdout, never the log.
         typer.echo(

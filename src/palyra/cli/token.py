@@ -15,11 +15,11 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, store_url
+from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, fail_on, store_url
 from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenRecord, TokenStore
 from palyra.model import PalyraError
 from palyra.paths import state_dir
-from palyra.store import Store, open_store
+from palyra.store import Store, StoreMissing, open_store
 
 T = TypeVar("T")
 SECONDS_PER_DAY = 86_400
@@ -30,16 +30,31 @@ app = typer.Typer(
 
 
 def _run(
-    db_url: str | None, action: Callable[[TokenStore], Awaitable[T]], config: Path | None = None
+    db_url: str | None,
+    action: Callable[[TokenStore], Awaitable[T]],
+    config: Path | None = None,
+    *,
+    empty: Callable[[], T] | None = None,
 ) -> T:
-    """Open the store, run ``action`` on the token table, close; Palyra errors exit 1."""
+    """Open the store, run ``action`` on the token table, close; Palyra errors exit 1 (3 for a
+    damaged store). With ``empty`` (commands that only read) a database that does not exist yet
+    is not created: ``empty()`` answers instead."""
     url = store_url(db_url, config)
 
     async def go() -> T:
         store: Store | None = None
         try:
-            store = await open_store(url, state_dir=state_dir(), migrations=(TOKENS_SCHEMA,))
+            store = await open_store(
+                url,
+                state_dir=state_dir(create=empty is None),
+                migrations=(TOKENS_SCHEMA,),
+                create=empty is None,
+            )
             return await action(TokenStore(store))
+        except StoreMissing:
+            if empty is None:
+                raise
+            return empty()
         finally:
             if store is not None:
                 await store.aclose()
@@ -47,7 +62,7 @@ def _run(
     try:
         return asyncio.run(go())
     except PalyraError as exc:
-        fail(exc.envelope.message)
+        fail_on(exc)
 
 
 @app.command()
@@ -98,9 +113,11 @@ def list_tokens(
         now = tokens.now_ms()
         return [r.public_dict(now) for r in await tokens.list()]
 
-    records = _run(db_url, listing, config)
+    records: list[dict[str, object]] | None = _run(db_url, listing, config, empty=lambda: None)
     if as_json:
-        typer.echo(json.dumps(records, indent=2))
+        typer.echo(json.dumps(records or [], indent=2))
+    elif records is None:
+        typer.echo("no tokens: nothing is stored yet; create one with: palyra token create")
     elif not records:
         typer.echo("no tokens; create one with: palyra token create")
     else:
@@ -115,7 +132,9 @@ def revoke(
     config: ConfigOpt = None,
 ) -> None:
     """Revoke a token (a running daemon refuses it within 30 s)."""
-    record: TokenRecord | None = _run(db_url, lambda tokens: tokens.revoke(token_id), config)
+    record: TokenRecord | None = _run(
+        db_url, lambda tokens: tokens.revoke(token_id), config, empty=lambda: None
+    )
     if record is None:
         fail(f"there is no token {token_id!r}; see: palyra token list")
     typer.echo(f"revoked {record.kind.value} token {record.id} ({record.name})")

@@ -12,14 +12,14 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
-from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, store_url
+from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, fail_on, store_url
 from palyra.model import PalyraError
 from palyra.paths import state_dir
-from palyra.store import Store, open_store
+from palyra.store import Store, StoreMissing, open_store
 from palyra.vault import (
     EnvKey,
     InvalidVaultRef,
@@ -27,7 +27,9 @@ from palyra.vault import (
     KeyResolver,
     Passphrase,
     RotationTarget,
+    SecretMeta,
     Vault,
+    VaultNotCreated,
     VaultRef,
     system_keyring,
 )
@@ -59,18 +61,29 @@ def _stdin_is_tty() -> bool:
 
 
 def _run(
-    db_url: str | None, action: Callable[[Vault], Awaitable[T]], config: Path | None = None
+    db_url: str | None,
+    action: Callable[[Vault], Awaitable[T]],
+    config: Path | None = None,
+    *,
+    empty: Callable[[str], T] | None = None,
 ) -> T:
-    """Open the store and vault, run ``action``, close; vault/store errors exit 1."""
+    """Open the store and vault, run ``action``, close; vault/store errors exit 1 (3 for a
+    damaged store). With ``empty`` (commands that only read) a store or vault that does not
+    exist yet is not created: ``empty(why)`` answers instead."""
     url = store_url(db_url, config)
+    create = empty is None
 
     async def go() -> T:
         store: Store | None = None
         try:
-            state = state_dir()
-            store = await open_store(url, state_dir=state)
+            state = state_dir(create=create)
+            store = await open_store(url, state_dir=state, create=create)
             keys = KeyResolver(state, environ=dict(os.environ), keyring=system_keyring())
-            return await action(await Vault.open(store, keys))
+            return await action(await Vault.open(store, keys, create=create))
+        except (StoreMissing, VaultNotCreated) as exc:
+            if empty is None:
+                raise
+            return empty(exc.envelope.message)
         finally:
             if store is not None:
                 await store.aclose()
@@ -78,7 +91,14 @@ def _run(
     try:
         return asyncio.run(go())
     except PalyraError as exc:
-        fail(exc.envelope.message)
+        fail_on(exc)
+
+
+def _nothing_stored(ref: VaultRef) -> Callable[[str], NoReturn]:
+    def answer(why: str) -> NoReturn:
+        fail(f"there is no vault secret {ref} ({why}); add it with: palyra vault put {ref}")
+
+    return answer
 
 
 def _read_value(ref: VaultRef) -> str:
@@ -104,7 +124,7 @@ def put(ref: RefArg, db_url: DbUrlOpt = None, config: ConfigOpt = None) -> None:
 def get(ref: RefArg, db_url: DbUrlOpt = None, config: ConfigOpt = None) -> None:
     """Print a secret's value (the only command that prints one)."""
     vref = _parse_ref(ref)
-    typer.echo(_run(db_url, lambda vault: vault.get(vref), config))
+    typer.echo(_run(db_url, lambda vault: vault.get(vref), config, empty=_nothing_stored(vref)))
 
 
 @app.command("list")
@@ -122,9 +142,16 @@ def list_secrets(
             check_scope(scope)
         except InvalidVaultRef as exc:
             fail(exc.envelope.message, 2)
-    metas = _run(db_url, lambda vault: vault.list(scope), config)
+    metas: list[SecretMeta] | None = _run(
+        db_url, lambda vault: vault.list(scope), config, empty=lambda _why: None
+    )
     if as_json:
-        typer.echo(json.dumps([m.as_dict() for m in metas], indent=2))
+        typer.echo(json.dumps([m.as_dict() for m in metas or []], indent=2))
+        return
+    if metas is None:
+        typer.echo(
+            "no secrets: nothing is stored yet; add one with: palyra vault put <scope>/<name>"
+        )
         return
     if not metas:
         typer.echo("no secrets" + (f" in scope {scope}" if scope else ""))
@@ -139,7 +166,7 @@ def list_secrets(
 def delete(ref: RefArg, db_url: DbUrlOpt = None, config: ConfigOpt = None) -> None:
     """Delete a secret."""
     vref = _parse_ref(ref)
-    if not _run(db_url, lambda vault: vault.delete(vref), config):
+    if not _run(db_url, lambda vault: vault.delete(vref), config, empty=lambda _why: False):
         fail(f"there is no vault secret {vref}; see: palyra vault list")
     typer.echo(f"deleted {vref}")
 

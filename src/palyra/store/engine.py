@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import AsyncIterator
+import secrets
+import sqlite3
+import stat
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,9 @@ POSTGRES_CONNECT_TIMEOUT_S = 10.0
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Arbitrary constant key for pg_advisory_xact_lock, so replicas migrate one at a time.
 _MIGRATION_LOCK_KEY = 0x50A1_7A5C
+# SQLite's primary result codes for a damaged file and for a file that is not a database.
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
 
 
 class StoreError(PalyraError):
@@ -31,6 +38,29 @@ class StoreError(PalyraError):
 
     def __init__(self, message: str) -> None:
         super().__init__(PalyraError.of(FailureClass.CONFIG, message).envelope)
+
+
+class StoreCorrupt(StoreError):
+    """The SQLite file is damaged or empty; it was left as it is. The CLI exits 3 on this."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        reason = " ".join(reason.replace("*** in database main ***", "").split())
+        super().__init__(
+            f"the SQLite database {path} is damaged ({reason}); Palyra stopped without changing "
+            "it. Stop every Palyra process that uses it and move it aside together with its "
+            f"-wal and -shm files (mv {path} {path}.damaged), then restore {path} from a "
+            "backup. Without a backup, the next Palyra command starts a new, empty store: the "
+            "secrets, tokens and auth profiles in the damaged file are not carried over"
+        )
+
+
+class StoreMissing(StoreError):
+    """A command that only reads found no database file: nothing is stored yet."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        super().__init__(f"nothing is stored yet: the database {path} does not exist")
 
 
 def redact_url(url: str | URL) -> str:
@@ -100,16 +130,29 @@ class Store:
         On SQLite it starts with ``BEGIN IMMEDIATE`` so read-modify-write sequences wait for the
         write lock (busy timeout) instead of failing half-way.
         """
-        async with self.engine.connect() as conn:
-            await conn.execution_options(palyra_write=True)
-            async with conn.begin():
-                yield conn
+        with self._corruption_reported():
+            async with self.engine.connect() as conn:
+                await conn.execution_options(palyra_write=True)
+                async with conn.begin():
+                    yield conn
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A read connection (its implicit transaction is rolled back on exit)."""
-        async with self.engine.connect() as conn:
-            yield conn
+        with self._corruption_reported():
+            async with self.engine.connect() as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def _corruption_reported(self) -> Iterator[None]:
+        """A damaged SQLite page met by any query becomes ``StoreCorrupt``, not a traceback."""
+        try:
+            yield
+        except sa.exc.DatabaseError as exc:
+            reason = sqlite_corruption(exc)
+            if reason is None or self.dialect != "sqlite":
+                raise
+            raise StoreCorrupt(self.engine.url.database or self.url, reason) from exc
 
     async def migrate(self, *migration_sets: MigrationSet) -> None:
         """Bring each component's tables to its latest version; cheap when already there."""
@@ -137,11 +180,14 @@ async def open_store(
     state_dir: Path | None = None,
     schema: str | None = None,
     migrations: tuple[MigrationSet, ...] = (),
+    create: bool = True,
 ) -> Store:
     """Open (and for SQLite, create) the database, check it answers, apply ``migrations``.
 
     ``schema`` selects a PostgreSQL schema (via ``search_path``) so several Palyra instances, or
-    parallel test runs, can share one database.
+    parallel test runs, can share one database. With ``create=False`` a missing SQLite file is
+    ``StoreMissing`` (commands that only read must not leave a database behind). A damaged or
+    empty SQLite file is ``StoreCorrupt``, found before anything is written to it.
     """
     problem = store_url_problem(url)
     if problem is not None:
@@ -152,13 +198,22 @@ async def open_store(
     if parsed.drivername.startswith("sqlite"):
         if schema is not None:
             raise StoreError(f"a schema ({schema!r}) only applies to PostgreSQL, not {shown}")
-        engine = _sqlite_engine(parsed, shown)
+        engine = _sqlite_engine(parsed, shown, create=create)
     else:
         engine = _postgres_engine(parsed, shown, schema)
     store = Store(engine, shown)
     try:
         async with store.connect() as conn:
-            await conn.execute(sa.select(sa.literal(1)))
+            if store.dialect == "sqlite":
+                # Reads every page once, so damage anywhere is found before anything is written.
+                verdict = (await conn.exec_driver_sql("PRAGMA quick_check(1)")).scalar()
+                if verdict != "ok":
+                    raise StoreCorrupt(parsed.database or shown, f"quick_check: {verdict}")
+            else:
+                await conn.execute(sa.select(sa.literal(1)))
+    except StoreCorrupt:
+        await engine.dispose()
+        raise
     except (TimeoutError, sa.exc.SQLAlchemyError, OSError) as exc:
         await engine.dispose()
         raise StoreError(_open_failure(parsed, shown, exc)) from exc
@@ -176,12 +231,6 @@ def _open_failure(parsed: URL, shown: str, exc: BaseException) -> str:
     if parsed.password:
         reason = reason.replace(parsed.password, "***")
     if parsed.drivername.startswith("sqlite"):
-        if "not a database" in reason or "malformed" in reason:
-            return (
-                f"the SQLite database {parsed.database} is not a valid database (it may be corrupt: "
-                f"{reason}); move it aside and restore it from a backup, or point [storage] url "
-                "at a new file"
-            )
         return f"cannot open the SQLite database {shown}: {reason}"
     return (
         f"cannot connect to the database {shown}: {reason}; check that the server is running and "
@@ -189,10 +238,21 @@ def _open_failure(parsed: URL, shown: str, exc: BaseException) -> str:
     )
 
 
-def _sqlite_engine(parsed: URL, shown: str) -> AsyncEngine:
+def sqlite_corruption(exc: BaseException) -> str | None:
+    """SQLite's own words when ``exc`` says the file is damaged or not a database, else None."""
+    orig = getattr(exc, "orig", exc)
+    if not isinstance(orig, sqlite3.DatabaseError):
+        return None
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return str(orig)
+    return None
+
+
+def _sqlite_engine(parsed: URL, shown: str, *, create: bool) -> AsyncEngine:
     database = parsed.database
     assert database  # store_url_problem refused a SQLite URL without a file
-    _prepare_sqlite_file(Path(database))
+    _prepare_sqlite_file(Path(database), create=create)
     engine = create_async_engine(parsed)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -214,15 +274,52 @@ def _sqlite_engine(parsed: URL, shown: str) -> AsyncEngine:
     return engine
 
 
-def _prepare_sqlite_file(path: Path) -> None:
-    """Create the database file 0600 (its directory 0700) before SQLite creates it looser."""
+def _prepare_sqlite_file(path: Path, *, create: bool) -> None:
+    """Create the database file 0600 (its directory 0700) before SQLite creates it looser.
+
+    A new file is made whole (SQLite's header written, fsynced) under a temporary name and
+    linked into place, so an existing empty file is never Palyra's own half-made one: it is a
+    truncated database, reported as damaged rather than silently used as a fresh store.
+    """
     path = path.expanduser()
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=0o700)
-    if not path.exists():
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    elif path.stat().st_mode & 0o077:
-        path.chmod(0o600)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if not create:
+            raise StoreMissing(path) from None
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
+        _create_sqlite_file(path)
+        return
+    if stat.S_ISREG(info.st_mode) and info.st_size == 0:
+        raise StoreCorrupt(path, "the file is empty (0 bytes), so its contents are gone")
+    if stat.S_ISREG(path.lstat().st_mode) and info.st_mode & 0o077:
+        path.chmod(0o600)  # a regular file, never through a link to something else
+
+
+def _create_sqlite_file(path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:
+        conn = sqlite3.connect(tmp)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")  # writes the header page
+        finally:
+            conn.close()
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            os.link(tmp, path)
+    finally:
+        tmp.unlink()
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _postgres_engine(parsed: URL, shown: str, schema: str | None) -> AsyncEngine:

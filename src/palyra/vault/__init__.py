@@ -7,6 +7,7 @@ from palyra.vault.errors import (
     VaultError,
     VaultIntegrityError,
     VaultKeyError,
+    VaultNotCreated,
 )
 from palyra.vault.keys import (
     Argon2Params,
@@ -43,6 +44,7 @@ __all__ = [
     "VaultError",
     "VaultIntegrityError",
     "VaultKeyError",
+    "VaultNotCreated",
     "VaultRef",
     "resolve_secret_ref",
     "system_keyring",

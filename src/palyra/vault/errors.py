@@ -22,6 +22,12 @@ class SecretNotFound(VaultError):
     failure = FailureClass.NOT_FOUND
 
 
+class VaultNotCreated(VaultError):
+    """A command that only reads found no vault: nothing has been stored in it yet."""
+
+    failure = FailureClass.NOT_FOUND
+
+
 class VaultKeyError(VaultError):
     """The master key is missing, malformed, or not the one the secrets were written with."""
 

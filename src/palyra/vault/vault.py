@@ -17,7 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from palyra.model.known_secrets import remember_secret
 from palyra.store import Store
 from palyra.vault.crypto import ENVELOPE_FORMAT, SealedSecret, open_sealed, rewrap, seal
-from palyra.vault.errors import SecretNotFound, VaultError, VaultIntegrityError, VaultKeyError
+from palyra.vault.errors import (
+    SecretNotFound,
+    VaultError,
+    VaultIntegrityError,
+    VaultKeyError,
+    VaultNotCreated,
+)
 from palyra.vault.keys import KeyRecord, KeyResolver, MasterKey, RotationTarget
 from palyra.vault.refs import VaultRef, check_scope
 from palyra.vault.tables import VAULT_SCHEMA, vault_secrets, vault_settings
@@ -71,10 +77,17 @@ class Vault:
         *,
         clock: Clock = time.time,
         random: RandomBytes = os.urandom,
+        create: bool = True,
     ) -> Vault:
-        """Migrate the vault tables, pick the master key and check it against the recorded id."""
+        """Migrate the vault tables, pick the master key and check it against the recorded id.
+
+        With ``create=False`` (commands that only read) a vault with no master key yet is
+        ``VaultNotCreated``, and no key file is made for it.
+        """
         await store.migrate(VAULT_SCHEMA)
         record = await _load_record(store)
+        if record is None and not create:
+            raise VaultNotCreated(f"nothing is stored yet: {store.url} holds no vault secrets")
         master = keys.resolve(record)
         if record is None:
             try:
