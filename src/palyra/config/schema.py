@@ -103,6 +103,9 @@ class ModelProviderRegistryConfig(_Section):
     retry_after_cap_ms: int = Field(default=30_000, ge=0)
     failover: bool = True
     auto_fallback: bool = False
+    # What one upstream answer may hold: a whole body (JSON or error), and one SSE event.
+    max_upstream_body_bytes: int = Field(default=128 * 1024 * 1024, ge=1024)
+    max_upstream_event_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)

@@ -17,6 +17,7 @@ import orjson
 
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
 from palyra.model.errors import MAX_ERROR_MESSAGE_CHARS
+from palyra.providers.upstream.limits import UpstreamTooLarge
 
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -189,6 +190,14 @@ def classify_transport_error(
 ) -> ErrorEnvelope:
     """The envelope for a connection that failed, timed out or broke mid-way."""
     where = f"{provider}: " if provider else ""
+    if isinstance(exc, UpstreamTooLarge):
+        return ErrorEnvelope.of(
+            FailureClass.MALFORMED_RESPONSE,
+            f"{where}{exc}",
+            provider=provider,
+            model=model,
+            code="upstream_too_large",
+        )
     if isinstance(exc, httpx2.TimeoutException | TimeoutError):
         return ErrorEnvelope.of(
             FailureClass.TIMEOUT,

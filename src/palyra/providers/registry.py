@@ -19,6 +19,7 @@ from palyra.providers.deterministic import DeterministicProvider
 from palyra.providers.openai import DEFAULT_OPENAI_BASE_URL, OpenAIProvider
 from palyra.providers.openai_compatible import OpenAICompatibleProvider, quirks_from_names
 from palyra.providers.upstream.guard import check_base_url, make_upstream_client
+from palyra.providers.upstream.limits import DEFAULT_UPSTREAM_LIMITS, UpstreamLimits
 
 ProviderFactory = Callable[[ProviderConfig, httpx2.AsyncClient | None], ModelProvider]
 
@@ -118,14 +119,19 @@ def needs_client(cfg: ProviderConfig) -> bool:
     return cfg.kind not in LOCAL_KINDS
 
 
-def upstream_client_for(cfg: ProviderConfig, *, timeout_s: float) -> httpx2.AsyncClient:
+def upstream_client_for(
+    cfg: ProviderConfig, *, timeout_s: float, limits: UpstreamLimits = DEFAULT_UPSTREAM_LIMITS
+) -> httpx2.AsyncClient:
     """A pooled, address-guarded client for one provider, after its base URL passed the check.
 
     The caller owns the client and closes it; providers never close injected clients.
     """
     check_base_url(base_url_of(cfg), allow_private=cfg.allow_private_base_url, provider_id=cfg.id)
     return make_upstream_client(
-        allow_private=cfg.allow_private_base_url, timeout_s=timeout_s, provider_id=cfg.id
+        allow_private=cfg.allow_private_base_url,
+        timeout_s=timeout_s,
+        provider_id=cfg.id,
+        limits=limits,
     )
 
 

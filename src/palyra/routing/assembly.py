@@ -18,6 +18,7 @@ from palyra.config.schema import ModelProviderRegistryConfig, PalyraConfig, Prov
 from palyra.model import FailureClass, PalyraError
 from palyra.providers.base import ModelProvider
 from palyra.providers.registry import build_provider, needs_client, upstream_client_for
+from palyra.providers.upstream.limits import UpstreamLimits
 from palyra.routing.breaker import BreakerStore, CircuitBreakers, InMemoryBreakerStore
 from palyra.routing.clock import Clock, SystemClock
 from palyra.routing.config_credentials import ConfigCredentialSource
@@ -29,10 +30,6 @@ from palyra.vault import Vault
 
 ClientFactory = Callable[[ProviderConfig, float], httpx2.AsyncClient]
 """``(provider config, timeout in seconds) -> client``; tests may inject their own."""
-
-
-def _default_client(cfg: ProviderConfig, timeout_s: float) -> httpx2.AsyncClient:
-    return upstream_client_for(cfg, timeout_s=timeout_s)
 
 
 @dataclass
@@ -102,7 +99,7 @@ def build_runtime(
     profiles: CredentialSource | None = None,
     clock: Clock | None = None,
     rng: random.Random | None = None,
-    client_factory: ClientFactory = _default_client,
+    client_factory: ClientFactory | None = None,
 ) -> Runtime:
     """Everything routing needs, built from ``config``; raises ``PalyraError`` (``config``).
 
@@ -116,12 +113,17 @@ def build_runtime(
     clock = clock or SystemClock()
     clients: dict[str, httpx2.AsyncClient] = {}
     providers: dict[str, ModelProvider] = {}
+    limits = UpstreamLimits(mp.max_upstream_body_bytes, mp.max_upstream_event_bytes)
     try:
         for pcfg in mp.providers:
             client = None
             if needs_client(pcfg):
                 timeout_s = (pcfg.timeout_ms or mp.request_timeout_ms) / 1000
-                client = clients[pcfg.id] = client_factory(pcfg, timeout_s)
+                client = clients[pcfg.id] = (
+                    client_factory(pcfg, timeout_s)
+                    if client_factory is not None
+                    else upstream_client_for(pcfg, timeout_s=timeout_s, limits=limits)
+                )
             responses = frozenset(
                 m.upstream_model
                 for m in mp.models

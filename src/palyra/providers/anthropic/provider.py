@@ -40,6 +40,7 @@ from palyra.providers.errors import (
     raise_for_upstream_status,
 )
 from palyra.providers.upstream.client import PreparedRequest, prepare, send_prepared
+from palyra.providers.upstream.limits import limits_of, why
 from palyra.providers.upstream.sse import aiter_sse
 
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
@@ -67,6 +68,7 @@ class AnthropicProvider:
         self.id = id
         self.base_url = (base_url or DEFAULT_ANTHROPIC_BASE_URL).rstrip("/")
         self._client = client
+        self._max_event_bytes = limits_of(client).max_event_bytes
         self._api_key = api_key
         if api_key:
             remember_secret(api_key)
@@ -175,7 +177,7 @@ class AnthropicProvider:
                     raise_for_upstream_status(
                         response, await response.aread(), provider=self.id, model=request.model
                     )
-                async for sse in aiter_sse(response.aiter_bytes()):
+                async for sse in aiter_sse(response.aiter_bytes(), self._max_event_bytes):
                     for event in parser.feed(sse.event, sse.data):
                         yield event
                 parser.finish()
@@ -183,7 +185,7 @@ class AnthropicProvider:
             if parser.started:
                 raise PalyraError.of(
                     FailureClass.STREAM_INTERRUPTED,
-                    f"{self.id}: the stream broke after it started ({type(exc).__name__}); "
+                    f"{self.id}: the stream broke after it started ({why(exc)}); "
                     "the answer is incomplete",
                     provider=self.id,
                     model=request.model,

@@ -47,6 +47,7 @@ from palyra.providers.upstream.client import (
     send_bytes,
     send_prepared,
 )
+from palyra.providers.upstream.limits import limits_of, why
 from palyra.providers.upstream.sse import SSEDecoder
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -76,6 +77,7 @@ class OpenAIProvider:
         self.base_url = (base_url or DEFAULT_OPENAI_BASE_URL).rstrip("/")
         self.quirks = quirks
         self._client = client
+        self._max_event_bytes = limits_of(client).max_event_bytes
         self._api_key = api_key
         if api_key:
             remember_secret(api_key)
@@ -193,7 +195,7 @@ class OpenAIProvider:
                     raise_for_upstream_status(
                         response, await response.aread(), provider=self.id, model=request.model
                     )
-                decoder = SSEDecoder()
+                decoder = SSEDecoder(self._max_event_bytes)
                 async for raw in response.aiter_bytes():
                     for sse in decoder.feed(raw):
                         for event in parser.feed(sse.data):
@@ -211,7 +213,7 @@ class OpenAIProvider:
                     yield event
         except httpx2.TransportError as exc:
             if parser.started:
-                raise self._interrupted(request, f"({type(exc).__name__})") from exc
+                raise self._interrupted(request, f"({why(exc)})") from exc
             raise PalyraError(
                 classify_transport_error(exc, provider=self.id, model=request.model)
             ) from exc

@@ -20,6 +20,12 @@ from httpx2._client import USE_CLIENT_DEFAULT, UseClientDefault
 
 from palyra.providers.upstream.http1_connection import header_lines, request_head, request_line
 from palyra.providers.upstream.http1_pool import DEFAULT_PORTS
+from palyra.providers.upstream.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_UPSTREAM_LIMITS,
+    UpstreamLimits,
+    body_too_large,
+)
 
 if TYPE_CHECKING:
     from palyra.providers.upstream.guard import GuardedTransport
@@ -127,17 +133,30 @@ async def _through_httpx2(
     return UpstreamReply(response.status_code, list(response.headers.raw), body)
 
 
-def _decode(body: bytes, encoding: bytes) -> bytes:
-    """Undo ``content-encoding`` (gzip, deflate; applied in order, so undone in reverse)."""
+def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
+    """``zlib.decompress`` that stops past ``limit`` bytes of output (a small compressed body
+    can expand a thousandfold)."""
+    inflater = zlib.decompressobj(wbits)
+    out = inflater.decompress(body, limit + 1)
+    if len(out) > limit:
+        raise body_too_large(limit)
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return out
+
+
+def _decode(body: bytes, encoding: bytes, limit: int = DEFAULT_MAX_BODY_BYTES) -> bytes:
+    """Undo ``content-encoding`` (gzip, deflate; applied in order, so undone in reverse), to at
+    most ``limit`` bytes."""
     for coding in reversed([c.strip().lower() for c in encoding.split(b",") if c.strip()]):
         try:
             if coding in (b"gzip", b"x-gzip"):
-                body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+                body = _inflate(body, 16 + zlib.MAX_WBITS, limit)
             elif coding == b"deflate":
                 try:
-                    body = zlib.decompress(body)
+                    body = _inflate(body, zlib.MAX_WBITS, limit)
                 except zlib.error:
-                    body = zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as some send
+                    body = _inflate(body, -zlib.MAX_WBITS, limit)  # raw deflate, as some send
             elif coding != b"identity":
                 raise httpx2.DecodingError(
                     f"upstream answered with content-encoding {coding.decode('latin-1')!r}, "
@@ -179,10 +198,17 @@ class UpstreamClient(httpx2.AsyncClient):
     redirects, no cookie jar. Everything else (timeouts, streaming, decoding, errors) is
     httpx2's own."""
 
-    def __init__(self, *, transport: httpx2.AsyncBaseTransport, timeout: httpx2.Timeout) -> None:
+    def __init__(
+        self,
+        *,
+        transport: httpx2.AsyncBaseTransport,
+        timeout: httpx2.Timeout,
+        limits: UpstreamLimits = DEFAULT_UPSTREAM_LIMITS,
+    ) -> None:
         super().__init__(
             transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
         )
+        self.upstream_limits = limits
         self._upstream = transport
         self._timeout_extension = timeout.as_dict()
         self._default_headers = {k.lower(): v for k, v in self.headers.items()}
@@ -340,7 +366,8 @@ class UpstreamClient(httpx2.AsyncClient):
         if codings:
             # Several content-encoding fields are one list in field order (RFC 9110 5.3), applied
             # in that order, so undone from its end.
-            body = _decode(body, codings[0] if len(codings) == 1 else b",".join(codings))
+            coding = codings[0] if len(codings) == 1 else b",".join(codings)
+            body = _decode(body, coding, self.upstream_limits.max_body_bytes)
         return UpstreamReply(conn.status, conn.headers, body)
 
     def _target(self, url: str) -> _Target:

@@ -31,6 +31,7 @@ from palyra.net.base_url import OPT_IN_HINT, base_url_problem
 from palyra.providers.upstream.client import UpstreamClient
 from palyra.providers.upstream.http1_connection import Http1Connection
 from palyra.providers.upstream.http1_pool import DEFAULT_PORTS, Http1Transport
+from palyra.providers.upstream.limits import DEFAULT_UPSTREAM_LIMITS, UpstreamLimits
 
 T = TypeVar("T")
 
@@ -279,14 +280,16 @@ def make_upstream_client(
     timeout_s: float,
     max_connections: int = 100,
     provider_id: str | None = None,
+    limits: UpstreamLimits = DEFAULT_UPSTREAM_LIMITS,
 ) -> httpx2.AsyncClient:
     """The one way Palyra builds an upstream HTTP client: pooled keep-alive HTTP/1.1 on
     :class:`Http1Transport`, guarded addresses, no redirects followed, no cookie jar, no proxy
     or netrc taken from the environment."""
-    inner = Http1Transport(max_connections=max_connections)
+    inner = Http1Transport(max_connections=max_connections, max_body_bytes=limits.max_body_bytes)
     return UpstreamClient(
         transport=GuardedTransport(inner, allow_private, provider_id=provider_id),
         timeout=httpx2.Timeout(timeout_s),
+        limits=limits,
     )
 
 

@@ -20,17 +20,25 @@ import httptools
 import httpx2
 
 from palyra.providers.upstream.coarse_timers import timers_for
+from palyra.providers.upstream.limits import DEFAULT_MAX_BODY_BYTES, body_too_large
 
 # Stop reading from the socket when this much response body waits unread (a slow consumer of a
 # long stream); resume when it has been taken.
 READ_HIGH_WATER = 256 * 1024
+_UNBOUNDED = 1 << 62
 
 
 class Http1Connection(asyncio.Protocol):
     """A connection that carries one exchange at a time and is reused while the server allows."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[str, str, int, str]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        key: tuple[str, str, int, str],
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
         self.key = key
+        self._max_body = max_body_bytes
         self._loop = loop
         self._timers = timers_for(loop)
         self._transport: asyncio.Transport | None = None
@@ -55,6 +63,10 @@ class Http1Connection(asyncio.Protocol):
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._paused = False
+        # Body bytes this exchange may still take: the whole-body bound, lifted for an event
+        # stream (its events are bounded one by one where they are decoded).
+        self._body_left = self._max_body
+        self._declared = 0  # content-length, when the answer sends one
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -113,6 +125,14 @@ class Http1Connection(asyncio.Protocol):
         # would otherwise scan every header again for it.
         if len(name) == 16 and name.lower() == b"content-encoding":
             self.content_encodings.append(value)
+        elif (
+            len(name) == 12
+            and name.lower() == b"content-type"
+            and value[:17].lower() == b"text/event-stream"
+        ):
+            self._body_left = _UNBOUNDED
+        elif len(name) == 14 and name.lower() == b"content-length" and value.isdigit():
+            self._declared = int(value)
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -126,6 +146,8 @@ class Http1Connection(asyncio.Protocol):
         self.status = status
         self.headers_done = True
         self.keep_alive = self._parser.should_keep_alive()
+        if self._declared > self._body_left:
+            self._fail(body_too_large(self._max_body))  # refused before a byte of it is read
 
     def _body_until_eof(self) -> bool:
         """A body with neither a length nor chunks ends when the server closes. Asked only at
@@ -136,6 +158,12 @@ class Http1Connection(asyncio.Protocol):
         )
 
     def on_body(self, body: bytes) -> None:
+        self._body_left -= len(body)
+        if self._body_left < 0:
+            if self._error is None:
+                self._chunks.clear()
+                self._fail(body_too_large(self._max_body))
+            return
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > READ_HIGH_WATER and not self._paused and self._transport is not None:
@@ -143,7 +171,7 @@ class Http1Connection(asyncio.Protocol):
             self._transport.pause_reading()
 
     def on_message_complete(self) -> None:
-        if self.headers_done:
+        if self.headers_done and self._error is None:
             self.complete = True
             self.keep_alive = self.keep_alive and self._parser.should_keep_alive()
 
@@ -263,7 +291,11 @@ class Http1Connection(asyncio.Protocol):
                         self._transport.resume_reading()
             if self.complete:
                 return parts[0] if len(parts) == 1 else b"".join(parts)
-            self._raise_if_failed()
+            try:
+                self._raise_if_failed()
+            except httpx2.TransportError:
+                parts.clear()  # the traceback keeps this frame; it must not keep the body
+                raise
             await self._wait(limit_s)
 
     def _raise_if_failed(self) -> None:

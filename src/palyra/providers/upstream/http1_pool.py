@@ -19,6 +19,7 @@ from typing import Any
 import httpx2
 
 from palyra.providers.upstream.http1_connection import Http1Connection, request_head
+from palyra.providers.upstream.limits import DEFAULT_MAX_BODY_BYTES
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 PoolKey = tuple[str, str, int, str]
@@ -33,10 +34,12 @@ class Http1Transport(httpx2.AsyncBaseTransport):
         max_connections: int = 100,
         keepalive_expiry_s: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self._max = max_connections
+        self._max_body = max_body_bytes
         self._expiry_s = keepalive_expiry_s
         self._ssl_context = ssl_context
         self._idle: dict[PoolKey, list[Http1Connection]] = {}
@@ -221,7 +224,7 @@ class Http1Transport(httpx2.AsyncBaseTransport):
         try:
             async with asyncio.timeout(limit_s):
                 _, conn = await loop.create_connection(
-                    lambda: Http1Connection(loop, key),
+                    lambda: Http1Connection(loop, key, self._max_body),
                     host,
                     port,
                     ssl=tls,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
+from palyra.providers.upstream.limits import DEFAULT_MAX_EVENT_BYTES, event_too_large
+
 
 class SSEEvent(NamedTuple):
     """One dispatched event. A named tuple: as immutable as a frozen dataclass, and cheaper to
@@ -16,15 +18,21 @@ class SSEEvent(NamedTuple):
 
 
 class SSEDecoder:
-    """Pure SSE decoding per the WHATWG rules; handles CRLF, LF and chunks split anywhere."""
+    """Pure SSE decoding per the WHATWG rules; handles CRLF, LF and chunks split anywhere.
 
-    __slots__ = ("_buffer", "_data", "_event", "_id")
+    An event (its unfinished line, or its data lines together) past ``max_event_bytes`` raises
+    :class:`~palyra.providers.upstream.limits.UpstreamTooLarge`: nothing is held past that.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_buffer", "_data", "_event", "_id", "_left", "_max")
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._buffer = b""
         self._event = ""
         self._data: list[str] = []
         self._id: str | None = None
+        self._max = max_event_bytes
+        self._left = max_event_bytes  # data characters the current event may still take
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         buffer = self._buffer + chunk
@@ -35,6 +43,8 @@ class SSEDecoder:
             # together replaces bad bytes exactly as decoding each line would.)
             whole, found, self._buffer = buffer.rpartition(b"\n")
             if not found:
+                if len(buffer) > self._max:
+                    raise event_too_large(self._max)
                 return []
             lines = whole.decode("utf-8", errors="replace").split("\n")
         else:
@@ -44,6 +54,8 @@ class SSEDecoder:
             event = self._line(line)
             if event is not None:
                 events.append(event)
+        if self._left < 0 or len(self._buffer) > self._max:
+            raise event_too_large(self._max)
         return events
 
     def flush(self) -> list[SSEEvent]:
@@ -81,11 +93,15 @@ class SSEDecoder:
             if not self._data:
                 self._event = ""  # no data lines: nothing is dispatched (WHATWG)
                 return None
+            if self._left < 0:
+                raise event_too_large(self._max)
             event = SSEEvent(self._event or "message", "\n".join(self._data), self._id)
             self._event, self._data = "", []
+            self._left = self._max
             return event
         if line.startswith("data: "):  # the usual line, without the general split below
             self._data.append(line[6:])
+            self._left -= len(line)
             return None
         if line.startswith(":"):
             return None
@@ -94,6 +110,7 @@ class SSEDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._left -= len(line)
         elif name == "event":
             self._event = value
         elif name == "id":
@@ -101,9 +118,11 @@ class SSEDecoder:
         return None
 
 
-async def aiter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
+async def aiter_sse(
+    chunks: AsyncIterator[bytes], max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> AsyncIterator[SSEEvent]:
     """Decode an async byte stream into SSE events, each yielded as soon as it is complete."""
-    decoder = SSEDecoder()
+    decoder = SSEDecoder(max_event_bytes)
     async for chunk in chunks:
         for event in decoder.feed(chunk):
             yield event
