@@ -133,6 +133,15 @@ def test_read_only_commands_on_a_fresh_state_dir_create_nothing(state: Path) -> 
     assert tokens.exit_code == 0 and "nothing is stored yet" in tokens.stdout
     assert palyra("token", "list", "--json").stdout.strip() == "[]"
     assert palyra("token", "revoke", "tok_000000000000").exit_code == 1
+    profiles = palyra("auth", "profiles", "list")
+    assert profiles.exit_code == 0 and "nothing is stored yet" in profiles.stdout
+    assert '"items": []' in palyra("auth", "profiles", "list", "--json").stdout
+    shown = palyra("auth", "profiles", "show", "openai-default")
+    assert shown.exit_code == 1
+    assert "there is no auth profile 'openai-default' (nothing is stored yet)" in shown.stderr
+    assert palyra("auth", "profiles", "delete", "openai-default").exit_code == 1
+    checked = palyra("auth", "profiles", "doctor")
+    assert checked.exit_code == 0 and "nothing is stored yet" in checked.stdout
     assert not state.exists()
 
 

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -49,8 +49,8 @@ from palyra.cli.auth_selection import (
 from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, fail_on, read_config, store_url
 from palyra.model import PalyraError
 from palyra.paths import state_dir
-from palyra.store import DEFAULT_STORE_URL, Store, open_store
-from palyra.vault import KeyResolver, Vault, system_keyring
+from palyra.store import DEFAULT_STORE_URL, Store, StoreMissing, open_store
+from palyra.vault import KeyResolver, Vault, VaultNotCreated, system_keyring
 
 T = TypeVar("T")
 
@@ -95,18 +95,27 @@ def run_registry(
     db_url: str | None,
     action: Callable[[AuthProfileRegistry], Awaitable[T]],
     config: Path | None = None,
+    *,
+    empty: Callable[[], T] | None = None,
 ) -> T:
-    """Open store, vault and registry, run ``action``, close; Palyra errors exit 1."""
+    """Open store, vault and registry, run ``action``, close; Palyra errors exit 1 (3 for a
+    damaged store). With ``empty`` (commands that only read) a store or vault that does not
+    exist yet is not created: ``empty()`` answers instead."""
     url = store_url(db_url, config)
+    create = empty is None
 
     async def go() -> T:
         store: Store | None = None
         try:
-            state = state_dir()
-            store = await open_store(url or DEFAULT_STORE_URL, state_dir=state)
+            state = state_dir(create=create)
+            store = await open_store(url or DEFAULT_STORE_URL, state_dir=state, create=create)
             keys = KeyResolver(state, environ=dict(os.environ), keyring=system_keyring())
-            vault = await Vault.open(store, keys)
+            vault = await Vault.open(store, keys, create=create)
             return await action(AuthProfileRegistry(store, vault))
+        except (StoreMissing, VaultNotCreated):
+            if empty is None:
+                raise
+            return empty()
         finally:
             if store is not None:
                 await store.aclose()
@@ -115,6 +124,16 @@ def run_registry(
         return asyncio.run(go())
     except PalyraError as exc:
         fail_on(exc)
+
+
+CONNECT_HINT = "connect one with: palyra auth openai api-key --profile ID"
+
+
+def _nothing_stored(profile_id: str) -> Callable[[], NoReturn]:
+    def answer() -> NoReturn:
+        fail(f"there is no auth profile {profile_id!r} (nothing is stored yet); {CONNECT_HINT}")
+
+    return answer
 
 
 def _profile_id(text: str) -> str:
@@ -266,13 +285,20 @@ def list_profiles(
         db_url,
         lambda r: r.list(provider=provider, agent_id=agent, limit=limit, cursor=cursor),
         config,
+        empty=lambda: None,
     )
+    if page is None:
+        if as_json:
+            typer.echo(json.dumps({"items": [], "next_cursor": None}, indent=2))
+        else:
+            typer.echo(f"no auth profiles: nothing is stored yet; {CONNECT_HINT}")
+        return
     if as_json:
         body = {"items": [p.public_dict() for p in page.items], "next_cursor": page.next_cursor}
         typer.echo(json.dumps(body, indent=2))
         return
     if not page.items:
-        typer.echo("no auth profiles; connect one with: palyra auth openai api-key --profile ID")
+        typer.echo(f"no auth profiles; {CONNECT_HINT}")
         return
     width = max(len(p.profile_id) for p in page.items)
     for p in page.items:
@@ -290,7 +316,7 @@ def show(
 ) -> None:
     """Show one profile."""
     pid = _profile_id(profile_id)
-    record = run_registry(db_url, lambda r: r.get(pid), config)
+    record = run_registry(db_url, lambda r: r.get(pid), config, empty=_nothing_stored(pid))
     data = record.public_dict()
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -307,7 +333,7 @@ def show(
 def delete(profile_id: ProfileArg, db_url: DbUrlOpt = None, config: ConfigOpt = None) -> None:
     """Delete a profile and its vault secrets."""
     pid = _profile_id(profile_id)
-    if not run_registry(db_url, lambda r: r.delete(pid), config):
+    if not run_registry(db_url, lambda r: r.delete(pid), config, empty=lambda: False):
         fail(f"there is no auth profile {pid!r}; see: palyra auth profiles list")
     typer.echo(f"deleted profile {pid} and its vault secrets")
 
@@ -356,7 +382,13 @@ def doctor(
     """Find broken profiles and print the command that fixes each."""
     if agent is not None:
         _scope(agent)
-    findings = run_registry(db_url, lambda r: r.doctor(agent_id=agent), config)
+    findings = run_registry(db_url, lambda r: r.doctor(agent_id=agent), config, empty=lambda: None)
+    if findings is None:
+        if as_json:
+            typer.echo("[]")
+        else:
+            typer.echo(f"no auth profiles: nothing is stored yet; {CONNECT_HINT}")
+        return
     if as_json:
         typer.echo(json.dumps([f.as_dict() for f in findings], indent=2))
     elif not findings:
