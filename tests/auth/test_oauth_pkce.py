@@ -58,9 +58,14 @@ def test_default_config_points_at_openai() -> None:
     [
         ("http://auth.example.com/oauth/token", "plain http"),
         ("https://user:pw@auth.example.com/oauth/token", "credentials"),
-        ("https://auth.example.com/oauth/token?x=1", "query or fragment"),
-        ("ftp://auth.example.com/token", "not an absolute https URL"),
-        ("/oauth/token", "not an absolute https URL"),
+        ("https://auth.example.com/oauth/token?x=1", "has a query"),
+        ("https://auth.example.com/oauth/token#x", "has a '#' fragment"),
+        ("ftp://auth.example.com/token", "not an absolute http(s) URL (it uses ftp://)"),
+        ("/oauth/token", "not an absolute http(s) URL"),
+        ("not a url", "not an absolute http(s) URL"),
+        ("http://[::1/oauth/token", "is not a valid URL"),
+        ("https://10.0.0.1/oauth/token", "points at 10.0.0.1, a private address"),
+        ("https://0x7f000001/oauth/token", "not written as four decimal numbers"),
     ],
 )
 def test_endpoint_rules_refuse_unsafe_urls(url: str, problem: str) -> None:

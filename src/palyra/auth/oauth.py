@@ -43,6 +43,7 @@ from palyra.auth.pkce import (
 )
 from palyra.auth.registry import AuthProfileRegistry
 from palyra.model import FailureClass, PalyraError
+from palyra.net.base_url import ADDRESS_REFUSED
 from palyra.store import Store
 from palyra.vault import Vault
 
@@ -274,9 +275,14 @@ async def complete_openai_oauth_callback(
         )
     except PalyraError as exc:
         status = 502 if exc.envelope.retryable else 400
-        return await _fail(
-            store, claimed, status, f"OpenAI sign-in failed: {exc.envelope.message}", now_ms
-        )
+        message = f"OpenAI sign-in failed: {exc.envelope.message}"
+        if exc.envelope.code == ADDRESS_REFUSED:  # the same words whatever the address was
+            message = (
+                "OpenAI sign-in failed: the token endpoint or validation URL is not a public "
+                "address, so it was not contacted; nothing was saved, start again with a "
+                "public issuer"
+            )
+        return await _fail(store, claimed, status, message, now_ms)
     except BaseException:
         await finish_attempt(
             store,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from palyra.model import FailureClass, PalyraError
+from palyra.net.base_url import ADDRESS_REFUSED, UrlProblem, base_url_problem, shown_url
 
 DEFAULT_ISSUER = "https://auth.openai.com"
 DEFAULT_AUTHORIZATION_ENDPOINT = "https://auth.openai.com/oauth/authorize"
@@ -17,35 +17,21 @@ DEFAULT_SCOPES = "openid profile email offline_access"
 DEFAULT_VALIDATION_BASE_URL = "https://api.openai.com/v1"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_endpoint(url: str, *, what: str) -> str:
-    """Refuse an endpoint that is not https (http only to loopback), has credentials, a query
-    or a fragment; ``what`` names the setting in the error."""
-    parts = urlsplit(url.strip())
-    host = parts.hostname or ""
-    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-    problem = None
-    if parts.scheme not in ("https", "http") or not host:
-        problem = "is not an absolute https URL"
-    elif "@" in parts.netloc:
-        problem = "contains credentials before '@'"
-    elif parts.query or parts.fragment:
-        problem = "has a query or fragment"
-    elif parts.scheme == "http" and not _is_loopback(host):
-        problem = "uses plain http (only loopback hosts may)"
-    if problem:
+    """Refuse an endpoint the base URL rule refuses (:func:`palyra.net.base_url.base_url_problem`,
+    never a private address: the sign-in client does not reach one) or that has a query; ``what``
+    names the setting in the error. An address refusal has the code ``upstream_address_refused``."""
+    name = f"OpenAI OAuth {what}"
+    problem = base_url_problem(
+        url, allow_private=False, what=name, private_hint="OAuth endpoints must be public"
+    )
+    if problem is None and urlsplit(url.strip()).query:
+        problem = UrlProblem(f"{name} {shown_url(url)!r} has a query; remove it")
+    if problem is not None:
         raise PalyraError.of(
             FailureClass.CONFIG,
-            f"OpenAI OAuth {what} {shown!r} {problem}; use an https URL (http only to "
-            "localhost or 127.0.0.1)",
+            problem.message,
+            code=ADDRESS_REFUSED if problem.address else "invalid_url",
         )
     return url.strip()
 

@@ -25,6 +25,8 @@ from urllib.parse import SplitResult, urlsplit
 from palyra.net.addresses import blocked_reason, is_loopback_host, is_noncanonical_ipv4, parse_ip
 
 SCHEMES = ("https", "http")
+ADDRESS_REFUSED = "upstream_address_refused"
+"""The error code of a refusal for where an upstream points (not for how its URL is written)."""
 OPT_IN_HINT = (
     "if this upstream really lives on your network, set allow_private_base_url = true on the "
     "provider in palyra.toml"
@@ -65,8 +67,11 @@ def _split(url: str) -> tuple[SplitResult, str] | str:
     return parts, host
 
 
-def base_url_problem(url: str, *, allow_private: bool, what: str = "base URL") -> UrlProblem | None:
-    """Why ``url`` is not an acceptable upstream URL, or ``None``; ``what`` names it in messages."""
+def base_url_problem(
+    url: str, *, allow_private: bool, what: str = "base URL", private_hint: str = OPT_IN_HINT
+) -> UrlProblem | None:
+    """Why ``url`` is not an acceptable upstream URL, or ``None``; ``what`` names it in messages,
+    ``private_hint`` says how a non-public address could be allowed."""
     shown = shown_url(url)
     split = _split(url.strip())
     if isinstance(split, str):
@@ -98,7 +103,7 @@ def base_url_problem(url: str, *, allow_private: bool, what: str = "base URL") -
     address = parse_ip(host)
     blocked = blocked_reason(address) if address is not None else None
     if blocked is not None and not allow_private:
-        return UrlProblem(f"{what} {shown!r} points at {address}, {blocked}; {OPT_IN_HINT}", True)
+        return UrlProblem(f"{what} {shown!r} points at {address}, {blocked}; {private_hint}", True)
     if parts.scheme == "http" and not is_loopback_host(host) and blocked is None:
         return UrlProblem(
             f"{what} {shown!r} uses plain http; use https (http is only allowed to loopback "

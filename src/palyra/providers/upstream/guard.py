@@ -27,7 +27,7 @@ import httpx2
 
 from palyra.model import FailureClass, PalyraError
 from palyra.net.addresses import IPAddress, blocked_reason, is_loopback, parse_ip
-from palyra.net.base_url import OPT_IN_HINT, base_url_problem
+from palyra.net.base_url import ADDRESS_REFUSED, OPT_IN_HINT, base_url_problem
 from palyra.providers.upstream.client import UpstreamClient
 from palyra.providers.upstream.http1_connection import Http1Connection
 from palyra.providers.upstream.http1_pool import DEFAULT_PORTS, Http1Transport
@@ -36,9 +36,6 @@ from palyra.providers.upstream.limits import DEFAULT_UPSTREAM_LIMITS, UpstreamLi
 T = TypeVar("T")
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
-
-ADDRESS_REFUSED = "upstream_address_refused"
-"""The code of a refusal for where an upstream points (as opposed to how its URL is written)."""
 
 
 @functools.lru_cache(maxsize=1024)

@@ -19,6 +19,8 @@ import httpx2
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from palyra.auth.api_key import (
     ANTHROPIC_BASE_URL,
@@ -34,7 +36,7 @@ from palyra.auth.oauth import (
     start_openai_oauth_attempt,
 )
 from palyra.auth.oauth_config import DEFAULT_VALIDATION_BASE_URL, OpenAIOAuthConfig
-from palyra.auth.records import GLOBAL_SCOPE, AuthProfileRecord, agent_scope
+from palyra.auth.records import GLOBAL_SCOPE, agent_scope
 from palyra.auth.refresh import OAuthRefresher
 from palyra.auth.registry import DEFAULT_PAGE, AuthProfileRegistry
 from palyra.daemon.security.policy import Principal
@@ -52,8 +54,14 @@ from palyra.daemon.surfaces.console.console_format import (
     session_cookie,
     session_id,
 )
+from palyra.daemon.surfaces.console.upstream_urls import (
+    as_console_error,
+    check_console_url,
+    refused,
+)
 from palyra.daemon.surfaces.openapi_docs import error_responses, html_responses
 from palyra.model import FailureClass, PalyraError
+from palyra.net.base_url import base_url_problem
 from palyra.paths import state_dir
 from palyra.providers.upstream.guard import make_upstream_client
 from palyra.routing.health import HealthTracker
@@ -217,7 +225,7 @@ async def refresh_profile(request: Request, profile_id: str) -> Response:
     try:
         outcome = await (await _services(request)).refresher.refresh(profile_id, force=True)
     except PalyraError as exc:
-        raise _as_request_error(exc) from None
+        raise _as_request_error(as_console_error(exc, "token_endpoint")) from None
     expires = outcome.expires_at.isoformat() if outcome.expires_at else None
     return json_response(
         {"id": outcome.profile_id, "result": outcome.result.value, "expires_at": expires}
@@ -237,7 +245,18 @@ class ApiKeyBody(BaseModel):
     base_url: str | None = None
     name: str | None = None
     agent: str | None = None
-    allow_private: bool = False
+    # Refused when present: private upstreams are the operator's to allow (see upstream_urls).
+    allow_private: SkipJsonSchema[object] = Field(default=None, exclude=True)
+
+    @field_validator("allow_private", mode="before")
+    @classmethod
+    def _operator_only(cls, value: object) -> object:
+        raise PydanticCustomError(
+            "operator_only",
+            "is not accepted: a request cannot allow private upstreams; the operator allows one "
+            "with allow_private_base_url = true on its [[model_provider.providers]] entry in "
+            "palyra.toml, and the console then reaches that base URL's scheme, host and port",
+        )
 
     @field_validator("api_key")
     @classmethod
@@ -254,32 +273,29 @@ class ApiKeyBody(BaseModel):
 async def connect_api_key(
     request: Request, provider: Literal["openai", "anthropic"], body: ApiKeyBody
 ) -> Response:
-    registry = (await _services(request)).registry
-    scope = agent_scope(body.agent) if body.agent else GLOBAL_SCOPE
-    try:
-        record = await _connect(registry, provider, body, scope)
-    except PalyraError as exc:
-        raise _as_request_error(exc) from None
-    return json_response(record.public_dict(), status=201)
-
-
-async def _connect(
-    registry: AuthProfileRegistry, provider: str, body: ApiKeyBody, scope: str
-) -> AuthProfileRecord:
     connect, default_url = (
         (connect_openai_api_key, OPENAI_BASE_URL)
         if provider == "openai"
         else (connect_anthropic_api_key, ANTHROPIC_BASE_URL)
     )
-    return await connect(
-        registry,
-        profile_id=body.profile_id,
-        api_key=body.api_key,
-        base_url=body.base_url or default_url,
-        display_name=body.name,
-        scope=scope,
-        allow_private=body.allow_private,
-    )
+    base_url = body.base_url or default_url
+    # Before the store is opened or anything is contacted, whatever the address.
+    allow_private = check_console_url(base_url, config=_hub(request).state.config, param="base_url")
+    registry = (await _services(request)).registry
+    scope = agent_scope(body.agent) if body.agent else GLOBAL_SCOPE
+    try:
+        record = await connect(
+            registry,
+            profile_id=body.profile_id,
+            api_key=body.api_key,
+            base_url=base_url,
+            display_name=body.name,
+            scope=scope,
+            allow_private=allow_private,
+        )
+    except PalyraError as exc:
+        raise _as_request_error(as_console_error(exc, "base_url")) from None
+    return json_response(record.public_dict(), status=201)
 
 
 # --- OpenAI OAuth ---
@@ -304,12 +320,28 @@ def _session(request: Request, services: ConsoleServices) -> str:
 
 
 def _oauth_config(body: OAuthStartBody) -> OpenAIOAuthConfig:
+    """The sign-in's endpoints; a bad issuer or validate_url is the caller's 400 naming it, and
+    a non-public one gets the console's one refusal (the sign-in client never reaches one)."""
+    for param, url in (("issuer", body.issuer), ("validate_url", body.validate_url)):
+        if url:
+            problem = base_url_problem(url, allow_private=False, what=param)
+            if problem is not None and problem.address:
+                raise refused(param)
+            if problem is not None:
+                raise PalyraError.of(FailureClass.INVALID_REQUEST, problem.message, param=param)
     overrides: dict[str, str | None] = {"validation_base_url": body.validate_url or None}
     if body.client_id:
         overrides["client_id"] = body.client_id
-    if body.issuer:
-        return OpenAIOAuthConfig.for_issuer(body.issuer, **overrides)
-    return OpenAIOAuthConfig(**overrides)  # type: ignore[arg-type]
+    try:
+        if body.issuer:
+            return OpenAIOAuthConfig.for_issuer(body.issuer, **overrides)
+        return OpenAIOAuthConfig(**overrides)  # type: ignore[arg-type]
+    except PalyraError as exc:
+        raise PalyraError(
+            exc.envelope.model_copy(
+                update={"failure_class": FailureClass.INVALID_REQUEST, "http_status": 400}
+            )
+        ) from None
 
 
 async def oauth_start(request: Request, body: OAuthStartBody | None = None) -> Response:
