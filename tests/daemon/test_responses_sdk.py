@@ -375,3 +375,51 @@ def test_reasoning_round_trips_through_a_responses_upstream_byte_for_byte(
         }
     ]
     assert replayed[0]["id"].startswith("rs_fake")
+
+
+@pytest.fixture
+def claude_upstream(fake: FakeUpstream, start_daemon: StartDaemon) -> RunningDaemon:
+    return start_daemon(CONFIGS["anthropic"](fake))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("chained", [True, False])
+def test_thinking_round_trips_to_an_anthropic_upstream_with_its_signature(
+    claude_upstream: RunningDaemon, fake: FakeUpstream, stream: bool, chained: bool
+) -> None:
+    sdk = claude_upstream.openai_client()
+    ask: dict[str, Any] = {
+        "model": "default",
+        "input": 'call get_weather {"city": "Oslo"}',
+        "tools": [WEATHER],
+        "reasoning": {"effort": "low", "summary": "auto"},
+    }
+    if stream:
+        with sdk.responses.stream(**ask) as events:
+            kinds = [e.type for e in events]
+            first = events.get_final_response()
+        assert "response.reasoning_summary_text.delta" in kinds
+    else:
+        first = sdk.responses.create(**ask)
+    assert fake.requests[-1].body["thinking"]["type"] == "enabled"
+    reasoning, call = first.output
+    assert reasoning.type == "reasoning" and call.type == "function_call"
+    assert reasoning.encrypted_content is not None and reasoning.summary
+    result = {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}
+    if chained:
+        turn: dict[str, Any] = {"previous_response_id": first.id, "input": [result]}
+    else:
+        echoed = [item.model_dump(exclude_none=True) for item in first.output]
+        turn = {"input": [{"role": "user", "content": ask["input"]}, *echoed, result]}
+    second = sdk.responses.create(
+        model="default", tools=[WEATHER], reasoning=ask["reasoning"], store=False, **turn
+    )
+    assert second.output_text == "Tool get_weather returned: sunny"
+    assistant = fake.requests[-1].body["messages"][1]
+    assert assistant["content"][0] == {
+        "type": "thinking",
+        "thinking": reasoning.summary[0].text,
+        "signature": reasoning.encrypted_content,
+    }
+    # The fake refuses a thinking block whose signature does not match its text: the second
+    # turn passing at all shows the signature came back byte for byte.
