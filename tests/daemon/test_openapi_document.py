@@ -57,6 +57,16 @@ def test_stored_response_routes_document_their_path_parameter_and_404(
         assert "404" in item[method]["responses"]
 
 
+def test_model_routes_document_the_id_parameter_the_paging_query_and_404(
+    document: dict[str, Any],
+) -> None:
+    one = document["paths"]["/v1/models/{model_id}"]["get"]
+    assert [p["name"] for p in one["parameters"]] == ["model_id"]
+    assert "404" in one["responses"]
+    listing = document["paths"]["/v1/models"]["get"]
+    assert [p["name"] for p in listing["parameters"]] == ["limit", "after_id", "before_id"]
+
+
 def test_anthropic_routes_document_anthropic_error_bodies(document: dict[str, Any]) -> None:
     error = document["paths"]["/v1/messages"]["post"]["responses"]["429"]
     schema = error["content"]["application/json"]["schema"]

@@ -16,12 +16,13 @@ from starlette.types import ASGIApp
 from palyra import __version__
 from palyra.daemon.observe.exchange import ObservabilityMiddleware, metrics_endpoint
 from palyra.daemon.security.auth_guard import GuardMiddleware
-from palyra.daemon.security.policy import whoami
+from palyra.daemon.security.policy import anthropic_caller, whoami
 from palyra.daemon.server.front import HotPath, PalyraApp, first_routes
 from palyra.daemon.state import AppState
 from palyra.daemon.surfaces import openapi_docs as docs
 from palyra.daemon.surfaces.anthropic import messages_api as anthropic_api
 from palyra.daemon.surfaces.console.console_api import mount_console
+from palyra.daemon.surfaces.models import models_api
 from palyra.daemon.surfaces.openai import chat_api as openai_api
 from palyra.daemon.surfaces.openai import media_api as openai_media_api
 from palyra.daemon.surfaces.responses import api as responses_api
@@ -60,13 +61,18 @@ async def healthz(request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
-def render_error(path: str, envelope: ErrorEnvelope) -> Response:
+def render_error(path: str, envelope: ErrorEnvelope, anthropic: bool = False) -> Response:
+    """The error in the caller's shape: Anthropic's for an Anthropic caller (its routes, or the
+    model routes with ``anthropic-version``), else by path."""
+    if anthropic:
+        return anthropic_api.anthropic_error_response(envelope)
     renderer = next(r for prefix, r in ERROR_RENDERERS if path.startswith(prefix))
     return renderer(envelope)
 
 
 def _render(request: Request, envelope: ErrorEnvelope) -> Response:
-    return render_error(request.url.path, envelope)
+    path = request.url.path
+    return render_error(path, envelope, anthropic_caller(path, request.headers))
 
 
 async def _palyra_error(request: Request, exc: Exception) -> Response:
@@ -127,7 +133,20 @@ def create_app(state: AppState) -> FastAPI:
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
     app.add_api_route("/console/v1/whoami", whoami, methods=["GET"])
     console = mount_console(app, state)
-    app.add_api_route("/v1/models", openai_api.list_models, methods=["GET"])
+    app.add_api_route(
+        "/v1/models",
+        models_api.list_models,
+        methods=["GET"],
+        responses=docs.error_responses(docs.MODELS_STATUSES),
+        openapi_extra=docs.MODELS_QUERY,
+    )
+    app.add_api_route(
+        "/v1/models/{model_id:path}",
+        models_api.get_model,
+        methods=["GET"],
+        responses=docs.error_responses(docs.MODELS_STATUSES),
+        openapi_extra=docs.MODEL_ID_PARAM,
+    )
     for path, endpoint, body, errors in (
         ("/v1/chat/completions", openai_api.chat_completions, docs.CHAT_BODY, OPENAI),
         ("/v1/embeddings", openai_media_api.embeddings, docs.EMBEDDINGS_BODY, OPENAI),

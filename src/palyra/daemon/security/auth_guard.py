@@ -9,16 +9,30 @@ from fastapi import HTTPException
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from palyra.daemon.security.policy import Access, admits, presented_tokens, required_access
+from palyra.daemon.security.policy import (
+    Access,
+    admits,
+    anthropic_caller,
+    presented_tokens,
+    required_access,
+)
 from palyra.model import ErrorEnvelope, FailureClass
 
 if TYPE_CHECKING:
     from palyra.daemon.state import AppState
 
-ErrorRenderer = Callable[[str, ErrorEnvelope], Response]
+# (path, envelope, whether the caller speaks Anthropic's API) -> the error response.
+ErrorRenderer = Callable[[str, ErrorEnvelope, bool], Response]
 _WANTED = {
     name.encode(): name
-    for name in ("authorization", "x-api-key", "content-length", "x-request-id", "origin")
+    for name in (
+        "authorization",
+        "x-api-key",
+        "content-length",
+        "x-request-id",
+        "origin",
+        "anthropic-version",
+    )
 }
 
 
@@ -29,14 +43,14 @@ def too_large_message(limit: int) -> str:
     )
 
 
-def unauthorized(path: str, access: Access) -> ErrorEnvelope:
+def unauthorized(path: str, access: Access, anthropic: bool = False) -> ErrorEnvelope:
     """The same message for a missing, wrong, expired or revoked token: no oracle, no echo."""
     how = "Authorization: Bearer <token>"
     if access is Access.ADMIN:
         need, create = "an admin token", "palyra token create --admin"
     else:
         need, create = f"a {access.value} token", "palyra token create"
-        if path.startswith("/v1/messages"):
+        if anthropic:
             how += " or the header x-api-key with the token"
     return ErrorEnvelope.of(
         FailureClass.AUTH_INVALID,
@@ -72,6 +86,7 @@ class GuardMiddleware:
         """The 401 or 413 for this request, or None when it may go on (its principal is then in
         ``scope["state"]``). ``headers`` are the ones :func:`wanted_headers` picks."""
         path: str = scope["path"]
+        anthropic = anthropic_caller(path, headers)
         access = required_access(path)
         if access is not Access.OPEN:
             principal = None
@@ -81,7 +96,7 @@ class GuardMiddleware:
                     principal = found
                     break
             if principal is None:
-                response = self.render(path, unauthorized(path, access))
+                response = self.render(path, unauthorized(path, access, anthropic), anthropic)
                 response.headers["www-authenticate"] = 'Bearer realm="palyra"'
                 return response
             scope.setdefault("state", {})["principal"] = principal
@@ -94,7 +109,7 @@ class GuardMiddleware:
                 http_status=413,
                 code="request_too_large",
             )
-            return self.render(path, envelope)
+            return self.render(path, envelope, anthropic)
         return None
 
 

@@ -69,14 +69,28 @@ def is_anthropic_path(path: str) -> bool:
     return path == ANTHROPIC_PREFIX or path.startswith(ANTHROPIC_PREFIX + "/")
 
 
+MODELS_PREFIX = "/v1/models"
+
+
+def anthropic_caller(path: str, headers: Mapping[str, str]) -> bool:
+    """Whether the caller speaks Anthropic's API: on its routes, or on the model routes both
+    SDKs call, with the ``anthropic-version`` header Anthropic's SDK always sends."""
+    if is_anthropic_path(path):
+        return True
+    return "anthropic-version" in headers and (
+        path == MODELS_PREFIX or path.startswith(MODELS_PREFIX + "/")
+    )
+
+
 def presented_tokens(path: str, headers: Mapping[str, str]) -> list[str]:
-    """The tokens a request offers: a bearer token, and ``x-api-key`` on Anthropic routes only."""
+    """The tokens a request offers: a bearer token, and ``x-api-key`` from Anthropic callers
+    only (see :func:`anthropic_caller`)."""
     found = []
     scheme, _, value = headers.get("authorization", "").strip().partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         found.append(value.strip())
     api_key = headers.get("x-api-key", "").strip()
-    if api_key and is_anthropic_path(path):
+    if api_key and anthropic_caller(path, headers):
         found.append(api_key)
     return found
 

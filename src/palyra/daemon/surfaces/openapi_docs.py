@@ -142,6 +142,23 @@ RESPONSE_ID_PARAM: dict[str, Any] = {
         }
     ]
 }
+# The model routes answer OpenAI's shapes, or Anthropic's to a caller sending anthropic-version.
+MODELS_STATUSES = (400, 401, 404)
+MODEL_ID_PARAM: dict[str, Any] = {
+    "parameters": [
+        {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    ]
+}
+MODELS_QUERY: dict[str, Any] = {
+    "parameters": [
+        {"name": name, "in": "query", "required": False, "schema": schema}
+        for name, schema in (
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            ("after_id", {"type": "string"}),
+            ("before_id", {"type": "string"}),
+        )
+    ]
+}
 MESSAGES_BODY = json_body(
     _object(
         ["model", "max_tokens", "messages"],

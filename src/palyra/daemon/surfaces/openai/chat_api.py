@@ -70,15 +70,6 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return body
 
 
-async def list_models(request: Request) -> Response:
-    state = app_state(request)
-    data = [
-        {"id": m.id, "object": "model", "created": state.started_at, "owned_by": m.provider}
-        for m in state.config.model_provider.models
-    ]
-    return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON)
-
-
 async def chat_completions(request: Request) -> Response:
     state = app_state(request)
     parsed = parse_chat_body(await read_body(request, state.config.daemon.max_body_bytes))
