@@ -4,6 +4,8 @@ as ``palyra serve --config`` would use it, not the one discovery would find."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -46,10 +48,15 @@ def test_token_uses_the_store_of_the_named_config(config: Path, tmp_path: Path) 
 
 
 def test_auth_uses_the_store_of_the_named_config(config: Path, tmp_path: Path) -> None:
+    # A read-only command creates no store, so the named one is made by a write first.
+    assert run("vault", "put", "global/named", "--config", str(config), input="v4lue\n")[0] == 0
     code, out, err = run("auth", "profiles", "list", "--json", "--config", str(config))
     assert code == 0, err
     assert json.loads(out)["items"] == []
-    assert (tmp_path / "named.db").is_file()
+    with closing(sqlite3.connect(tmp_path / "named.db")) as db:  # the profile tables are there
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert "auth_profiles" in tables
+    assert not (tmp_path / "state" / "palyra.db").exists()
 
 
 def test_a_broken_named_config_is_reported_for_vault(tmp_path: Path) -> None:
