@@ -197,8 +197,9 @@ async def test_bad_names_and_lifetimes_are_refused(store: Store) -> None:
     tokens = TokenStore(store)
     with pytest.raises(PalyraError, match="limit is 128"):
         await tokens.create(TokenKind.CLIENT, name="x" * 129)
-    with pytest.raises(PalyraError, match="must be positive"):
-        await tokens.create(TokenKind.CLIENT, expires_in_s=0)
+    for days in (0, -1, 36_501, 1e300, float("inf"), float("nan")):
+        with pytest.raises(PalyraError, match="must be positive and at most 36500 days"):
+            await tokens.create(TokenKind.CLIENT, expires_in_s=days * 86_400)
     assert await tokens.list() == []
 
 

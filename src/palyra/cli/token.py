@@ -16,7 +16,13 @@ from typing import Annotated, TypeVar
 import typer
 
 from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, fail_on, store_url
-from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenRecord, TokenStore
+from palyra.daemon.security.tokens_store import (
+    MAX_LIFETIME_DAYS,
+    TOKENS_SCHEMA,
+    TokenKind,
+    TokenRecord,
+    TokenStore,
+)
 from palyra.model import PalyraError
 from palyra.paths import state_dir
 from palyra.store import Store, StoreMissing, open_store
@@ -73,7 +79,12 @@ def create(
     name: Annotated[str, typer.Option("--name", help="What the token is for.")] = "",
     expires_days: Annotated[
         int | None,
-        typer.Option("--expires-days", min=1, help="Expire after this many days (default: never)."),
+        typer.Option(
+            "--expires-days",
+            min=1,
+            max=MAX_LIFETIME_DAYS,
+            help="Expire after this many days (default: never).",
+        ),
     ] = None,
     db_url: DbUrlOpt = None,
     config: ConfigOpt = None,

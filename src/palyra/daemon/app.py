@@ -14,7 +14,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from palyra import __version__
-from palyra.daemon.observe.exchange import ObservabilityMiddleware, metrics_endpoint
+from palyra.daemon.observe.exchange import (
+    LOGGED_FAILURE,
+    ObservabilityMiddleware,
+    metrics_endpoint,
+)
+from palyra.daemon.observe.failures import log_unexpected
 from palyra.daemon.security.auth_guard import GuardMiddleware
 from palyra.daemon.security.policy import anthropic_caller, whoami
 from palyra.daemon.server.front import HotPath, PalyraApp, first_routes
@@ -98,7 +103,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    hooks = request.scope.setdefault("state", {})
+    hooks[LOGGED_FAILURE] = exc  # Starlette raises it again after this answer: logged once
+    log_unexpected(log, exc, f"{request.method} {request.url.path}", hooks.get("request_id"))
     envelope = ErrorEnvelope.of(
         FailureClass.INTERNAL, "Palyra failed on this request; the daemon log has the details"
     )

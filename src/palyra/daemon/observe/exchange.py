@@ -27,6 +27,7 @@ from fastapi.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from palyra.daemon.observe.failures import log_unexpected
 from palyra.daemon.observe.logging_setup import ACCESS_LOGGER, log_access
 from palyra.daemon.observe.metrics import CONTENT_TYPE, Metrics
 from palyra.daemon.server.http_protocol import COALESCE
@@ -48,6 +49,9 @@ _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET = (4 << 76) | (0x8000 << 48)
 
 access_log = logging.getLogger(ACCESS_LOGGER)
+failure_log = logging.getLogger("palyra.daemon")
+# The hook in which the app's handler for unexpected exceptions notes the one it logged.
+LOGGED_FAILURE = "logged_failure"
 # Responses whose ``__call__`` is Starlette's plain one: start, then the whole body.
 _DIRECT = frozenset({Response, JSONBytes})
 
@@ -238,8 +242,11 @@ class ObservabilityMiddleware:
 
     With ``on_error`` (the app's handler for unexpected exceptions), an exception that reaches
     this middleware before any response started is answered with that handler's response (which
-    logs it), counted and logged like any other request; without it, or once the response has
-    started, the exception goes on to the server.
+    logs it), counted and logged like any other request. One that arrives after the response
+    started (Starlette re-raises what its handler answered; a body may fail mid-way) stops here
+    too, logged once without its text (see :mod:`palyra.daemon.observe.failures`): the server
+    would log its full traceback, which can quote the request. A cut body then ends the
+    connection, as the server does. Without ``on_error`` the exception goes on to the server.
     """
 
     def __init__(
@@ -282,8 +289,7 @@ class ObservabilityMiddleware:
             await answer(exchange)
         except Exception as exc:
             failed = True
-            await self.recover(scope, receive, exchange, exc)
-            failed = False
+            failed = not await self.recover(scope, receive, exchange, exc)
         except BaseException:
             failed = True
             raise
@@ -307,13 +313,20 @@ class ObservabilityMiddleware:
 
     async def recover(
         self, scope: Scope, receive: Receive, exchange: Exchange, exc: Exception
-    ) -> None:
+    ) -> bool:
         """Answer an exception that escaped the app with ``on_error``'s response while nothing
-        was sent yet; otherwise (or without ``on_error``) it goes on to the server."""
-        if self.on_error is None or exchange.status is not None:
+        was sent yet; after that, log it (once) and say whether the response went out whole.
+        Without ``on_error`` it goes on to the server."""
+        if self.on_error is None:
             raise exc
-        response = await self.on_error(Request(scope, receive), exc)
-        await exchange.respond(scope, receive, response)
+        if exchange.status is None:
+            response = await self.on_error(Request(scope, receive), exc)
+            await exchange.respond(scope, receive, response)
+            return True
+        if exchange.hooks.get(LOGGED_FAILURE) is not exc:
+            what = f"{scope['method']} {scope['path']}"
+            log_unexpected(failure_log, exc, what, exchange.request_id)
+        return exchange.done
 
     def finish(self, scope: Scope, seen: Exchange, *, failed: bool) -> None:
         """Count the request in the metrics and write its access line."""

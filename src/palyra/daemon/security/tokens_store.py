@@ -24,6 +24,9 @@ from palyra.store import Migration, MigrationSet, Store
 
 TOKEN_BYTES = 32
 MAX_NAME_CHARS = 128
+# A token that never expires is made by giving no lifetime; a finite one is at most a century,
+# so its expiry always fits the store's 64-bit millisecond column.
+MAX_LIFETIME_DAYS = 36_500
 
 
 class TokenKind(StrEnum):
@@ -150,10 +153,12 @@ class TokenStore:
                 FailureClass.INVALID_REQUEST,
                 f"token name is {len(name)} characters; the limit is {MAX_NAME_CHARS}",
             )
-        if expires_in_s is not None and expires_in_s <= 0:
+        if expires_in_s is not None and not 0 < expires_in_s <= MAX_LIFETIME_DAYS * 86_400:
             raise PalyraError.of(
                 FailureClass.INVALID_REQUEST,
-                "a token's lifetime must be positive; give --expires-days 1 or more",
+                f"a token's lifetime must be positive and at most {MAX_LIFETIME_DAYS} days; give "
+                "--expires-days within that, or none for a token that does not expire",
+                param="expires_days",
             )
         token = generate_token(kind, self._randbytes)
         now = self.now_ms()

@@ -16,6 +16,7 @@ from fastapi import Request
 
 from palyra.config.schema import ModelConfig
 from palyra.daemon.observe.exchange import hooks, timer_in, upstream_timer
+from palyra.daemon.observe.failures import log_unexpected
 from palyra.daemon.state import AppState
 from palyra.model import (
     ChatRequest,
@@ -194,8 +195,9 @@ async def sse_body(
     except PalyraError as exc:
         request.state.stream_interrupted = True
         yield error(exc.envelope)
-    except Exception:
-        log.exception("stream failed inside Palyra")
+    except Exception as exc:
+        what = f"{request.method} {request.url.path}, mid-stream"
+        log_unexpected(log, exc, what, hooks(request).get("request_id"))
         yield error(ErrorEnvelope.of(FailureClass.INTERNAL, "the stream failed inside Palyra"))
     finally:
         close = getattr(events, "aclose", None)

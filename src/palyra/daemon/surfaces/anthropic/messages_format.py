@@ -22,7 +22,7 @@ from palyra.daemon.surfaces.anthropic.content_blocks import (
     thinking_block,
     thinking_config,
 )
-from palyra.daemon.surfaces.wire_checks import invalid, json_kind, obj, string
+from palyra.daemon.surfaces.wire_checks import invalid, json_kind, load_json, obj, string
 from palyra.model import (
     ChatRequest,
     ChatResponse,
@@ -346,14 +346,9 @@ def parse_messages_request(data: Any, *, require_max_tokens: bool = True) -> Cha
 
 
 def load_body(raw: bytes) -> Any:
-    """Decode a request body; malformed JSON is a 400 like any other bad field."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid(
-            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}"
-        ) from exc
+    """Decode a request body; malformed or too deeply nested JSON is a 400 like any other bad
+    field."""
+    return load_json(raw)
 
 
 def stop_reason(reason: FinishReason) -> str:

@@ -40,7 +40,7 @@ from palyra.auth.records import GLOBAL_SCOPE, agent_scope
 from palyra.auth.refresh import OAuthRefresher
 from palyra.auth.registry import DEFAULT_PAGE, AuthProfileRegistry
 from palyra.daemon.security.policy import Principal
-from palyra.daemon.security.tokens_store import TokenKind, TokenStore
+from palyra.daemon.security.tokens_store import MAX_LIFETIME_DAYS, TokenKind, TokenStore
 from palyra.daemon.state import AppState
 from palyra.daemon.surfaces.console.console_format import (
     SESSION_COOKIE,
@@ -449,7 +449,9 @@ class TokenBody(BaseModel):
 
     kind: TokenKind = TokenKind.CLIENT
     name: str = ""
-    expires_days: float | None = Field(default=None, gt=0)
+    expires_days: float | None = Field(
+        default=None, gt=0, le=MAX_LIFETIME_DAYS, allow_inf_nan=False
+    )
 
 
 async def create_token(request: Request, body: TokenBody) -> Response:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from palyra.daemon.surfaces.wire_checks import invalid, json_kind, obj, string
+from palyra.daemon.surfaces.wire_checks import invalid, json_kind, load_json, obj, string
 from palyra.model import (
     ChatRequest,
     ChatResponse,
@@ -193,7 +193,10 @@ def _tool(raw: Any, i: int) -> ToolSpec:
     for key in ("description", "parameters", "strict"):
         if function.get(key) is not None:
             spec[key] = function[key]
-    return ToolSpec.model_validate(spec)
+    try:
+        return ToolSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise invalid(f"{where}.function.{_first_error(exc)}", where) from None
 
 
 def _tool_choice(raw: Any) -> ToolChoice | None:
@@ -216,12 +219,21 @@ def _response_format(raw: Any) -> ResponseFormat | None:
     kind = fmt.get("type")
     if kind == "json_schema":
         spec = obj(fmt.get("json_schema"), "response_format.json_schema")
-        return ResponseFormat(
-            type="json_schema",
-            schema_name=spec.get("name"),
-            json_schema=spec.get("schema") or {},
-            strict=spec.get("strict"),
-        )
+        schema = spec.get("schema")
+        where = "response_format.json_schema"
+        try:
+            return ResponseFormat(
+                type="json_schema",
+                schema_name=spec.get("name"),
+                json_schema={} if schema is None else obj(schema, f"{where}.schema"),
+                strict=spec.get("strict"),
+            )
+        except ValidationError as exc:
+            wire = {"schema_name": "name", "json_schema": "schema"}
+            err = exc.errors()[0]
+            field = ".".join(wire.get(str(p), str(p)) for p in err["loc"])
+            message = str(err["msg"]).removeprefix("Value error, ")
+            raise invalid(f"{where}.{field}: {message}", f"{where}.{field}") from None
     if kind in ("text", "json_object"):
         return ResponseFormat(type=kind)
     raise invalid(
@@ -293,14 +305,7 @@ def parse_chat_request(data: Any) -> ParsedChat:
 
 def parse_chat_body(raw: bytes) -> ParsedChat:
     """Decode and parse a request body; malformed JSON is a 400 like any other bad field."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid(
-            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}"
-        ) from exc
-    return parse_chat_request(data)
+    return parse_chat_request(load_json(raw))
 
 
 def _finish(reason: FinishReason) -> str:

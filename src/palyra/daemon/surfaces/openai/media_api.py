@@ -13,11 +13,11 @@ from palyra.daemon.surfaces import dispatch
 from palyra.daemon.surfaces.openai.chat_api import app_state, read_body
 from palyra.daemon.surfaces.openai.media_format import (
     embedding_list_json,
-    load_json,
     parse_embedding_request,
     parse_transcription_fields,
     render_transcription,
 )
+from palyra.daemon.surfaces.wire_checks import load_json
 from palyra.model import FailureClass, PalyraError, check_embedding_request
 
 

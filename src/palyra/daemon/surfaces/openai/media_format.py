@@ -13,7 +13,6 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from palyra.daemon.surfaces.wire_checks import invalid
@@ -37,17 +36,6 @@ def _first_error(exc: ValidationError) -> str:
     loc = ".".join("input" if p == "inputs" else str(p) for p in err["loc"])
     message = str(err["msg"]).removeprefix("Value error, ")
     return f"{loc}: {message}" if loc else message
-
-
-def load_json(raw: bytes) -> Any:
-    """Decode a request body; malformed JSON is a 400 like any other bad field."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid(
-            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}"
-        ) from exc
 
 
 def _inputs(raw: Any) -> list[str]:
