@@ -73,6 +73,12 @@ CASES: dict[str, tuple[str, str]] = {
         "[daemon]\ncors_origins = " + "[" * 600 + "]" * 600 + "\n",
         "nested more than 32 levels deep",
     ),
+    "responses-api-on-anthropic": (
+        '[[model_provider.providers]]\nid = "a"\nkind = "anthropic"\napi_key = "env:K"\n'
+        '[[model_provider.models]]\nid = "default"\nprovider = "a"\napi = "responses"\n',
+        "has no Responses API",
+    ),
+    "bind": ('[daemon]\nbind = "localhost"\n', "bind address 'localhost' is not HOST:PORT"),
     "nested-dotted-keys": (
         "[daemon]\nx" + ".y" * 40 + " = 1\n",
         "nested more than 32 levels deep",
@@ -97,12 +103,12 @@ SERVE_EACH = """
 import contextlib, io, json, signal, sys
 from palyra.cli.main import app
 signal.signal(signal.SIGALRM, lambda *_: sys.exit(f"serve started with {path}"))
-for path in sys.argv[1:]:
+for path, *bind in json.loads(sys.argv[1]):
     err = io.StringIO()
     signal.alarm(30)
     with contextlib.redirect_stderr(err):
         try:
-            app(["serve", "--config", path, "--bind", "127.0.0.1:0"])
+            app(["serve", "--config", path, *bind])
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
@@ -122,8 +128,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, in
     for name, (text, _) in CASES.items():
         paths[name] = home / f"{name}.toml"
         paths[name].write_text(text)
+    # The bind case must use [daemon] bind; the others listen on a free port if they start.
+    runs = [[str(p), *([] if n == "bind" else ["--bind", "127.0.0.1:0"])] for n, p in paths.items()]
     done = subprocess.run(
-        [sys.executable, "-c", SERVE_EACH, *map(str, paths.values())],
+        [sys.executable, "-c", SERVE_EACH, json.dumps(runs)],
         capture_output=True,
         text=True,
         env=_env(home),

@@ -21,6 +21,7 @@ import typer
 from palyra.cli.common import EXIT_STATE_DAMAGED, ConfigOpt
 from palyra.config import ConfigError
 from palyra.config import load_config as load_effective_config
+from palyra.config.daemon_rules import split_bind
 from palyra.config.schema import PalyraConfig
 
 if TYPE_CHECKING:
@@ -34,14 +35,12 @@ log = logging.getLogger("palyra")
 
 
 def parse_bind(bind: str) -> tuple[str, int]:
-    """``HOST:PORT`` (IPv6 as ``[::1]:PORT``) split and checked."""
-    host, sep, port = bind.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise typer.BadParameter(
-            f"bind address {bind!r} is not HOST:PORT; use e.g. 127.0.0.1:7142 or [::1]:7142"
-        )
-    return host, int(port)
+    """``HOST:PORT`` (IPv6 as ``[::1]:PORT``) split and checked (as ``palyra config check``
+    checks ``[daemon] bind``)."""
+    split = split_bind(bind)
+    if isinstance(split, str):
+        raise typer.BadParameter(split)
+    return split
 
 
 def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> PalyraConfig:

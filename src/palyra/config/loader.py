@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from palyra.config.daemon_rules import check_daemon
 from palyra.config.discovery import CONFIG_ENV_VAR, ConfigLocation, discover_config
 from palyra.config.document import MP
 from palyra.config.env_overrides import (
@@ -186,6 +187,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     findings += check_security(merged)
     findings += check_providers(merged)
     findings += check_storage(merged)
+    findings += check_daemon(merged)
     problems = env_problems + place_findings(findings, parsed, overrides, "built-in defaults")
     if problems or config is None:
         problems.sort(key=lambda p: (p.file != (parsed.label if parsed else None), p.line or 0))

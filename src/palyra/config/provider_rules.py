@@ -8,6 +8,7 @@ same function), quirk names through :func:`quirks_from_names`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,13 +16,15 @@ from pydantic import ValidationError
 
 from palyra.config.document import MP, entries
 from palyra.config.problems import Finding
-from palyra.config.schema import ProviderConfig
+from palyra.config.schema import ModelConfig, ProviderConfig
 from palyra.net.base_url import base_url_problem
 from palyra.providers.openai_compatible import quirks_from_names
 
 KINDS_WITH_DEFAULT_URL = frozenset({"openai", "anthropic"})
 LOCAL_KINDS = frozenset({"deterministic"})
 KINDS_WITH_QUIRKS = frozenset({"openai_compatible"})
+RESPONSES_KINDS = frozenset({"openai"})
+"""The provider kinds whose models may say ``api = "responses"``."""
 
 
 def _where(cfg: ProviderConfig) -> str:
@@ -60,6 +63,24 @@ def quirks_problem(cfg: ProviderConfig) -> str | None:
     return None
 
 
+def responses_api_problem(cfg: ProviderConfig, responses_models: frozenset[str]) -> str | None:
+    """``responses_models``: the upstream model names of ``cfg`` configured with
+    ``api = "responses"``; only some kinds have that API."""
+    if not responses_models or cfg.kind in RESPONSES_KINDS:
+        return None
+    return (
+        f'models {", ".join(sorted(responses_models))} say api = "responses", but their '
+        f"{_where(cfg)} has no Responses API (only kind openai has); remove api from those "
+        "[[model_provider.models]] in palyra.toml"
+    )
+
+
+def responses_models_of(cfg: ProviderConfig, models: list[ModelConfig]) -> frozenset[str]:
+    return frozenset(
+        m.upstream_model for m in models if m.provider == cfg.id and m.api == "responses"
+    )
+
+
 def provider_problems(cfg: ProviderConfig) -> list[tuple[str, str]]:
     """``(key, message)`` for everything start-up would refuse in ``cfg``, in start-up's order."""
     rules = (
@@ -74,6 +95,10 @@ def check_providers(document: Mapping[str, Any]) -> list[Finding]:
     """The findings of :func:`provider_problems` for each entry that passes the schema (the
     schema check reports the others)."""
     findings: list[Finding] = []
+    models: list[tuple[int, ModelConfig]] = []
+    for j, table in entries(document, "models"):
+        with contextlib.suppress(ValidationError):
+            models.append((j, ModelConfig.model_validate(table)))
     for i, table in entries(document, "providers"):
         try:
             cfg = ProviderConfig.model_validate(table)
@@ -81,4 +106,9 @@ def check_providers(document: Mapping[str, Any]) -> list[Finding]:
             continue
         for key, message in provider_problems(cfg):
             findings.append(Finding((MP, "providers", i, key), message))
+        responses = responses_models_of(cfg, [m for _, m in models])
+        refusal = responses_api_problem(cfg, responses)
+        if refusal is not None:
+            first = next(j for j, m in models if m.provider == cfg.id and m.api == "responses")
+            findings.append(Finding((MP, "models", first, "api"), refusal))
     return findings

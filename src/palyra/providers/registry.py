@@ -10,7 +10,11 @@ from collections.abc import Callable
 
 import httpx2
 
-from palyra.config.provider_rules import missing_base_url, quirks_problem
+from palyra.config.provider_rules import (
+    missing_base_url,
+    quirks_problem,
+    responses_api_problem,
+)
 from palyra.config.schema import ProviderConfig
 from palyra.model import FailureClass, PalyraError
 from palyra.providers.anthropic import DEFAULT_ANTHROPIC_BASE_URL, AnthropicProvider
@@ -90,10 +94,6 @@ def _openai(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProv
     )
 
 
-# The provider kinds whose models may say api = "responses".
-RESPONSES_KINDS = frozenset({"openai"})
-
-
 def _openai_compatible(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProvider:
     _refuse(quirks_problem(cfg), cfg)  # the rule palyra config check applies
     quirks = quirks_from_names(cfg.quirks)
@@ -145,14 +145,7 @@ def build_provider(
     ``client`` is required for every kind but ``deterministic``; see :func:`upstream_client_for`.
     ``responses_models`` are the upstream model names configured with ``api = "responses"``.
     """
-    if responses_models and cfg.kind not in RESPONSES_KINDS:
-        raise PalyraError.of(
-            FailureClass.CONFIG,
-            f'models {", ".join(sorted(responses_models))} say api = "responses", but their '
-            f"{_where(cfg)} has no Responses API (only kind openai has); remove api from those "
-            "[[model_provider.models]] in palyra.toml",
-            provider=cfg.id,
-        )
+    _refuse(responses_api_problem(cfg, responses_models), cfg)  # as palyra config check does
     factory = PROVIDER_FACTORIES.get(cfg.kind)
     if factory is None:
         known = ", ".join(sorted(PROVIDER_FACTORIES))

@@ -14,6 +14,7 @@ from types import TracebackType
 
 import httpx2
 
+from palyra.config.provider_rules import responses_models_of
 from palyra.config.schema import ModelProviderRegistryConfig, PalyraConfig, ProviderConfig
 from palyra.model import FailureClass, PalyraError
 from palyra.providers.base import ModelProvider
@@ -124,11 +125,7 @@ def build_runtime(
                     if client_factory is not None
                     else upstream_client_for(pcfg, timeout_s=timeout_s, limits=limits)
                 )
-            responses = frozenset(
-                m.upstream_model
-                for m in mp.models
-                if m.provider == pcfg.id and m.api == "responses"
-            )
+            responses = responses_models_of(pcfg, mp.models)
             providers[pcfg.id] = build_provider(pcfg, client, responses)
     except BaseException:
         clients.clear()  # none has made a request yet, so no connection is left open
