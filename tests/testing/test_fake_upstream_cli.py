@@ -61,7 +61,7 @@ AUTH = {"authorization": "Bearer any-key"}
 
 
 def _read_head(process: subprocess.Popen[bytes]) -> str:
-    """stdout up to the Anthropic line (the fake is listening then), with a deadline."""
+    """stdout up to the Anthropic line (printed last, once the fake listens), with a deadline."""
     assert process.stdout is not None
     fd, data = process.stdout.fileno(), b""
     deadline = time.monotonic() + START_TIMEOUT_S

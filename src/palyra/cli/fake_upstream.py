@@ -44,11 +44,11 @@ def _announce(running: FakeUpstream) -> None:
     keys = running.settings.api_keys
     accepts = f"{len(keys)} configured key(s)" if keys else "any non-empty key"
     typer.echo(f"fake upstream listening on {running.base_url} (accepts {accepts})")
-    typer.echo(f"  OpenAI:    base_url={running.openai_base_url}")
-    typer.echo(f"  Anthropic: base_url={running.anthropic_base_url}")
     pending = running.faults.pending()
     if pending:
         typer.echo(f"  {len(pending)} fault(s) queued for the next matching requests")
+    typer.echo(f"  OpenAI:    base_url={running.openai_base_url}")
+    typer.echo(f"  Anthropic: base_url={running.anthropic_base_url}")  # last: a reader waits for it
 
 
 def _faults(specs: list[str]) -> list[Fault]:
