@@ -37,7 +37,7 @@ COMMANDS = dict(_commands(typer.main.get_command(app)))
 def _help(*path: str) -> str:
     result = CliRunner().invoke(app, [*path, "--help"], env=WIDE)
     assert result.exit_code == 0, result.output
-    return " ".join(result.output.split())
+    return " ".join(result.output.replace("│", " ").split())  # rich's borders and wrapping out
 
 
 def _texts(command: Any) -> list[str]:

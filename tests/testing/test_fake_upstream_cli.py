@@ -60,6 +60,11 @@ class Fake:
 AUTH = {"authorization": "Bearer any-key"}
 
 
+def _flat(output: str) -> str:
+    """Rendered help as one line: rich's box borders and line wrapping removed."""
+    return " ".join(output.replace("│", " ").split())
+
+
 def _read_head(process: subprocess.Popen[bytes]) -> str:
     """stdout up to the Anthropic line (printed last, once the fake listens), with a deadline."""
     assert process.stdout is not None
@@ -138,7 +143,7 @@ def test_a_stop_signal_ends_it_cleanly_even_when_sigint_was_inherited_ignored(
 def test_cli_refuses_bad_settings_with_the_setting_named(args: list[str], message: str) -> None:
     result = CliRunner().invoke(app, ["fake-upstream", *args], env={"COLUMNS": "300"})
     assert result.exit_code == 2
-    assert message in " ".join(result.output.split()), result.output
+    assert message in _flat(result.output), result.output
 
 
 @pytest.mark.parametrize(
@@ -156,7 +161,7 @@ def test_cli_refuses_bad_settings_with_the_setting_named(args: list[str], messag
 def test_a_bad_fault_spec_is_a_usage_error_naming_the_fix(spec: str, message: str) -> None:
     result = CliRunner().invoke(app, ["fake-upstream", "--fault", spec], env={"COLUMNS": "300"})
     assert result.exit_code == 2
-    assert message in " ".join(result.output.split()), result.output
+    assert message in _flat(result.output), result.output
 
 
 def _command() -> Any:
@@ -178,7 +183,7 @@ def test_every_setting_and_every_fault_kind_is_a_documented_flag() -> None:
         flag = FLAG_OF_SETTING.get(field.name, "--" + field.name.replace("_", "-"))
         assert flag in flags, f"FakeSettings.{field.name} has no flag {flag}"
     shown = CliRunner().invoke(app, ["fake-upstream", "--help"], env={"COLUMNS": "300"})
-    text = " ".join(shown.output.split())
+    text = _flat(shown.output)
     assert set(PARAMS) == set(FaultKind)
     for kind, keys in PARAMS.items():
         assert (f"{kind.value} ({', '.join(keys)})" if keys else kind.value) in text
