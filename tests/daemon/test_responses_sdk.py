@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx2
 import openai
+import orjson
 import pytest
 from pydantic import BaseModel
 
@@ -21,12 +22,13 @@ from palyra.config.schema import (
     ModelProviderRegistryConfig,
     PalyraConfig,
     ProviderConfig,
+    ResponsesConfig,
     default_config,
 )
 from palyra.daemon import AppState
 from palyra.daemon.security.policy import Authenticator
 from palyra.daemon.security.tokens_store import TokenKind, generate_token
-from palyra.testing import FakeUpstream, openai_responses
+from palyra.testing import FakeUpstream, Fault, FaultKind, openai_responses
 
 # Fixture types from tests/daemon/conftest.py (not importable without a tests package).
 RunningDaemon = Any
@@ -423,3 +425,78 @@ def test_thinking_round_trips_to_an_anthropic_upstream_with_its_signature(
     }
     # The fake refuses a thinking block whose signature does not match its text: the second
     # turn passing at all shows the signature came back byte for byte.
+
+
+def test_a_failing_first_model_fails_over_and_the_trail_says_so(
+    fake: FakeUpstream, start_daemon: StartDaemon
+) -> None:
+    config = PalyraConfig(
+        model_provider=ModelProviderRegistryConfig(
+            max_retries=0,
+            providers=[
+                ProviderConfig(
+                    id="oa", kind="openai", base_url=fake.openai_base_url, api_key=f"env:{KEY_ENV}"
+                ),
+                ProviderConfig(
+                    id="cl",
+                    kind="anthropic",
+                    base_url=fake.anthropic_base_url,
+                    api_key=f"env:{KEY_ENV}",
+                ),
+            ],
+            models=[
+                ModelConfig(
+                    id="default",
+                    provider="oa",
+                    model="gpt-5-mini",
+                    api="responses",
+                    fallbacks=["claude"],
+                ),
+                ModelConfig(id="claude", provider="cl", model="claude-haiku-4-5"),
+            ],
+        )
+    )
+    daemon = start_daemon(config)
+    fake.faults.push(Fault(FaultKind.SERVER_ERROR, status=503, path="/v1/responses"))
+    raw = daemon.openai_client().responses.with_raw_response.create(model="default", input="hi")
+    assert raw.parse().output_text == "You said: hi"
+    assert raw.headers["x-palyra-model"] == "claude"
+    assert raw.headers["x-palyra-attempts"] == (
+        "oa/gpt-5-mini:upstream_unavailable,cl/claude-haiku-4-5:ok"
+    )
+    assert [r.path for r in fake.requests] == ["/v1/responses", "/v1/messages"]
+
+
+def test_a_stream_cut_mid_way_ends_with_an_error_event_and_stores_nothing(
+    responses_upstream: RunningDaemon, fake: FakeUpstream
+) -> None:
+    fake.faults.push(Fault(FaultKind.STREAM_CUT, after_chunks=4, path="/v1/responses"))
+    body = {"model": "default", "input": "one two three four five six", "stream": True}
+    streamed = httpx2.post(
+        f"{responses_upstream.url}/v1/responses", json=body, headers=responses_upstream.headers
+    )
+    frames = [b for b in streamed.content.split(b"\n\n") if b.strip()]
+    last = orjson.loads(frames[-1].split(b"data: ", 1)[1])
+    assert last["type"] == "error"
+    assert last["code"] == "stream_interrupted"
+    assert last["sequence_number"] == len(frames) - 1
+    created = orjson.loads(frames[0].split(b"data: ", 1)[1])["response"]["id"]
+    gone = httpx2.get(
+        f"{responses_upstream.url}/v1/responses/{created}", headers=responses_upstream.headers
+    )
+    assert gone.status_code == 404
+
+
+def test_retention_days_expires_stored_responses(start_daemon: StartDaemon) -> None:
+    now = [1_800_000_000.0]
+    config = default_config().model_copy(update={"responses": ResponsesConfig(retention_days=1)})
+    state = AppState.from_config(config, clock=lambda: now[0])
+    daemon = start_daemon(state)
+    sdk = daemon.openai_client()
+    created = sdk.responses.create(model="default", input="short-lived")
+    assert created.created_at == 1_800_000_000
+    now[0] += 86_400 - 60
+    assert sdk.responses.retrieve(created.id).id == created.id
+    now[0] += 120
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(created.id)
