@@ -188,6 +188,15 @@ def test_capability_the_provider_kind_cannot_serve() -> None:
     ]
 
 
+def test_api_responses_on_a_provider_kind_without_it() -> None:
+    extra = 'api = "responses"\n'
+    assert with_models(model("default", extra=extra), model("c", "anthropic", extra)) == [
+        'palyra.toml:18: model_provider.models[1].api: model "c" says api = "responses", but '
+        'provider "anthropic" (kind anthropic) has no Responses API; only kind openai has. '
+        "Remove api, or move the model to an openai provider"
+    ]
+
+
 def test_literal_api_key_is_refused_without_printing_it() -> None:
     secret = "sk-live-abcdef0123456789"
     text = f'[[model_provider.providers]]\nid = "openai"\nkind = "openai"\napi_key = "{secret}"\n'
