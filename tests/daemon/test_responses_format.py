@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from palyra.daemon.surfaces.responses.request_format import parse_responses_request
 from palyra.daemon.surfaces.responses.response_format import (
@@ -138,3 +140,83 @@ def test_refused_fields_name_themselves(body: dict[str, Any], param: str) -> Non
         _parse(**body).chat_request()
     assert refused.value.envelope.param == param
     assert refused.value.envelope.http_status == 400
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+FIELD_VALUES = {
+    "input": JSON
+    | st.lists(
+        st.fixed_dictionaries(
+            {
+                "type": st.sampled_from(
+                    ["message", "function_call", "function_call_output", "reasoning", "x"]
+                ),
+                "role": JSON,
+                "content": JSON,
+                "call_id": JSON,
+                "name": JSON,
+                "arguments": JSON,
+                "output": JSON,
+                "summary": JSON,
+                "encrypted_content": JSON,
+                "id": JSON,
+            }
+        ),
+        max_size=3,
+    ),
+    "tools": JSON
+    | st.lists(
+        st.fixed_dictionaries(
+            {
+                "type": st.sampled_from(["function", "web_search", "x"]),
+                "name": JSON,
+                "parameters": JSON,
+                "strict": JSON,
+            }
+        ),
+        max_size=2,
+    ),
+    "tool_choice": JSON,
+    "text": JSON
+    | st.fixed_dictionaries(
+        {
+            "format": st.fixed_dictionaries(
+                {
+                    "type": st.sampled_from(["text", "json_object", "json_schema"]),
+                    "name": JSON,
+                    "schema": JSON,
+                    "strict": JSON,
+                }
+            )
+        }
+    ),
+    "reasoning": JSON,
+    "max_output_tokens": JSON,
+    "temperature": JSON,
+    "top_p": JSON,
+    "store": JSON,
+    "stream": JSON,
+    "parallel_tool_calls": JSON,
+    "metadata": JSON,
+    "instructions": JSON,
+    "previous_response_id": JSON,
+}
+
+
+@given(
+    body=st.fixed_dictionaries(
+        {"model": st.just("m")}, optional={k: v for k, v in FIELD_VALUES.items()}
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_any_body_is_parsed_or_refused_with_a_400_never_a_crash(body: dict[str, Any]) -> None:
+    try:
+        parse_responses_request(body).chat_request()
+    except PalyraError as exc:
+        assert exc.envelope.http_status == 400, exc.envelope

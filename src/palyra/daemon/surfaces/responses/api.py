@@ -18,7 +18,6 @@ from palyra.daemon.security.policy import Principal
 from palyra.daemon.server.json_response import JSONBytes
 from palyra.daemon.state import AppState
 from palyra.daemon.surfaces import dispatch
-from palyra.daemon.surfaces.anthropic.messages_format import load_body
 from palyra.daemon.surfaces.openai.chat_api import app_state, read_body
 from palyra.daemon.surfaces.responses.request_format import (
     ResponsesCall,
@@ -31,7 +30,7 @@ from palyra.daemon.surfaces.responses.response_format import (
     response_object,
 )
 from palyra.daemon.surfaces.responses.stream_format import ResponseEventEncoder
-from palyra.daemon.surfaces.wire_checks import invalid
+from palyra.daemon.surfaces.wire_checks import invalid, load_json
 from palyra.model import (
     FailureClass,
     Message,
@@ -107,7 +106,7 @@ async def _save(
 async def create_response(request: Request) -> Response:
     state = app_state(request)
     call = parse_responses_request(
-        load_body(await read_body(request, state.config.daemon.max_body_bytes))
+        load_json(await read_body(request, state.config.daemon.max_body_bytes))
     )
     state.resolve(call.model, "chat")
     _refuse_builtin_tools(call)

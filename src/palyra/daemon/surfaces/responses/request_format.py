@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from palyra.daemon.surfaces.responses.reasoning_items import reasoning_config, reasoning_part
-from palyra.daemon.surfaces.wire_checks import invalid, json_kind, obj, string
+from palyra.daemon.surfaces.wire_checks import boolean, invalid, json_kind, obj, string
 from palyra.model import (
     ChatRequest,
     ContentPart,
@@ -268,7 +268,8 @@ def _item(turns: _Turns, raw: Any, where: str) -> None:
     if kind is None and "role" in item:
         kind = "message"
     if kind == "message":
-        role = _MESSAGE_ROLES.get(item.get("role"))  # type: ignore[arg-type]
+        raw_role = item.get("role")
+        role = _MESSAGE_ROLES.get(raw_role) if isinstance(raw_role, str) else None
         if role is None:
             raise invalid(
                 f"{where}.role is {item.get('role')!r}; use user, assistant, system or developer",
@@ -330,7 +331,7 @@ def _tools(raw: Any) -> tuple[list[ToolSpec], list[dict[str, Any]], list[str]]:
         tool = obj(item, where)
         kind = tool.get("type")
         if kind != "function":
-            if kind in BUILTIN_TOOLS:
+            if isinstance(kind, str) and kind in BUILTIN_TOOLS:
                 builtin.append(str(kind))
                 continue
             raise invalid(f"{where}.type is {kind!r}; use 'function'", f"{where}.type")
@@ -391,8 +392,12 @@ def _text_format(raw: Any) -> tuple[ResponseFormat | None, dict[str, Any]]:
         name = string(fmt.get("name"), "text.format.name")
         schema = obj(fmt.get("schema"), "text.format.schema")
         echoed = {"format": {k: v for k, v in fmt.items() if v is not None}}
+        strict = fmt.get("strict")
         neutral = ResponseFormat(
-            type="json_schema", schema_name=name, json_schema=schema, strict=fmt.get("strict")
+            type="json_schema",
+            schema_name=name,
+            json_schema=schema,
+            strict=None if strict is None else boolean(strict, "text.format.strict"),
         )
         return neutral, echoed
     raise invalid(
@@ -421,7 +426,7 @@ def _check_fields(body: dict[str, Any]) -> None:
     if not isinstance(include, list):
         raise invalid("include must be an array of strings", "include")
     for value in include:
-        if value in _INCLUDE_REFUSED:
+        if isinstance(value, str) and value in _INCLUDE_REFUSED:
             raise invalid(f"include {value!r}: {_INCLUDE_REFUSED[value]}", "include")
 
 
@@ -441,9 +446,8 @@ def parse_responses_request(data: Any) -> ResponsesCall:
     specs, echoed_tools, builtin = _tools(body.get("tools"))
     response_format, echoed_text = _text_format(body.get("text"))
     reasoning, neutral_reasoning = reasoning_config(body.get("reasoning"))
-    store = body.get("store")
-    if store not in (None, True, False):
-        raise invalid(f"store must be a boolean, got {json_kind(store)}", "store")
+    store = boolean(body.get("store"), "store", default=True)
+    stream = boolean(body.get("stream"), "stream")
     previous = body.get("previous_response_id")
     if previous is not None:
         previous = string(previous, "previous_response_id")
@@ -451,6 +455,8 @@ def parse_responses_request(data: Any) -> ResponsesCall:
     if metadata is not None:
         obj(metadata, "metadata")
     parallel = body.get("parallel_tool_calls")
+    if parallel is not None:
+        parallel = boolean(parallel, "parallel_tool_calls")
     tool_choice = body.get("tool_choice")
     fields: dict[str, Any] = {
         "tool_choice": _tool_choice(tool_choice),
@@ -478,7 +484,7 @@ def parse_responses_request(data: Any) -> ResponsesCall:
         "text": echoed_text,
         "reasoning": reasoning,
         "previous_response_id": previous,
-        "store": store is not False,
+        "store": store,
         "truncation": "disabled",
     }
     if body.get("user") is not None:
@@ -489,8 +495,8 @@ def parse_responses_request(data: Any) -> ResponsesCall:
         instructions=instructions,
         fields=fields,
         echo=echo,
-        stream=body.get("stream") is True,
-        store=store is not False,
+        stream=stream,
+        store=store,
         previous_response_id=previous,
         builtin_tools=builtin,
     )
