@@ -191,9 +191,9 @@ def test_capability_the_provider_kind_cannot_serve() -> None:
 def test_api_responses_on_a_provider_kind_without_it() -> None:
     extra = 'api = "responses"\n'
     assert with_models(model("default", extra=extra), model("c", "anthropic", extra)) == [
-        'palyra.toml:18: model_provider.models[1].api: model "c" says api = "responses", but '
-        'provider "anthropic" (kind anthropic) has no Responses API; only kind openai has. '
-        "Remove api, or move the model to an openai provider"
+        'palyra.toml:18: model_provider.models[1].api: models c say api = "responses", but '
+        'their provider "anthropic" (kind anthropic) has no Responses API (only kind openai '
+        "has); remove api from those [[model_provider.models]] in palyra.toml"
     ]
 
 

@@ -108,15 +108,6 @@ def _providers_and_capabilities(document: Mapping[str, Any]) -> list[Finding]:
             )
             continue
         kind = kinds[provider]
-        if text(table, "api") == "responses" and kind != "openai":
-            findings.append(
-                Finding(
-                    (MP, "models", i, "api"),
-                    f'model "{model_id}" says api = "responses", but provider "{provider}" '
-                    f"(kind {kind}) has no Responses API; only kind openai has. Remove api, or "
-                    "move the model to an openai provider",
-                )
-            )
         can = KIND_CAPABILITIES.get(kind or "")
         if can is None:
             continue
