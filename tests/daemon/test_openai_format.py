@@ -21,6 +21,7 @@ from palyra.model import (
     ErrorEvent,
     FailureClass,
     ImagePart,
+    Logprobs,
     Message,
     MessageEnd,
     MessageStart,
@@ -29,11 +30,13 @@ from palyra.model import (
     Role,
     TextDelta,
     TextPart,
+    TokenLogprob,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallPart,
     ToolCallStart,
     ToolResultPart,
+    TopLogprob,
     Usage,
     UsageEvent,
 )
@@ -136,7 +139,6 @@ def test_max_tokens_and_stop_list_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"n": 2}, "n=2: Palyra returns one choice"),
         ({"messages": [{"role": "function", "content": "x"}]}, "messages[0].role is 'function'"),
         (
             {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},
@@ -177,6 +179,14 @@ def test_max_tokens_and_stop_list_are_accepted() -> None:
         ({"max_tokens": 0}, "max_tokens: Input should be greater than or equal to 1"),
         ({"tools": [{"type": "custom", "custom": {}}]}, "only 'function' tools"),
         ({"model": None}, "model: Input should be a valid string"),
+        ({"presence_penalty": 3}, "presence_penalty: Input should be less than or equal to 2"),
+        ({"top_logprobs": 2}, "top_logprobs needs logprobs: true"),
+        ({"logit_bias": {"abc": 1}}, "logit_bias key 'abc' is not a token id"),
+        ({"logit_bias": {"12": 101}}, "logit_bias['12'] is 101"),
+        ({"service_tier": "gold"}, "service_tier: Input should be 'auto'"),
+        ({"n": 0}, "n: Input should be greater than or equal to 1"),
+        ({"prediction": {"type": "guess", "content": "x"}}, "prediction.type is 'guess'"),
+        ({"prediction": {"type": "content", "content": 3}}, "prediction.content must be"),
     ],
 )
 def test_invalid_requests_name_the_field(extra: dict[str, Any], message: str) -> None:
@@ -323,3 +333,74 @@ def test_plain_text_turns_mix_with_general_ones() -> None:
     ]
     assert parsed.messages[2].tool_calls[0].id == "c1"
     assert parsed.messages[4].text_content() == "thanks"
+
+
+def test_every_sampling_and_answer_option_reaches_the_neutral_request() -> None:
+    parsed = parse_chat_request(
+        body(
+            seed=7,
+            presence_penalty=0.5,
+            frequency_penalty=-0.25,
+            logit_bias={"50256": -100, "11": 2.5},
+            logprobs=True,
+            top_logprobs=3,
+            n=1,
+            service_tier="flex",
+            store=True,
+            prediction={"type": "content", "content": [{"type": "text", "text": "old code"}]},
+            metadata={"team": "a"},
+            user="u-1",
+        )
+    ).request
+    assert (parsed.seed, parsed.presence_penalty, parsed.frequency_penalty) == (7, 0.5, -0.25)
+    assert parsed.logit_bias == {"50256": -100.0, "11": 2.5}
+    assert (parsed.logprobs, parsed.top_logprobs, parsed.n) == (True, 3, 1)
+    assert (parsed.service_tier, parsed.store) == ("flex", True)
+    assert parsed.prediction is not None
+    assert parsed.prediction.content == [TextPart(text="old code")]
+    assert (parsed.metadata, parsed.user) == ({"team": "a"}, "u-1")
+
+
+def test_a_plain_request_sets_none_of_the_options() -> None:
+    """The payload builders skip the options with one set test when none was set."""
+    parsed = parse_chat_request(body()).request
+    from palyra.providers.openai.payload import OPTION_FIELDS
+
+    assert OPTION_FIELDS.isdisjoint(parsed.model_fields_set)
+
+
+def test_logprobs_and_service_tier_reach_the_answer_and_its_chunks() -> None:
+    logprobs = Logprobs(
+        content=[
+            TokenLogprob(
+                token="Hi",
+                logprob=-0.1,
+                bytes=[72, 105],
+                top_logprobs=[TopLogprob(token="Hi", logprob=-0.1, bytes=[72, 105])],
+            )
+        ]
+    )
+    response = ChatResponse(id="r", model="m", content="Hi", logprobs=logprobs, service_tier="flex")
+    out = chat_completion(response, created=1)
+    assert out["service_tier"] == "flex"
+    assert out["choices"][0]["logprobs"] == {
+        "content": [
+            {
+                "token": "Hi",
+                "logprob": -0.1,
+                "bytes": [72, 105],
+                "top_logprobs": [{"token": "Hi", "logprob": -0.1, "bytes": [72, 105]}],
+            }
+        ],
+        "refusal": None,
+    }
+    encoder = ChunkEncoder(fallback_id="x", model="m", created=1, include_usage=False)
+    frames = [
+        encoder.encode(MessageStart(id="r", model="m", service_tier="flex")),
+        encoder.encode(TextDelta(text="Hi", logprobs=logprobs)),
+    ]
+    chunks = [ChatCompletionChunk.model_validate(orjson.loads(f[6:])) for f in frames]
+    assert [c.service_tier for c in chunks] == ["flex", "flex"]
+    assert chunks[1].choices[0].logprobs is not None
+    content = chunks[1].choices[0].logprobs.content
+    assert content is not None and content[0].token == "Hi"

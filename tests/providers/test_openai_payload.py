@@ -9,9 +9,12 @@ import pytest
 from palyra.model import (
     ChatRequest,
     EmbeddingRequest,
+    FailureClass,
     ImagePart,
     Message,
     NamedToolChoice,
+    PalyraError,
+    Prediction,
     ResponseFormat,
     Role,
     TextPart,
@@ -388,6 +391,51 @@ FIELD_CASES: list[tuple[str, dict[str, Any], OpenAIQuirks, dict[str, Any]]] = [
         OpenAIQuirks(metadata=False),
         {"metadata": None},
     ),
+    ("seed", {"seed": 42}, OpenAIQuirks(), {"seed": 42}),
+    (
+        "penalties",
+        {"presence_penalty": 0.5, "frequency_penalty": -1.0},
+        OpenAIQuirks(),
+        {"presence_penalty": 0.5, "frequency_penalty": -1.0},
+    ),
+    (
+        "logit bias",
+        {"logit_bias": {"50256": -100}},
+        OpenAIQuirks(),
+        {"logit_bias": {"50256": -100}},
+    ),
+    (
+        "logprobs",
+        {"logprobs": True, "top_logprobs": 2},
+        OpenAIQuirks(),
+        {"logprobs": True, "top_logprobs": 2},
+    ),
+    ("one choice", {"n": 1}, OpenAIQuirks(), {"n": 1}),
+    ("service tier", {"service_tier": "priority"}, OpenAIQuirks(), {"service_tier": "priority"}),
+    ("store", {"store": False}, OpenAIQuirks(), {"store": False}),
+    (
+        "prediction as text",
+        {"prediction": Prediction(content="x = 1")},
+        OpenAIQuirks(),
+        {"prediction": {"type": "content", "content": "x = 1"}},
+    ),
+    (
+        "prediction as parts",
+        {"prediction": Prediction(content=[TextPart(text="a"), TextPart(text="b")])},
+        OpenAIQuirks(),
+        {
+            "prediction": {
+                "type": "content",
+                "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+            }
+        },
+    ),
+    (
+        "no options when unset",
+        {},
+        OpenAIQuirks(),
+        {k: None for k in ("seed", "n", "logprobs", "logit_bias", "service_tier", "store")},
+    ),
     (
         "stream asks for usage",
         {"stream": True},
@@ -534,3 +582,12 @@ def test_user_content_takes_the_same_form_with_or_without_the_shortcut(
     else:
         content = ""
     assert wire == {"role": "user", "content": content, **({"name": name} if name else {})}
+
+
+def test_more_than_one_choice_is_refused_naming_n() -> None:
+    """The neutral answer holds one choice; the others would be lost on the way back."""
+    with pytest.raises(PalyraError) as info:
+        build_openai_chat_payload(_req(_u(), n=3))
+    assert info.value.failure_class is FailureClass.UNSUPPORTED_CAPABILITY
+    assert info.value.envelope.param == "n"
+    assert "n=3" in info.value.envelope.message

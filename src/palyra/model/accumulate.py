@@ -21,7 +21,7 @@ from palyra.model.events import (
     UsageEvent,
 )
 from palyra.model.messages import ReasoningPart, RedactedThinkingPart, ThinkingPart, ToolCallPart
-from palyra.model.responses import ChatResponse, FinishReason, Usage
+from palyra.model.responses import ChatResponse, FinishReason, Logprobs, Usage
 
 
 @dataclass
@@ -58,6 +58,7 @@ class StreamAccumulator:
     finish_reason: FinishReason | None = None
     stop_sequence: str | None = None
     error: ErrorEvent | None = None
+    logprobs: Logprobs | None = None
 
     def add(self, event: StreamEvent) -> None:
         match event:
@@ -65,6 +66,10 @@ class StreamAccumulator:
                 self.id, self.model, self.created = event.id, event.model, event.created
             case TextDelta():
                 self.text.append(event.text)
+                if event.logprobs is not None:
+                    self.logprobs = (
+                        event.logprobs if self.logprobs is None else self.logprobs + event.logprobs
+                    )
             case ThinkingDelta():
                 self.reasoning.setdefault(event.index, _PendingThinking()).text.append(
                     event.thinking
@@ -111,4 +116,5 @@ class StreamAccumulator:
             stop_sequence=self.stop_sequence,
             usage=self.usage or Usage(source="estimated"),
             created=self.created,
+            logprobs=self.logprobs,
         )

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from palyra.model.errors import ErrorEnvelope
-from palyra.model.responses import FinishReason, Usage
+from palyra.model.responses import FinishReason, Logprobs, Usage
 
 
 class _Event(BaseModel):
@@ -16,18 +16,23 @@ class _Event(BaseModel):
 
 class MessageStart(_Event):
     """The answer has begun. ``usage`` is what the upstream reported at the start (Anthropic
-    sends the input and cache counts before any output); ``None`` when it says nothing yet."""
+    sends the input and cache counts before any output); ``None`` when it says nothing yet.
+    ``service_tier`` is the tier serving the answer, when the upstream says so at the start."""
 
     type: Literal["message_start"] = "message_start"
     id: str
     model: str
     created: int | None = None
     usage: Usage | None = None
+    service_tier: str | None = None
 
 
 class TextDelta(_Event):
+    """Answer text; ``logprobs`` are its tokens' log probabilities when the request asked."""
+
     type: Literal["text_delta"] = "text_delta"
     text: str
+    logprobs: Logprobs | None = None
 
 
 class ThinkingDelta(_Event):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from palyra.model.messages import CacheControl, ImagePart, Message, Role, ToolResultPart
+from palyra.model.messages import CacheControl, ImagePart, Message, Role, TextPart, ToolResultPart
 
 TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 
@@ -72,6 +72,22 @@ class ReasoningConfig(BaseModel):
     display: ThinkingDisplay | None = None
 
 
+ServiceTier = Literal["auto", "default", "flex", "scale", "priority"]
+"""OpenAI's processing tiers; Anthropic's ``standard_only`` is ``default`` here."""
+
+LOGIT_BIAS_LIMIT = 100.0
+
+
+class Prediction(BaseModel):
+    """Predicted output (OpenAI's ``prediction``): text the answer will largely repeat, which the
+    upstream uses to answer faster. ``content`` keeps the client's shape (a string or text parts)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["content"] = "content"
+    content: str | list[TextPart]
+
+
 class ChatRequest(BaseModel):
     """One chat call. ``model`` is the name the provider gets (routing rewrites it)."""
 
@@ -92,6 +108,18 @@ class ChatRequest(BaseModel):
     stream: bool = False
     user: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Sampling and answer options (OpenAI's names; the README's field table says how each one
+    # travels to an Anthropic upstream: mapped, dropped by rule, or refused with a 400).
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] = Field(default_factory=dict)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    n: int | None = Field(default=None, ge=1, le=128)
+    service_tier: ServiceTier | None = None
+    store: bool | None = None
+    prediction: Prediction | None = None
 
     @field_validator("tools")
     @classmethod
@@ -102,6 +130,22 @@ class ChatRequest(BaseModel):
                 raise ValueError(f"tool name {tool.name!r} is declared twice")
             seen.add(tool.name)
         return tools
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_in_range(cls, bias: dict[str, float]) -> dict[str, float]:
+        for token, value in bias.items():
+            if not token.isdigit():
+                raise ValueError(f"logit_bias key {token!r} is not a token id (digits)")
+            if not -LOGIT_BIAS_LIMIT <= value <= LOGIT_BIAS_LIMIT:
+                raise ValueError(f"logit_bias[{token!r}] is {value}; use -100 to 100")
+        return bias
+
+    @model_validator(mode="after")
+    def _top_logprobs_need_logprobs(self) -> ChatRequest:
+        if self.top_logprobs is not None and self.logprobs is not True:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
 
     @model_validator(mode="after")
     def _tool_choice_matches_tools(self) -> ChatRequest:

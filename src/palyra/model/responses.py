@@ -31,6 +31,44 @@ class Usage(BaseModel):
         return self.input_tokens + self.output_tokens
 
 
+class TopLogprob(BaseModel):
+    """One of the likeliest tokens at a position, with its log probability."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(TopLogprob):
+    """A token of the answer, its log probability and the alternatives asked for."""
+
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class Logprobs(BaseModel):
+    """Log probabilities of the answer's tokens (OpenAI's ``logprobs``): of its text, and of its
+    refusal when it refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    content: list[TokenLogprob] | None = None
+    refusal: list[TokenLogprob] | None = None
+
+    def __add__(self, other: Logprobs) -> Logprobs:
+        """Two runs of tokens, one after the other (stream chunks folded into an answer)."""
+
+        def join(
+            a: list[TokenLogprob] | None, b: list[TokenLogprob] | None
+        ) -> list[TokenLogprob] | None:
+            return b if a is None else a if b is None else [*a, *b]
+
+        return Logprobs(
+            content=join(self.content, other.content), refusal=join(self.refusal, other.refusal)
+        )
+
+
 class ChatResponse(BaseModel):
     """A finished chat answer: reasoning, text, tool calls, a normalised finish reason and
     usage. ``reasoning`` comes before the text, in the order the upstream sent it, signatures
@@ -49,3 +87,7 @@ class ChatResponse(BaseModel):
     provider: str | None = None
     created: int | None = None
     system_fingerprint: str | None = None
+    logprobs: Logprobs | None = None
+    service_tier: str | None = None
+    """The tier that served the answer, in OpenAI's words (``default``, ``priority``, ``flex``...);
+    Anthropic's ``standard`` is ``default`` here."""

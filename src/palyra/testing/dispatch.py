@@ -317,7 +317,9 @@ class FakeApp:
         reply = self._reply_for(conv, Dialect.OPENAI, n)
         ident, created = f"chatcmpl-fake{n:012x}", int(self._clock())
         if not options.stream:
-            answer = openai_chat.completion(reply, id=ident, model=conv.model, created=created)
+            answer = openai_chat.completion(
+                reply, id=ident, model=conv.model, created=created, options=options
+            )
             await self._json(out, answer, fault)
             return
         chunks = openai_chat.chunks(
@@ -327,6 +329,7 @@ class FakeApp:
             created=created,
             words_per_chunk=self.settings.stream_chunk_tokens,
             include_usage=options.include_usage,
+            options=options,
         )
         events = itertools.chain((_sse(c) for c in chunks), [b"data: [DONE]\n\n"])
         await self._stream(out, events, fault, injected)

@@ -21,10 +21,16 @@ USER_PART_TYPES = ("text", "image_url", "input_audio", "file")
 TOOL_ARGUMENT_FRAGMENT_CHARS = 10
 
 
+SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority")
+
+
 @dataclass(frozen=True, slots=True)
 class ChatOptions:
     stream: bool
     include_usage: bool
+    logprobs: bool = False
+    top_logprobs: int = 0
+    service_tier: str = "default"
 
 
 def _choices(value: str, allowed: tuple[str, ...]) -> str:
@@ -140,7 +146,67 @@ def _options(body: dict[str, Any]) -> ChatOptions:
             "stream_options",
         )
     include = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
-    return ChatOptions(stream=bool(stream), include_usage=include)
+    _sampling(body)
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise invalid(
+            "Invalid type for 'logprobs': expected a boolean.", "logprobs", "invalid_type"
+        )
+    top = body.get("top_logprobs")
+    if top is not None:
+        if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= 20:
+            raise invalid("Invalid 'top_logprobs': expected 0 to 20.", "top_logprobs")
+        if logprobs is not True:
+            raise invalid(
+                "Invalid value for 'top_logprobs': 'logprobs' must be set to true.",
+                "top_logprobs",
+            )
+    tier = body.get("service_tier")
+    if tier is not None and tier not in SERVICE_TIERS:
+        raise invalid(_choices(str(tier), SERVICE_TIERS), "service_tier", "invalid_value")
+    return ChatOptions(
+        stream=bool(stream),
+        include_usage=include,
+        logprobs=logprobs is True,
+        top_logprobs=top or 0,
+        service_tier="default" if tier in (None, "auto") else str(tier),
+    )
+
+
+def _sampling(body: dict[str, Any]) -> None:
+    """Type and range checks of the sampling options, as the live API makes them."""
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise invalid("Invalid type for 'seed': expected an integer.", "seed", "invalid_type")
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int | float) or not -2 <= value <= 2):
+            raise invalid(f"Invalid '{name}': expected a number from -2 to 2.", name)
+    bias = body.get("logit_bias")
+    if bias is not None and (
+        not isinstance(bias, dict)
+        or not all(k.isdigit() and isinstance(v, int | float) for k, v in bias.items())
+    ):
+        raise invalid(
+            "Invalid 'logit_bias': expected an object of token ids to numbers.", "logit_bias"
+        )
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise invalid("The fake upstream answers with one choice; send n=1.", "n")
+
+
+def token_logprobs(pieces: list[str], top: int) -> dict[str, Any]:
+    """A choice's ``logprobs``: each piece one token, its log probability a fixed function of
+    it (so tests can compute it), and ``top`` alternatives, the token itself first."""
+
+    def entry(token: str) -> dict[str, Any]:
+        return {"token": token, "logprob": -(len(token) % 7) / 10, "bytes": list(token.encode())}
+
+    content = []
+    for piece in pieces:
+        alternatives = [entry(piece), *(entry(f"{piece}~{k}") for k in range(1, top))][:top]
+        content.append({**entry(piece), "top_logprobs": alternatives})
+    return {"content": content, "refusal": None}
 
 
 def _stop(body: dict[str, Any]) -> list[str]:
@@ -316,7 +382,9 @@ def usage(reply: Reply) -> dict[str, Any]:
     }
 
 
-def completion(reply: Reply, *, id: str, model: str, created: int) -> dict[str, Any]:
+def completion(
+    reply: Reply, *, id: str, model: str, created: int, options: ChatOptions | None = None
+) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": reply.text if not reply.calls else None,
@@ -334,27 +402,50 @@ def completion(reply: Reply, *, id: str, model: str, created: int) -> dict[str, 
         "created": created,
         "model": model,
         "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish(reply)}
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": token_logprobs(split_words(reply.text), options.top_logprobs)
+                if options is not None and options.logprobs
+                else None,
+                "finish_reason": _finish(reply),
+            }
         ],
         "usage": usage(reply),
-        "service_tier": "default",
+        "service_tier": options.service_tier if options is not None else "default",
         "system_fingerprint": "fp_palyra_fake",
     }
 
 
 def chunks(
-    reply: Reply, *, id: str, model: str, created: int, words_per_chunk: int, include_usage: bool
+    reply: Reply,
+    *,
+    id: str,
+    model: str,
+    created: int,
+    words_per_chunk: int,
+    include_usage: bool,
+    options: ChatOptions | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """The streamed answer: role, text pieces, tool-call pieces by index, finish, usage."""
+    """The streamed answer: role, text pieces (with their logprobs when asked), tool-call
+    pieces by index, finish, usage."""
+    tier = options.service_tier if options is not None else "default"
+    want_logprobs = options is not None and options.logprobs
+    top = options.top_logprobs if options is not None else 0
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    def chunk(
+        delta: dict[str, Any], finish: str | None = None, logprobs: Any = None
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": id,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
+            "service_tier": tier,
             "system_fingerprint": "fp_palyra_fake",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": [
+                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+            ],
         }
         if include_usage:
             out["usage"] = None
@@ -363,7 +454,9 @@ def chunks(
     yield chunk({"role": "assistant", "content": "", "refusal": None})
     pieces = split_words(reply.text)
     for start in range(0, len(pieces), words_per_chunk):
-        yield chunk({"content": "".join(pieces[start : start + words_per_chunk])})
+        run = pieces[start : start + words_per_chunk]
+        logprobs = token_logprobs(run, top) if want_logprobs else None
+        yield chunk({"content": "".join(run)}, logprobs=logprobs)
     for index, call in enumerate(reply.calls):
         yield chunk(
             {

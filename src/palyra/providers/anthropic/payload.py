@@ -414,9 +414,59 @@ def build_anthropic_messages_payload(
                 param="user",
             )
         payload["metadata"] = {"user_id": request.user}
+    if not OPTION_FIELDS.isdisjoint(request.model_fields_set):
+        _add_options(payload, request)
     if request.stream:
         payload["stream"] = True
     return payload
+
+
+# Neutral options with no plain Anthropic counterpart; a request that set none skips
+# :func:`_add_options` with one set test.
+OPTION_FIELDS = frozenset(
+    {
+        "n",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "service_tier",
+        "store",
+        "prediction",
+    }
+)
+# OpenAI's tiers as Anthropic's; the others (flex, scale, priority) have no Anthropic request
+# value and are left out: Anthropic then serves from its standard capacity, as the answer's
+# ``service_tier`` reports.
+SERVICE_TIERS = {"auto": "auto", "default": "standard_only"}
+
+
+def _unsupported(field: str, why: str) -> PalyraError:
+    """A field Anthropic cannot honour whose loss would change the answer: refused (and another
+    candidate that can honour it may take the request)."""
+    return PalyraError.of(
+        FailureClass.UNSUPPORTED_CAPABILITY,
+        f"{field}: {why}; remove it, or route to an OpenAI model",
+        param=field,
+        provider="anthropic",
+    )
+
+
+def _add_options(payload: dict[str, Any], request: ChatRequest) -> None:
+    """Map or refuse the OpenAI-born options (README, "Field mapping"). Dropped by rule:
+    ``seed``, ``presence_penalty``, ``frequency_penalty`` (Anthropic samples without them),
+    ``store`` and ``prediction`` (nothing to store; a latency hint only)."""
+    if request.n is not None and request.n > 1:
+        raise _unsupported("n", f"Anthropic returns one answer per request, not {request.n}")
+    if request.logprobs:
+        raise _unsupported("logprobs", "Anthropic does not report token log probabilities")
+    if request.logit_bias:
+        raise _unsupported("logit_bias", "Anthropic has no token biasing")
+    tier = SERVICE_TIERS.get(request.service_tier or "")
+    if tier is not None:
+        payload["service_tier"] = tier
 
 
 def build_anthropic_count_tokens_payload(request: ChatRequest) -> dict[str, Any]:

@@ -126,6 +126,9 @@ def parse_anthropic_message(body: dict[str, Any], *, provider: str | None = None
         fields["reasoning"] = reasoning
     if isinstance(stop_sequence, str):
         fields["stop_sequence"] = stop_sequence
+    tier = service_tier(usage)
+    if tier is not None:
+        fields["service_tier"] = tier
     return ChatResponse.model_validate(fields)
 
 
@@ -138,6 +141,15 @@ def _thinking(block: dict[str, Any], provider: str | None) -> dict[str, Any]:
         "thinking": thinking,
         "signature": signature if isinstance(signature, str) else None,
     }
+
+
+def service_tier(usage: object) -> str | None:
+    """The tier in ``usage.service_tier``, in the neutral (OpenAI) words: ``standard`` is
+    ``default``; ``priority`` and ``batch`` keep their names."""
+    tier = usage.get("service_tier") if isinstance(usage, dict) else None
+    if not isinstance(tier, str):
+        return None
+    return "default" if tier == "standard" else tier
 
 
 def _created(value: object) -> int | None:

@@ -27,6 +27,7 @@ from palyra.providers.anthropic.response import (
     finish_reason,
     load_json_object,
     malformed,
+    service_tier,
     usage_from_anthropic,
 )
 from palyra.providers.errors import classify_http_error
@@ -135,7 +136,8 @@ class AnthropicStreamParser:
         self.model = str(message.get("model") or self.model or "")
         self._merge_usage(message.get("usage"))
         early = usage_from_anthropic(self._usage) if "input_tokens" in self._usage else None
-        return [MessageStart(id=message["id"], model=self.model, usage=early)]
+        tier = service_tier(message.get("usage"))
+        return [MessageStart(id=message["id"], model=self.model, usage=early, service_tier=tier)]
 
     def _block_start(self, payload: dict[str, Any]) -> list[StreamEvent]:
         block = payload.get("content_block")

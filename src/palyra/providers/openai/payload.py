@@ -9,9 +9,12 @@ import orjson
 from palyra.model import (
     ChatRequest,
     EmbeddingRequest,
+    FailureClass,
     ImagePart,
     Message,
     NamedToolChoice,
+    PalyraError,
+    Prediction,
     ResponseFormat,
     Role,
     TextPart,
@@ -26,6 +29,22 @@ DEFAULT_SCHEMA_NAME = "response"
 TOOL_ERROR_PREFIX = "Error: "
 
 _DEFAULT_QUIRKS = OpenAIQuirks()
+
+# The neutral fields :func:`_add_options` sends; a request that set none skips them all.
+OPTION_FIELDS = frozenset(
+    {
+        "n",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "service_tier",
+        "store",
+        "prediction",
+    }
+)
 
 
 def _text_part(part: TextPart) -> dict[str, Any]:
@@ -170,6 +189,47 @@ def _response_format(
     return {"type": "json_object"}, None
 
 
+def _prediction(prediction: Prediction) -> dict[str, Any]:
+    content = prediction.content
+    wire = content if isinstance(content, str) else [_text_part(p) for p in content]
+    return {"type": "content", "content": wire}
+
+
+def _add_options(payload: dict[str, Any], request: ChatRequest) -> None:
+    """The sampling and answer options, each only when the request sets it (a request that
+    set none of them costs one set test: most requests set none)."""
+    if OPTION_FIELDS.isdisjoint(request.model_fields_set):
+        return
+    if request.n is not None:
+        if request.n > 1:
+            # The neutral answer holds one choice: more would be lost on the way back.
+            raise PalyraError.of(
+                FailureClass.UNSUPPORTED_CAPABILITY,
+                f"n={request.n}: Palyra returns one choice per answer; send n=1 or omit it "
+                "(or send the request n times)",
+                param="n",
+            )
+        payload["n"] = request.n
+    if request.seed is not None:
+        payload["seed"] = request.seed
+    if request.presence_penalty is not None:
+        payload["presence_penalty"] = request.presence_penalty
+    if request.frequency_penalty is not None:
+        payload["frequency_penalty"] = request.frequency_penalty
+    if request.logit_bias:
+        payload["logit_bias"] = dict(request.logit_bias)
+    if request.logprobs is not None:
+        payload["logprobs"] = request.logprobs
+    if request.top_logprobs is not None:
+        payload["top_logprobs"] = request.top_logprobs
+    if request.service_tier is not None:
+        payload["service_tier"] = request.service_tier
+    if request.store is not None:
+        payload["store"] = request.store
+    if request.prediction is not None:
+        payload["prediction"] = _prediction(request.prediction)
+
+
 def build_openai_chat_payload(
     request: ChatRequest, quirks: OpenAIQuirks = _DEFAULT_QUIRKS
 ) -> dict[str, Any]:
@@ -203,6 +263,7 @@ def build_openai_chat_payload(
         payload["user"] = request.user
     if request.metadata and quirks.metadata:
         payload["metadata"] = dict(request.metadata)
+    _add_options(payload, request)
     if request.stream:
         payload["stream"] = True
         if quirks.stream_usage:

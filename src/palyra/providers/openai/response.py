@@ -83,6 +83,39 @@ def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
     return Usage(**usage_fields(usage))
 
 
+def _token(raw: object) -> dict[str, Any] | None:
+    if not isinstance(raw, dict):
+        return None
+    token, logprob, data = raw.get("token"), raw.get("logprob"), raw.get("bytes")
+    if not isinstance(token, str) or not isinstance(logprob, int | float):
+        return None
+    out: dict[str, Any] = {"token": token, "logprob": float(logprob)}
+    if isinstance(data, list) and all(type(b) is int for b in data):
+        out["bytes"] = data
+    return out
+
+
+def _tokens(raw: object) -> list[dict[str, Any]] | None:
+    if not isinstance(raw, list):
+        return None
+    tokens = []
+    for item in raw:
+        token = _token(item)
+        if token is None:
+            continue  # one malformed entry costs that entry, not the answer
+        tops = item.get("top_logprobs")
+        if isinstance(tops, list):
+            token["top_logprobs"] = [t for t in map(_token, tops) if t is not None]
+        tokens.append(token)
+    return tokens
+
+
+def logprobs_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """:class:`Logprobs`'s fields from a choice's ``logprobs`` object; entries that are not
+    ``{token, logprob, ...}`` are left out rather than failing the answer."""
+    return {"content": _tokens(raw.get("content")), "refusal": _tokens(raw.get("refusal"))}
+
+
 def content_text(content: object) -> str:
     """Message text from a plain string or a list of text parts."""
     if isinstance(content, str):
@@ -144,10 +177,19 @@ def parse_openai_chat_response(
     usage = body.get("usage")
     created = body.get("created")
     fingerprint = body.get("system_fingerprint")
+    # Set only when the answer carries them (most answers have no logprobs).
+    fields: dict[str, Any] = {}
+    logprobs = choice.get("logprobs")
+    if type(logprobs) is dict:
+        fields["logprobs"] = logprobs_fields(logprobs)
+    tier = body.get("service_tier")
+    if type(tier) is str:
+        fields["service_tier"] = tier
     # One validation of the whole answer, usage nested: a Usage built on its own first would
     # be a second pass through pydantic's model machinery (about an eighth of this function).
     return ChatResponse.model_validate(
         {
+            **fields,
             "id": response_id,
             "model": str(body.get("model") or ""),
             "content": text,

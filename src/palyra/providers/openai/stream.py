@@ -11,6 +11,7 @@ import orjson
 from palyra.model import (
     FailureClass,
     FinishReason,
+    Logprobs,
     MessageEnd,
     MessageStart,
     PalyraError,
@@ -22,7 +23,12 @@ from palyra.model import (
     UsageEvent,
 )
 from palyra.providers.errors import classify_http_error
-from palyra.providers.openai.response import finish_reason, malformed, usage_from_openai
+from palyra.providers.openai.response import (
+    finish_reason,
+    logprobs_fields,
+    malformed,
+    usage_from_openai,
+)
 
 DONE = "[DONE]"
 
@@ -91,11 +97,13 @@ class OpenAIStreamParser:
         if not self.started:
             self.started = True
             created = chunk.get("created")
+            tier = chunk.get("service_tier")
             events.append(
                 MessageStart(
                     id=str(chunk.get("id") or ""),
                     model=str(chunk.get("model") or self.model or ""),
                     created=created if isinstance(created, int) else None,
+                    service_tier=tier if type(tier) is str else None,
                 )
             )
         choices = chunk.get("choices")
@@ -135,6 +143,16 @@ class OpenAIStreamParser:
     def _choice(self, choice: Mapping[str, Any], events: list[StreamEvent]) -> None:
         """Append the events of one choice of a chunk to ``events``."""
         delta = choice.get("delta")
+        logprobs = choice.get("logprobs")
+        if type(logprobs) is dict:
+            text = delta.get("content") if isinstance(delta, dict) else None
+            events.append(
+                TextDelta(
+                    text=text if isinstance(text, str) else "",
+                    logprobs=Logprobs.model_validate(logprobs_fields(logprobs)),
+                )
+            )
+            delta = {k: v for k, v in delta.items() if k != "content"} if delta else None
         if isinstance(delta, dict):
             text = delta.get("content")
             if isinstance(text, str) and text:

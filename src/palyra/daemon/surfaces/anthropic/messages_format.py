@@ -308,6 +308,19 @@ def _user_id(metadata: Any) -> str | None:
     return None if user_id is None else string(user_id, "metadata.user_id")
 
 
+# Anthropic's request tiers in the neutral (OpenAI) words, and the answer's tiers back.
+_SERVICE_TIERS = {"auto": "auto", "standard_only": "default"}
+_ANSWER_TIERS = {"default": "standard"}
+
+
+def _service_tier(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or raw not in _SERVICE_TIERS:
+        raise invalid(f"service_tier is {raw!r}; use 'auto' or 'standard_only'", "service_tier")
+    return _SERVICE_TIERS[raw]
+
+
 def parse_messages_request(data: Any, *, require_max_tokens: bool = True) -> ChatRequest:
     """An Anthropic ``/v1/messages`` body as a neutral request, or a 400 naming the field.
 
@@ -323,9 +336,13 @@ def parse_messages_request(data: Any, *, require_max_tokens: bool = True) -> Cha
     if not isinstance(tools, list):
         raise invalid("tools must be an array", "tools")
     tool_choice, parallel = _tool_choice(body.get("tool_choice"))
+    options: dict[str, Any] = {}
+    if "service_tier" in body:
+        options["service_tier"] = _service_tier(body["service_tier"])
     try:
         return ChatRequest.model_validate(
             {
+                **options,
                 "model": body.get("model"),
                 "messages": _system(body.get("system")) + _messages(body.get("messages")),
                 "tools": [_tool(t, i) for i, t in enumerate(tools)],
@@ -384,9 +401,12 @@ _USAGE_NULLS: dict[str, Any] = {
 _DIRECT_CALLER: dict[str, Any] = {"type": "direct"}
 
 
-def message_usage_json(usage: Usage) -> dict[str, Any]:
+def message_usage_json(usage: Usage, service_tier: str | None = None) -> dict[str, Any]:
     """The full ``usage`` object of a ``message`` (``message_delta`` carries the short one)."""
-    return {**usage_json(usage), **_USAGE_NULLS}
+    full = {**usage_json(usage), **_USAGE_NULLS}
+    if service_tier is not None:
+        full["service_tier"] = _ANSWER_TIERS.get(service_tier, service_tier)
+    return full
 
 
 def tool_input(call: ToolCallPart) -> dict[str, Any]:
@@ -419,7 +439,7 @@ def message_json(response: ChatResponse) -> dict[str, Any]:
         "stop_reason": stop_reason(response.finish_reason),
         "stop_sequence": response.stop_sequence,
         **_MESSAGE_NULLS,
-        "usage": message_usage_json(response.usage),
+        "usage": message_usage_json(response.usage, response.service_tier),
     }
 
 
@@ -454,6 +474,7 @@ class MessageEventEncoder:
         self.model = model
         self._estimate_input = estimate_input
         self._start_usage: Usage | None = None
+        self._service_tier: str | None = None
         self._blocks = 0
         self._text_block: int | None = None
         self._tool_blocks: dict[int, int] = {}
@@ -498,7 +519,10 @@ class MessageEventEncoder:
 
     def _start_counts(self) -> dict[str, Any]:
         if self._start_usage is not None:
-            return {**usage_json(self._start_usage), "output_tokens": 0, **_USAGE_NULLS}
+            counts = {**usage_json(self._start_usage), "output_tokens": 0, **_USAGE_NULLS}
+            if self._service_tier is not None:
+                counts["service_tier"] = _ANSWER_TIERS.get(self._service_tier, self._service_tier)
+            return counts
         return {
             "input_tokens": self._estimate_input(),
             "output_tokens": 0,
@@ -514,6 +538,7 @@ class MessageEventEncoder:
                 self.id = event.id or self.id
                 self.model = event.model or self.model
                 self._start_usage = event.usage
+                self._service_tier = event.service_tier
                 return self._message_start()
             case TextDelta():
                 if not event.text:

@@ -2,8 +2,8 @@
 
 Request JSON -> neutral ``ChatRequest``; neutral ``ChatResponse`` -> ``chat.completion`` JSON;
 neutral stream events -> ``chat.completion.chunk`` SSE bytes; ``ErrorEnvelope`` -> OpenAI error JSON.
-Fields we do not act on (``seed``, ``logprobs``, ``store``, ...) are accepted and ignored, as
-OpenAI-compatible servers commonly do, so newer SDKs keep working.
+Every documented request parameter has a neutral field; how each one reaches an upstream of
+another API (mapped, dropped by a rule, or refused) is the README's field table.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from palyra.model import (
     FailureClass,
     FinishReason,
     ImagePart,
+    Logprobs,
     Message,
     MessageEnd,
     MessageStart,
@@ -252,6 +253,37 @@ def _stop(raw: Any) -> list[str]:
     raise invalid("stop must be a string or an array of strings", "stop")
 
 
+def _prediction(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    prediction = obj(raw, "prediction")
+    if prediction.get("type") != "content":
+        raise invalid(
+            f"prediction.type is {prediction.get('type')!r}; use 'content'", "prediction.type"
+        )
+    content = prediction.get("content")
+    if isinstance(content, list):
+        content = _text_only(content, "prediction.content")
+    elif not isinstance(content, str):
+        raise invalid(
+            "prediction.content must be a string or an array of text parts", "prediction.content"
+        )
+    return {"type": "content", "content": content}
+
+
+# Optional parameters read as they are (the neutral model checks their types and ranges).
+_PLAIN_PARAMS = (
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "top_logprobs",
+    "n",
+    "service_tier",
+    "store",
+)
+
+
 def _first_error(exc: ValueError | ValidationError) -> str:
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
@@ -264,8 +296,6 @@ def _first_error(exc: ValueError | ValidationError) -> str:
 def parse_chat_request(data: Any) -> ParsedChat:
     """An OpenAI ``/v1/chat/completions`` body as a neutral request, or a 400 naming the field."""
     body = obj(data, "the request body")
-    if body.get("n") not in (None, 1):
-        raise invalid(f"n={body['n']!r}: Palyra returns one choice; send n=1 or omit it", "n")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid("messages must be a non-empty array", "messages")
@@ -295,6 +325,15 @@ def parse_chat_request(data: Any) -> ParsedChat:
     metadata = body.get("metadata")
     if metadata:
         fields["metadata"] = metadata
+    for key in _PLAIN_PARAMS:
+        value = body.get(key)
+        if value is not None:
+            fields[key] = value
+    bias = body.get("logit_bias")
+    if bias:
+        fields["logit_bias"] = bias
+    if "prediction" in body:
+        fields["prediction"] = _prediction(body["prediction"])
     try:
         request = ChatRequest.model_validate(fields)
     except (ValidationError, ValueError) as exc:
@@ -332,6 +371,13 @@ def _call_json(index: int | None, call: ToolCallPart) -> dict[str, Any]:
     return out
 
 
+def logprobs_json(logprobs: Logprobs | None) -> dict[str, Any] | None:
+    """OpenAI's ``logprobs`` object of a choice (``null`` when the request did not ask)."""
+    if logprobs is None:
+        return None
+    return logprobs.model_dump(mode="json")
+
+
 def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
     """A neutral answer as an OpenAI ``chat.completion`` object."""
     content, calls = response.content, response.tool_calls  # each field read once
@@ -353,7 +399,7 @@ def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
                 "index": 0,
                 "message": message,
                 "finish_reason": _finish(response.finish_reason),
-                "logprobs": None,
+                "logprobs": logprobs_json(response.logprobs),
             }
         ],
         "usage": usage_json(response.usage),
@@ -361,6 +407,9 @@ def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
     fingerprint = response.system_fingerprint
     if fingerprint is not None:  # a string when present, never null (OpenAPI)
         body["system_fingerprint"] = fingerprint
+    tier = response.service_tier
+    if tier is not None:
+        body["service_tier"] = tier
     return body
 
 
@@ -392,9 +441,14 @@ class ChunkEncoder:
         self.created = created
         self.include_usage = include_usage
         self._usage: Usage | None = None
+        self.service_tier: str | None = None
 
     def _chunk(
-        self, delta: dict[str, Any] | None, finish: str | None = None, usage: Usage | None = None
+        self,
+        delta: dict[str, Any] | None,
+        finish: str | None = None,
+        usage: Usage | None = None,
+        logprobs: Logprobs | None = None,
     ) -> bytes:
         payload: dict[str, Any] = {
             "id": self.id,
@@ -403,8 +457,17 @@ class ChunkEncoder:
             "model": self.model,
             "choices": []
             if delta is None
-            else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            else [
+                {
+                    "index": 0,
+                    "delta": delta,
+                    "finish_reason": finish,
+                    "logprobs": logprobs_json(logprobs),
+                }
+            ],
         }
+        if self.service_tier is not None:
+            payload["service_tier"] = self.service_tier
         if usage is not None:
             payload["usage"] = usage_json(usage)
         return sse(payload)
@@ -417,8 +480,11 @@ class ChunkEncoder:
                 self.model = event.model or self.model
                 if event.created is not None:
                     self.created = event.created
+                self.service_tier = event.service_tier
                 return self._chunk({"role": "assistant", "content": ""})
             case TextDelta():
+                if event.logprobs is not None:
+                    return self._chunk({"content": event.text}, logprobs=event.logprobs)
                 return self._chunk({"content": event.text}) if event.text else b""
             case ToolCallStart():
                 call = ToolCallPart(id=event.id, name=event.name, arguments="")
