@@ -308,6 +308,24 @@ CHAT_CORPUS: list[tuple[str, ChatRequest]] = [
     ("stream-tool-history", _req(*_WEATHER_TURN, tools=[WEATHER], stream=True)),
     ("user-id", _req(_user("x"), user="user-1234")),
     ("metadata", _req(_user("x"), metadata={"session": "s-1", "team": "search"})),
+    # Sampling and answer options every target can take (mapped or dropped by rule; the ones
+    # Anthropic refuses are in the OpenAI conformance cases).
+    ("seed", _req(_user("x"), seed=1234)),
+    ("penalties", _req(_user("x"), presence_penalty=0.5, frequency_penalty=-0.5)),
+    ("service-tier-auto", _req(_user("x"), service_tier="auto")),
+    ("service-tier-default", _req(_user("x"), service_tier="default")),
+    ("service-tier-flex", _req(_user("x"), service_tier="flex")),
+    ("store", _req(_user("x"), store=True)),
+    ("prediction-text", _req(_user("x"), prediction={"content": "old code"})),
+    (
+        "prediction-parts",
+        _req(_user("x"), prediction={"content": [{"type": "text", "text": "old"}]}),
+    ),
+    ("one-choice", _req(_user("x"), n=1)),
+    ("logprobs-off", _req(_user("x"), logprobs=False)),
+    ("reasoning-effort-low", _req(_user("x"), reasoning={"effort": "low"})),
+    ("reasoning-effort-none", _req(_user("x"), reasoning={"effort": "none"})),
+    ("reasoning-budget", _req(_user("x"), reasoning={"budget_tokens": 3000})),
     (
         "everything",
         _req(
@@ -330,6 +348,32 @@ CHAT_CORPUS: list[tuple[str, ChatRequest]] = [
             stream=True,
             user="u-9",
             metadata={"k": "v"},
+        ),
+    ),
+]
+
+# Options only OpenAI honours: an Anthropic payload refuses them (tests/providers/
+# test_field_mapping.py), an OpenAI payload must still match the vendor's schema.
+OPENAI_ONLY_CORPUS: list[tuple[str, ChatRequest]] = [
+    ("logprobs", _req(_user("x"), logprobs=True, top_logprobs=5)),
+    ("logit-bias", _req(_user("x"), logit_bias={"50256": -100, "1734": 20})),
+    (
+        "every-option",
+        _req(
+            _user("x"),
+            seed=1,
+            presence_penalty=1.5,
+            frequency_penalty=0.1,
+            logit_bias={"11": 1},
+            logprobs=True,
+            top_logprobs=0,
+            n=1,
+            service_tier="priority",
+            store=False,
+            prediction={"content": "y"},
+            reasoning={"effort": "max"},
+            user="u",
+            metadata={"a": "b"},
         ),
     ),
 ]

@@ -341,7 +341,7 @@ def test_every_sampling_and_answer_option_reaches_the_neutral_request() -> None:
             seed=7,
             presence_penalty=0.5,
             frequency_penalty=-0.25,
-            logit_bias={"50256": -100, "11": 2.5},
+            logit_bias={"50256": -100, "11": 2},
             logprobs=True,
             top_logprobs=3,
             n=1,
@@ -353,7 +353,7 @@ def test_every_sampling_and_answer_option_reaches_the_neutral_request() -> None:
         )
     ).request
     assert (parsed.seed, parsed.presence_penalty, parsed.frequency_penalty) == (7, 0.5, -0.25)
-    assert parsed.logit_bias == {"50256": -100.0, "11": 2.5}
+    assert parsed.logit_bias == {"50256": -100, "11": 2}
     assert (parsed.logprobs, parsed.top_logprobs, parsed.n) == (True, 3, 1)
     assert (parsed.service_tier, parsed.store) == ("flex", True)
     assert parsed.prediction is not None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from palyra.model import Capability
+from palyra.model import Capability, ReasoningEffort
+
+MIN_THINKING_BUDGET = 1024
 
 ProviderKind = Literal["openai", "anthropic", "openai_compatible", "deterministic"]
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
@@ -83,6 +85,25 @@ class ModelConfig(_Section):
     aliases: list[str] = Field(default_factory=list)
     # Which OpenAI API serves the model: Chat Completions, or /v1/responses (kind openai only).
     api: Literal["chat", "responses"] = "chat"
+    # Thinking budget per reasoning effort (``reasoning_budgets = {low = 2048, high = 24000}``),
+    # over palyra.model.reasoning.DEFAULT_EFFORT_BUDGETS: what an OpenAI ``reasoning_effort``
+    # becomes on an Anthropic model, and how an Anthropic budget is read as a level on OpenAI.
+    reasoning_budgets: dict[ReasoningEffort, int] = Field(default_factory=dict)
+
+    @field_validator("reasoning_budgets")
+    @classmethod
+    def _budgets_fit_anthropic(
+        cls, budgets: dict[ReasoningEffort, int]
+    ) -> dict[ReasoningEffort, int]:
+        for level, tokens in budgets.items():
+            if tokens < MIN_THINKING_BUDGET:
+                raise ValueError(
+                    f"reasoning_budgets.{level} is {tokens}; Anthropic needs a thinking budget "
+                    f"of at least {MIN_THINKING_BUDGET} tokens"
+                )
+        if "none" in budgets:
+            raise ValueError("reasoning_budgets.none: 'none' turns reasoning off and has no budget")
+        return budgets
 
     @property
     def upstream_model(self) -> str:

@@ -75,7 +75,7 @@ class ReasoningConfig(BaseModel):
 ServiceTier = Literal["auto", "default", "flex", "scale", "priority"]
 """OpenAI's processing tiers; Anthropic's ``standard_only`` is ``default`` here."""
 
-LOGIT_BIAS_LIMIT = 100.0
+LOGIT_BIAS_LIMIT = 100
 
 
 class Prediction(BaseModel):
@@ -113,7 +113,7 @@ class ChatRequest(BaseModel):
     seed: int | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, float] = Field(default_factory=dict)
+    logit_bias: dict[str, int] = Field(default_factory=dict)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     n: int | None = Field(default=None, ge=1, le=128)
@@ -133,7 +133,7 @@ class ChatRequest(BaseModel):
 
     @field_validator("logit_bias")
     @classmethod
-    def _bias_in_range(cls, bias: dict[str, float]) -> dict[str, float]:
+    def _bias_in_range(cls, bias: dict[str, int]) -> dict[str, int]:
         for token, value in bias.items():
             if not token.isdigit():
                 raise ValueError(f"logit_bias key {token!r} is not a token id (digits)")

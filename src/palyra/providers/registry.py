@@ -6,7 +6,7 @@ from routing's ``CredentialSource``, so rotating a key or a profile needs no reb
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import httpx2
 
@@ -15,8 +15,9 @@ from palyra.config.provider_rules import (
     quirks_problem,
     responses_api_problem,
 )
-from palyra.config.schema import ProviderConfig
-from palyra.model import FailureClass, PalyraError
+from palyra.config.schema import ModelConfig, ProviderConfig
+from palyra.model import FailureClass, PalyraError, ReasoningEffort
+from palyra.model.reasoning import effort_budgets
 from palyra.providers.anthropic import DEFAULT_ANTHROPIC_BASE_URL, AnthropicProvider
 from palyra.providers.base import ModelProvider
 from palyra.providers.deterministic import DeterministicProvider
@@ -135,16 +136,43 @@ def upstream_client_for(
     )
 
 
+ModelBudgets = Mapping[str, Mapping[ReasoningEffort, int]]
+"""Thinking budget tables per upstream model name (only models that set their own)."""
+
+
+def model_budgets(cfg: ProviderConfig, models: Sequence[ModelConfig]) -> ModelBudgets:
+    """The reasoning budget tables of the models served by ``cfg``, by upstream model name;
+    two models naming one upstream model with different tables are a ``config`` error."""
+    tables: dict[str, dict[ReasoningEffort, int]] = {}
+    owners: dict[str, str] = {}
+    for model in models:
+        if model.provider != cfg.id or not model.reasoning_budgets:
+            continue
+        name, table = model.upstream_model, effort_budgets(model.reasoning_budgets)
+        if name in tables and tables[name] != table:
+            raise PalyraError.of(
+                FailureClass.CONFIG,
+                f'models "{owners[name]}" and "{model.id}" both send upstream model "{name}" to '
+                f'provider "{cfg.id}" with different reasoning_budgets; give them the same table',
+                provider=cfg.id,
+            )
+        tables[name], owners[name] = table, model.id
+    return tables
+
+
 def build_provider(
     cfg: ProviderConfig,
     client: httpx2.AsyncClient | None,
     responses_models: frozenset[str] = frozenset(),
+    models: Sequence[ModelConfig] = (),
 ) -> ModelProvider:
     """The provider for one ``[[model_provider.providers]]`` entry, or a ``config`` error.
 
     ``client`` is required for every kind but ``deterministic``; see :func:`upstream_client_for`.
-    ``responses_models`` are the upstream model names configured with ``api = "responses"``.
+    ``responses_models`` are the upstream model names configured with ``api = "responses"``;
+    ``models`` the configured models (those of this provider give it their ``reasoning_budgets``).
     """
+    budgets = model_budgets(cfg, models)
     _refuse(responses_api_problem(cfg, responses_models), cfg)  # as palyra config check does
     factory = PROVIDER_FACTORIES.get(cfg.kind)
     if factory is None:
@@ -159,4 +187,6 @@ def build_provider(
     provider = factory(cfg, client)
     if responses_models and isinstance(provider, OpenAIProvider):
         provider.responses_models = responses_models
+    if budgets and isinstance(provider, OpenAIProvider | AnthropicProvider):
+        provider.effort_budgets = dict(budgets)
     return provider

@@ -126,7 +126,7 @@ def build_runtime(
                     else upstream_client_for(pcfg, timeout_s=timeout_s, limits=limits)
                 )
             responses = responses_models_of(pcfg, mp.models)
-            providers[pcfg.id] = build_provider(pcfg, client, responses)
+            providers[pcfg.id] = build_provider(pcfg, client, responses, mp.models)
     except BaseException:
         clients.clear()  # none has made a request yet, so no connection is left open
         raise

@@ -53,6 +53,7 @@ from palyra.model import (
     ToolResultPart,
     ToolSpec,
 )
+from palyra.model.reasoning import DEFAULT_EFFORT_BUDGETS
 from palyra.model.requests import ReasoningConfig, ReasoningEffort
 
 PLACEHOLDER_USER_TEXT = "(continue)"
@@ -61,14 +62,7 @@ MAX_TEMPERATURE = 1.0
 MAX_METADATA_USER_ID_CHARS = 512
 COUNT_TOKENS_KEYS = ("model", "messages", "system", "tools", "tool_choice", "thinking")
 MIN_THINKING_BUDGET = 1024
-EFFORT_BUDGETS: dict[ReasoningEffort, int] = {
-    "minimal": 1024,
-    "low": 2048,
-    "medium": 8192,
-    "high": 16384,
-    "xhigh": 32768,
-    "max": 65536,
-}
+EFFORT_BUDGETS: Mapping[ReasoningEffort, int] = DEFAULT_EFFORT_BUDGETS
 """Thinking budget per reasoning effort, for requests that name an effort and no budget."""
 ANTHROPIC_DOCUMENT_MEDIA_TYPES = frozenset({"application/pdf"})
 

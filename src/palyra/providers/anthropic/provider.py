@@ -16,6 +16,7 @@ from palyra.model import (
     FailureClass,
     ModelInfo,
     PalyraError,
+    ReasoningEffort,
     StreamEvent,
     TokenCount,
     TranscriptionRequest,
@@ -23,6 +24,7 @@ from palyra.model import (
 )
 from palyra.model.known_secrets import remember_secret
 from palyra.providers.anthropic.payload import (
+    EFFORT_BUDGETS,
     build_anthropic_count_tokens_payload,
     build_anthropic_messages_payload,
 )
@@ -64,6 +66,7 @@ class AnthropicProvider:
         auth_scheme: Literal["x-api-key", "bearer"] = "x-api-key",
         default_max_tokens: int = 4096,
         headers: dict[str, str] | None = None,
+        effort_budgets: Mapping[str, Mapping[ReasoningEffort, int]] | None = None,
     ) -> None:
         self.id = id
         self.base_url = (base_url or DEFAULT_ANTHROPIC_BASE_URL).rstrip("/")
@@ -77,6 +80,8 @@ class AnthropicProvider:
         self.default_max_tokens = default_max_tokens
         self._extra_headers = dict(headers or {})
         self._prepared: dict[tuple[str, str], PreparedRequest] = {}
+        # Per upstream model, for models whose config sets reasoning_budgets.
+        self.effort_budgets = dict(effort_budgets or {})
 
     def __repr__(self) -> str:
         return f"AnthropicProvider(id={self.id!r}, base_url={self.base_url!r})"
@@ -144,12 +149,17 @@ class AnthropicProvider:
         raise_for_upstream_status(status, body, provider=self.id, model=model)
         return load_json_object(body, f"the answer to {method} {path}", provider=self.id)
 
+    def _payload(self, request: ChatRequest) -> dict[str, Any]:
+        return build_anthropic_messages_payload(
+            request,
+            default_max_tokens=self.default_max_tokens,
+            effort_budgets=self.effort_budgets.get(request.model, EFFORT_BUDGETS),
+        )
+
     async def chat(
         self, request: ChatRequest, *, credential: Credential | None = None
     ) -> ChatResponse:
-        payload = build_anthropic_messages_payload(
-            request, default_max_tokens=self.default_max_tokens
-        )
+        payload = self._payload(request)
         payload.pop("stream", None)
         body = await self._request(
             "POST", "/v1/messages", credential, payload=payload, model=request.model
@@ -160,9 +170,7 @@ class AnthropicProvider:
         self, request: ChatRequest, *, credential: Credential | None = None
     ) -> AsyncIterator[StreamEvent]:
         """Yields each event as its SSE event completes; nothing is buffered."""
-        payload = build_anthropic_messages_payload(
-            request, default_max_tokens=self.default_max_tokens
-        )
+        payload = self._payload(request)
         payload["stream"] = True
         headers = {**self._headers(credential), "accept": "text/event-stream"}
         parser = AnthropicStreamParser(provider=self.id, model=request.model)

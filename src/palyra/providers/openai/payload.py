@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -15,6 +16,8 @@ from palyra.model import (
     NamedToolChoice,
     PalyraError,
     Prediction,
+    ReasoningConfig,
+    ReasoningEffort,
     ResponseFormat,
     Role,
     TextPart,
@@ -23,6 +26,7 @@ from palyra.model import (
     ToolSpec,
     TranscriptionRequest,
 )
+from palyra.model.reasoning import DEFAULT_EFFORT_BUDGETS, effort_for_budget
 from palyra.providers.openai.quirks import OpenAIQuirks
 
 DEFAULT_SCHEMA_NAME = "response"
@@ -230,8 +234,26 @@ def _add_options(payload: dict[str, Any], request: ChatRequest) -> None:
         payload["prediction"] = _prediction(request.prediction)
 
 
+def reasoning_effort(
+    reasoning: ReasoningConfig, budgets: Mapping[ReasoningEffort, int] = DEFAULT_EFFORT_BUDGETS
+) -> ReasoningEffort | None:
+    """OpenAI's ``reasoning_effort`` for a reasoning configuration: its level (``max`` as
+    ``xhigh``, the highest OpenAI level), else the level whose budget covers its thinking budget
+    (:func:`effort_for_budget`); ``None`` (left out, the model's default) when reasoning is off
+    or adaptive and no level was named: an Anthropic client turning thinking off asks a
+    non-reasoning model for nothing it could refuse."""
+    effort = reasoning.effort
+    if effort is not None:
+        return "xhigh" if effort == "max" else effort
+    if reasoning.enabled and not reasoning.adaptive and reasoning.budget_tokens is not None:
+        return effort_for_budget(reasoning.budget_tokens, budgets)
+    return None
+
+
 def build_openai_chat_payload(
-    request: ChatRequest, quirks: OpenAIQuirks = _DEFAULT_QUIRKS
+    request: ChatRequest,
+    quirks: OpenAIQuirks = _DEFAULT_QUIRKS,
+    effort_budgets: Mapping[ReasoningEffort, int] = DEFAULT_EFFORT_BUDGETS,
 ) -> dict[str, Any]:
     """The Chat Completions body for ``request``; ``request.stream`` decides ``stream``."""
     messages: list[dict[str, Any]] = []
@@ -253,6 +275,10 @@ def build_openai_chat_payload(
     if request.max_output_tokens is not None:
         key = "max_completion_tokens" if quirks.max_completion_tokens else "max_tokens"
         payload[key] = request.max_output_tokens
+    if request.reasoning is not None:
+        effort = reasoning_effort(request.reasoning, effort_budgets)
+        if effort is not None:
+            payload["reasoning_effort"] = effort
     if request.temperature is not None:
         payload["temperature"] = request.temperature
     if request.top_p is not None:

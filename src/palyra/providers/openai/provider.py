@@ -16,12 +16,14 @@ from palyra.model import (
     FailureClass,
     ModelInfo,
     PalyraError,
+    ReasoningEffort,
     StreamEvent,
     TokenCount,
     TranscriptionRequest,
     TranscriptionResponse,
 )
 from palyra.model.known_secrets import remember_secret
+from palyra.model.reasoning import DEFAULT_EFFORT_BUDGETS
 from palyra.providers.base import Credential, ProviderCapabilities
 from palyra.providers.errors import classify_transport_error, raise_for_upstream_status
 from palyra.providers.openai.payload import (
@@ -70,6 +72,7 @@ class OpenAIProvider:
         headers: dict[str, str] | None = None,
         quirks: OpenAIQuirks = OpenAIQuirks(),
         responses_models: frozenset[str] = frozenset(),
+        effort_budgets: Mapping[str, Mapping[ReasoningEffort, int]] | None = None,
     ) -> None:
         self.id = id
         # Upstream model names configured with api = "responses": served by /responses.
@@ -83,6 +86,8 @@ class OpenAIProvider:
             remember_secret(api_key)
         self._extra_headers = dict(headers or {})
         self._prepared: dict[str, PreparedRequest] = {}
+        # Per upstream model, for models whose config sets reasoning_budgets.
+        self.effort_budgets = dict(effort_budgets or {})
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, base_url={self.base_url!r})"
@@ -153,7 +158,8 @@ class OpenAIProvider:
     def _payload(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         if request.stream != stream:
             request = request.model_copy(update={"stream": stream})
-        return build_openai_chat_payload(request, self.quirks)
+        budgets = self.effort_budgets.get(request.model, DEFAULT_EFFORT_BUDGETS)
+        return build_openai_chat_payload(request, self.quirks, budgets)
 
     async def chat(
         self, request: ChatRequest, *, credential: Credential | None = None

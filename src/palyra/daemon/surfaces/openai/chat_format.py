@@ -288,6 +288,7 @@ def _first_error(exc: ValueError | ValidationError) -> str:
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
         loc = ".".join(_WIRE_NAMES.get(str(p), str(p)) for p in err["loc"])
+        loc = loc.replace("reasoning.effort", "reasoning_effort")
         message = str(err["msg"]).removeprefix("Value error, ")
         return f"{loc}: {message}" if loc else message
     return str(exc)
@@ -334,6 +335,9 @@ def parse_chat_request(data: Any) -> ParsedChat:
         fields["logit_bias"] = bias
     if "prediction" in body:
         fields["prediction"] = _prediction(body["prediction"])
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        fields["reasoning"] = {"effort": effort}
     try:
         request = ChatRequest.model_validate(fields)
     except (ValidationError, ValueError) as exc:
