@@ -86,3 +86,24 @@ async def test_zero_retention_keeps_responses_until_deleted(store: Store) -> Non
     await _save(kept, "resp_kept")
     clock.now += 10_000 * DAY_S
     assert await kept.get("resp_kept", "tok_a") is not None
+
+
+async def test_purging_runs_at_most_once_a_minute(store: Store) -> None:
+    clock = Clock()
+    kept = await _responses(store, clock, days=1)
+
+    async def in_table() -> list[str]:
+        async with store.connect() as conn:
+            rows = await conn.execute(sa.select(stored_responses.c.id))
+            return sorted(rows.scalars().all())
+
+    await _save(kept, "resp_a")  # the first save purges
+    clock.now += DAY_S - 10
+    await _save(kept, "resp_b")  # a day later it purges again; resp_a has 10 s left
+    clock.now += 20
+    await _save(kept, "resp_c")  # resp_a has expired, but the last purge was 20 s ago
+    assert await in_table() == ["resp_a", "resp_b", "resp_c"]
+    assert await kept.get("resp_a", "tok_a") is None
+    clock.now += 50
+    await _save(kept, "resp_d")  # 70 s after the last purge: resp_a goes
+    assert await in_table() == ["resp_b", "resp_c", "resp_d"]

@@ -22,6 +22,7 @@ from palyra.store.engine import Store
 from palyra.store.migrations import Migration, MigrationSet
 
 MAX_CHAIN = 1000
+PURGE_EVERY_MS = 60_000
 _DAY_MS = 86_400_000
 
 metadata = sa.MetaData()
@@ -83,6 +84,7 @@ class ResponseStore:
         self.store = store
         self.retention_days = retention_days
         self._clock = clock
+        self._purged_at: int | None = None
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -101,13 +103,17 @@ class ResponseStore:
         input: list[dict[str, Any]],
         response: dict[str, Any],
     ) -> None:
-        """Store one response, and delete the rows whose retention has run out."""
+        """Store one response, and (at most once a minute) delete the rows whose retention has
+        run out; expired rows are invisible to reads meanwhile."""
         now = self.now_ms()
         expires = None if self.retention_days <= 0 else now + int(self.retention_days * _DAY_MS)
+        purge = self._purged_at is None or now - self._purged_at >= PURGE_EVERY_MS
         async with self.store.begin() as conn:
-            await conn.execute(
-                sa.delete(stored_responses).where(stored_responses.c.expires_at_ms <= now)
-            )
+            if purge:
+                await conn.execute(
+                    sa.delete(stored_responses).where(stored_responses.c.expires_at_ms <= now)
+                )
+                self._purged_at = now
             await conn.execute(
                 sa.insert(stored_responses).values(
                     id=id,

@@ -86,7 +86,6 @@ class GuardMiddleware:
         """The 401 or 413 for this request, or None when it may go on (its principal is then in
         ``scope["state"]``). ``headers`` are the ones :func:`wanted_headers` picks."""
         path: str = scope["path"]
-        anthropic = anthropic_caller(path, headers)
         access = required_access(path)
         if access is not Access.OPEN:
             principal = None
@@ -96,6 +95,7 @@ class GuardMiddleware:
                     principal = found
                     break
             if principal is None:
+                anthropic = anthropic_caller(path, headers)
                 response = self.render(path, unauthorized(path, access, anthropic), anthropic)
                 response.headers["www-authenticate"] = 'Bearer realm="palyra"'
                 return response
@@ -109,7 +109,7 @@ class GuardMiddleware:
                 http_status=413,
                 code="request_too_large",
             )
-            return self.render(path, envelope, anthropic)
+            return self.render(path, envelope, anthropic_caller(path, headers))
         return None
 
 
