@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+import httpx2
 import pytest
 import sqlalchemy as sa
 from oauth_server import (
@@ -22,6 +23,7 @@ from oauth_server import (
 from palyra.auth import OAuthRefs, secret_ref
 from palyra.auth.oauth import (
     OPENAI_OAUTH_CALLBACK_PATH,
+    complete_openai_oauth_callback,
     oauth_attempt_status,
     start_openai_oauth_attempt,
 )
@@ -29,6 +31,7 @@ from palyra.auth.oauth_attempts import AttemptStatus, oauth_attempts
 from palyra.auth.oauth_config import OpenAIOAuthConfig
 from palyra.auth.pkce import digest, open_verifier, pkce_challenge
 from palyra.model import PalyraError
+from palyra.providers.upstream.guard import GuardedTransport
 from palyra.store import Store
 from palyra.vault import SecretNotFound
 
@@ -277,3 +280,39 @@ async def test_no_token_or_state_reaches_logs_or_errors(
     shown += repr(record) + str(record.public_dict())
     leaked = [line for line in shown.splitlines() for s in secrets if s in line]
     assert secrets and not leaked, leaked[:3]
+
+
+async def test_a_validation_url_that_resolves_to_a_private_address_fails_with_fixed_words(
+    env: Env,
+) -> None:
+    """The sign-in client's guard refuses the name after resolving it; the attempt's message
+    then names neither the host nor the address (the console shows it to whoever polls)."""
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["10.20.30.40"]
+
+    config = OpenAIOAuthConfig.for_issuer(
+        env.server.base_url,
+        client_id=env.server.client_id,
+        validation_base_url="https://models.internal.example/v1",
+    )
+    started = await start_openai_oauth_attempt(
+        env.store, redirect_uri=REDIRECT_URI, session_id=SESSION, config=config, clock=env.clock
+    )
+    guarded = GuardedTransport(httpx2.AsyncHTTPTransport(), False, resolver=resolve)
+    async with httpx2.AsyncClient(transport=guarded) as client:
+        result = await complete_openai_oauth_callback(
+            env.store,
+            env.registry,
+            env.vault,
+            query=await browse(env.client, started.authorization_url),
+            session_id=SESSION,
+            client=client,
+            clock=env.clock,
+        )
+    assert not result.succeeded and result.http_status == 400
+    assert result.message == (
+        "OpenAI sign-in failed: the token endpoint or validation URL is not a public address, "
+        "so it was not contacted; nothing was saved, start again with a public issuer"
+    )
+    await _assert_nothing_saved(env, started.attempt_id)

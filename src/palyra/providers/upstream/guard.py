@@ -9,8 +9,10 @@ address it checked (the TLS name stays the hostname), so DNS rebinding between c
 connect has no window.
 
 Loopback (127.0.0.0/8, ::1, ``localhost``) is always allowed: it is where local model servers
-and tests live, and a base URL comes from the operator's config, never from a request. Every
-other non-global address needs ``allow_private_base_url = true`` on the provider.
+and tests live. Every other non-global address needs ``allow_private_base_url = true`` on the
+provider; a URL that comes from a request (the console) can never turn that on (see
+``palyra.daemon.surfaces.console.upstream_urls``). A refusal for an address has the code
+``upstream_address_refused``, so callers that must not describe the target can tell it apart.
 """
 
 from __future__ import annotations
