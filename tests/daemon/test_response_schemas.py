@@ -225,3 +225,28 @@ def test_thinking_events_match_the_anthropic_stream_schema(
     validator = _validator(anthropic_components, "MessageStreamEvent")
     for event in events:
         assert _errors(validator, event) == [], event
+
+
+def test_reasoning_extension_fields_still_match_the_openai_schemas(
+    openai_components: dict[str, Any],
+) -> None:
+    body = chat_completion(THINKING_RESPONSE, created=1)
+    message = body["choices"][0]["message"]
+    assert message["reasoning_content"] == "Two plus two."
+    assert message["thinking_blocks"] == [
+        {"type": "thinking", "thinking": "Two plus two.", "signature": "c2ln"},
+        {"type": "redacted_thinking", "data": "b3BhcXVl"},
+    ]
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert _errors(_validator(openai_components, "CreateChatCompletionResponse"), body) == []
+    encoder = ChunkEncoder(fallback_id="x", model="m", created=1, include_usage=True)
+    frames = b"".join(encoder.encode(e) for e in THINKING_EVENTS) + encoder.finish()
+    chunks = _sse_payloads(frames)
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert {"reasoning_content": "Two plus "} in deltas
+    assert {
+        "thinking_blocks": [{"type": "thinking", "thinking": "Two plus two.", "signature": "c2ln"}]
+    } in deltas
+    validator = _validator(openai_components, "CreateChatCompletionStreamResponse")
+    for chunk in chunks:
+        assert _errors(validator, chunk) == [], chunk

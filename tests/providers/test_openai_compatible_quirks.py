@@ -8,8 +8,9 @@ from palyra.providers.openai import OpenAIQuirks
 from palyra.providers.openai_compatible import KNOWN_QUIRK_NAMES, PRESETS, quirks_from_names
 
 
-def test_no_names_is_plain_openai() -> None:
-    assert quirks_from_names([]) == OpenAIQuirks()
+def test_no_names_is_plain_openai_plus_top_k() -> None:
+    assert quirks_from_names([]) == OpenAIQuirks(top_k=True)
+    assert OpenAIQuirks().top_k is False  # OpenAI itself has no top_k
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -30,12 +31,13 @@ def test_each_preset_name_gives_its_preset(name: str) -> None:
         ("no-json-object", "response_format_json_object"),
         ("no-metadata", "metadata"),
         ("no-message-names", "message_names"),
+        ("no-top-k", "top_k"),
     ],
 )
 def test_each_switch_turns_off_one_field(name: str, field: str) -> None:
     quirks = quirks_from_names([name])
     assert getattr(quirks, field) is False
-    assert quirks == OpenAIQuirks(**{field: False})
+    assert quirks == OpenAIQuirks(**{"top_k": True, field: False})
 
 
 def test_presets_and_switches_combine_all_their_limits() -> None:

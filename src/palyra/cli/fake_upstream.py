@@ -81,6 +81,11 @@ def command(
     cached_tokens: int = typer.Option(
         0, "--cached-tokens", help="Prompt tokens reported as cached in every usage."
     ),
+    reasoning_content: bool = typer.Option(
+        False,
+        "--reasoning-content",
+        help="The OpenAI endpoint returns reasoning_content, as DeepSeek and vLLM do.",
+    ),
     embedding_dimensions: int = typer.Option(
         1536, "--embedding-dimensions", help="Embedding size when the request names none."
     ),
@@ -124,6 +129,7 @@ def command(
             stream_chunk_delay_ms=stream_chunk_delay_ms,
             context_window=context_window,
             cached_tokens=cached_tokens,
+            reasoning_content=reasoning_content,
             default_embedding_dimensions=embedding_dimensions,
             openai_models=tuple(openai_model) or DEFAULT_OPENAI_MODELS,
             anthropic_models=tuple(anthropic_model) or DEFAULT_ANTHROPIC_MODELS,

@@ -13,11 +13,18 @@ from typing import ClassVar
 from palyra.providers.openai.provider import OpenAIProvider
 from palyra.providers.openai.quirks import OpenAIQuirks
 
+COMPATIBLE = OpenAIQuirks(top_k=True)
+"""Where every OpenAI-compatible server starts: OpenAI's switches, plus ``top_k`` (vLLM, Ollama,
+LM Studio, OpenRouter and most local servers read it)."""
+
 PRESETS: dict[str, OpenAIQuirks] = {
     # vLLM: chat templates often reject the developer role; older releases read only max_tokens.
-    "vllm": OpenAIQuirks(developer_role=False, max_completion_tokens=False, metadata=False),
+    "vllm": OpenAIQuirks(
+        top_k=True, developer_role=False, max_completion_tokens=False, metadata=False
+    ),
     # Ollama: template roles only, max_tokens, ignores strict and parallel_tool_calls.
     "ollama": OpenAIQuirks(
+        top_k=True,
         developer_role=False,
         max_completion_tokens=False,
         parallel_tool_calls=False,
@@ -27,6 +34,7 @@ PRESETS: dict[str, OpenAIQuirks] = {
     # LM Studio: structured output only through json_schema (json_object is rejected); older
     # releases do not accept stream_options.
     "lmstudio": OpenAIQuirks(
+        top_k=True,
         developer_role=False,
         max_completion_tokens=False,
         response_format_json_object=False,
@@ -36,13 +44,16 @@ PRESETS: dict[str, OpenAIQuirks] = {
     # Groq: rejects a message 'name' and OpenAI's stored-completion metadata; json_schema only on
     # some models, so schemas travel as instructions with json_object.
     "groq": OpenAIQuirks(
+        top_k=True,
         developer_role=False,
         message_names=False,
         metadata=False,
         response_format_json_schema=False,
     ),
     # OpenRouter: forwards to many backends, so send the widely read forms.
-    "openrouter": OpenAIQuirks(developer_role=False, max_completion_tokens=False, metadata=False),
+    "openrouter": OpenAIQuirks(
+        top_k=True, developer_role=False, max_completion_tokens=False, metadata=False
+    ),
 }
 
 SWITCHES: dict[str, str] = {
@@ -55,6 +66,7 @@ SWITCHES: dict[str, str] = {
     "no-json-object": "response_format_json_object",
     "no-metadata": "metadata",
     "no-message-names": "message_names",
+    "no-top-k": "top_k",
 }
 
 KNOWN_QUIRK_NAMES: tuple[str, ...] = (*PRESETS, *SWITCHES)
@@ -62,7 +74,7 @@ KNOWN_QUIRK_NAMES: tuple[str, ...] = (*PRESETS, *SWITCHES)
 
 def quirks_from_names(names: list[str], *, where: str = "quirks") -> OpenAIQuirks:
     """Combine presets and single switches; an unknown name is a ``ValueError`` listing all."""
-    quirks = OpenAIQuirks()
+    quirks = COMPATIBLE
     for name in names:
         key = name.strip().lower()
         if key in PRESETS:

@@ -313,6 +313,7 @@ class FakeApp:
         self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder
     ) -> None:
         conv, options = openai_chat.parse_chat(body)
+        conv.thinking = self.settings.reasoning_content
         n = next(self._ids)
         reply = self._reply_for(conv, Dialect.OPENAI, n)
         ident, created = f"chatcmpl-fake{n:012x}", int(self._clock())

@@ -65,8 +65,26 @@ def _text_of(content: Any, where: str, part_types: tuple[str, ...]) -> tuple[str
                 )
             texts.append(part["text"])
         else:
+            if kind == "file":
+                _check_file(part, f"{where}[{j}].file")
             other += 1
     return " ".join(texts), other
+
+
+def _check_file(part: dict[str, Any], where: str) -> None:
+    """A ``file`` part: an object with a base64 data URL ``file_data`` or a ``file_id``."""
+    file = part.get("file")
+    data = file.get("file_data") if isinstance(file, dict) else None
+    file_id = file.get("file_id") if isinstance(file, dict) else None
+    if isinstance(data, str) and data.startswith("data:") and ";base64," in data:
+        return
+    if isinstance(file_id, str) and file_id.startswith("file-"):
+        return
+    raise invalid(
+        f"Invalid '{where}': expected 'file_data' as a base64 data URL or a 'file_id'.",
+        param=where,
+        code="invalid_value",
+    )
 
 
 def _tools(body: dict[str, Any]) -> list[ToolDef]:
@@ -396,6 +414,8 @@ def completion(
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
             for c in reply.calls
         ]
+    if reply.thinking is not None:  # as DeepSeek and vLLM send reasoning
+        message["reasoning_content"] = reply.thinking
     return {
         "id": id,
         "object": "chat.completion",
@@ -452,6 +472,9 @@ def chunks(
         return out
 
     yield chunk({"role": "assistant", "content": "", "refusal": None})
+    thinking = split_words(reply.thinking or "")
+    for start in range(0, len(thinking), words_per_chunk):
+        yield chunk({"reasoning_content": "".join(thinking[start : start + words_per_chunk])})
     pieces = split_words(reply.text)
     for start in range(0, len(pieces), words_per_chunk):
         run = pieces[start : start + words_per_chunk]

@@ -22,6 +22,9 @@ class FakeSettings:
     stream_chunk_delay_ms: float = 0.0
     api_keys: frozenset[str] = field(default=frozenset(), repr=False)
     cached_tokens: int = 0
+    reasoning_content: bool = False
+    """The OpenAI endpoint reasons, and says so in ``reasoning_content`` (as DeepSeek and vLLM
+    do; OpenAI's own Chat Completions never returns reasoning text)."""
     context_window: int = 128_000
     default_embedding_dimensions: int = 1536
     openai_models: tuple[str, ...] = DEFAULT_OPENAI_MODELS

@@ -1,4 +1,11 @@
-"""Neutral requests -> OpenAI wire payloads (Chat Completions, embeddings, transcription form)."""
+"""Neutral requests -> OpenAI wire payloads (Chat Completions, embeddings, transcription form).
+
+Content Chat Completions has no place for, by rule (README, "Field mapping"): reasoning in
+assistant history is left out (Chat Completions takes no reasoning input); cache markers are left
+out (OpenAI caches prompt prefixes on its own); a document becomes a ``file`` part (inline PDF
+data or an OpenAI file id) or, plain text, a text part; a document by URL or a file id from
+another vendor's store is refused, as is ``top_k`` unless the server reads it (quirks).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import orjson
 
 from palyra.model import (
     ChatRequest,
+    DocumentPart,
     EmbeddingRequest,
     FailureClass,
     ImagePart,
@@ -62,13 +70,47 @@ def _image_part(part: ImagePart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": image}
 
 
-def _content(parts: list[TextPart | ImagePart]) -> str | list[dict[str, Any]]:
+def _invalid(message: str, param: str = "messages") -> PalyraError:
+    return PalyraError.of(FailureClass.INVALID_REQUEST, message, param=param, provider="openai")
+
+
+def _document_part(doc: DocumentPart) -> dict[str, Any]:
+    """A document as a ``file`` part, or (plain text) as a text part with its title above."""
+    if doc.text is not None:
+        head = "\n".join(t for t in (doc.title, doc.context) if t)
+        return {"type": "text", "text": f"{head}\n\n{doc.text}" if head else doc.text}
+    if doc.url is not None:
+        raise _invalid(
+            f"a document by URL ({doc.url}) cannot be read through OpenAI Chat Completions, "
+            "which takes files inline or by OpenAI file id; send the document as base64 data"
+        )
+    if doc.file_id is not None:
+        if not doc.file_id.startswith("file-"):
+            raise _invalid(
+                f"document file id {doc.file_id!r} is not an OpenAI file id (file-...), so "
+                "OpenAI cannot read it; send the document's content inline instead"
+            )
+        return {"type": "file", "file": {"file_id": doc.file_id}}
+    filename = doc.filename or doc.title or "document.pdf"
+    data = f"data:{doc.media_type};base64,{doc.data}"
+    return {"type": "file", "file": {"filename": filename, "file_data": data}}
+
+
+def _user_part(part: TextPart | ImagePart | DocumentPart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return _text_part(part)
+    if isinstance(part, ImagePart):
+        return _image_part(part)
+    return _document_part(part)
+
+
+def _content(parts: list[TextPart | ImagePart | DocumentPart]) -> str | list[dict[str, Any]]:
     """One text part collapses to a plain string, the form every compatible server reads."""
     if not parts:
         return ""
     if len(parts) == 1 and isinstance(parts[0], TextPart):
         return parts[0].text
-    return [_text_part(p) if isinstance(p, TextPart) else _image_part(p) for p in parts]
+    return [_user_part(p) for p in parts]
 
 
 def _tool_call(part: ToolCallPart) -> dict[str, Any]:
@@ -97,7 +139,7 @@ _USER = Role.USER
 _ASSISTANT = Role.ASSISTANT
 _TOOL = Role.TOOL
 _DEVELOPER = Role.DEVELOPER
-_USER_PARTS = (TextPart, ImagePart)
+_USER_PARTS = (TextPart, ImagePart, DocumentPart)
 
 
 def _add_messages(out: list[dict[str, Any]], message: Message, quirks: OpenAIQuirks) -> None:
@@ -285,6 +327,14 @@ def build_openai_chat_payload(
         payload["top_p"] = request.top_p
     if request.stop:
         payload["stop"] = list(request.stop)
+    if request.top_k is not None:
+        if not quirks.top_k:
+            raise _invalid(
+                "top_k: OpenAI has no top_k; remove it, or route to an Anthropic model or an "
+                "OpenAI-compatible server that reads it",
+                param="top_k",
+            )
+        payload["top_k"] = request.top_k
     if request.user is not None:
         payload["user"] = request.user
     if request.metadata and quirks.metadata:

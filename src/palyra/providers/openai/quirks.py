@@ -27,6 +27,9 @@ class OpenAIQuirks:
       accepts any object instead (for servers that only know schemas).
     - ``metadata``: send ``metadata``; off omits it (stored-completion metadata is OpenAI's).
     - ``message_names``: send a message's ``name``; off omits it.
+    - ``top_k``: send ``top_k``, which OpenAI itself lacks (so it is off here, and a request
+      with ``top_k`` is refused naming it); OpenAI-compatible servers start with it on
+      (:data:`palyra.providers.openai_compatible.COMPATIBLE`).
     """
 
     stream_usage: bool = True
@@ -38,6 +41,7 @@ class OpenAIQuirks:
     response_format_json_object: bool = True
     metadata: bool = True
     message_names: bool = True
+    top_k: bool = False
 
     def restrict(self, other: OpenAIQuirks) -> OpenAIQuirks:
         """Both sets of limits at once: a switch stays on only if it is on in both."""

@@ -185,6 +185,9 @@ def parse_openai_chat_response(
     tier = body.get("service_tier")
     if type(tier) is str:
         fields["service_tier"] = tier
+    thinking = reasoning_text(message)
+    if thinking is not None:
+        fields["reasoning"] = [{"type": "thinking", "thinking": thinking}]
     # One validation of the whole answer, usage nested: a Usage built on its own first would
     # be a second pass through pydantic's model machinery (about an eighth of this function).
     return ChatResponse.model_validate(
@@ -201,6 +204,15 @@ def parse_openai_chat_response(
             "system_fingerprint": fingerprint if isinstance(fingerprint, str) else None,
         }
     )
+
+
+def reasoning_text(message: Mapping[str, Any]) -> str | None:
+    """Reasoning text an OpenAI-compatible server sends beside the content (``reasoning_content``
+    from DeepSeek and vLLM, ``reasoning`` from OpenRouter and newer vLLM); OpenAI sends none."""
+    text = message.get("reasoning_content")
+    if text is None:
+        text = message.get("reasoning")
+    return text if isinstance(text, str) and text else None
 
 
 def _vector(raw: object, position: int, provider: str | None) -> list[float]:

@@ -17,6 +17,7 @@ from palyra.model import (
     PalyraError,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallStart,
@@ -27,6 +28,7 @@ from palyra.providers.openai.response import (
     finish_reason,
     logprobs_fields,
     malformed,
+    reasoning_text,
     usage_from_openai,
 )
 
@@ -154,6 +156,9 @@ class OpenAIStreamParser:
             )
             delta = {k: v for k, v in delta.items() if k != "content"} if delta else None
         if isinstance(delta, dict):
+            thinking = reasoning_text(delta)
+            if thinking is not None:
+                events.append(ThinkingDelta(index=0, thinking=thinking))
             text = delta.get("content")
             if isinstance(text, str) and text:
                 events.append(TextDelta(text=text))

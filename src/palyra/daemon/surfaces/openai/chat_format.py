@@ -4,6 +4,7 @@ Request JSON -> neutral ``ChatRequest``; neutral ``ChatResponse`` -> ``chat.comp
 neutral stream events -> ``chat.completion.chunk`` SSE bytes; ``ErrorEnvelope`` -> OpenAI error JSON.
 Every documented request parameter has a neutral field; how each one reaches an upstream of
 another API (mapped, dropped by a rule, or refused) is the README's field table.
+Files and reasoning (``reasoning_content``, ``thinking_blocks``) are in ``content_parts``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from palyra.daemon.surfaces.openai.content_parts import (
+    add_reasoning,
+    assistant_reasoning,
+    file_part,
+)
 from palyra.daemon.surfaces.wire_checks import invalid, json_kind, load_json, obj, string
 from palyra.model import (
     ChatRequest,
@@ -29,11 +35,14 @@ from palyra.model import (
     MessageEnd,
     MessageStart,
     NamedToolChoice,
+    RedactedThinking,
     ResponseFormat,
     Role,
+    SignatureDelta,
     StreamEvent,
     TextDelta,
     TextPart,
+    ThinkingDelta,
     ToolCallDelta,
     ToolCallEnd,
     ToolCallPart,
@@ -114,10 +123,12 @@ def _user_content(content: Any, where: str) -> list[ContentPart]:
                 parts.append(ImagePart.from_data_url(url, detail=image.get("detail")))
             except (ValueError, ValidationError) as exc:
                 raise invalid(f"{where}[{j}].image_url: {_first_error(exc)}", where) from exc
+        elif kind == "file":
+            parts.append(file_part(part, f"{where}[{j}]"))
         else:
             raise invalid(
                 f"{where}[{j}] has type {kind!r}, which Palyra does not accept yet; "
-                "send 'text' or 'image_url' parts",
+                "send 'text', 'image_url' or 'file' parts",
                 where,
             )
     return parts
@@ -154,7 +165,10 @@ def _message(raw: Any, i: int) -> Message | dict[str, Any]:
     if (
         type(content) is str
         and role in _PLAIN_TEXT_ROLES
-        and (role != "assistant" or not msg.get("tool_calls"))
+        and (
+            role != "assistant"
+            or not (msg.get("tool_calls") or "thinking_blocks" in msg or "reasoning_content" in msg)
+        )
     ):
         return {"role": role, "content": [{"type": "text", "text": content}], "name": name}
     if role in ("system", "developer"):
@@ -163,6 +177,8 @@ def _message(raw: Any, i: int) -> Message | dict[str, Any]:
         parts = _user_content(content, f"{where}.content")
     elif role == "assistant":
         parts = _text_only(content, f"{where}.content", allow_refusal=True)
+        if "thinking_blocks" in msg or "reasoning_content" in msg:
+            parts = [*assistant_reasoning(msg, where), *parts]
         calls = msg.get("tool_calls") or []
         if not isinstance(calls, list):
             raise invalid(f"{where}.tool_calls must be an array", where)
@@ -323,6 +339,9 @@ def parse_chat_request(data: Any) -> ParsedChat:
     stop = _stop(body.get("stop"))
     if stop:
         fields["stop"] = stop
+    top_k = body.get("top_k")  # not OpenAI's; OpenAI-compatible servers read it
+    if top_k is not None:
+        fields["top_k"] = top_k
     metadata = body.get("metadata")
     if metadata:
         fields["metadata"] = metadata
@@ -392,6 +411,8 @@ def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
     }
     if calls:
         message["tool_calls"] = [_call_json(None, c) for c in calls]
+    if response.reasoning:
+        add_reasoning(message, response.reasoning)
     answered_at = response.created
     body: dict[str, Any] = {
         "id": response.id,
@@ -446,6 +467,7 @@ class ChunkEncoder:
         self.include_usage = include_usage
         self._usage: Usage | None = None
         self.service_tier: str | None = None
+        self._thinking: dict[int, list[str]] = {}
 
     def _chunk(
         self,
@@ -490,6 +512,17 @@ class ChunkEncoder:
                 if event.logprobs is not None:
                     return self._chunk({"content": event.text}, logprobs=event.logprobs)
                 return self._chunk({"content": event.text}) if event.text else b""
+            case ThinkingDelta():
+                self._thinking.setdefault(event.index, []).append(event.thinking)
+                return self._chunk({"reasoning_content": event.thinking})
+            case SignatureDelta():
+                # The whole signed block once its signature arrives: what a client sends back.
+                text = "".join(self._thinking.get(event.index, ()))
+                block = {"type": "thinking", "thinking": text, "signature": event.signature}
+                return self._chunk({"thinking_blocks": [block]})
+            case RedactedThinking():
+                block = {"type": "redacted_thinking", "data": event.data}
+                return self._chunk({"thinking_blocks": [block]})
             case ToolCallStart():
                 call = ToolCallPart(id=event.id, name=event.name, arguments="")
                 return self._chunk({"tool_calls": [_call_json(event.index, call)]})
