@@ -7,13 +7,17 @@ SDK types. Names are unique and stable so a failing case is easy to find.
 from __future__ import annotations
 
 from palyra.model import (
+    CacheControl,
     ChatRequest,
+    DocumentPart,
     ImagePart,
     Message,
     NamedToolChoice,
+    RedactedThinkingPart,
     ResponseFormat,
     Role,
     TextPart,
+    ThinkingPart,
     ToolCallPart,
     ToolSpec,
 )
@@ -348,6 +352,107 @@ CHAT_CORPUS: list[tuple[str, ChatRequest]] = [
             stream=True,
             user="u-9",
             metadata={"k": "v"},
+        ),
+    ),
+]
+
+PDF_B64 = "JVBERi0xLjQKJSVFT0YK"
+_MARK = CacheControl()
+_HOUR = CacheControl(ttl="1h")
+
+# Content parts both payloads carry (OpenAI by its own rules: markers and reasoning dropped,
+# documents as file or text parts).
+CHAT_CORPUS += [
+    (
+        "thinking-history-with-tools",
+        _req(
+            _user("Weather in Oslo?"),
+            Message(
+                role=Role.ASSISTANT,
+                content=[
+                    ThinkingPart(thinking="I should call the tool.", signature="c2lnbmF0dXJl"),
+                    RedactedThinkingPart(data="cmVkYWN0ZWQ="),
+                    _call("toolu_1"),
+                ],
+            ),
+            Message.tool_result("toolu_1", "4 C"),
+            tools=[WEATHER],
+            reasoning={"budget_tokens": 2048},
+            max_output_tokens=4096,
+        ),
+    ),
+    (
+        "unsigned-reasoning-history",
+        _req(
+            _user("hi"),
+            Message(
+                role=Role.ASSISTANT, content=[ThinkingPart(thinking="hm"), TextPart(text="Hi")]
+            ),
+            _user("again"),
+        ),
+    ),
+    ("thinking-disabled", _req(_user("x"), reasoning={"enabled": False})),
+    ("thinking-adaptive", _req(_user("x"), reasoning={"adaptive": True, "display": "omitted"})),
+    (
+        "cache-markers-everywhere",
+        _req(
+            Message(
+                role=Role.SYSTEM,
+                content=[
+                    TextPart(text="Rules."),
+                    TextPart(text="Long rules.", cache_control=_HOUR),
+                ],
+                content_list=True,
+            ),
+            Message(
+                role=Role.USER,
+                content=[
+                    TextPart(text="Context.", cache_control=_MARK),
+                    ImagePart(data=PNG_B64, media_type="image/png", cache_control=_MARK),
+                ],
+            ),
+            tools=[WEATHER.model_copy(update={"cache_control": _MARK})],
+        ),
+    ),
+    (
+        "system-as-blocks",
+        _req(
+            Message(role=Role.SYSTEM, content=[TextPart(text="s")], content_list=True), _user("x")
+        ),
+    ),
+    (
+        "documents-pdf-and-text",
+        _req(
+            Message(
+                role=Role.USER,
+                content=[
+                    DocumentPart(
+                        data=PDF_B64,
+                        media_type="application/pdf",
+                        title="Report",
+                        citations=True,
+                        cache_control=_MARK,
+                    ),
+                    DocumentPart(text="Plain notes.", title="notes.txt", context="from Ann"),
+                    TextPart(text="Summarise them."),
+                ],
+            )
+        ),
+    ),
+]
+
+# Content only Anthropic reads: an OpenAI payload refuses these, naming the field
+# (tests/daemon/test_content_cross_format_sdk.py).
+ANTHROPIC_ONLY_CORPUS: list[tuple[str, ChatRequest]] = [
+    ("top-k", _req(_user("x"), top_k=5)),
+    # (A ``file`` document source is in Anthropic's files beta only, outside this schema.)
+    (
+        "document-by-url",
+        _req(
+            Message(
+                role=Role.USER,
+                content=[DocumentPart(url="https://example.com/a.pdf"), TextPart(text="Read.")],
+            )
         ),
     ),
 ]

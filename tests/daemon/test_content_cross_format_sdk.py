@@ -359,3 +359,61 @@ def test_reasoning_content_from_an_openai_compatible_model_reaches_an_openai_cli
         if c.choices
     )
     assert streamed == thought
+
+
+WEATHER_FN: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def _echo_assistant(message: Any) -> dict[str, Any]:
+    """The assistant message as an OpenAI client sends it back, extension fields included."""
+    echoed: dict[str, Any] = message.model_dump(exclude_none=True)
+    return echoed
+
+
+def test_openai_client_thinking_tool_loop_with_an_anthropic_model_keeps_the_signature(
+    fake: FakeUpstream, to_anthropic: RunningDaemon
+) -> None:
+    client = gpt(to_anthropic)
+    question: Any = {"role": "user", "content": "call get_weather for Oslo"}
+    ask: Any = {"model": "m", "reasoning_effort": "low", "tools": [WEATHER_FN]}
+    first = client.chat.completions.create(**ask, messages=[question])
+    message = first.choices[0].message
+    extra = message.model_extra or {}
+    [block] = extra["thinking_blocks"]
+    assert block["signature"] == sign_thinking(block["thinking"])
+    assert extra["reasoning_content"] == block["thinking"]
+    call = message.tool_calls[0]  # type: ignore[index]
+    result: Any = {"role": "tool", "tool_call_id": call.id, "content": "4 C"}
+    second = client.chat.completions.create(
+        **ask, messages=[question, _echo_assistant(message), result]
+    )
+    assert fake.requests[-1].body["messages"][1]["content"][0] == block
+    assert second.choices[0].message.content == "Tool get_weather returned: 4 C"
+
+
+def test_openai_client_streamed_thinking_gives_the_signed_block(
+    fake: FakeUpstream, to_anthropic: RunningDaemon
+) -> None:
+    chunks = list(
+        gpt(to_anthropic).chat.completions.create(
+            model="m",
+            reasoning_effort="low",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+        )
+    )
+    extras = [c.choices[0].delta.model_extra or {} for c in chunks if c.choices]
+    text = "".join(e.get("reasoning_content", "") for e in extras)
+    blocks = [b for e in extras for b in e.get("thinking_blocks", [])]
+    assert blocks == [{"type": "thinking", "thinking": text, "signature": sign_thinking(text)}]
+    assert fake.requests[-1].body["thinking"] == {"type": "enabled", "budget_tokens": 2048}

@@ -43,7 +43,7 @@ def _load_corpus() -> list[tuple[str, ChatRequest]]:
     assert spec is not None and spec.loader is not None, f"cannot load {CORPUS_FILE}"
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    corpus: list[tuple[str, ChatRequest]] = module.CHAT_CORPUS
+    corpus: list[tuple[str, ChatRequest]] = module.CHAT_CORPUS + module.ANTHROPIC_ONLY_CORPUS
     return corpus
 
 
