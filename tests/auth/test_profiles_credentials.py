@@ -21,9 +21,14 @@ from palyra.auth import (
 from palyra.auth.credentials import ProfileCredentialSource
 from palyra.config.schema import ProviderConfig
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
+from palyra.model.context import Principal, RequestContext
 from palyra.routing import ManualClock
 from palyra.store import open_store
 from palyra.vault import KeyResolver, Vault, VaultRef
+
+
+def for_agent(agent_id: str, profile: str | None = None) -> RequestContext:
+    return RequestContext(Principal("local", "test"), agent_id=agent_id, auth_profile_id=profile)
 
 
 class WallClock:
@@ -95,7 +100,7 @@ async def test_named_profiles_in_config_order_skipping_unusable_ones(
     await registry.record_failure("b", ErrorEnvelope.of(FailureClass.QUOTA_EXHAUSTED, "x"))
     source = ProfileCredentialSource(registry)
     creds = await source.credentials_for(
-        provider(auth_profile_id="c", auth_profile_ids=["b", "a"]), agent_id=None
+        provider(auth_profile_id="c", auth_profile_ids=["b", "a"]),
     )
     assert [(c.profile_id, c.secret) for c in creds] == [("c", "key-of-c"), ("a", "key-of-a")]
     assert "key-of" not in repr(creds)
@@ -108,13 +113,11 @@ async def test_without_named_profiles_the_selection_order_is_used(
     await add_key(registry, "ops-own", scope="agent:ops")
     await add_key(registry, "claude", provider="anthropic")
     source = ProfileCredentialSource(registry)
-    for_ops = await source.credentials_for(provider(), agent_id="ops")
+    for_ops = await source.credentials_for(provider(), context=for_agent("ops"))
     assert [c.profile_id for c in for_ops] == ["ops-own", "global-1"]
-    assert [c.profile_id for c in await source.credentials_for(provider(), agent_id=None)] == [
-        "global-1"
-    ]
+    assert [c.profile_id for c in await source.credentials_for(provider())] == ["global-1"]
     deterministic = ProviderConfig(id="d", kind="deterministic")
-    assert await source.credentials_for(deterministic, agent_id=None) == []
+    assert await source.credentials_for(deterministic) == []
 
 
 async def test_nothing_usable_is_a_config_error_listing_every_reason(
@@ -129,7 +132,7 @@ async def test_nothing_usable_is_a_config_error_listing_every_reason(
     source = ProfileCredentialSource(registry)
     config = provider(auth_profile_ids=["reauth", "claude", "dev-own", "ghost"])
     with pytest.raises(PalyraError) as caught:
-        await source.credentials_for(config, agent_id="ops")
+        await source.credentials_for(config, context=for_agent("ops"))
     message = caught.value.envelope.message
     assert caught.value.failure_class is FailureClass.CONFIG
     assert message.startswith("provider 'openai-main' has no usable auth profile (reauth: needs")
@@ -144,7 +147,7 @@ async def test_api_key_reference_wins_and_is_resolved_per_call(
     registry: AuthProfileRegistry,
 ) -> None:
     source = ProfileCredentialSource(registry, environ={"OPENAI_KEY": "from-env"})
-    creds = await source.credentials_for(provider(api_key="env:OPENAI_KEY"), agent_id=None)
+    creds = await source.credentials_for(provider(api_key="env:OPENAI_KEY"))
     assert [(c.profile_id, c.secret) for c in creds] == [(None, "from-env")]
 
 
@@ -161,7 +164,7 @@ async def test_expiring_oauth_profiles_are_refreshed_through_the_hook(
 
     source = ProfileCredentialSource(registry, refresher=refresher)
     creds = await source.credentials_for(
-        provider(auth_profile_ids=["fresh", "soon"]), agent_id=None
+        provider(auth_profile_ids=["fresh", "soon"]),
     )
     assert [c.secret for c in creds] == ["stored-token-of-fresh", "new-token-of-soon"]
     assert refreshed == ["soon"]
@@ -178,7 +181,7 @@ async def test_a_failing_refresh_is_recorded_and_the_profile_skipped(
 
     source = ProfileCredentialSource(registry, refresher=refresher)
     creds = await source.credentials_for(
-        provider(auth_profile_ids=["dead", "backup"]), agent_id=None
+        provider(auth_profile_ids=["dead", "backup"]),
     )
     assert [c.profile_id for c in creds] == ["backup"]
     dead = await registry.get("dead")
@@ -189,7 +192,7 @@ async def test_a_failing_refresh_is_recorded_and_the_profile_skipped(
     no_hook = ProfileCredentialSource(registry)
     await registry.clear_cooldown("dead")
     with pytest.raises(PalyraError, match="no refresher is configured"):
-        await no_hook.credentials_for(provider(auth_profile_id="dead"), agent_id=None)
+        await no_hook.credentials_for(provider(auth_profile_id="dead"))
 
 
 async def test_report_feeds_success_and_failure_and_never_raises(
@@ -212,15 +215,15 @@ async def test_api_key_reference_is_kept_for_the_ttl_then_read_again(
     clock = ManualClock()
     source = ProfileCredentialSource(registry, environ=env, clock=clock, cache_ttl_s=10)
     config = provider(api_key="env:OPENAI_KEY")
-    assert [c.secret for c in await source.credentials_for(config, agent_id=None)] == ["first"]
+    assert [c.secret for c in await source.credentials_for(config)] == ["first"]
     env["OPENAI_KEY"] = "second"
     clock.advance(9.9)
-    assert [c.secret for c in await source.credentials_for(config, agent_id=None)] == ["first"]
+    assert [c.secret for c in await source.credentials_for(config)] == ["first"]
     clock.advance(0.2)
-    assert [c.secret for c in await source.credentials_for(config, agent_id=None)] == ["second"]
+    assert [c.secret for c in await source.credentials_for(config)] == ["second"]
     env["OPENAI_KEY"] = "third"
     clock.advance(9.9)  # the TTL counts from the last read
-    assert [c.secret for c in await source.credentials_for(config, agent_id=None)] == ["second"]
+    assert [c.secret for c in await source.credentials_for(config)] == ["second"]
 
 
 async def test_a_refused_api_key_is_read_again_at_once_and_other_failures_keep_it(
@@ -232,7 +235,7 @@ async def test_a_refused_api_key_is_read_again_at_once_and_other_failures_keep_i
     b = ProviderConfig(id="b", kind="openai", api_key="env:B_KEY")
 
     async def secrets() -> list[str]:
-        return [(await source.credentials_for(p, agent_id=None))[0].secret for p in (a, b)]
+        return [(await source.credentials_for(p))[0].secret for p in (a, b)]
 
     assert await secrets() == ["old-a", "old-b"]
     env.update(A_KEY="new-a", B_KEY="new-b")
@@ -251,9 +254,9 @@ async def test_a_failed_api_key_resolution_is_not_kept(registry: AuthProfileRegi
     source = ProfileCredentialSource(registry, environ=env, clock=ManualClock())
     config = provider(api_key="env:OPENAI_KEY")
     with pytest.raises(PalyraError, match="OPENAI_KEY"):
-        await source.credentials_for(config, agent_id=None)
+        await source.credentials_for(config)
     env["OPENAI_KEY"] = "set-now"
-    assert [c.secret for c in await source.credentials_for(config, agent_id=None)] == ["set-now"]
+    assert [c.secret for c in await source.credentials_for(config)] == ["set-now"]
 
 
 async def test_a_rotated_vault_api_key_is_picked_up_within_the_ttl(
@@ -264,9 +267,34 @@ async def test_a_rotated_vault_api_key_is_picked_up_within_the_ttl(
     clock = ManualClock()
     source = ProfileCredentialSource(registry, clock=clock, cache_ttl_s=30)
     config = provider(api_key="vault:global/openai")
-    assert (await source.credentials_for(config, agent_id=None))[0].secret == "vault-one"
+    assert (await source.credentials_for(config))[0].secret == "vault-one"
     await registry.vault.put(ref, "vault-two")
     clock.advance(29)
-    assert (await source.credentials_for(config, agent_id=None))[0].secret == "vault-one"
+    assert (await source.credentials_for(config))[0].secret == "vault-one"
     clock.advance(2)
-    assert (await source.credentials_for(config, agent_id=None))[0].secret == "vault-two"
+    assert (await source.credentials_for(config))[0].secret == "vault-two"
+
+
+async def test_a_context_profile_pins_the_credential_over_config_and_selection(
+    registry: AuthProfileRegistry,
+) -> None:
+    for pid in ("a", "b"):
+        await add_key(registry, pid)
+    await add_key(registry, "ops-own", scope="agent:ops")
+    await add_key(registry, "claude", provider="anthropic")
+    source = ProfileCredentialSource(registry, environ={"OPENAI_KEY": "from-env"})
+    named = provider(auth_profile_ids=["a", "b"])
+    pinned = await source.credentials_for(named, context=for_agent("x", "b"))
+    assert [(c.profile_id, c.secret) for c in pinned] == [("b", "key-of-b")]
+    keyed = provider(api_key="env:OPENAI_KEY")
+    pinned = await source.credentials_for(keyed, context=for_agent("ops", "ops-own"))
+    assert [c.secret for c in pinned] == ["key-of-ops-own"]
+    # A profile of another kind leaves this provider to its own credentials (failover targets).
+    other = await source.credentials_for(named, context=for_agent("x", "claude"))
+    assert [c.profile_id for c in other] == ["a", "b"]
+    with pytest.raises(PalyraError) as caught:
+        await source.credentials_for(named, context=for_agent("dev", "ops-own"))
+    assert "ops-own (pinned by the request): scoped to agent:ops" in caught.value.envelope.message
+    with pytest.raises(PalyraError) as caught:
+        await source.credentials_for(named, context=for_agent("x", "ghost"))
+    assert "ghost (pinned by the request): no such profile" in caught.value.envelope.message

@@ -126,6 +126,6 @@ async def test_start_opens_the_vault_for_vault_keys_and_resolves_them(tmp_path: 
     assert (tmp_path / "vault.key").exists()
     provider = state.runtime.provider_config("oa")
     with pytest.raises(PalyraError, match='provider "oa" api_key') as info:
-        await state.runtime.credentials.credentials_for(provider, agent_id=None)
+        await state.runtime.credentials.credentials_for(provider)
     assert info.value.failure_class is FailureClass.CONFIG
     await state.aclose()

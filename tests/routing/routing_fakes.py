@@ -26,6 +26,7 @@ from palyra.model import (
     TranscriptionRequest,
     TranscriptionResponse,
 )
+from palyra.model.context import RequestContext
 from palyra.providers.base import Credential, ProviderCapabilities
 from palyra.routing import (
     CircuitBreakers,
@@ -166,7 +167,7 @@ class ProfileCredentials:
     reports: list[tuple[str, str | None, FailureClass | None]] = field(default_factory=list)
 
     async def credentials_for(
-        self, provider: ProviderConfig, *, agent_id: str | None
+        self, provider: ProviderConfig, *, context: RequestContext | None = None
     ) -> list[Credential]:
         return [
             Credential(secret=f"sk-{p}", profile_id=p) for p in self.profiles.get(provider.id, [])

@@ -16,6 +16,7 @@ from palyra.auth import ApiKeyRefs, AuthProfileRecord, AuthProfileRegistry, secr
 from palyra.auth.credentials import ProfileCredentialSource
 from palyra.config.schema import ProviderConfig
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
+from palyra.model.context import Principal, RequestContext
 from palyra.providers.base import Credential
 from palyra.routing import ManualClock
 from palyra.routing.assembly import build_runtime
@@ -25,6 +26,7 @@ from palyra.testing import FakeUpstream, Fault, FaultKind
 from palyra.vault import KeyResolver, Vault, VaultRef
 
 SECRET = "sk-never-shown-1234567890"
+A1 = RequestContext(Principal("local", "test"), agent_id="a1")
 
 
 def provider(api_key: str | None = "env:K", **extra: object) -> ProviderConfig:
@@ -45,29 +47,29 @@ async def test_env_key_is_cached_briefly_then_read_again() -> None:
     env = {"K": "first"}
     clock = ManualClock()
     source = ConfigCredentialSource(clock=clock, cache_ttl_s=10, environ=env)
-    assert await source.credentials_for(provider(), agent_id=None) == [Credential("first")]
+    assert await source.credentials_for(provider()) == [Credential("first")]
     env["K"] = "second"
     clock.advance(9)
-    assert (await source.credentials_for(provider(), agent_id=None))[0].secret == "first"
+    assert (await source.credentials_for(provider()))[0].secret == "first"
     clock.advance(2)
-    assert (await source.credentials_for(provider(), agent_id=None))[0].secret == "second"
+    assert (await source.credentials_for(provider()))[0].secret == "second"
 
 
 async def test_a_refused_key_is_forgotten_so_a_rotated_one_is_used_next() -> None:
     env = {"K": "old"}
     source = ConfigCredentialSource(clock=ManualClock(), environ=env)
-    await source.credentials_for(provider(), agent_id=None)
+    await source.credentials_for(provider())
     env["K"] = "new"
     await source.report("p", None, ErrorEnvelope.of(FailureClass.RATE_LIMITED, "slow down"))
-    assert (await source.credentials_for(provider(), agent_id=None))[0].secret == "old"
+    assert (await source.credentials_for(provider()))[0].secret == "old"
     await source.report("p", None, ErrorEnvelope.of(FailureClass.AUTH_INVALID, "bad key"))
-    assert (await source.credentials_for(provider(), agent_id=None))[0].secret == "new"
+    assert (await source.credentials_for(provider()))[0].secret == "new"
 
 
 async def test_missing_env_var_is_a_config_error_naming_ref_and_provider() -> None:
     source = ConfigCredentialSource(environ={"OTHER": SECRET})
     with pytest.raises(PalyraError) as info:
-        await source.credentials_for(provider("env:OPENAI_KEY"), agent_id=None)
+        await source.credentials_for(provider("env:OPENAI_KEY"))
     message = info.value.envelope.message
     assert info.value.failure_class is FailureClass.CONFIG
     assert 'provider "p"' in message and "env:OPENAI_KEY" in message and "not set" in message
@@ -77,18 +79,18 @@ async def test_missing_env_var_is_a_config_error_naming_ref_and_provider() -> No
 async def test_vault_ref_reads_the_vault_and_a_missing_entry_names_the_fix(vault: Vault) -> None:
     await vault.put(VaultRef.parse("global/openai"), SECRET)
     source = ConfigCredentialSource(vault)
-    found = await source.credentials_for(provider("vault:global/openai"), agent_id=None)
+    found = await source.credentials_for(provider("vault:global/openai"))
     assert found == [Credential(SECRET)]
     assert SECRET not in repr(found) and SECRET not in repr(source)
     with pytest.raises(PalyraError) as info:
-        await source.credentials_for(provider("vault:global/nope"), agent_id=None)
+        await source.credentials_for(provider("vault:global/nope"))
     assert info.value.failure_class is FailureClass.CONFIG
     assert "palyra vault put global/nope" in info.value.envelope.message
 
 
 async def test_vault_ref_without_an_open_vault_is_a_config_error() -> None:
     with pytest.raises(PalyraError) as info:
-        await ConfigCredentialSource().credentials_for(provider("vault:global/x"), agent_id=None)
+        await ConfigCredentialSource().credentials_for(provider("vault:global/x"))
     assert info.value.failure_class is FailureClass.CONFIG
     assert "vault:global/x" in info.value.envelope.message
 
@@ -96,12 +98,12 @@ async def test_vault_ref_without_an_open_vault_is_a_config_error() -> None:
 async def test_without_any_key_public_kinds_fail_clearly_and_local_servers_go_keyless() -> None:
     source = ConfigCredentialSource(environ={})
     with pytest.raises(PalyraError) as info:
-        await source.credentials_for(provider(None), agent_id=None)
+        await source.credentials_for(provider(None))
     assert "has no credential" in info.value.envelope.message
     local = ProviderConfig(id="ollama", kind="openai_compatible", base_url="http://127.0.0.1:1/v1")
-    assert await source.credentials_for(local, agent_id=None) == []
+    assert await source.credentials_for(local) == []
     with pytest.raises(PalyraError) as named:
-        await source.credentials_for(provider(None, auth_profile_id="work"), agent_id=None)
+        await source.credentials_for(provider(None, auth_profile_id="work"))
     assert "uses auth profiles (work)" in named.value.envelope.message
 
 
@@ -111,9 +113,9 @@ class RecordingProfiles:
         self.reports: list[tuple[str, str | None]] = []
 
     async def credentials_for(
-        self, provider: ProviderConfig, *, agent_id: str | None
+        self, provider: ProviderConfig, *, context: RequestContext | None = None
     ) -> list[Credential]:
-        self.asked.append((provider.id, agent_id))
+        self.asked.append((provider.id, context.agent_id if context else None))
         return [Credential("from-profile", "work")]
 
     async def report(
@@ -125,9 +127,9 @@ class RecordingProfiles:
 async def test_explicit_api_key_wins_and_profiles_serve_the_rest() -> None:
     inner = RecordingProfiles()
     source = ConfigCredentialSource(profiles=inner, environ={"K": "from-env"})
-    assert await source.credentials_for(provider(), agent_id="a1") == [Credential("from-env")]
+    assert await source.credentials_for(provider(), context=A1) == [Credential("from-env")]
     profiled = provider(None, auth_profile_id="work")
-    assert await source.credentials_for(profiled, agent_id="a1") == [
+    assert await source.credentials_for(profiled, context=A1) == [
         Credential("from-profile", "work")
     ]
     await source.report("p", "work", None)

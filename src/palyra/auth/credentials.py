@@ -23,6 +23,7 @@ from palyra.auth.registry import AuthProfileRegistry
 from palyra.auth.selection import select_profile
 from palyra.config.schema import ProviderConfig
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
+from palyra.model.context import RequestContext
 from palyra.providers.base import Credential
 from palyra.routing.clock import Clock, SystemClock
 from palyra.routing.config_credentials import DEFAULT_CACHE_TTL_S, STALE_KEY, SecretCache
@@ -52,13 +53,19 @@ class ProfileCredentialSource:
         self._api_keys = SecretCache(clock or SystemClock(), cache_ttl_s)
 
     async def credentials_for(
-        self, provider: ProviderConfig, *, agent_id: str | None
+        self, provider: ProviderConfig, *, context: RequestContext | None = None
     ) -> list[Credential]:
-        """The provider's ``api_key`` reference, else its named profiles in order, else the
-        registry's selection order; profiles that cannot be used now are skipped. Raises a
-        ``config`` error listing every skip when none is left."""
+        """The context's pinned profile (when it is one of this provider's kind), else the
+        provider's ``api_key`` reference, else its named profiles in order, else the registry's
+        selection order for the context's agent; profiles that cannot be used now are skipped.
+        Raises a ``config`` error listing every skip when none is left."""
         if provider.kind == "deterministic":
             return []
+        agent_id = context.agent_id if context is not None else None
+        if context is not None and context.auth_profile_id:
+            pinned = await self._pinned(provider, context.auth_profile_id, agent_id)
+            if pinned is not None:
+                return pinned
         if provider.api_key:
             ref = provider.api_key
             secret = self._api_keys.fresh(provider.id, ref)
@@ -101,6 +108,20 @@ class ProfileCredentialSource:
         if not credentials:
             raise _nothing_usable(provider.id, skipped)
         return credentials
+
+    async def _pinned(
+        self, provider: ProviderConfig, pid: str, agent_id: str | None
+    ) -> list[Credential] | None:
+        """The pinned profile alone; None when it belongs to another provider kind (a failover
+        target of another kind then uses its own credentials)."""
+        record = (await self.registry.find_many([pid])).get(pid)
+        if record is not None and record.provider != provider.kind:
+            return None
+        reason = _unusable(record, pid, provider.kind, agent_id, self.registry.now())
+        if reason is not None:
+            raise _nothing_usable(provider.id, [f"{pid} (pinned by the request): {reason}"])
+        assert record is not None
+        return [Credential(await self._secret(record), record.profile_id)]
 
     async def _secret(self, record: AuthProfileRecord) -> str:
         cred = record.credential

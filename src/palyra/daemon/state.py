@@ -36,6 +36,7 @@ from palyra.model import (
     Limits,
     PalyraError,
 )
+from palyra.model.context import RequestContext
 from palyra.paths import state_dir
 from palyra.providers.base import Credential, ModelProvider
 from palyra.routing.assembly import ClientFactory, Runtime, build_runtime
@@ -75,9 +76,9 @@ class DeferredCredentials:
     # Plain methods handing back the inner source's coroutines: the router awaits those directly
     # instead of through one more coroutine layer each, on every routed request.
     def credentials_for(
-        self, provider: ProviderConfig, *, agent_id: str | None
+        self, provider: ProviderConfig, *, context: RequestContext | None = None
     ) -> Coroutine[Any, Any, list[Credential]]:
-        return self.inner.credentials_for(provider, agent_id=agent_id)
+        return self.inner.credentials_for(provider, context=context)
 
     def report(
         self, provider_id: str, profile_id: str | None, envelope: ErrorEnvelope | None

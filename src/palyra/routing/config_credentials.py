@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from palyra.config.schema import ProviderConfig
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
+from palyra.model.context import RequestContext
 from palyra.providers.base import Credential
 from palyra.routing.clock import Clock, SystemClock
 from palyra.routing.router import CredentialSource
@@ -116,10 +117,13 @@ class ConfigCredentialSource:
         return f"ConfigCredentialSource(cached={len(self._cache)}, profiles={self._profiles!r})"
 
     async def credentials_for(
-        self, provider: ProviderConfig, *, agent_id: str | None
+        self, provider: ProviderConfig, *, context: RequestContext | None = None
     ) -> list[Credential]:
         if provider.kind == "deterministic":
             return []
+        if self._profiles is not None and context is not None and context.auth_profile_id:
+            # A pinned profile may stand in for the provider's own key: the profiles decide.
+            return await self._profiles.credentials_for(provider, context=context)
         ref = provider.api_key
         if ref:
             credential = self._cache.fresh_credential(provider.id, ref)
@@ -127,7 +131,7 @@ class ConfigCredentialSource:
                 credential = Credential(await self._api_key(provider, ref))
             return [credential]
         if self._profiles is not None:
-            return await self._profiles.credentials_for(provider, agent_id=agent_id)
+            return await self._profiles.credentials_for(provider, context=context)
         if provider.profile_ids():
             raise PalyraError.of(
                 FailureClass.CONFIG,

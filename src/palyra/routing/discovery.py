@@ -138,7 +138,7 @@ class ModelDiscovery:
             return done(supported=False)
         timeout_s = (pcfg.timeout_ms or runtime.settings.request_timeout_ms) / 1000
         try:
-            creds = await runtime.credentials.credentials_for(pcfg, agent_id=None)
+            creds = await runtime.credentials.credentials_for(pcfg)
             async with self._clock.timeout(timeout_s):
                 models = await provider.list_models(credential=creds[0] if creds else None)
         except TimeoutError:

@@ -26,6 +26,7 @@ from palyra.model import (
     TranscriptionRequest,
     TranscriptionResponse,
 )
+from palyra.model.context import RequestContext
 from palyra.providers.base import Credential, ModelProvider
 from palyra.routing.breaker import CircuitBreakers
 from palyra.routing.breaker_state import Admission, BreakerKey, KeyKind
@@ -55,7 +56,7 @@ class CredentialSource(Protocol):
     """Where the router gets secrets for a provider, and tells how they fared."""
 
     async def credentials_for(
-        self, provider: ProviderConfig, *, agent_id: str | None
+        self, provider: ProviderConfig, *, context: RequestContext | None = None
     ) -> list[Credential]: ...
 
     async def report(
@@ -85,7 +86,7 @@ class Run:
     trail: AttemptTrail
     deadline: float
     background: bool
-    agent_id: str | None
+    context: RequestContext | None
 
 
 @dataclass
@@ -156,7 +157,7 @@ class Router:
         *,
         deadline_s: float | None = None,
         background: bool = False,
-        agent_id: str | None = None,
+        context: RequestContext | None = None,
     ) -> RoutedResponse[ChatResponse]:
         """A whole chat answer. ``deadline_s`` (seconds from now) overrides request_deadline_ms."""
 
@@ -171,7 +172,7 @@ class Router:
             )
 
         model = request.model  # read once: a pydantic model's attributes are slow to read
-        run = self._start(model, deadline_s, background, agent_id)
+        run = self._start(model, deadline_s, background, context)
         response, call = await self.route(run, model, required_capabilities(request), attempt)
         await self.settle(run, call, None)
         run.trail.finished_at = self.clock.now()
@@ -191,11 +192,11 @@ class Router:
         *,
         deadline_s: float | None = None,
         background: bool = False,
-        agent_id: str | None = None,
+        context: RequestContext | None = None,
     ) -> RoutedStream:
         """A stream of events; iterate it with ``async for``; ``.trail`` is filled as it goes."""
         return RoutedStream(
-            self, request, self._start(request.model, deadline_s, background, agent_id)
+            self, request, self._start(request.model, deadline_s, background, context)
         )
 
     async def embed(
@@ -204,14 +205,14 @@ class Router:
         *,
         deadline_s: float | None = None,
         background: bool = False,
-        agent_id: str | None = None,
+        context: RequestContext | None = None,
     ) -> RoutedResponse[EmbeddingResponse]:
         def attempt(
             provider: ModelProvider, target: Target, cred: Credential | None
         ) -> Awaitable[EmbeddingResponse]:
             return provider.embed(with_model(request, target.upstream_model), credential=cred)
 
-        run = self._start(request.model, deadline_s, background, agent_id)
+        run = self._start(request.model, deadline_s, background, context)
         response, call = await self.route(run, request.model, frozenset({"embeddings"}), attempt)
         await self.settle(run, call, None)
         run.trail.finished_at = self.clock.now()
@@ -223,7 +224,7 @@ class Router:
         *,
         deadline_s: float | None = None,
         background: bool = False,
-        agent_id: str | None = None,
+        context: RequestContext | None = None,
     ) -> RoutedResponse[TranscriptionResponse]:
         def attempt(
             provider: ModelProvider, target: Target, cred: Credential | None
@@ -231,18 +232,22 @@ class Router:
             upstream = with_model(request, target.upstream_model)
             return provider.transcribe(upstream, credential=cred)
 
-        run = self._start(request.model, deadline_s, background, agent_id)
+        run = self._start(request.model, deadline_s, background, context)
         response, call = await self.route(run, request.model, frozenset({"transcription"}), attempt)
         await self.settle(run, call, None)
         run.trail.finished_at = self.clock.now()
         return RoutedResponse(response, run.trail)
 
     def _start(
-        self, model: str, deadline_s: float | None, background: bool, agent_id: str | None
+        self,
+        model: str,
+        deadline_s: float | None,
+        background: bool,
+        context: RequestContext | None,
     ) -> Run:
         now = self.clock.now()
         budget = deadline_s if deadline_s is not None else self._deadline_s
-        return Run(AttemptTrail(model, now, [], []), now + budget, background, agent_id)
+        return Run(AttemptTrail(model, now, [], []), now + budget, background, context)
 
     def time_left(self, run: Run) -> float:
         return run.deadline - self.clock.now()
@@ -350,7 +355,7 @@ class Router:
         try:
             # Only read, never changed: the source's list is used as it is.
             creds: Sequence[Credential | None] = await self._credentials.credentials_for(
-                pcfg, agent_id=run.agent_id
+                pcfg, context=run.context
             ) or (None,)
         except PalyraError as exc:
             run.trail.skipped.append(

@@ -107,7 +107,7 @@ async def count_tokens(state: AppState, model: ModelConfig, chat: ChatRequest) -
     """Counted by the model's own provider (not routed: a count never fails over)."""
     provider = state.runtime.providers[model.provider]
     pcfg = state.runtime.provider_config(model.provider)
-    creds = await state.runtime.credentials.credentials_for(pcfg, agent_id=None)
+    creds = await state.runtime.credentials.credentials_for(pcfg)
     upstream = chat.model_copy(update={"model": model.upstream_model})
     return await provider.count_tokens(upstream, credential=creds[0] if creds else None)
 
