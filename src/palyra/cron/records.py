@@ -109,6 +109,7 @@ class RunRecord:
     started_at_ms: int | None
     finished_at_ms: int | None
     heartbeat_at_ms: int | None
+    not_before_ms: int | None
     input_tokens: int | None
     output_tokens: int | None
 

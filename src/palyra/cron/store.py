@@ -77,6 +77,7 @@ runs = sa.Table(
     sa.Column("started_at_ms", sa.BigInteger, nullable=True),
     sa.Column("finished_at_ms", sa.BigInteger, nullable=True),
     sa.Column("heartbeat_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("not_before_ms", sa.BigInteger, nullable=True),
     sa.Column("input_tokens", sa.Integer, nullable=True),
     sa.Column("output_tokens", sa.Integer, nullable=True),
     # One row per (job, scheduled time, attempt): the claim. Ad hoc runs have NULLs, which never clash.
@@ -171,6 +172,7 @@ def _run(row: RowMapping) -> RunRecord:
         started_at_ms=row["started_at_ms"],
         finished_at_ms=row["finished_at_ms"],
         heartbeat_at_ms=row["heartbeat_at_ms"],
+        not_before_ms=row["not_before_ms"],
         input_tokens=row["input_tokens"],
         output_tokens=row["output_tokens"],
     )
@@ -334,6 +336,7 @@ class CronStore:
         auth_profile_id: str | None = None,
         prompt: str | None = None,
         reason: str | None = None,
+        not_before_ms: int | None = None,
     ) -> RunRecord | None:
         """Insert a run row; None when that (job, time, attempt) was already claimed by anyone."""
         run_id = new_ulid(now_ms)
@@ -356,6 +359,7 @@ class CronStore:
             "started_at_ms": now_ms if status is RunStatus.RUNNING else None,
             "finished_at_ms": now_ms if finished else None,
             "heartbeat_at_ms": now_ms if status is RunStatus.RUNNING else None,
+            "not_before_ms": not_before_ms,
         }
         try:
             async with self.store.begin() as conn:
@@ -445,6 +449,52 @@ class CronStore:
         async with self.store.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [_run(r) for r in rows]
+
+    async def ready_queued(self, now_ms: int, limit: int = 64) -> list[RunRecord]:
+        """Queued runs of jobs whose wait (a retry's backoff) is over, oldest first."""
+        async with self.store.connect() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(runs)
+                        .where(
+                            runs.c.status == RunStatus.QUEUED.value,
+                            sa.or_(runs.c.not_before_ms.is_(None), runs.c.not_before_ms <= now_ms),
+                        )
+                        .order_by(runs.c.created_at_ms, runs.c.id)
+                        .limit(limit)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [_run(r) for r in rows]
+
+    async def next_wake_ms(self, now_ms: int) -> int | None:
+        """The earliest future moment a job falls due or a waiting run may start (one read)."""
+        async with self.store.connect() as conn:
+            job_next = await conn.scalar(
+                sa.select(sa.func.min(cron_jobs.c.next_run_at_ms)).where(
+                    cron_jobs.c.enabled.is_(True), cron_jobs.c.next_run_at_ms > now_ms
+                )
+            )
+            run_next = await conn.scalar(
+                sa.select(sa.func.min(runs.c.not_before_ms)).where(
+                    runs.c.status == RunStatus.QUEUED.value, runs.c.not_before_ms > now_ms
+                )
+            )
+        times = [int(t) for t in (job_next, run_next) if t is not None]
+        return min(times) if times else None
+
+    async def next_queued_ms(self) -> int | None:
+        """When the earliest waiting queued run may start."""
+        async with self.store.connect() as conn:
+            value = await conn.scalar(
+                sa.select(sa.func.min(sa.func.coalesce(runs.c.not_before_ms, 0))).where(
+                    runs.c.status == RunStatus.QUEUED.value
+                )
+            )
+        return int(value) if value is not None else None
 
     async def count_open(self, job_id: str) -> tuple[int, int]:
         """(running, queued) runs of a job."""
