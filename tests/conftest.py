@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from palyra.model.known_secrets import KNOWN_SECRETS
 from palyra.store import Store, open_store
 
 POSTGRES_URL_ENV = "PALYRA_TEST_POSTGRES_URL"
@@ -39,6 +40,14 @@ def _isolated_state_dirs(
     ):
         (home / sub).mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv(name, str(home / sub))
+
+
+@pytest.fixture(autouse=True)
+def _forget_known_secrets() -> Iterator[None]:
+    """Each test is its own process as far as held secrets go: one test's token must not be
+    scrubbed from the next test's text (the registry is process-wide by design)."""
+    yield
+    KNOWN_SECRETS.clear()
 
 
 @dataclass(frozen=True)
