@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from palyra.model import Capability, ReasoningEffort
+from palyra.model.forwarding import refused_forward_header
 
 MIN_THINKING_BUDGET = 1024
 
@@ -67,6 +68,22 @@ class ProviderConfig(_Section):
     max_concurrency_per_credential: int | None = Field(default=None, ge=1)
     quirks: list[str] = Field(default_factory=list)  # openai_compatible switches
     anthropic_version: str = "2023-06-01"
+    # OpenAI's OpenAI-Organization / OpenAI-Project headers (kind openai); when unset, a
+    # client's own are passed on.
+    organization: str | None = None
+    project: str | None = None
+    # Client headers passed on to this provider beyond the vendor's own (anthropic-beta, ...);
+    # credentials and hop-by-hop headers are refused.
+    forward_headers: list[str] = Field(default_factory=list)
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _forwardable(cls, names: list[str]) -> list[str]:
+        for name in names:
+            why = refused_forward_header(name)
+            if why is not None:
+                raise ValueError(f"forward_headers: {why}; remove it")
+        return [name.strip().lower() for name in names]
 
     def profile_ids(self) -> list[str]:
         """All auth profiles in rotation order (``auth_profile_id`` first)."""

@@ -37,6 +37,7 @@ from palyra.model import (
     PalyraError,
 )
 from palyra.model.context import RequestContext
+from palyra.model.forwarding import VENDOR_CLIENT_HEADERS
 from palyra.paths import state_dir
 from palyra.providers.base import Credential, ModelProvider
 from palyra.routing.assembly import ClientFactory, Runtime, build_runtime
@@ -142,6 +143,8 @@ class AppState:
     _responses: ResponseStore | None = field(default=None, init=False, repr=False)
     _responses_db: Store | None = field(default=None, init=False, repr=False)
     _responses_lock: asyncio.Lock | None = field(default=None, init=False, repr=False)
+    # Client header names (lowercased, as ASGI gives them) some provider may pass on.
+    forward_names: frozenset[bytes] = field(default=frozenset(), init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._credentials = DeferredCredentials()
@@ -153,6 +156,8 @@ class AppState:
             )
         self.runtime = _with_providers(runtime, self.providers) if self.providers else runtime
         self.providers = self.runtime.providers
+        allowed = {n for p in self.config.model_provider.providers for n in p.forward_headers}
+        self.forward_names = frozenset(n.encode("latin-1") for n in VENDOR_CLIENT_HEADERS | allowed)
 
     @classmethod
     def from_config(

@@ -17,7 +17,8 @@ class _Event(BaseModel):
 class MessageStart(_Event):
     """The answer has begun. ``usage`` is what the upstream reported at the start (Anthropic
     sends the input and cache counts before any output); ``None`` when it says nothing yet.
-    ``service_tier`` is the tier serving the answer, when the upstream says so at the start."""
+    ``service_tier`` is the tier serving the answer, when the upstream says so at the start;
+    ``headers`` the upstream answer's headers a client reads (rate limits, request id)."""
 
     type: Literal["message_start"] = "message_start"
     id: str
@@ -25,6 +26,7 @@ class MessageStart(_Event):
     created: int | None = None
     usage: Usage | None = None
     service_tier: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 class TextDelta(_Event):

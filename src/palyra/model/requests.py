@@ -120,6 +120,9 @@ class ChatRequest(BaseModel):
     service_tier: ServiceTier | None = None
     store: bool | None = None
     prediction: Prediction | None = None
+    # The client's headers a provider may pass on (names lowercased; palyra.model.forwarding
+    # says which: vendor headers and allowlisted ones, never credentials or hop-by-hop ones).
+    headers: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("tools")
     @classmethod

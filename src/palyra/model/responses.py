@@ -88,6 +88,8 @@ class ChatResponse(BaseModel):
     created: int | None = None
     system_fingerprint: str | None = None
     logprobs: Logprobs | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    """The upstream answer's headers a client reads (rate limits, request id, retry-after)."""
     service_tier: str | None = None
     """The tier that served the answer, in OpenAI's words (``default``, ``priority``, ``flex``...);
     Anthropic's ``standard`` is ``default`` here."""

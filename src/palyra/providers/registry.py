@@ -91,8 +91,21 @@ def _anthropic(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelP
 def _openai(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProvider:
     _no_quirks(cfg)
     return OpenAIProvider(
-        id=cfg.id, base_url=base_url_of(cfg), client=_client(cfg, client), headers=dict(cfg.headers)
+        id=cfg.id,
+        base_url=base_url_of(cfg),
+        client=_client(cfg, client),
+        headers=openai_headers(cfg),
     )
+
+
+def openai_headers(cfg: ProviderConfig) -> dict[str, str]:
+    """The provider's fixed headers: ``headers`` plus its organization and project."""
+    headers = dict(cfg.headers)
+    if cfg.organization:
+        headers["openai-organization"] = cfg.organization
+    if cfg.project:
+        headers["openai-project"] = cfg.project
+    return headers
 
 
 def _openai_compatible(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -> ModelProvider:
@@ -102,7 +115,7 @@ def _openai_compatible(cfg: ProviderConfig, client: httpx2.AsyncClient | None) -
         id=cfg.id,
         base_url=base_url_of(cfg),
         client=_client(cfg, client),
-        headers=dict(cfg.headers),
+        headers=openai_headers(cfg),
         quirks=quirks,
     )
 
@@ -187,6 +200,8 @@ def build_provider(
     provider = factory(cfg, client)
     if responses_models and isinstance(provider, OpenAIProvider):
         provider.responses_models = responses_models
-    if budgets and isinstance(provider, OpenAIProvider | AnthropicProvider):
-        provider.effort_budgets = dict(budgets)
+    if isinstance(provider, OpenAIProvider | AnthropicProvider):
+        if budgets:
+            provider.effort_budgets = dict(budgets)
+        provider.forward_headers = frozenset(cfg.forward_headers)
     return provider

@@ -13,7 +13,7 @@ import itertools
 import random
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -321,7 +321,7 @@ class FakeApp:
             answer = openai_chat.completion(
                 reply, id=ident, model=conv.model, created=created, options=options
             )
-            await self._json(out, answer, fault)
+            await self._json(out, answer, fault, self.limit_headers(Dialect.OPENAI, n))
             return
         chunks = openai_chat.chunks(
             reply,
@@ -333,7 +333,7 @@ class FakeApp:
             options=options,
         )
         events = itertools.chain((_sse(c) for c in chunks), [b"data: [DONE]\n\n"])
-        await self._stream(out, events, fault, injected)
+        await self._stream(out, events, fault, injected, self.limit_headers(Dialect.OPENAI, n))
 
     async def _openai_responses(
         self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder
@@ -366,15 +366,15 @@ class FakeApp:
         n = next(self._ids)
         reply = self._cached(self._reply_for(conv, Dialect.ANTHROPIC, n), body)
         ident = f"msg_fake{n:012x}"
+        limits = self.limit_headers(Dialect.ANTHROPIC, n)
         if not stream:
-            await self._json(
-                out, anthropic_messages.message(reply, id=ident, model=conv.model), fault
-            )
+            answer = anthropic_messages.message(reply, id=ident, model=conv.model)
+            await self._json(out, answer, fault, limits)
             return
         events = anthropic_messages.events(
             reply, id=ident, model=conv.model, words_per_chunk=self.settings.stream_chunk_tokens
         )
-        await self._stream(out, (_sse(d, e) for e, d in events), fault, injected)
+        await self._stream(out, (_sse(d, e) for e, d in events), fault, injected, limits)
 
     def _cached(self, reply: Reply, body: dict[str, Any]) -> Reply:
         """The marked prompt prefix written to the cache on first sight, read from it after."""
@@ -390,7 +390,35 @@ class FakeApp:
             return dataclasses.replace(reply, cached_tokens=reply.cached_tokens + tokens)
         return dataclasses.replace(reply, cache_creation_tokens=tokens)
 
-    async def _json(self, out: Responder, answer: Any, fault: Fault | None) -> None:
+    def limit_headers(self, dialect: Dialect, n: int) -> dict[str, str]:
+        """The rate-limit and request-id headers the vendor sends with every answer."""
+        limit = self.settings.rate_limit_rpm or 10_000
+        with self._lock:
+            remaining = max(limit - len(self._window), 0)
+        if dialect is Dialect.ANTHROPIC:
+            return {
+                "request-id": f"req_fake{n:012x}",
+                "anthropic-ratelimit-requests-limit": str(limit),
+                "anthropic-ratelimit-requests-remaining": str(remaining),
+                "anthropic-ratelimit-tokens-limit": "1000000",
+                "anthropic-ratelimit-tokens-remaining": "999000",
+            }
+        return {
+            "x-request-id": f"req_fake{n:012x}",
+            "x-ratelimit-limit-requests": str(limit),
+            "x-ratelimit-remaining-requests": str(remaining),
+            "x-ratelimit-limit-tokens": "1000000",
+            "x-ratelimit-remaining-tokens": "999000",
+            "x-ratelimit-reset-requests": "6ms",
+        }
+
+    async def _json(
+        self,
+        out: Responder,
+        answer: Any,
+        fault: Fault | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         body = orjson.dumps(answer)
         kind = fault.kind if fault is not None else None
         if kind in (FaultKind.MALFORMED_JSON, FaultKind.MALFORMED_SSE):
@@ -400,15 +428,20 @@ class FakeApp:
         elif kind is FaultKind.STREAM_CUT:
             out.send_partial(200, body, len(body) // 2, "application/json")
         else:
-            await out.send(200, body)
+            await out.send(200, body, headers=headers)
 
     async def _stream(
-        self, out: Responder, events: Iterable[bytes], fault: Fault | None, injected: bytes | None
+        self,
+        out: Responder,
+        events: Iterable[bytes],
+        fault: Fault | None,
+        injected: bytes | None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         kind = fault.kind if fault is not None else None
         after = fault.after_chunks if fault is not None else -1
         delay = self.settings.stream_chunk_delay_ms / 1000
-        await out.start_stream(200)
+        await out.start_stream(200, headers=headers)
         for index, event in enumerate(events):
             if index == after and kind is FaultKind.STREAM_CUT:
                 out.close()

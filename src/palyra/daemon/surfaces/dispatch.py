@@ -166,6 +166,11 @@ async def open_stream(request: Request, state: AppState, chat: ChatRequest) -> O
     return OpenedStream(first, events, target.id)
 
 
+def upstream_headers(first: StreamEvent) -> dict[str, str]:
+    """The upstream's answer headers a client reads, from a stream's first event."""
+    return first.headers if isinstance(first, MessageStart) else {}
+
+
 async def sse_body(
     request: Request,
     opened: OpenedStream,

@@ -22,6 +22,7 @@ from palyra.model import (
     TranscriptionRequest,
     TranscriptionResponse,
 )
+from palyra.model.forwarding import ANTHROPIC_CLIENT_HEADERS, answer_headers, forwarded
 from palyra.model.known_secrets import remember_secret
 from palyra.providers.anthropic.payload import (
     EFFORT_BUDGETS,
@@ -82,6 +83,8 @@ class AnthropicProvider:
         self._prepared: dict[tuple[str, str], PreparedRequest] = {}
         # Per upstream model, for models whose config sets reasoning_budgets.
         self.effort_budgets = dict(effort_budgets or {})
+        # Client headers passed on beyond Anthropic's own (the provider's forward_headers).
+        self.forward_headers: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return f"AnthropicProvider(id={self.id!r}, base_url={self.base_url!r})"
@@ -123,18 +126,24 @@ class AnthropicProvider:
         payload: Mapping[str, Any] | None = None,
         params: Mapping[str, str | int] | None = None,
         model: str | None = None,
+        call_headers: Mapping[str, str] | None = None,
+        answer: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        """The JSON answer; ``call_headers`` replace the bare credential, and ``answer`` (when
+        given) receives the answer's headers a client reads."""
         content = orjson.dumps(payload) if payload is not None else None
         try:
             if params is None:  # the lean path: a URL, headers and bytes
                 reply = await send_prepared(
                     self._client,
                     self._prepared_request(method, path),
-                    self._auth(credential),
+                    self._auth(credential) if call_headers is None else call_headers,
                     content,
                 )
                 status: StatusAndHeaders = reply
                 body = reply.body
+                if answer is not None:
+                    answer.update(answer_headers(reply.raw_headers))
             else:
                 response = await self._client.request(
                     method,
@@ -161,10 +170,29 @@ class AnthropicProvider:
     ) -> ChatResponse:
         payload = self._payload(request)
         payload.pop("stream", None)
+        answer: dict[str, str] = {}
         body = await self._request(
-            "POST", "/v1/messages", credential, payload=payload, model=request.model
+            "POST",
+            "/v1/messages",
+            credential,
+            payload=payload,
+            model=request.model,
+            call_headers=self._call_headers(credential, request),
+            answer=answer,
         )
-        return parse_anthropic_message(body, provider=self.id)
+        return parse_anthropic_message(body, provider=self.id, headers=answer)
+
+    def _call_headers(self, credential: Credential | None, request: ChatRequest) -> dict[str, str]:
+        """The credential, and the client's headers this provider passes on: ``anthropic-beta``,
+        ``anthropic-version`` when it is not the configured one, and the allowlisted ones."""
+        auth = self._auth(credential)
+        sent = request.headers
+        if sent:
+            passed = forwarded(sent, ANTHROPIC_CLIENT_HEADERS, self.forward_headers)
+            if passed.get("anthropic-version") == self.anthropic_version:
+                del passed["anthropic-version"]  # the same: the prepared request has it
+            auth.update(passed)
+        return auth
 
     async def stream_chat(
         self, request: ChatRequest, *, credential: Credential | None = None
@@ -172,7 +200,11 @@ class AnthropicProvider:
         """Yields each event as its SSE event completes; nothing is buffered."""
         payload = self._payload(request)
         payload["stream"] = True
-        headers = {**self._headers(credential), "accept": "text/event-stream"}
+        headers = {
+            **self._fixed_headers(),
+            **self._call_headers(credential, request),
+            "accept": "text/event-stream",
+        }
         parser = AnthropicStreamParser(provider=self.id, model=request.model)
         try:
             async with self._client.stream(
@@ -185,6 +217,7 @@ class AnthropicProvider:
                     raise_for_upstream_status(
                         response, await response.aread(), provider=self.id, model=request.model
                     )
+                parser.headers = answer_headers(response.headers.raw)
                 async for sse in aiter_sse(response.aiter_bytes(), self._max_event_bytes):
                     for event in parser.feed(sse.event, sse.data):
                         yield event

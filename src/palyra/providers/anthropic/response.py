@@ -81,7 +81,9 @@ def load_json_object(
     return data
 
 
-def parse_anthropic_message(body: dict[str, Any], *, provider: str | None = None) -> ChatResponse:
+def parse_anthropic_message(
+    body: dict[str, Any], *, provider: str | None = None, headers: Mapping[str, str] | None = None
+) -> ChatResponse:
     """A ``Message`` object -> ``ChatResponse``: thinking and redacted thinking (signatures and
     data exactly as sent), text, tool calls, the stop sequence; server-tool blocks are left out."""
     content = body.get("content")
@@ -129,6 +131,8 @@ def parse_anthropic_message(body: dict[str, Any], *, provider: str | None = None
     tier = service_tier(usage)
     if tier is not None:
         fields["service_tier"] = tier
+    if headers:
+        fields["headers"] = headers
     return ChatResponse.model_validate(fields)
 
 

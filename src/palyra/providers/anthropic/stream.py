@@ -75,6 +75,8 @@ class AnthropicStreamParser:
     model: str | None = None
     started: bool = False
     stopped: bool = False
+    # The answer's headers a client reads, set by the provider; they ride on MessageStart.
+    headers: dict[str, str] = field(default_factory=dict)
     _usage: dict[str, int] = field(default_factory=dict)
     _tools: dict[int, _ToolBlock] = field(default_factory=dict)
     _thinking: dict[int, int] = field(default_factory=dict)
@@ -137,7 +139,15 @@ class AnthropicStreamParser:
         self._merge_usage(message.get("usage"))
         early = usage_from_anthropic(self._usage) if "input_tokens" in self._usage else None
         tier = service_tier(message.get("usage"))
-        return [MessageStart(id=message["id"], model=self.model, usage=early, service_tier=tier)]
+        return [
+            MessageStart(
+                id=message["id"],
+                model=self.model,
+                usage=early,
+                service_tier=tier,
+                headers=self.headers,
+            )
+        ]
 
     def _block_start(self, payload: dict[str, Any]) -> list[StreamEvent]:
         block = payload.get("content_block")

@@ -22,6 +22,7 @@ from palyra.model import (
     TranscriptionRequest,
     TranscriptionResponse,
 )
+from palyra.model.forwarding import OPENAI_CLIENT_HEADERS, answer_headers, forwarded
 from palyra.model.known_secrets import remember_secret
 from palyra.model.reasoning import DEFAULT_EFFORT_BUDGETS
 from palyra.providers.base import Credential, ProviderCapabilities
@@ -88,6 +89,8 @@ class OpenAIProvider:
         self._prepared: dict[str, PreparedRequest] = {}
         # Per upstream model, for models whose config sets reasoning_budgets.
         self.effort_budgets = dict(effort_budgets or {})
+        # Client headers passed on beyond OpenAI's own (the provider's forward_headers).
+        self.forward_headers: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, base_url={self.base_url!r})"
@@ -131,15 +134,38 @@ class OpenAIProvider:
     async def _post_json(
         self, path: str, payload: Mapping[str, Any], credential: Credential | None, model: str
     ) -> dict[str, Any]:
+        answer, _ = await self._post_json_reply(path, payload, self._auth(credential), model)
+        return answer
+
+    async def _post_json_reply(
+        self, path: str, payload: Mapping[str, Any], call_headers: Mapping[str, str], model: str
+    ) -> tuple[dict[str, Any], list[tuple[bytes, bytes]]]:
+        """The answer to a JSON POST and its raw headers."""
         content = orjson.dumps(payload)
         try:
             reply = await send_prepared(
-                self._client, self._prepared_post(path), self._auth(credential), content
+                self._client, self._prepared_post(path), call_headers, content
             )
         except httpx2.TransportError as exc:
             raise PalyraError(classify_transport_error(exc, provider=self.id, model=model)) from exc
         raise_for_upstream_status(reply, reply.body, provider=self.id, model=model)
-        return load_json_object(reply.body, f"the answer to POST {path}", provider=self.id)
+        answer = load_json_object(reply.body, f"the answer to POST {path}", provider=self.id)
+        return answer, reply.raw_headers
+
+    def _call_headers(self, credential: Credential | None, request: ChatRequest) -> dict[str, str]:
+        """The credential, and the client's headers this provider passes on (only when the
+        client sent any: a plain request builds nothing more)."""
+        auth = self._auth(credential)
+        sent = request.headers
+        if sent:
+            auth.update(forwarded(sent, self._vendor_headers, self.forward_headers))
+        return auth
+
+    @property
+    def _vendor_headers(self) -> frozenset[str]:
+        """OpenAI's client headers, less those the config sets (organization, project)."""
+        configured = {name.lower() for name in self._extra_headers}
+        return OPENAI_CLIENT_HEADERS - configured
 
     def _prepared_post(self, path: str) -> PreparedRequest:
         """A JSON POST to ``path`` with every header but the credential, checked and encoded
@@ -168,10 +194,13 @@ class OpenAIProvider:
             payload = build_openai_responses_payload(request, stream=False)
             answer = await self._post_json("/responses", payload, credential, request.model)
             return parse_openai_responses_response(answer, provider=self.id)
-        body = await self._post_json(
-            "/chat/completions", self._payload(request, stream=False), credential, request.model
+        body, raw = await self._post_json_reply(
+            "/chat/completions",
+            self._payload(request, stream=False),
+            self._call_headers(credential, request),
+            request.model,
         )
-        return parse_openai_chat_response(body, provider=self.id)
+        return parse_openai_chat_response(body, provider=self.id, headers=answer_headers(raw))
 
     async def stream_chat(
         self, request: ChatRequest, *, credential: Credential | None = None
@@ -182,7 +211,9 @@ class OpenAIProvider:
         one cut mid-payload means the upstream was cut off.
         """
         headers = {
-            **self._headers(credential, "text/event-stream"),
+            "accept": "text/event-stream",
+            **self._extra_headers,
+            **self._call_headers(credential, request),
             "content-type": "application/json",
         }
         parser: OpenAIStreamParser | OpenAIResponsesStreamParser
@@ -201,6 +232,7 @@ class OpenAIProvider:
                     raise_for_upstream_status(
                         response, await response.aread(), provider=self.id, model=request.model
                     )
+                parser.headers = answer_headers(response.headers.raw)
                 decoder = SSEDecoder(self._max_event_bytes)
                 async for raw in response.aiter_bytes():
                     for sse in decoder.feed(raw):

@@ -156,9 +156,13 @@ def _tool_calls(message: Mapping[str, Any], response_id: str) -> list[ToolCallPa
 
 
 def parse_openai_chat_response(
-    body: Mapping[str, Any], *, provider: str | None = None
+    body: Mapping[str, Any],
+    *,
+    provider: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> ChatResponse:
-    """A whole chat completion; no usage in the body gives a zero usage marked ``estimated``."""
+    """A whole chat completion; no usage in the body gives a zero usage marked ``estimated``.
+    ``headers`` are the answer's headers a client reads (rate limits, request id)."""
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise malformed("the chat completion has no choices", provider=provider)
@@ -188,6 +192,8 @@ def parse_openai_chat_response(
     thinking = reasoning_text(message)
     if thinking is not None:
         fields["reasoning"] = [{"type": "thinking", "thinking": thinking}]
+    if headers:
+        fields["headers"] = headers
     # One validation of the whole answer, usage nested: a Usage built on its own first would
     # be a second pass through pydantic's model machinery (about an eighth of this function).
     return ChatResponse.model_validate(

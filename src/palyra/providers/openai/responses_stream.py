@@ -63,6 +63,9 @@ class OpenAIResponsesStreamParser:
         self.model = model
         self.started = False
         self.done = False
+        # The upstream answer's headers a client reads, set by the provider before the first
+        # feed; they ride on MessageStart.
+        self.headers: dict[str, str] = {}
         self._items: dict[int, _Item] = {}
         self._calls = 0
         self._thoughts = 0
@@ -102,6 +105,7 @@ class OpenAIResponsesStreamParser:
                     id=str(body.get("id") or ""),
                     model=str(body.get("model") or self.model or ""),
                     created=int(created) if isinstance(created, int | float) else None,
+                    headers=self.headers,
                 )
             )
             return out

@@ -74,6 +74,9 @@ class OpenAIStreamParser:
         self.model = model
         self.started = False
         self.done = False
+        # The upstream answer's headers a client reads, set by the provider before the first
+        # feed; they ride on MessageStart.
+        self.headers: dict[str, str] = {}
         self._finish: FinishReason | None = None
         self._calls: dict[int, _Call] = {}
         self._saw_calls = False
@@ -106,6 +109,7 @@ class OpenAIStreamParser:
                     model=str(chunk.get("model") or self.model or ""),
                     created=created if isinstance(created, int) else None,
                     service_tier=tier if type(tier) is str else None,
+                    headers=self.headers,
                 )
             )
         choices = chunk.get("choices")

@@ -23,11 +23,13 @@ from palyra.daemon.surfaces.anthropic.messages_format import (
     parse_messages_request,
     sse,
 )
+from palyra.daemon.surfaces.dispatch import upstream_headers
 from palyra.daemon.surfaces.openai.chat_api import app_state, read_body
 from palyra.model import (
     ErrorEnvelope,
     check_chat_request,
 )
+from palyra.model.forwarding import client_headers
 from palyra.providers.tokens import estimate_token_count
 
 log = logging.getLogger("palyra.daemon")
@@ -55,14 +57,15 @@ def _headers(request: Request, model_id: str) -> dict[str, str]:
 async def messages(request: Request) -> Response:
     state = app_state(request)
     raw = await read_body(request, state.config.daemon.max_body_bytes)
-    neutral = parse_messages_request(load_body(raw))
+    sent = client_headers(request.scope["headers"], state.forward_names)
+    neutral = parse_messages_request(load_body(raw), headers=sent)
     state.resolve(neutral.model, "chat")
     check_chat_request(neutral, state.limits)
     dispatch.check_window(state, neutral)
     if not neutral.stream:
         response, model_id = await dispatch.chat(request, state, neutral)
         body = orjson.dumps(message_json(response))
-        return JSONBytes(body, _headers(request, model_id))
+        return JSONBytes(body, _headers(request, model_id) | response.headers)
     opened = await dispatch.open_stream(request, state, neutral)
     encoder = MessageEventEncoder(
         fallback_id=request.state.request_id,
@@ -75,7 +78,9 @@ async def messages(request: Request) -> Response:
     return StreamingResponse(
         body_iter,
         media_type="text/event-stream",
-        headers=_headers(request, opened.model_id) | {"cache-control": "no-cache"},
+        headers=_headers(request, opened.model_id)
+        | upstream_headers(opened.first)
+        | {"cache-control": "no-cache"},
     )
 
 

@@ -9,7 +9,7 @@ keeps its form (string or blocks).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -321,10 +321,13 @@ def _service_tier(raw: Any) -> str | None:
     return _SERVICE_TIERS[raw]
 
 
-def parse_messages_request(data: Any, *, require_max_tokens: bool = True) -> ChatRequest:
+def parse_messages_request(
+    data: Any, *, require_max_tokens: bool = True, headers: Mapping[str, str] | None = None
+) -> ChatRequest:
     """An Anthropic ``/v1/messages`` body as a neutral request, or a 400 naming the field.
 
     ``max_tokens`` is required, as Anthropic requires it; ``count_tokens`` bodies omit it.
+    ``headers`` are the client's headers a provider may pass on (``anthropic-beta``, ...).
     """
     body = obj(data, "the request body")
     if require_max_tokens and body.get("max_tokens") is None:
@@ -339,6 +342,8 @@ def parse_messages_request(data: Any, *, require_max_tokens: bool = True) -> Cha
     options: dict[str, Any] = {}
     if "service_tier" in body:
         options["service_tier"] = _service_tier(body["service_tier"])
+    if headers:
+        options["headers"] = headers
     try:
         return ChatRequest.model_validate(
             {

@@ -13,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 from palyra.daemon.server.json_response import JSONBytes
 from palyra.daemon.state import AppState
 from palyra.daemon.surfaces import dispatch
+from palyra.daemon.surfaces.dispatch import upstream_headers
 from palyra.daemon.surfaces.openai.chat_format import (
     ChunkEncoder,
     chat_completion,
@@ -26,6 +27,7 @@ from palyra.model import (
     PalyraError,
     check_chat_request,
 )
+from palyra.model.forwarding import client_headers
 
 log = logging.getLogger("palyra.daemon")
 
@@ -72,7 +74,8 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 async def chat_completions(request: Request) -> Response:
     state = app_state(request)
-    parsed = parse_chat_body(await read_body(request, state.config.daemon.max_body_bytes))
+    sent = client_headers(request.scope["headers"], state.forward_names)
+    parsed = parse_chat_body(await read_body(request, state.config.daemon.max_body_bytes), sent)
     neutral = parsed.request
     state.resolve(neutral.model, "chat")
     check_chat_request(neutral, state.limits)
@@ -81,7 +84,7 @@ async def chat_completions(request: Request) -> Response:
     if not neutral.stream:
         response, model_id = await dispatch.chat(request, state, neutral)
         body = orjson.dumps(chat_completion(response, created=created))
-        return JSONBytes(body, {"x-palyra-model": model_id})
+        return JSONBytes(body, {**response.headers, "x-palyra-model": model_id})
     opened = await dispatch.open_stream(request, state, neutral)
     encoder = ChunkEncoder(
         fallback_id=f"chatcmpl-{request.state.request_id}",
@@ -95,5 +98,9 @@ async def chat_completions(request: Request) -> Response:
     return StreamingResponse(
         body_iter,
         media_type="text/event-stream",
-        headers={"x-palyra-model": opened.model_id, "cache-control": "no-cache"},
+        headers={
+            **upstream_headers(opened.first),
+            "x-palyra-model": opened.model_id,
+            "cache-control": "no-cache",
+        },
     )

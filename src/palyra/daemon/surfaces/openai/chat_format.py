@@ -9,6 +9,7 @@ Files and reasoning (``reasoning_content``, ``thinking_blocks``) are in ``conten
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -310,8 +311,9 @@ def _first_error(exc: ValueError | ValidationError) -> str:
     return str(exc)
 
 
-def parse_chat_request(data: Any) -> ParsedChat:
-    """An OpenAI ``/v1/chat/completions`` body as a neutral request, or a 400 naming the field."""
+def parse_chat_request(data: Any, headers: Mapping[str, str] | None = None) -> ParsedChat:
+    """An OpenAI ``/v1/chat/completions`` body as a neutral request, or a 400 naming the field;
+    ``headers`` are the client's headers a provider may pass on (``openai-beta``, ...)."""
     body = obj(data, "the request body")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -354,6 +356,8 @@ def parse_chat_request(data: Any) -> ParsedChat:
         fields["logit_bias"] = bias
     if "prediction" in body:
         fields["prediction"] = _prediction(body["prediction"])
+    if headers:
+        fields["headers"] = headers
     effort = body.get("reasoning_effort")
     if effort is not None:
         fields["reasoning"] = {"effort": effort}
@@ -365,9 +369,9 @@ def parse_chat_request(data: Any) -> ParsedChat:
     return ParsedChat(request=request, include_usage=include_usage)
 
 
-def parse_chat_body(raw: bytes) -> ParsedChat:
+def parse_chat_body(raw: bytes, headers: Mapping[str, str] | None = None) -> ParsedChat:
     """Decode and parse a request body; malformed JSON is a 400 like any other bad field."""
-    return parse_chat_request(load_json(raw))
+    return parse_chat_request(load_json(raw), headers)
 
 
 def _finish(reason: FinishReason) -> str:
