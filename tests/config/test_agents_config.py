@@ -66,8 +66,9 @@ def test_every_agent_problem_is_reported_with_line_and_key() -> None:
         "agents.toml:8: agents[1].tools: input should be a valid list; fix the value",
         'agents.toml:11: agents[2].id: agent id "writer" is already used by agents[1]; give '
         "each agent its own id",
-        'agents.toml:13: agents[2].colour: unknown key "colour" (known: auth_profile_id, '
-        "display_name, id, model, system_prompt, tools); rename or remove it",
+        'agents.toml:13: agents[2].colour: unknown key "colour" (known: approval_required, '
+        "auth_profile_id, display_name, id, max_turns, mcp_servers, model, system_prompt, "
+        "time_budget_s, token_budget, tools); rename or remove it",
     ]
 
 
@@ -86,3 +87,42 @@ def test_agents_toml_syntax_error_is_located() -> None:
     with pytest.raises(ConfigError) as caught:
         load_agents(path, default_config())
     assert str(caught.value).startswith("agents.toml:1: TOML syntax error at column")
+
+
+def test_run_limits_mcp_servers_and_approvals_load_and_are_checked_with_lines() -> None:
+    path = write(
+        '[[agents]]\nid = "ops"\nmodel = "default"\nmax_turns = 3\ntime_budget_s = 20\n'
+        'token_budget = 5000\ntools = ["files.*"]\napproval_required = ["files.delete"]\n'
+        '[[agents.mcp_servers]]\nname = "files"\ntransport = "stdio"\ncommand = "mcp-files"\n'
+        'args = ["--root", "/srv"]\nenv = { TOKEN = "vault:mcp/files" }\n'
+        '[[agents.mcp_servers]]\nname = "search"\ntransport = "http"\n'
+        'url = "https://mcp.example/mcp"\nheaders = { Authorization = "env:SEARCH_AUTH" }\n'
+    )
+    [ops] = load_agents(path, default_config())
+    assert (ops.max_turns, ops.time_budget_s, ops.token_budget) == (3, 20.0, 5000)
+    assert ops.approval_required == ["files.delete"]
+    assert [(s.name, s.transport) for s in ops.mcp_servers] == [
+        ("files", "stdio"),
+        ("search", "http"),
+    ]
+    assert ops.mcp_servers[0].env == {"TOKEN": "vault:mcp/files"}
+    bad = write(
+        '[[agents]]\nid = "ops"\nmodel = "default"\nmax_turns = 0\n'
+        '[[agents.mcp_servers]]\nname = "files"\ntransport = "stdio"\n'
+        'env = { TOKEN = "sk-plain-secret" }\n'
+        '[[agents.mcp_servers]]\nname = "files"\ntransport = "http"\nurl = "ftp://x"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_agents(bad, default_config())
+    text = [str(p) for p in caught.value.problems]
+    assert text[0] == (
+        "agents.toml:4: agents[0].max_turns: input should be greater than or equal to 1; "
+        "fix the value"
+    )
+    assert any(
+        p.startswith("agents.toml:8: agents[0].mcp_servers[0].env.TOKEN: string should match")
+        for p in text
+    ), text
+    assert any("agents[0].mcp_servers[1].name" in p and "used twice" in p for p in text), text
+    assert any("agents[0].mcp_servers[1].url" in p for p in text), text
+    assert "sk-plain-secret" not in str(caught.value)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from palyra.config.loader import parse_toml_file, place_findings
 from palyra.config.problems import ConfigError, Finding
@@ -17,8 +17,49 @@ AGENT_ID_PATTERN = r"^[a-z0-9._-]{1,128}$"
 AGENTS_FILE_NAME = "agents.toml"
 
 
+MCP_SERVER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+SECRET_REF_PATTERN = r"^(env|vault|file):.+$"
+
+
+class McpServerConfig(BaseModel):
+    """An MCP server an agent's run starts (stdio) or connects to (streamable HTTP).
+
+    ``env`` and ``headers`` values are secret references (``env:``, ``vault:``, ``file:``),
+    resolved when a run starts, so no secret is written into ``agents.toml``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=MCP_SERVER_NAME_PATTERN)
+    transport: Literal["stdio", "http"]
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, Annotated[str, Field(pattern=SECRET_REF_PATTERN)]] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    headers: dict[str, Annotated[str, Field(pattern=SECRET_REF_PATTERN)]] = Field(
+        default_factory=dict
+    )
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _transport_fields(self) -> McpServerConfig:
+        if self.transport == "stdio":
+            if not self.command:
+                raise ValueError('a stdio MCP server needs command = "..." (the program to run)')
+            if self.url or self.headers:
+                raise ValueError('url and headers belong to transport = "http", not stdio')
+        else:
+            if not self.url:
+                raise ValueError('an http MCP server needs url = "http(s)://..."')
+            if self.command or self.args or self.env or self.cwd:
+                raise ValueError('command, args, env and cwd belong to transport = "stdio"')
+        return self
+
+
 class AgentConfig(BaseModel):
-    """One agent: which model it talks to, with what system prompt, and which tools it may use."""
+    """One agent: which model it talks to, with what system prompt, which tools it may use and
+    how far one run may go (turns, wall time, tokens)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -28,6 +69,11 @@ class AgentConfig(BaseModel):
     system_prompt: str = ""
     auth_profile_id: str | None = None
     tools: list[str] = Field(default_factory=list)  # allowlist; empty means no tools
+    approval_required: list[str] = Field(default_factory=list)  # tools a person must approve
+    max_turns: int = Field(default=8, ge=1, le=1000)
+    time_budget_s: float = Field(default=300.0, gt=0, le=86400)
+    token_budget: int | None = Field(default=None, ge=1)  # input + output tokens of one run
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -69,6 +115,20 @@ def _check_agents(document: dict[str, object], config: PalyraConfig) -> list[Fin
                 )
             else:
                 first[agent_id] = i
+        servers = table.get("mcp_servers")
+        seen: set[str] = set()
+        for j, server in enumerate(servers if isinstance(servers, list) else []):
+            name = server.get("name") if isinstance(server, dict) else None
+            if isinstance(name, str) and name in seen:
+                findings.append(
+                    Finding(
+                        ("agents", i, "mcp_servers", j, "name"),
+                        f'MCP server name "{name}" is used twice in agent "{agent_id}"; '
+                        "give each server its own name",
+                    )
+                )
+            elif isinstance(name, str):
+                seen.add(name)
         model = table.get("model")
         if isinstance(model, str) and model not in names:
             findings.append(
