@@ -500,3 +500,43 @@ def test_retention_days_expires_stored_responses(start_daemon: StartDaemon) -> N
     now[0] += 120
     with pytest.raises(openai.NotFoundError):
         sdk.responses.retrieve(created.id)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_logprobs_and_service_tier_reach_openai_upstreams_and_come_back(
+    backend: str, sdk: openai.OpenAI, fake: FakeUpstream, stream: bool
+) -> None:
+    ask: dict[str, Any] = {
+        "model": "default",
+        "input": "rate these words",
+        "include": ["message.output_text.logprobs"],
+        "top_logprobs": 2,
+        "service_tier": "flex",
+    }
+    if backend == "anthropic":
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk.responses.create(**ask)
+        assert "logprobs" in refused.value.message
+        return
+    if backend == "deterministic":
+        pytest.skip("the deterministic provider has no log probabilities or tiers")
+    if stream:
+        with sdk.responses.stream(**ask) as events:
+            deltas = [e for e in events if e.type == "response.output_text.delta"]
+            answer = events.get_final_response()
+        assert all(d.logprobs for d in deltas)
+        assert sum(len(d.logprobs) for d in deltas) == 5  # one token per word of the answer
+    else:
+        answer = sdk.responses.create(**ask)
+    sent = fake.requests[-1].body
+    assert sent["service_tier"] == "flex"
+    if backend == "openai-responses":
+        assert "message.output_text.logprobs" in sent["include"] and sent["top_logprobs"] == 2
+    else:
+        assert sent["logprobs"] is True and sent["top_logprobs"] == 2
+    assert answer.service_tier == "flex"
+    [message] = answer.output
+    assert message.type == "message"
+    scored = message.content[0].logprobs  # type: ignore[union-attr]
+    assert [t.token.strip() for t in scored or []] == ["You", "said:", "rate", "these", "words"]
+    assert all(len(t.top_logprobs) == 2 for t in scored or [])

@@ -173,6 +173,13 @@ def test_a_conversation_becomes_input_items_in_order() -> None:
         ({"reasoning": ReasoningConfig(enabled=False)}, "reasoning", {"effort": "none"}),
         ({"max_output_tokens": 64}, "max_output_tokens", 64),
         ({"parallel_tool_calls": False}, "parallel_tool_calls", False),
+        ({"service_tier": "priority"}, "service_tier", "priority"),
+        (
+            {"logprobs": True, "top_logprobs": 3},
+            "include",
+            ["reasoning.encrypted_content", "message.output_text.logprobs"],
+        ),
+        ({"logprobs": True, "top_logprobs": 3}, "top_logprobs", 3),
     ],
 )
 def test_request_fields_map_to_their_responses_names(
@@ -181,7 +188,18 @@ def test_request_fields_map_to_their_responses_names(
     assert build_openai_responses_payload(_history_request(**extra), stream=True)[key] == expected
 
 
-@pytest.mark.parametrize(("extra", "field"), [({"stop": ["END"]}, "stop"), ({"top_k": 5}, "top_k")])
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"stop": ["END"]}, "stop"),
+        ({"top_k": 5}, "top_k"),
+        ({"seed": 7}, "seed"),
+        ({"presence_penalty": 0.5}, "presence_penalty"),
+        ({"frequency_penalty": 0.5}, "frequency_penalty"),
+        ({"logit_bias": {"42": 5}}, "logit_bias"),
+        ({"n": 2}, "n"),
+    ],
+)
 def test_fields_the_responses_api_lacks_are_refused(extra: dict[str, Any], field: str) -> None:
     with pytest.raises(PalyraError) as refused:
         build_openai_responses_payload(_history_request(**extra), stream=False)
@@ -245,7 +263,10 @@ def test_whole_and_streamed_answers_parse_to_the_same_response(
         accumulator.extend(parser.feed(orjson.dumps(event).decode()))
     assert parser.done and parser.finish() == []
     streamed = accumulator.response()
-    assert streamed.model_dump(exclude={"provider"}) == parsed.model_dump(exclude={"provider"})
+    # The accumulator keeps no service tier (the surfaces read it off MessageStart).
+    same = {"provider", "service_tier"}
+    assert streamed.model_dump(exclude=same) == parsed.model_dump(exclude=same)
+    assert parsed.service_tier == "default"
     assert parsed.finish_reason == {"text": "stop", "cut": "length", "calls": "tool_calls"}[name]
     assert parsed.usage.reasoning_tokens == (3 if summary else 0)
     if summary is not None:

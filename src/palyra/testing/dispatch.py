@@ -345,7 +345,7 @@ class FakeApp:
         summary = openai_responses.reasoning_summary(conv) if options.reasoning else None
         if not options.stream:
             answer = openai_responses.response(
-                reply, id=ident, model=conv.model, created=created, summary=summary
+                reply, id=ident, model=conv.model, created=created, summary=summary, options=options
             )
             await self._json(out, answer, fault)
             return
@@ -356,6 +356,7 @@ class FakeApp:
             created=created,
             summary=summary,
             words_per_chunk=self.settings.stream_chunk_tokens,
+            options=options,
         )
         await self._stream(out, (_sse(e, e["type"]) for e in events), fault, injected)
 

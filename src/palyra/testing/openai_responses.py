@@ -22,6 +22,7 @@ from palyra.testing.conversation import (
     count_words,
     split_words,
 )
+from palyra.testing.openai_chat import token_logprobs
 from palyra.testing.wire_errors import invalid
 
 ROLES = ("user", "assistant", "system", "developer")
@@ -30,10 +31,17 @@ MIN_OUTPUT_TOKENS = 16
 TOOL_ARGUMENT_FRAGMENT_CHARS = 10
 
 
+SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority")
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+
+
 @dataclass(frozen=True, slots=True)
 class ResponsesOptions:
     stream: bool
     reasoning: bool
+    logprobs: bool = False
+    top_logprobs: int = 0
+    service_tier: str = "default"
 
 
 def reasoning_summary(conv: Conversation) -> str:
@@ -208,7 +216,23 @@ def parse_responses(body: Any) -> tuple[Conversation, ResponsesOptions]:
     _text_format(body, conv)
     reasoning = body.get("reasoning")
     thinks = isinstance(reasoning, dict) and reasoning.get("effort") not in (None, "none")
-    return conv, ResponsesOptions(stream=body.get("stream") is True, reasoning=thinks)
+    for unknown in ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "n"):
+        if unknown in body:
+            raise invalid(f"Unknown parameter: '{unknown}'.", unknown, "unknown_parameter")
+    top = body.get("top_logprobs")
+    if top is not None and (type(top) is not int or not 0 <= top <= 20):
+        raise invalid("Invalid 'top_logprobs': expected 0 to 20.", "top_logprobs")
+    tier = body.get("service_tier")
+    if tier is not None and tier not in SERVICE_TIERS:
+        raise invalid(f"Invalid value: '{tier}'.", "service_tier", "invalid_value")
+    include = body.get("include") or []
+    return conv, ResponsesOptions(
+        stream=body.get("stream") is True,
+        reasoning=thinks,
+        logprobs=isinstance(include, list) and LOGPROBS_INCLUDE in include,
+        top_logprobs=top or 0,
+        service_tier="default" if tier in (None, "auto") else str(tier),
+    )
 
 
 def _usage(reply: Reply, reasoning_tokens: int) -> dict[str, Any]:
@@ -222,7 +246,18 @@ def _usage(reply: Reply, reasoning_tokens: int) -> dict[str, Any]:
     }
 
 
-def _items(reply: Reply, id: str, summary: str | None) -> list[dict[str, Any]]:
+def _text_logprobs(text: str, options: ResponsesOptions | None) -> list[dict[str, Any]]:
+    if options is None or not options.logprobs:
+        return []
+    content: list[dict[str, Any]] = token_logprobs(split_words(text), options.top_logprobs)[
+        "content"
+    ]
+    return content
+
+
+def _items(
+    reply: Reply, id: str, summary: str | None, options: ResponsesOptions | None = None
+) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     if summary is not None:
         items.append(
@@ -241,7 +276,12 @@ def _items(reply: Reply, id: str, summary: str | None) -> list[dict[str, Any]]:
                 "role": "assistant",
                 "status": "completed",
                 "content": [
-                    {"type": "output_text", "text": reply.text, "annotations": [], "logprobs": []}
+                    {
+                        "type": "output_text",
+                        "text": reply.text,
+                        "annotations": [],
+                        "logprobs": _text_logprobs(reply.text, options),
+                    }
                 ],
             }
         )
@@ -259,8 +299,28 @@ def _items(reply: Reply, id: str, summary: str | None) -> list[dict[str, Any]]:
     return items
 
 
+def _delta(scored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Logprobs as a delta event carries them (OpenAI's ResponseLogProb: no bytes)."""
+    return [
+        {
+            "token": t["token"],
+            "logprob": t["logprob"],
+            "top_logprobs": [
+                {"token": a["token"], "logprob": a["logprob"]} for a in t["top_logprobs"]
+            ],
+        }
+        for t in scored
+    ]
+
+
 def response(
-    reply: Reply, *, id: str, model: str, created: int, summary: str | None
+    reply: Reply,
+    *,
+    id: str,
+    model: str,
+    created: int,
+    summary: str | None,
+    options: ResponsesOptions | None = None,
 ) -> dict[str, Any]:
     cut = reply.finish == "length"
     return {
@@ -271,7 +331,8 @@ def response(
         "error": None,
         "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
         "model": model,
-        "output": _items(reply, id, summary),
+        "output": _items(reply, id, summary, options),
+        "service_tier": options.service_tier if options is not None else "default",
         "instructions": None,
         "metadata": {},
         "temperature": 1.0,
@@ -285,10 +346,17 @@ def response(
 
 
 def events(
-    reply: Reply, *, id: str, model: str, created: int, summary: str | None, words_per_chunk: int
+    reply: Reply,
+    *,
+    id: str,
+    model: str,
+    created: int,
+    summary: str | None,
+    words_per_chunk: int,
+    options: ResponsesOptions | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The streamed answer, in OpenAI's order, each event with its ``sequence_number``."""
-    final = response(reply, id=id, model=model, created=created, summary=summary)
+    final = response(reply, id=id, model=model, created=created, summary=summary, options=options)
     start = {**final, "status": "in_progress", "output": [], "incomplete_details": None}
     start.pop("usage")
     sequence = 0
@@ -328,13 +396,22 @@ def events(
             empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             yield event("response.content_part.added", **where, content_index=0, part=empty)
             pieces = split_words(text)
+            scored = item["content"][0]["logprobs"]
             for at in range(0, len(pieces), words_per_chunk):
                 delta = "".join(pieces[at : at + words_per_chunk])
                 yield event(
-                    "response.output_text.delta", **where, content_index=0, delta=delta, logprobs=[]
+                    "response.output_text.delta",
+                    **where,
+                    content_index=0,
+                    delta=delta,
+                    logprobs=_delta(scored[at : at + words_per_chunk]),
                 )
             yield event(
-                "response.output_text.done", **where, content_index=0, text=text, logprobs=[]
+                "response.output_text.done",
+                **where,
+                content_index=0,
+                text=text,
+                logprobs=_delta(scored),
             )
             yield event(
                 "response.content_part.done", **where, content_index=0, part=item["content"][0]

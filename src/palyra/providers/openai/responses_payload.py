@@ -34,6 +34,16 @@ from palyra.providers.openai.payload import DEFAULT_SCHEMA_NAME
 from palyra.providers.openai.responses_response import unpack_signature
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
+LOGPROBS = "message.output_text.logprobs"
+# Chat Completions options the Responses API does not have: (field, what it lacks).
+_ABSENT = (
+    ("seed", "seed"),
+    ("presence_penalty", "presence penalty"),
+    ("frequency_penalty", "frequency penalty"),
+    ("logit_bias", "logit_bias"),
+    ("n", "n (several choices)"),
+    ("prediction", "predicted outputs"),
+)
 
 
 def _unsupported(field: str, request: ChatRequest, why: str) -> PalyraError:
@@ -169,6 +179,10 @@ def build_openai_responses_payload(request: ChatRequest, *, stream: bool) -> dic
         raise _unsupported("stop", request, "stop sequences")
     if request.top_k is not None:
         raise _unsupported("top_k", request, "top_k sampling")
+    for name, why in _ABSENT:
+        value = getattr(request, name)
+        if value not in (None, {}, 1):
+            raise _unsupported(name, request, why)
     payload: dict[str, Any] = {
         "model": request.model,
         "input": input_items(request.messages),
@@ -189,6 +203,12 @@ def build_openai_responses_payload(request: ChatRequest, *, stream: bool) -> dic
             payload[name] = value
     if request.metadata:
         payload["metadata"] = dict(request.metadata)
+    if request.service_tier is not None:
+        payload["service_tier"] = request.service_tier
+    if request.logprobs:
+        payload["include"].append(LOGPROBS)
+        if request.top_logprobs is not None:
+            payload["top_logprobs"] = request.top_logprobs
     if request.response_format is not None:
         payload["text"] = _text_format(request.response_format)
     reasoning = request.reasoning

@@ -15,10 +15,13 @@ import orjson
 from palyra.model import (
     ChatResponse,
     FinishReason,
+    Logprobs,
     PalyraError,
     ReasoningPart,
     ThinkingPart,
+    TokenLogprob,
     ToolCallPart,
+    TopLogprob,
 )
 from palyra.providers.errors import classify_http_error
 from palyra.providers.openai.response import malformed
@@ -81,6 +84,35 @@ def reasoning_of(item: Mapping[str, Any]) -> ThinkingPart:
     )
 
 
+def logprobs_of(raw: object) -> Logprobs | None:
+    """OpenAI's ``LogProb`` list (whole answers) or ``ResponseLogProb`` list (deltas) as neutral
+    logprobs; None when there are none."""
+    if not isinstance(raw, list) or not raw:
+        return None
+    tokens: list[TokenLogprob] = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            continue
+        alternatives = entry.get("top_logprobs")
+        tokens.append(
+            TokenLogprob(
+                token=str(entry.get("token", "")),
+                logprob=float(entry.get("logprob") or 0.0),
+                bytes=entry.get("bytes") if isinstance(entry.get("bytes"), list) else None,
+                top_logprobs=[
+                    TopLogprob(
+                        token=str(a.get("token", "")),
+                        logprob=float(a.get("logprob") or 0.0),
+                        bytes=a.get("bytes") if isinstance(a.get("bytes"), list) else None,
+                    )
+                    for a in (alternatives if isinstance(alternatives, list) else [])
+                    if isinstance(a, dict)
+                ],
+            )
+        )
+    return Logprobs(content=tokens)
+
+
 def message_text(item: Mapping[str, Any]) -> str:
     content = item.get("content")
     if not isinstance(content, list):
@@ -120,6 +152,7 @@ def parse_openai_responses_response(
         raise malformed("the response has no output list", provider=provider)
     reasoning: list[ReasoningPart] = []
     texts: list[str] = []
+    logprobs: Logprobs | None = None
     calls: list[ToolCallPart] = []
     for item in output:
         if not isinstance(item, dict):
@@ -129,6 +162,10 @@ def parse_openai_responses_response(
             reasoning.append(reasoning_of(item))
         elif kind == "message":
             texts.append(message_text(item))
+            for part in item.get("content") or []:
+                found = logprobs_of(part.get("logprobs")) if isinstance(part, dict) else None
+                if found is not None:
+                    logprobs = found if logprobs is None else logprobs + found
         elif kind == "function_call":
             calls.append(
                 ToolCallPart(
@@ -138,6 +175,7 @@ def parse_openai_responses_response(
                 )
             )
     created = body.get("created_at")
+    tier = body.get("service_tier")
     return ChatResponse.model_validate(
         {
             "id": str(body.get("id") or ""),
@@ -151,5 +189,7 @@ def parse_openai_responses_response(
             "usage": usage_fields(body.get("usage")),
             "provider": provider,
             "created": int(created) if isinstance(created, int | float) else None,
+            "logprobs": logprobs,
+            "service_tier": tier if isinstance(tier, str) else None,
         }
     )

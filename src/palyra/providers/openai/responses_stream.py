@@ -34,6 +34,7 @@ from palyra.providers.openai.response import malformed
 from palyra.providers.openai.responses_response import (
     failure,
     finish_of,
+    logprobs_of,
     pack_signature,
     usage_fields,
 )
@@ -100,12 +101,14 @@ class OpenAIResponsesStreamParser:
             raw = event.get("response")
             body: dict[str, Any] = raw if isinstance(raw, dict) else {}
             created = body.get("created_at")
+            tier = body.get("service_tier")
             out.append(
                 MessageStart(
                     id=str(body.get("id") or ""),
                     model=str(body.get("model") or self.model or ""),
                     created=int(created) if isinstance(created, int | float) else None,
                     headers=self.headers,
+                    service_tier=tier if isinstance(tier, str) and tier != "auto" else None,
                 )
             )
             return out
@@ -120,7 +123,7 @@ class OpenAIResponsesStreamParser:
         elif kind in ("response.output_text.delta", "response.refusal.delta"):
             delta = event.get("delta")
             if isinstance(delta, str) and delta:
-                out.append(TextDelta(text=delta))
+                out.append(TextDelta(text=delta, logprobs=logprobs_of(event.get("logprobs"))))
         elif kind == "response.reasoning_summary_text.delta" and item is not None:
             delta = event.get("delta")
             if isinstance(delta, str) and delta:

@@ -65,10 +65,10 @@ _REFUSED: dict[str, str] = {
 # Fields that are harmless at their default value, refused otherwise.
 _DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
     "truncation": (None, "disabled"),
-    "top_logprobs": (None, 0),
     "max_tool_calls": (None,),
-    "service_tier": (None, "auto", "default"),
 }
+SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority")
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
 _IGNORABLE = frozenset({"stream_options", "include", "prompt_cache_key", "safety_identifier"})
 _KNOWN = frozenset(
     {
@@ -88,11 +88,10 @@ _KNOWN = frozenset(
         "previous_response_id",
         "metadata",
         "user",
+        "service_tier",
+        "top_logprobs",
     }
 )
-_INCLUDE_REFUSED = {
-    "message.output_text.logprobs": "Palyra does not return logprobs on this route yet",
-}
 _MESSAGE_ROLES = {
     "user": Role.USER,
     "system": Role.SYSTEM,
@@ -423,11 +422,28 @@ def _check_fields(body: dict[str, Any]) -> None:
             continue
         raise invalid(f"unknown parameter {key!r} for POST /v1/responses", key)
     include = body.get("include") or []
-    if not isinstance(include, list):
+    if not isinstance(include, list) or not all(isinstance(v, str) for v in include):
         raise invalid("include must be an array of strings", "include")
-    for value in include:
-        if isinstance(value, str) and value in _INCLUDE_REFUSED:
-            raise invalid(f"include {value!r}: {_INCLUDE_REFUSED[value]}", "include")
+
+
+def _logprobs(body: dict[str, Any]) -> dict[str, Any]:
+    """``include: ["message.output_text.logprobs"]`` and ``top_logprobs`` as the neutral
+    ``logprobs`` / ``top_logprobs`` (asking for alternatives asks for the logprobs too)."""
+    top = body.get("top_logprobs")
+    if top is not None and (type(top) is not int or not 0 <= top <= 20):
+        raise invalid(f"top_logprobs must be an integer from 0 to 20, got {top!r}", "top_logprobs")
+    wanted = LOGPROBS_INCLUDE in (body.get("include") or []) or bool(top)
+    if not wanted:
+        return {}
+    return {"logprobs": True, "top_logprobs": top}
+
+
+def _service_tier(raw: Any) -> str | None:
+    if raw is not None and raw not in SERVICE_TIERS:
+        raise invalid(
+            f"service_tier is {raw!r}; use one of {', '.join(SERVICE_TIERS)}", "service_tier"
+        )
+    return raw  # type: ignore[no-any-return]
 
 
 def parse_responses_request(data: Any) -> ResponsesCall:
@@ -467,6 +483,8 @@ def parse_responses_request(data: Any) -> ResponsesCall:
         "response_format": response_format,
         "reasoning": neutral_reasoning,
         "user": body.get("user"),
+        "service_tier": _service_tier(body.get("service_tier")),
+        **_logprobs(body),
     }
     if specs:
         fields["tools"] = specs
@@ -489,6 +507,10 @@ def parse_responses_request(data: Any) -> ResponsesCall:
     }
     if body.get("user") is not None:
         echo["user"] = body["user"]
+    if fields["service_tier"] is not None:
+        echo["service_tier"] = fields["service_tier"]
+    if body.get("top_logprobs") is not None:
+        echo["top_logprobs"] = body["top_logprobs"]
     return ResponsesCall(
         model=model,
         input=messages,

@@ -12,6 +12,7 @@ from typing import Any
 from palyra.daemon.surfaces.responses.reasoning_items import reasoning_item, reasoning_part
 from palyra.model import ChatResponse, ErrorEnvelope, FinishReason, Message, Role, TextPart, Usage
 from palyra.model.messages import ContentPart, ToolCallPart
+from palyra.model.responses import Logprobs, TopLogprob
 
 RESPONSE_PREFIX = "resp_"
 
@@ -42,6 +43,7 @@ class Skeleton:
         finish: FinishReason | None = None,
         error: ErrorEnvelope | None = None,
         completed_at: int | None = None,
+        service_tier: str | None = None,
     ) -> dict[str, Any]:
         reason = _INCOMPLETE.get(finish) if finish is not None else None
         body: dict[str, Any] = {
@@ -58,6 +60,8 @@ class Skeleton:
         }
         if usage is not None:  # an object when present, never null (OpenAPI)
             body["usage"] = usage_json(usage)
+        if service_tier is not None:  # the tier that served it, once known
+            body["service_tier"] = service_tier
         return body
 
 
@@ -83,17 +87,59 @@ def response_error(envelope: ErrorEnvelope) -> dict[str, Any]:
     return {"code": code, "message": envelope.message}
 
 
-def text_part(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def _bytes(entry: TopLogprob) -> list[int]:
+    return entry.bytes if entry.bytes is not None else list(entry.token.encode())
 
 
-def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+def logprobs_json(logprobs: Logprobs | None) -> list[dict[str, Any]]:
+    """An output text's ``logprobs`` (OpenAI's ``LogProb``: bytes included)."""
+    if logprobs is None or not logprobs.content:
+        return []
+    return [
+        {
+            "token": t.token,
+            "logprob": t.logprob,
+            "bytes": _bytes(t),
+            "top_logprobs": [
+                {"token": a.token, "logprob": a.logprob, "bytes": _bytes(a)} for a in t.top_logprobs
+            ],
+        }
+        for t in logprobs.content
+    ]
+
+
+def delta_logprobs(logprobs: Logprobs | None) -> list[dict[str, Any]]:
+    """A text delta's ``logprobs`` (OpenAI's ``ResponseLogProb``: no bytes)."""
+    return [
+        {
+            "token": t["token"],
+            "logprob": t["logprob"],
+            "top_logprobs": [
+                {"token": a["token"], "logprob": a["logprob"]} for a in t["top_logprobs"]
+            ],
+        }
+        for t in logprobs_json(logprobs)
+    ]
+
+
+def text_part(text: str, logprobs: Logprobs | None = None) -> dict[str, Any]:
+    return {
+        "type": "output_text",
+        "text": text,
+        "annotations": [],
+        "logprobs": logprobs_json(logprobs),
+    }
+
+
+def message_item(
+    item_id: str, text: str, status: str = "completed", logprobs: Logprobs | None = None
+) -> dict[str, Any]:
     return {
         "id": item_id,
         "type": "message",
         "role": "assistant",
         "status": status,
-        "content": [text_part(text)] if status == "completed" else [],
+        "content": [text_part(text, logprobs)] if status == "completed" else [],
     }
 
 
@@ -117,7 +163,8 @@ def output_items(skeleton: Skeleton, response: ChatResponse) -> list[dict[str, A
     for part in response.reasoning:
         items.append(reasoning_item(skeleton.item_id("rs", len(items)), part))
     if response.content or not response.tool_calls:
-        items.append(message_item(skeleton.item_id("msg", len(items)), response.content))
+        item_id = skeleton.item_id("msg", len(items))
+        items.append(message_item(item_id, response.content, logprobs=response.logprobs))
     for call in response.tool_calls:
         items.append(function_call_item(skeleton.item_id("fc", len(items)), call))
     return items
@@ -134,6 +181,7 @@ def response_object(
         usage=response.usage,
         finish=response.finish_reason,
         completed_at=completed_at if status == "completed" else None,
+        service_tier=response.service_tier or skeleton.echo.get("service_tier"),
     )
 
 

@@ -17,6 +17,7 @@ import orjson
 from palyra.daemon.surfaces.responses.reasoning_items import reasoning_item
 from palyra.daemon.surfaces.responses.response_format import (
     Skeleton,
+    delta_logprobs,
     function_call_item,
     message_item,
     status_for,
@@ -42,6 +43,7 @@ from palyra.model import (
     Usage,
     UsageEvent,
 )
+from palyra.model.responses import Logprobs
 
 
 def sse(payload: dict[str, Any]) -> bytes:
@@ -58,6 +60,7 @@ class _Open:
     chunks: list[str] = field(default_factory=list)
     call: ToolCallPart | None = None
     signature: list[str] = field(default_factory=list)
+    logprobs: Logprobs | None = None
 
 
 class ResponseEventEncoder:
@@ -73,6 +76,7 @@ class ResponseEventEncoder:
         self._thinking_index: int | None = None
         self._calls: dict[int, _Open] = {}
         self._usage: Usage | None = None
+        self._tier: str | None = skeleton.echo.get("service_tier")
         self._finish: FinishReason | None = None
         self.final: dict[str, Any] | None = None
 
@@ -172,11 +176,12 @@ class ResponseEventEncoder:
         self._message = None
         text = "".join(open_.chunks)
         where = {"item_id": open_.item_id, "output_index": open_.position, "content_index": 0}
-        item = message_item(open_.item_id, text)
+        item = message_item(open_.item_id, text, logprobs=open_.logprobs)
         self._output[open_.position] = item
+        done = delta_logprobs(open_.logprobs)
         return (
-            self._event("response.output_text.done", **where, text=text, logprobs=[])
-            + self._event("response.content_part.done", **where, part=text_part(text))
+            self._event("response.output_text.done", **where, text=text, logprobs=done)
+            + self._event("response.content_part.done", **where, part=item["content"][0])
             + self._event("response.output_item.done", output_index=open_.position, item=item)
         )
 
@@ -204,6 +209,8 @@ class ResponseEventEncoder:
             case MessageStart():
                 if event.usage is not None:
                     self._usage = event.usage
+                if event.service_tier is not None:
+                    self._tier = event.service_tier
                 return self._event("response.created", response=self._in_progress()) + self._event(
                     "response.in_progress", response=self._in_progress()
                 )
@@ -211,15 +218,19 @@ class ResponseEventEncoder:
                 if not event.text:
                     return b""
                 head = b"" if self._message is not None else self._open_message()
-                assert self._message is not None
-                self._message.chunks.append(event.text)
+                open_ = self._message
+                assert open_ is not None
+                open_.chunks.append(event.text)
+                if event.logprobs is not None:
+                    seen = open_.logprobs
+                    open_.logprobs = event.logprobs if seen is None else seen + event.logprobs
                 return head + self._event(
                     "response.output_text.delta",
-                    item_id=self._message.item_id,
-                    output_index=self._message.position,
+                    item_id=open_.item_id,
+                    output_index=open_.position,
                     content_index=0,
                     delta=event.text,
-                    logprobs=[],
+                    logprobs=delta_logprobs(event.logprobs),
                 )
             case ThinkingDelta():
                 return self._thinking_text(event)
@@ -284,6 +295,7 @@ class ResponseEventEncoder:
             usage=self._usage or Usage(source="estimated"),
             finish=finish,
             completed_at=completed_at if status == "completed" else None,
+            service_tier=self._tier,
         )
         kind = "response.completed" if status == "completed" else "response.incomplete"
         return frames + self._event(kind, response=self.final)
