@@ -540,3 +540,28 @@ def test_logprobs_and_service_tier_reach_openai_upstreams_and_come_back(
     scored = message.content[0].logprobs  # type: ignore[union-attr]
     assert [t.token.strip() for t in scored or []] == ["You", "said:", "rate", "these", "words"]
     assert all(len(t.top_logprobs) == 2 for t in scored or [])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_vendor_headers_reach_a_responses_upstream_and_rate_limits_come_back(
+    responses_upstream: RunningDaemon, fake: FakeUpstream, stream: bool
+) -> None:
+    sdk = responses_upstream.openai_client()
+    extra = {"openai-beta": "responses=v1", "openai-organization": "org-test"}
+    if stream:
+        with sdk.responses.with_streaming_response.create(
+            model="default", input="hi", stream=True, extra_headers=extra
+        ) as raw:
+            headers = raw.headers
+            b"".join(raw.iter_bytes())
+    else:
+        raw_whole = sdk.responses.with_raw_response.create(
+            model="default", input="hi", extra_headers=extra
+        )
+        headers = raw_whole.headers
+    sent = fake.requests[-1]
+    assert sent.path == "/v1/responses"
+    assert sent.headers["openai-beta"] == "responses=v1"
+    assert sent.headers["openai-organization"] == "org-test"
+    assert headers["x-ratelimit-remaining-requests"].isdigit()
+    assert headers["x-palyra-model"] == "default"

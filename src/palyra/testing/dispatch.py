@@ -347,7 +347,7 @@ class FakeApp:
             answer = openai_responses.response(
                 reply, id=ident, model=conv.model, created=created, summary=summary, options=options
             )
-            await self._json(out, answer, fault)
+            await self._json(out, answer, fault, self.limit_headers(Dialect.OPENAI, n))
             return
         events = openai_responses.events(
             reply,
@@ -358,7 +358,8 @@ class FakeApp:
             words_per_chunk=self.settings.stream_chunk_tokens,
             options=options,
         )
-        await self._stream(out, (_sse(e, e["type"]) for e in events), fault, injected)
+        frames = (_sse(e, e["type"]) for e in events)
+        await self._stream(out, frames, fault, injected, self.limit_headers(Dialect.OPENAI, n))
 
     async def _anthropic_messages(
         self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder

@@ -192,8 +192,12 @@ class OpenAIProvider:
     ) -> ChatResponse:
         if request.model in self.responses_models:
             payload = build_openai_responses_payload(request, stream=False)
-            answer = await self._post_json("/responses", payload, credential, request.model)
-            return parse_openai_responses_response(answer, provider=self.id)
+            answer, raw = await self._post_json_reply(
+                "/responses", payload, self._call_headers(credential, request), request.model
+            )
+            return parse_openai_responses_response(
+                answer, provider=self.id, headers=answer_headers(raw)
+            )
         body, raw = await self._post_json_reply(
             "/chat/completions",
             self._payload(request, stream=False),

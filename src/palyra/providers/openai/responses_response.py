@@ -142,9 +142,13 @@ def failure(body: Mapping[str, Any], *, provider: str | None, model: str | None)
 
 
 def parse_openai_responses_response(
-    body: Mapping[str, Any], *, provider: str | None = None
+    body: Mapping[str, Any],
+    *,
+    provider: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> ChatResponse:
-    """A whole Response object as a neutral answer."""
+    """A whole Response object as a neutral answer; ``headers`` are the answer's headers a
+    client reads (rate limits, request id)."""
     if body.get("status") == "failed":
         raise failure(body, provider=provider, model=str(body.get("model") or ""))
     output = body.get("output")
@@ -191,5 +195,6 @@ def parse_openai_responses_response(
             "created": int(created) if isinstance(created, int | float) else None,
             "logprobs": logprobs,
             "service_tier": tier if isinstance(tier, str) else None,
+            "headers": dict(headers or {}),
         }
     )

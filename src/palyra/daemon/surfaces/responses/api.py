@@ -18,6 +18,7 @@ from palyra.daemon.security.policy import Principal
 from palyra.daemon.server.json_response import JSONBytes
 from palyra.daemon.state import AppState
 from palyra.daemon.surfaces import dispatch
+from palyra.daemon.surfaces.dispatch import upstream_headers
 from palyra.daemon.surfaces.openai.chat_api import app_state, read_body
 from palyra.daemon.surfaces.responses.request_format import (
     ResponsesCall,
@@ -38,6 +39,7 @@ from palyra.model import (
     PalyraError,
     check_chat_request,
 )
+from palyra.model.forwarding import client_headers
 from palyra.store.responses import ChainBroken
 
 JSON = "application/json"
@@ -105,8 +107,9 @@ async def _save(
 
 async def create_response(request: Request) -> Response:
     state = app_state(request)
+    sent = client_headers(request.scope["headers"], state.forward_names)
     call = parse_responses_request(
-        load_json(await read_body(request, state.config.daemon.max_body_bytes))
+        load_json(await read_body(request, state.config.daemon.max_body_bytes)), headers=sent
     )
     state.resolve(call.model, "chat")
     _refuse_builtin_tools(call)
@@ -122,7 +125,7 @@ async def create_response(request: Request) -> Response:
         whole = response_object(skeleton, answer, completed_at=int(state.clock()))
         if call.store:
             await _save(state, call, owner, model_id, whole)
-        return JSONBytes(orjson.dumps(whole), {"x-palyra-model": model_id})
+        return JSONBytes(orjson.dumps(whole), {**answer.headers, "x-palyra-model": model_id})
     opened = await dispatch.open_stream(request, state, neutral)
     first = opened.first
     model = (
@@ -157,7 +160,11 @@ async def create_response(request: Request) -> Response:
     return StreamingResponse(
         body(),
         media_type="text/event-stream",
-        headers={"x-palyra-model": opened.model_id, "cache-control": "no-cache"},
+        headers={
+            **upstream_headers(first),
+            "x-palyra-model": opened.model_id,
+            "cache-control": "no-cache",
+        },
     )
 
 

@@ -446,8 +446,9 @@ def _service_tier(raw: Any) -> str | None:
     return raw  # type: ignore[no-any-return]
 
 
-def parse_responses_request(data: Any) -> ResponsesCall:
-    """A Responses body as a :class:`ResponsesCall`, or a 400 naming the field."""
+def parse_responses_request(data: Any, headers: dict[str, str] | None = None) -> ResponsesCall:
+    """A Responses body as a :class:`ResponsesCall`, or a 400 naming the field; ``headers`` are
+    the client's headers an upstream may be given (see ``palyra.model.forwarding``)."""
     body = obj(data, "the request body")
     _check_fields(body)
     model = body.get("model")
@@ -490,6 +491,8 @@ def parse_responses_request(data: Any) -> ResponsesCall:
         fields["tools"] = specs
     if metadata:
         fields["metadata"] = metadata
+    if headers:
+        fields["headers"] = headers
     echo: dict[str, Any] = {
         "instructions": instructions,
         "tools": echoed_tools,
