@@ -29,6 +29,10 @@ fmt: $(STAMP)
 	$(PY) -m ruff format src tests bench
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null && command -v hey >/dev/null || { \
+	  echo "bench: installing wrk and hey (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk hey >/dev/null; } \
+	  || echo "bench: could not install wrk/hey; throughput falls back to an in-process loop"
 	$(PY) bench/overhead.py --workers 1
 	$(PY) bench/overhead.py --workers $(shell nproc 2>/dev/null || echo 2)
 

@@ -202,9 +202,43 @@ async def _async_load(target: Target, seconds: float) -> Throughput:
     return Throughput(done / elapsed, failed, "httpx2")
 
 
-def throughput(target: Target, seconds: float, workdir: Path) -> Throughput:
-    """Requests per second at concurrency 32: wrk if installed, else an in-process async loop."""
+def _hey(hey: str, target: Target, seconds: float) -> Throughput:
+    """hey (one goroutine per connection, more CPU than wrk's event loop) at the same concurrency."""
+    args = [
+        hey,
+        "-z",
+        f"{seconds:g}s",
+        "-c",
+        str(CONCURRENCY),
+        "-m",
+        "POST",
+        "-d",
+        target.body.decode(),
+    ]
+    for key, value in target.headers.items():
+        args += ["-H", f"{key}: {value}"]
+    out = subprocess.run(
+        [*args, target.url], capture_output=True, text=True, timeout=seconds + 30, check=True
+    )
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+    if rps is None:
+        raise RuntimeError(f"hey printed no Requests/sec for {target.url}:\n{out.stdout}")
+    codes = re.findall(r"\[(\d{3})\]\s+(\d+) responses", out.stdout)
+    errors = sum(int(n) for code, n in codes if code != "200")
+    if "Error distribution:" in out.stdout:
+        tail = out.stdout.split("Error distribution:", 1)[1]
+        errors += sum(int(n) for n in re.findall(r"^\s*\[(\d+)\]", tail, re.M))
+    return Throughput(float(rps.group(1)), errors, "hey")
+
+
+def throughput(target: Target, seconds: float, workdir: Path) -> list[Throughput]:
+    """Requests per second at concurrency 32 by every load generator installed (wrk, hey);
+    an in-process async loop when neither is."""
+    found: list[Throughput] = []
     wrk = shutil.which("wrk")
     if wrk is not None:
-        return _wrk(wrk, target, seconds, workdir)
-    return asyncio.run(_async_load(target, seconds))
+        found.append(_wrk(wrk, target, seconds, workdir))
+    hey = shutil.which("hey")
+    if hey is not None:
+        found.append(_hey(hey, target, seconds))
+    return found or [asyncio.run(_async_load(target, seconds))]
