@@ -272,7 +272,7 @@ def test_usage_puts_cache_reads_and_writes_beside_uncached_input() -> None:
         (FailureClass.QUOTA_EXHAUSTED, 429, "rate_limit_error"),
         (FailureClass.CONTEXT_TOO_LONG, 400, "invalid_request_error"),
         (FailureClass.UPSTREAM_UNAVAILABLE, 503, "overloaded_error"),
-        (FailureClass.TIMEOUT, 504, "api_error"),
+        (FailureClass.TIMEOUT, 504, "timeout_error"),
         (FailureClass.INTERNAL, 500, "api_error"),
     ],
 )

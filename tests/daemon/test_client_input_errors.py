@@ -221,6 +221,20 @@ def test_token_lifetimes_out_of_range_are_400s_and_create_nothing(
     assert int(expires[:4]) - int(created[:4]) in (99, 100)
 
 
+def test_token_names_with_control_characters_are_400s(
+    token_console: tuple[RunningDaemon, str],
+) -> None:
+    daemon, admin = token_console
+    headers = {"authorization": f"Bearer {admin}"}
+    for name in ("nul\u0000", "esc\u001b[31m", "bidi\u202e"):
+        response = httpx2.post(
+            f"{daemon.url}/console/v1/tokens", json={"name": name}, headers=headers
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["param"] == "name"
+    assert httpx2.get(f"{daemon.url}/console/v1/tokens", headers=headers).json() == {"data": []}
+
+
 def _assert_logged_without_content(caplog: pytest.LogCaptureFixture, request_id: str) -> None:
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors, "the unexpected failure was not logged"

@@ -276,7 +276,8 @@ def test_malformed_or_invalid_body_is_400_in_openai_shape(
 def test_unknown_route_is_404_in_openai_shape(daemon: RunningDaemon) -> None:
     response = httpx2.get(f"{daemon.url}/v1/nothing-here", headers=daemon.headers)
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] is None  # as OpenAI's
 
 
 def test_limits_are_checked_before_the_provider(start_daemon: StartDaemon) -> None:

@@ -269,7 +269,7 @@ def test_chunk_encoder_error_event_and_no_usage_by_default() -> None:
     envelope = ErrorEnvelope.of(FailureClass.TIMEOUT, "too slow")
     error = decode(encoder.encode(ErrorEvent(error=envelope)))
     assert error == {
-        "error": {"message": "too slow", "type": "timeout_error", "param": None, "code": "timeout"}
+        "error": {"message": "too slow", "type": "server_error", "param": None, "code": "timeout"}
     }
     assert encoder.finish() == b"data: [DONE]\n\n"
 

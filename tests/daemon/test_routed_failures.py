@@ -133,6 +133,7 @@ def test_a_stream_cut_mid_way_is_an_error_event_and_a_counted_interruption(
     assert b"[DONE]" not in data
     error = orjson.loads(data[-1])["error"]
     assert "broke after it had started" in error["message"]
+    assert error["message"].count("the answer is incomplete") == 1, error["message"]
     assert any(b'"content"' in chunk for chunk in data[:-1])  # text had arrived before the cut
 
     fake.faults.push(Fault(FaultKind.STREAM_CUT, after_chunks=3))
@@ -164,6 +165,7 @@ def test_anthropic_surface_gets_an_error_event_when_the_upstream_stream_breaks(
     assert events[-1] == b"error" and b"message_stop" not in events
     error = orjson.loads(sse_data(raw)[-1])
     assert error["type"] == "error" and "broke after it had started" in error["error"]["message"]
+    assert error["error"]["message"].count("the answer is incomplete") == 1
 
 
 def test_a_429_from_the_only_upstream_reaches_the_client_with_retry_after(

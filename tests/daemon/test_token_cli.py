@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -74,8 +75,30 @@ def test_revoke_marks_the_token_and_unknown_ids_fail(state: Path) -> None:
     assert "there is no token 'tok_000000000000'; see: palyra token list" in missing.stderr
 
 
+def test_names_with_control_characters_are_refused_and_old_ones_printed_escaped(
+    state: Path,
+) -> None:
+    for name in ("ci\x00", "a\x1b[2Jb", "x\u202ey", "line\nbreak"):
+        refused = token("create", "--name", name)
+        assert refused.exit_code == 1, refused.stdout
+        assert "token name holds the control character U+" in refused.stderr
+        assert "use printable characters only" in refused.stderr
+    assert token("list", "--json").stdout.strip() == "[]"
+    # A name stored before names were checked reaches the terminal as escapes, never raw.
+    assert token("create", "--name", "ops").exit_code == 0
+    with sqlite3.connect(state / "palyra.db") as db:
+        db.execute("UPDATE daemon_tokens SET name = ?", ("ops\x1b]0;owned\x07\x00",))
+    listed = token("list").stdout
+    assert "ops\\x1b]0;owned\\x07\\x00" in listed
+    assert "\x1b" not in listed and "\x07" not in listed and "\x00" not in listed
+    [row] = json.loads(token("list", "--json").stdout)
+    revoked = token("revoke", row["id"]).stdout
+    assert "\x1b" not in revoked and "ops\\x1b" in revoked
+
+
 def test_bad_expiry_is_a_usage_error_and_empty_list_says_how_to_start(state: Path) -> None:
     assert token("create", "--expires-days", "0").exit_code == 2
+    assert token("create", "--expires-days", "36501").exit_code == 2
     assert "palyra token create" in token("list").stdout
     assert json.loads(token("list", "--json").stdout) == []
 

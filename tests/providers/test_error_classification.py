@@ -374,3 +374,23 @@ async def test_a_server_hanging_up_mid_request_is_a_closed_connection() -> None:
 
 def test_a_plain_timeout_error_is_a_timeout() -> None:
     assert classify_transport_error(TimeoutError()).failure_class is FailureClass.TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (301, "upstream_redirect"),
+        (307, "upstream_redirect"),
+        (304, "upstream_redirect"),
+        (101, "upstream_unexpected_status"),
+    ],
+)
+def test_a_redirect_is_the_upstreams_fault_not_the_clients(status: int, code: str) -> None:
+    envelope = classify_http_error(
+        status, b"<html>moved</html>", {"location": "https://elsewhere.invalid/"}, provider="p"
+    )
+    assert envelope.failure_class is FailureClass.MALFORMED_RESPONSE
+    assert envelope.http_status == 502
+    assert envelope.failover_allowed and not envelope.retryable
+    assert envelope.code == code and envelope.upstream_status == status
+    assert "elsewhere.invalid" not in envelope.message and "base_url" in envelope.message

@@ -104,11 +104,19 @@ def create(
     typer.echo(token)
 
 
+def shown(text: str) -> str:
+    """``text`` safe for a terminal: control characters (a name stored before they were
+    refused) printed as escapes such as ``\\x1b``, never sent raw."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _row(record: dict[str, object]) -> str:
     return (
         f"{record['id']}  {record['kind']:<6}  {record['status']:<7}  "
         f"created {record['created']}  expires {record['expires'] or 'never'}  "
-        f"last used {record['last_used'] or 'never'}  {record['name']}"
+        f"last used {record['last_used'] or 'never'}  {shown(str(record['name']))}"
     )
 
 
@@ -148,7 +156,7 @@ def revoke(
     )
     if record is None:
         fail(f"there is no token {token_id!r}; see: palyra token list")
-    typer.echo(f"revoked {record.kind.value} token {record.id} ({record.name})")
+    typer.echo(f"revoked {record.kind.value} token {record.id} ({shown(record.name)})")
 
 
 __all__ = ["app"]

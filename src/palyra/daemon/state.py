@@ -244,6 +244,12 @@ class AppState:
                 exc.envelope.message,
             )
             await self._close_store()
+            self._credentials.inner = ConfigCredentialSource(
+                None,
+                clock=self.runtime.clock,
+                environ=environ,
+                vault_problem=exc.envelope.message,
+            )
             return
         self._oauth_client = httpx2.AsyncClient(timeout=30.0)
         refresher = OAuthRefresher(registry, vault, client=self._oauth_client, clock=time.time)

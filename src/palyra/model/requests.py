@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from palyra.model.messages import CacheControl, ImagePart, Message, Role, TextPart, ToolResultPart
 
@@ -19,7 +19,7 @@ class ToolSpec(BaseModel):
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
-    strict: bool | None = None
+    strict: StrictBool | None = None
     cache_control: CacheControl | None = None
 
 
@@ -40,7 +40,7 @@ class ResponseFormat(BaseModel):
     type: Literal["text", "json_object", "json_schema"] = "text"
     schema_name: str | None = None
     json_schema: dict[str, Any] | None = None
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
     @model_validator(mode="after")
     def _schema_present(self) -> ResponseFormat:
@@ -97,7 +97,7 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(min_length=1)
     tools: list[ToolSpec] = Field(default_factory=list)
     tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: StrictBool | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
@@ -105,7 +105,7 @@ class ChatRequest(BaseModel):
     stop: list[str] = Field(default_factory=list, max_length=16)
     reasoning: ReasoningConfig | None = None
     response_format: ResponseFormat | None = None
-    stream: bool = False
+    stream: StrictBool = False
     user: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     # Sampling and answer options (OpenAI's names; the README's field table says how each one
@@ -114,11 +114,11 @@ class ChatRequest(BaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[str, int] = Field(default_factory=dict)
-    logprobs: bool | None = None
+    logprobs: StrictBool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     n: int | None = Field(default=None, ge=1, le=128)
     service_tier: ServiceTier | None = None
-    store: bool | None = None
+    store: StrictBool | None = None
     prediction: Prediction | None = None
     # The client's headers a provider may pass on (names lowercased; palyra.model.forwarding
     # says which: vendor headers and allowlisted ones, never credentials or hop-by-hop ones).

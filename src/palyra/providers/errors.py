@@ -147,6 +147,8 @@ def classify_http_error(
     model: str | None = None,
 ) -> ErrorEnvelope:
     """The envelope for a non-2xx upstream answer."""
+    if status < 400:
+        return _not_an_answer(status, provider=provider, model=model)
     err_type, code, param, message = _error_fields(body)
     failure: FailureClass | None = None
     for key in (code, err_type):
@@ -183,6 +185,24 @@ def classify_http_error(
         code=code or err_type,
         param=param,
     )
+
+
+def _not_an_answer(status: int, *, provider: str | None, model: str | None) -> ErrorEnvelope:
+    """A redirect (or another non-error, non-success status) from an API: the upstream's
+    fault, not the client's, so a 502 that may fail over and is not retried (the same call gets
+    the same redirect). Redirects are never followed, so a key is never sent where it points."""
+    where = f"{provider}: " if provider else ""
+    what = "a redirect" if 300 <= status < 400 else "neither an answer nor an error"
+    envelope = ErrorEnvelope.of(
+        FailureClass.MALFORMED_RESPONSE,
+        f"{where}upstream answered {status} ({what}), which Palyra does not follow; the "
+        "provider's base_url in palyra.toml is probably outdated (scheme, host or path)",
+        provider=provider,
+        model=model,
+        upstream_status=status,
+        code="upstream_redirect" if 300 <= status < 400 else "upstream_unexpected_status",
+    )
+    return envelope.model_copy(update={"retryable": False})
 
 
 def classify_transport_error(

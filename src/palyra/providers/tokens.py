@@ -199,11 +199,15 @@ def check_context_window(
     model: str,
     context_window: int,
     default_max_output: int | None = None,
+    *,
+    output_field: str = "max_output_tokens",
 ) -> TokenEstimate:
     """Refuse (``context_too_long``) a request whose input plus requested output cannot fit.
 
     The requested output is ``request.max_output_tokens``, else ``default_max_output``, else 0.
     Runs before any upstream call so an oversized request costs nothing and can fail over.
+    ``output_field`` is the name the caller gave the output limit (``max_tokens`` on the
+    Messages API, say), so the message names the field the client sent.
     """
     if context_window < 1:
         raise ValueError(f"context_window must be at least 1, got {context_window}")
@@ -216,7 +220,7 @@ def check_context_window(
             FailureClass.CONTEXT_TOO_LONG,
             f"model {model!r}: {label}input {estimate.input_tokens} tokens + requested output "
             f"{requested} tokens = {needed} > context window {context_window}; shorten the "
-            "conversation or lower max_output_tokens",
+            "conversation" + (f" or lower {output_field}" if request.max_output_tokens else ""),
             model=model,
             param="messages",
             code="context_length_exceeded",
@@ -251,13 +255,17 @@ def refuse_if_too_long(
     model: str,
     context_window: int,
     default_max_output: int | None = None,
+    *,
+    output_field: str = "max_output_tokens",
 ) -> None:
     """:func:`check_context_window` for the hot path: when the byte-length bound already fits,
     nothing is tokenized (a long prompt costs milliseconds of BPE per request otherwise)."""
     requested = request.max_output_tokens or default_max_output or 0
     if context_window >= 1 and token_upper_bound(request, model) + requested <= context_window:
         return
-    check_context_window(request, model, context_window, default_max_output)
+    check_context_window(
+        request, model, context_window, default_max_output, output_field=output_field
+    )
 
 
 def _default_delta_counter(text: str) -> int:

@@ -107,11 +107,14 @@ class ConfigCredentialSource:
         clock: Clock | None = None,
         cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
         environ: Mapping[str, str] | None = None,
+        vault_problem: str | None = None,
     ) -> None:
         self._vault = vault
         self._profiles = profiles
         self._environ = environ
         self._cache = SecretCache(clock or SystemClock(), cache_ttl_s)
+        # Why the vault (and the profiles in it) could not be opened, when that was tried.
+        self._vault_problem = vault_problem
 
     def __repr__(self) -> str:
         return f"ConfigCredentialSource(cached={len(self._cache)}, profiles={self._profiles!r})"
@@ -124,14 +127,20 @@ class ConfigCredentialSource:
         if self._profiles is not None and context is not None and context.auth_profile_id:
             # A pinned profile may stand in for the provider's own key: the profiles decide.
             return await self._profiles.credentials_for(provider, context=context)
+        if context is not None and context.auth_profile_id and self._profiles is None:
+            self._refuse_without_vault(provider, f"auth profile {context.auth_profile_id}")
         ref = provider.api_key
         if ref:
             credential = self._cache.fresh_credential(provider.id, ref)
             if credential is None:
+                if self._vault is None and ref.startswith("vault:"):
+                    self._refuse_without_vault(provider, f"api_key {ref}")
                 credential = Credential(await self._api_key(provider, ref))
             return [credential]
         if self._profiles is not None:
             return await self._profiles.credentials_for(provider, context=context)
+        if provider.profile_ids() or provider.kind in KEYED_KINDS:
+            self._refuse_without_vault(provider, "auth profiles")
         if provider.profile_ids():
             raise PalyraError.of(
                 FailureClass.CONFIG,
@@ -150,6 +159,24 @@ class ConfigCredentialSource:
                 provider=provider.id,
             )
         return []
+
+    def _refuse_without_vault(self, provider: ProviderConfig, what: str) -> None:
+        """A 503 when the daemon tried to open the vault and could not: the fault is this
+        daemon's set-up (on a new replica, usually a missing master key), not the request, and
+        another candidate may still answer."""
+        if self._vault_problem is None:
+            return
+        envelope = ErrorEnvelope.of(
+            FailureClass.CONFIG,
+            f'provider "{provider.id}" keeps its credential in the vault ({what}), but this '
+            f"daemon could not open the vault: {self._vault_problem.rstrip('.')}. Every daemon "
+            "and replica on one store needs the same master key; restart this one once it has "
+            "it",
+            provider=provider.id,
+            http_status=503,
+            code="vault_unavailable",
+        )
+        raise PalyraError(envelope.model_copy(update={"failover_allowed": True}))
 
     async def _api_key(self, provider: ProviderConfig, ref: str) -> str:
         async def resolve() -> str:

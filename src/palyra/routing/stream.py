@@ -38,6 +38,7 @@ def with_model(value: M, model: str) -> M:
 
 
 Opened = tuple[StreamEvent, AsyncIterator[StreamEvent]]
+INCOMPLETE = "the answer is incomplete"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -132,12 +133,15 @@ class RoutedStream:
         await router.settle(run, call, cause)
         run.trail.finished_at = router.clock.now()
         target = call.target
+        # Providers end their own interruption messages with this; said once, at the end.
+        detail = cause.message.removesuffix(f"; {INCOMPLETE}")
+        if cause.failure_class is not FailureClass.STREAM_INTERRUPTED:
+            detail = f"{cause.failure_class.value}: {detail}"
         raise PalyraError(
             ErrorEnvelope.of(
                 FailureClass.STREAM_INTERRUPTED,
                 f'the stream from model "{target.model_id}" on provider "{target.provider_id}" '
-                f"broke after it had started ({cause.failure_class.value}: {cause.message}); "
-                "the answer is incomplete, send the request again",
+                f"broke after it had started ({detail}); {INCOMPLETE}, send the request again",
                 provider=target.provider_id,
                 model=target.model_id,
                 code=cause.failure_class.value,

@@ -152,6 +152,16 @@ class TokenStore:
             raise PalyraError.of(
                 FailureClass.INVALID_REQUEST,
                 f"token name is {len(name)} characters; the limit is {MAX_NAME_CHARS}",
+                param="name",
+            )
+        unprintable = next((c for c in name if not c.isprintable()), None)
+        if unprintable is not None:
+            # A name is printed by `palyra token list`: no NUL, escapes or bidi controls.
+            raise PalyraError.of(
+                FailureClass.INVALID_REQUEST,
+                f"token name holds the control character U+{ord(unprintable):04X} at position "
+                f"{name.index(unprintable) + 1}; use printable characters only",
+                param="name",
             )
         if expires_in_s is not None and not 0 < expires_in_s <= MAX_LIFETIME_DAYS * 86_400:
             raise PalyraError.of(

@@ -45,8 +45,11 @@ log = logging.getLogger("palyra.daemon")
 T = TypeVar("T")
 
 
-def check_window(state: AppState, request: ChatRequest) -> None:
-    """Refuse a request no candidate's context window can hold, before any upstream call.
+def check_window(
+    state: AppState, request: ChatRequest, output_field: str = "max_output_tokens"
+) -> None:
+    """Refuse a request no candidate's context window can hold, before any upstream call;
+    ``output_field`` is what the client called its output limit, named in the error.
 
     Checked against the largest window among the routing candidates, so a request too long for
     the first model still fails over to a larger one; skipped when any candidate's window is
@@ -60,7 +63,9 @@ def check_window(state: AppState, request: ChatRequest) -> None:
     if not windows or any(w is None for w in windows):
         return
     widest = max(targets, key=lambda t: t.context_window or 0)
-    refuse_if_too_long(request, widest.upstream_model, widest.context_window or 1)
+    refuse_if_too_long(
+        request, widest.upstream_model, widest.context_window or 1, output_field=output_field
+    )
 
 
 async def _routed(

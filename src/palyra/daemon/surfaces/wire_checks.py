@@ -16,9 +16,7 @@ _ENCODER_DEPTH = 254  # orjson.dumps refuses deeper values ("Recursion limit rea
 _SHOWN_PATH_PARTS = 6
 
 
-def invalid(
-    message: str, param: str | None = None, code: str = "invalid_request_error"
-) -> PalyraError:
+def invalid(message: str, param: str | None = None, code: str | None = None) -> PalyraError:
     """A 400 ``invalid_request`` naming the offending field."""
     return PalyraError.of(FailureClass.INVALID_REQUEST, message, param=param, code=code)
 

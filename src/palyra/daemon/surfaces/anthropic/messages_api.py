@@ -61,7 +61,7 @@ async def messages(request: Request) -> Response:
     neutral = parse_messages_request(load_body(raw), headers=sent)
     state.resolve(neutral.model, "chat")
     check_chat_request(neutral, state.limits)
-    dispatch.check_window(state, neutral)
+    dispatch.check_window(state, neutral, "max_tokens")
     if not neutral.stream:
         response, model_id = await dispatch.chat(request, state, neutral)
         body = orjson.dumps(message_json(response))

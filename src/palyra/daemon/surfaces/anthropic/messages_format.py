@@ -22,7 +22,14 @@ from palyra.daemon.surfaces.anthropic.content_blocks import (
     thinking_block,
     thinking_config,
 )
-from palyra.daemon.surfaces.wire_checks import invalid, json_kind, load_json, obj, string
+from palyra.daemon.surfaces.wire_checks import (
+    boolean,
+    invalid,
+    json_kind,
+    load_json,
+    obj,
+    string,
+)
 from palyra.model import (
     ChatRequest,
     ChatResponse,
@@ -68,6 +75,7 @@ _ERROR_TYPES: dict[FailureClass, str] = {
     FailureClass.UNSUPPORTED_CAPABILITY: "invalid_request_error",
     FailureClass.UPSTREAM_UNAVAILABLE: "overloaded_error",
     FailureClass.CIRCUIT_OPEN: "overloaded_error",
+    FailureClass.TIMEOUT: "timeout_error",
 }
 
 _STOP_REASONS: dict[FinishReason, str] = {
@@ -174,7 +182,7 @@ def _tool_result(block: dict[str, Any], where: str) -> Message:
     result = ToolResultPart(
         tool_call_id=call_id,
         content="".join(texts),
-        is_error=block.get("is_error") is True,
+        is_error=boolean(block.get("is_error"), f"{where}.is_error"),
         cache_control=cache_control(block.get("cache_control"), where),
     )
     return _message(Role.TOOL, [result, *images])
@@ -275,7 +283,10 @@ def _tool_choice(raw: Any) -> tuple[ToolChoice | None, bool | None]:
         return None, None
     choice = obj(raw, "tool_choice")
     kind = choice.get("type")
-    parallel = False if choice.get("disable_parallel_tool_use") is True else None
+    disable = boolean(
+        choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use"
+    )
+    parallel = False if disable else None
     if kind == "tool":
         return NamedToolChoice(name=string(choice.get("name"), "tool_choice.name")), parallel
     if isinstance(kind, str) and kind in _TOOL_CHOICES:
@@ -359,7 +370,7 @@ def parse_messages_request(
                 "top_k": body.get("top_k"),
                 "reasoning": thinking_config(body.get("thinking")),
                 "stop": _stop_sequences(body.get("stop_sequences")),
-                "stream": body.get("stream") or False,
+                "stream": boolean(body.get("stream"), "stream"),
                 "user": _user_id(body.get("metadata")),
             }
         )

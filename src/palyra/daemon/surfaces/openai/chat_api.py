@@ -79,7 +79,7 @@ async def chat_completions(request: Request) -> Response:
     neutral = parsed.request
     state.resolve(neutral.model, "chat")
     check_chat_request(neutral, state.limits)
-    dispatch.check_window(state, neutral)
+    dispatch.check_window(state, neutral, parsed.output_field)
     created = int(state.clock())
     if not neutral.stream:
         response, model_id = await dispatch.chat(request, state, neutral)

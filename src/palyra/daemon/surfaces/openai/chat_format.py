@@ -21,7 +21,14 @@ from palyra.daemon.surfaces.openai.content_parts import (
     assistant_reasoning,
     file_part,
 )
-from palyra.daemon.surfaces.wire_checks import invalid, json_kind, load_json, obj, string
+from palyra.daemon.surfaces.wire_checks import (
+    boolean,
+    invalid,
+    json_kind,
+    load_json,
+    obj,
+    string,
+)
 from palyra.model import (
     ChatRequest,
     ChatResponse,
@@ -68,8 +75,43 @@ _ERROR_TYPES: dict[FailureClass, str] = {
     FailureClass.CONTENT_POLICY: "invalid_request_error",
     FailureClass.NOT_FOUND: "invalid_request_error",
     FailureClass.UNSUPPORTED_CAPABILITY: "invalid_request_error",
-    FailureClass.TIMEOUT: "timeout_error",
 }
+
+# ``error.code`` when the envelope has no specific one: OpenAI's own code where OpenAI has one
+# for the class, null where OpenAI sends null (a plain bad request, an unknown route), and
+# otherwise (absent here) Palyra's class name for what only a gateway meets: ``timeout``,
+# ``connection``, ``circuit_open``, ``upstream_unavailable``, ``stream_interrupted``, ...
+_DEFAULT_CODES: dict[FailureClass, str | None] = {
+    FailureClass.AUTH_INVALID: "invalid_api_key",
+    FailureClass.AUTH_EXPIRED: "invalid_api_key",
+    FailureClass.PERMISSION_DENIED: None,
+    FailureClass.RATE_LIMITED: "rate_limit_exceeded",
+    FailureClass.QUOTA_EXHAUSTED: "insufficient_quota",
+    FailureClass.CONTEXT_TOO_LONG: "context_length_exceeded",
+    FailureClass.INVALID_REQUEST: None,
+    FailureClass.CONTENT_POLICY: "content_policy_violation",
+    FailureClass.NOT_FOUND: None,
+    FailureClass.UNSUPPORTED_CAPABILITY: None,
+}
+
+# Error *types* of the OpenAI and Anthropic APIs (an upstream sends them beside, or instead of,
+# a code): never passed on as a code, where they would read as one more spelling of the type.
+_TYPE_NAMES = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "rate_limit_error",
+        "billing_error",
+        "timeout_error",
+        "api_error",
+        "overloaded_error",
+        "server_error",
+        "requests",
+        "tokens",
+    }
+)
 
 # Neutral field names that differ from the OpenAI names a client sent.
 _WIRE_NAMES = {"max_output_tokens": "max_tokens"}
@@ -81,6 +123,8 @@ class ParsedChat:
 
     request: ChatRequest
     include_usage: bool = False
+    # The output limit's name as the client sent it, for errors about it.
+    output_field: str = "max_tokens"
 
 
 def _text_only(content: Any, where: str, *, allow_refusal: bool = False) -> list[ContentPart]:
@@ -301,10 +345,10 @@ _PLAIN_PARAMS = (
 )
 
 
-def _first_error(exc: ValueError | ValidationError) -> str:
+def _first_error(exc: ValueError | ValidationError, names: Mapping[str, str] = _WIRE_NAMES) -> str:
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
-        loc = ".".join(_WIRE_NAMES.get(str(p), str(p)) for p in err["loc"])
+        loc = ".".join(names.get(str(p), str(p)) for p in err["loc"])
         loc = loc.replace("reasoning.effort", "reasoning_effort")
         message = str(err["msg"]).removeprefix("Value error, ")
         return f"{loc}: {message}" if loc else message
@@ -321,8 +365,10 @@ def parse_chat_request(data: Any, headers: Mapping[str, str] | None = None) -> P
     tools = body.get("tools") or []
     if not isinstance(tools, list):
         raise invalid("tools must be an array", "tools")
-    options = body.get("stream_options") or {}
+    options = body.get("stream_options")
+    options = {} if options is None else obj(options, "stream_options")
     max_tokens = body.get("max_completion_tokens")
+    output_field = "max_tokens" if max_tokens is None else "max_completion_tokens"
     fields: dict[str, Any] = {
         "model": body.get("model"),
         "messages": [_message(m, i) for i, m in enumerate(messages)],
@@ -332,7 +378,7 @@ def parse_chat_request(data: Any, headers: Mapping[str, str] | None = None) -> P
         "temperature": body.get("temperature"),
         "top_p": body.get("top_p"),
         "response_format": _response_format(body.get("response_format")),
-        "stream": body.get("stream") or False,
+        "stream": boolean(body.get("stream"), "stream"),
         "user": body.get("user"),
     }
     # Empty collections are the fields' defaults: left out, there is nothing to validate.
@@ -364,9 +410,9 @@ def parse_chat_request(data: Any, headers: Mapping[str, str] | None = None) -> P
     try:
         request = ChatRequest.model_validate(fields)
     except (ValidationError, ValueError) as exc:
-        raise invalid(_first_error(exc)) from exc
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return ParsedChat(request=request, include_usage=include_usage)
+        raise invalid(_first_error(exc, {"max_output_tokens": output_field})) from exc
+    include_usage = boolean(options.get("include_usage"), "stream_options.include_usage")
+    return ParsedChat(request=request, include_usage=include_usage, output_field=output_field)
 
 
 def parse_chat_body(raw: bytes, headers: Mapping[str, str] | None = None) -> ParsedChat:
@@ -442,6 +488,16 @@ def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
     return body
 
 
+def error_code(envelope: ErrorEnvelope) -> str | None:
+    """OpenAI's ``error.code``: the envelope's specific code, else the class's (see
+    ``_DEFAULT_CODES``)."""
+    code = envelope.code
+    if code and code not in _TYPE_NAMES:
+        return code
+    failure = envelope.failure_class
+    return _DEFAULT_CODES.get(failure, failure.value)
+
+
 def error_json(envelope: ErrorEnvelope) -> dict[str, Any]:
     """The OpenAI error object for an envelope."""
     return {
@@ -449,7 +505,7 @@ def error_json(envelope: ErrorEnvelope) -> dict[str, Any]:
             "message": envelope.message,
             "type": _ERROR_TYPES.get(envelope.failure_class, "server_error"),
             "param": envelope.param,
-            "code": envelope.code or envelope.failure_class.value,
+            "code": error_code(envelope),
         }
     }
 

@@ -22,9 +22,7 @@ from palyra.model import FailureClass, PalyraError, check_embedding_request
 
 
 def _form_error(message: str, param: str | None = None) -> PalyraError:
-    return PalyraError.of(
-        FailureClass.INVALID_REQUEST, message, param=param, code="invalid_request_error"
-    )
+    return PalyraError.of(FailureClass.INVALID_REQUEST, message, param=param)
 
 
 async def embeddings(request: Request) -> Response:

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from palyra.daemon.surfaces.openai.chat_format import error_code
 from palyra.daemon.surfaces.responses.reasoning_items import reasoning_item
 from palyra.daemon.surfaces.responses.response_format import (
     Skeleton,
@@ -304,7 +305,7 @@ class ResponseEventEncoder:
         """An ``error`` event: the stream failed after it started."""
         return self._event(
             "error",
-            code=envelope.code or envelope.failure_class.value,
+            code=error_code(envelope),
             message=envelope.message,
             param=envelope.param,
         )
