@@ -224,3 +224,49 @@ def test_anthropic_sdk_options_reach_an_anthropic_upstream(
     sent = fake.requests[-1].body
     assert (sent["metadata"], sent["service_tier"]) == ({"user_id": "user-9"}, "auto")
     assert message.usage.service_tier == "standard"
+
+
+def test_fields_palyra_does_not_model_reach_an_upstream_of_the_same_api(
+    fake: FakeUpstream, daemon: RunningDaemon
+) -> None:
+    client = daemon.openai_client()
+    client.chat.completions.create(
+        model="gpt",
+        messages=[{"role": "user", "content": "hi", "x_vendor_note": {"a": 1}}],  # type: ignore[list-item]
+        extra_body={"safety_identifier": "hashed-user", "prompt_cache_key": "k-1"},
+    )
+    sent = fake.requests[-1].body
+    assert (sent["safety_identifier"], sent["prompt_cache_key"]) == ("hashed-user", "k-1")
+    assert sent["messages"][-1]["x_vendor_note"] == {"a": 1}
+
+    claude = claude_client(daemon)
+    claude.messages.create(
+        model="claude",
+        max_tokens=20,
+        messages=ASK,  # type: ignore[arg-type]
+        extra_body={"context_management": {"edits": []}},
+    )
+    assert fake.requests[-1].body["context_management"] == {"edits": []}
+
+
+def test_an_unknown_field_is_refused_by_a_model_of_the_other_api_naming_it(
+    fake: FakeUpstream, daemon: RunningDaemon
+) -> None:
+    client = daemon.openai_client()
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="claude",
+            messages=ASK,
+            extra_body={"safety_identifier": "h"},  # type: ignore[arg-type]
+        )
+    assert "safety_identifier" in info.value.message
+    claude = claude_client(daemon)
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(
+            model="gpt",
+            max_tokens=20,
+            messages=ASK,  # type: ignore[arg-type]
+            extra_body={"context_management": {"edits": []}},
+        )
+    assert "context_management" in caught.value.message
+    assert fake.requests == []

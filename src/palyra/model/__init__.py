@@ -17,6 +17,7 @@ from palyra.model.events import (
     ToolCallStart,
     UsageEvent,
 )
+from palyra.model.extensions import Extensions, WireFormat
 from palyra.model.known_secrets import KNOWN_SECRETS, remember_secret
 from palyra.model.limits import DEFAULT_LIMITS, Limits, check_chat_request, check_embedding_request
 from palyra.model.messages import (
@@ -76,6 +77,7 @@ __all__ = [
     "EmbeddingResponse",
     "ErrorEnvelope",
     "ErrorEvent",
+    "Extensions",
     "FailureClass",
     "FinishReason",
     "ImagePart",
@@ -120,6 +122,7 @@ __all__ = [
     "TranscriptionWord",
     "Usage",
     "UsageEvent",
+    "WireFormat",
     "check_chat_request",
     "check_embedding_request",
     "class_policy",

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from palyra.model.extensions import Extensions
+
 
 class Role(StrEnum):
     SYSTEM = "system"
@@ -190,6 +192,8 @@ class Message(BaseModel):
     content: list[ContentPart] = Field(default_factory=list)
     name: str | None = None
     content_list: bool = False
+    extensions: Extensions | None = None
+    """The message's fields the contract does not model, for a client of the same API."""
     """The client sent the content as a list of blocks, not a plain string: a same-format
     route sends it back as blocks (Anthropic's ``system``), whatever a plain text would get."""
 

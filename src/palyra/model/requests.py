@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
+from palyra.model.extensions import Extensions
 from palyra.model.messages import CacheControl, ImagePart, Message, Role, TextPart, ToolResultPart
 
 TOOL_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
@@ -123,6 +124,8 @@ class ChatRequest(BaseModel):
     # The client's headers a provider may pass on (names lowercased; palyra.model.forwarding
     # says which: vendor headers and allowlisted ones, never credentials or hop-by-hop ones).
     headers: dict[str, str] = Field(default_factory=dict)
+    # Top-level fields of the client's body the contract does not model (palyra.model.extensions).
+    extensions: Extensions | None = None
 
     @field_validator("tools")
     @classmethod

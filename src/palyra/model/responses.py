@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from palyra.model.extensions import Extensions
 from palyra.model.messages import ReasoningPart, ToolCallPart
 
 FinishReason = Literal["stop", "stop_sequence", "length", "tool_calls", "content_filter", "error"]
@@ -90,6 +91,10 @@ class ChatResponse(BaseModel):
     logprobs: Logprobs | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     """The upstream answer's headers a client reads (rate limits, request id, retry-after)."""
+    extensions: Extensions | None = None
+    """The answer's top-level fields the contract does not model, for a client of its API."""
+    message_extensions: Extensions | None = None
+    """Likewise for the answer's message (OpenAI's ``choices[0].message``)."""
     service_tier: str | None = None
     """The tier that served the answer, in OpenAI's words (``default``, ``priority``, ``flex``...);
     Anthropic's ``standard`` is ``default`` here."""

@@ -53,6 +53,7 @@ from palyra.model import (
     ToolResultPart,
     ToolSpec,
 )
+from palyra.model.extensions import ANTHROPIC_MESSAGES, refuse_foreign
 from palyra.model.reasoning import DEFAULT_EFFORT_BUDGETS
 from palyra.model.requests import ReasoningConfig, ReasoningEffort
 
@@ -254,6 +255,9 @@ def _turns(request: ChatRequest) -> list[Block]:
             turns[-1]["content"].extend(blocks)
         else:
             turns.append({"role": role, "content": blocks})
+        extensions = message.extensions
+        if extensions is not None and extensions.owner == ANTHROPIC_MESSAGES:
+            turns[-1].update(extensions.fields)  # another format's are left out, by rule
     for turn in turns:
         # (A sort calls its key even for a single block: skipped when there is nothing to order.)
         if turn["role"] == "user" and len(turn["content"]) > 1:
@@ -410,6 +414,11 @@ def build_anthropic_messages_payload(
         payload["metadata"] = {"user_id": request.user}
     if not OPTION_FIELDS.isdisjoint(request.model_fields_set):
         _add_options(payload, request)
+    extensions = request.extensions
+    if extensions is not None:
+        if extensions.owner != ANTHROPIC_MESSAGES:
+            raise refuse_foreign(extensions, ANTHROPIC_MESSAGES)
+        payload.update(extensions.fields)
     if request.stream:
         payload["stream"] = True
     return payload

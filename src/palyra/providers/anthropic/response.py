@@ -19,6 +19,7 @@ from palyra.model import (
     ToolCallPart,
     Usage,
 )
+from palyra.model.extensions import ANTHROPIC_MESSAGES, unknown_fields
 
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -29,6 +30,13 @@ STOP_REASONS: dict[str, FinishReason] = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+
+
+# A message's fields the contract models; the others (``container``, ``context_management``,
+# ...) travel as the answer's extensions, back to an Anthropic client.
+ANSWER_KEYS = frozenset(
+    {"id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "usage"}
+)
 
 
 def malformed(message: str, *, provider: str | None = None) -> PalyraError:
@@ -133,6 +141,9 @@ def parse_anthropic_message(
         fields["service_tier"] = tier
     if headers:
         fields["headers"] = headers
+    extensions = unknown_fields(body, ANSWER_KEYS, ANTHROPIC_MESSAGES)
+    if extensions is not None:
+        fields["extensions"] = extensions
     return ChatResponse.model_validate(fields)
 
 

@@ -34,6 +34,7 @@ from palyra.model import (
     ToolSpec,
     TranscriptionRequest,
 )
+from palyra.model.extensions import OPENAI_CHAT, refuse_foreign
 from palyra.model.reasoning import DEFAULT_EFFORT_BUDGETS, effort_for_budget
 from palyra.providers.openai.quirks import OpenAIQuirks
 
@@ -143,7 +144,15 @@ _USER_PARTS = (TextPart, ImagePart, DocumentPart)
 
 
 def _add_messages(out: list[dict[str, Any]], message: Message, quirks: OpenAIQuirks) -> None:
-    """One neutral message as one or more OpenAI messages (tool results: one per result)."""
+    """One neutral message as one or more OpenAI messages (tool results: one per result), the
+    message's own OpenAI extensions on the last of them (another format's are left out)."""
+    _add_message(out, message, quirks)
+    extensions = message.extensions
+    if extensions is not None and extensions.owner == OPENAI_CHAT:
+        out[-1].update(extensions.fields)
+
+
+def _add_message(out: list[dict[str, Any]], message: Message, quirks: OpenAIQuirks) -> None:
     role = message.role
     if role is _USER:
         content = message.content
@@ -340,6 +349,11 @@ def build_openai_chat_payload(
     if request.metadata and quirks.metadata:
         payload["metadata"] = dict(request.metadata)
     _add_options(payload, request)
+    extensions = request.extensions
+    if extensions is not None:
+        if extensions.owner != OPENAI_CHAT:
+            raise refuse_foreign(extensions, OPENAI_CHAT)
+        payload.update(extensions.fields)
     if request.stream:
         payload["stream"] = True
         if quirks.stream_usage:

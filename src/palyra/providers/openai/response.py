@@ -19,6 +19,7 @@ from palyra.model import (
     ToolCallPart,
     Usage,
 )
+from palyra.model.extensions import OPENAI_CHAT, unknown_fields
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -27,6 +28,24 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "function_call": "tool_calls",
     "content_filter": "content_filter",
 }
+
+
+# A chat completion's fields (and its message's) the contract models; the others travel as the
+# answer's extensions, back to an OpenAI client.
+ANSWER_KEYS = frozenset(
+    {"id", "object", "created", "model", "choices", "usage", "service_tier", "system_fingerprint"}
+)
+ANSWER_MESSAGE_KEYS = frozenset(
+    {
+        "role",
+        "content",
+        "refusal",
+        "tool_calls",
+        "function_call",
+        "reasoning_content",
+        "thinking_blocks",
+    }
+)
 
 
 def malformed(message: str, *, provider: str | None = None) -> PalyraError:
@@ -194,6 +213,12 @@ def parse_openai_chat_response(
         fields["reasoning"] = [{"type": "thinking", "thinking": thinking}]
     if headers:
         fields["headers"] = headers
+    extensions = unknown_fields(body, ANSWER_KEYS, OPENAI_CHAT)
+    if extensions is not None:
+        fields["extensions"] = extensions
+    extensions = unknown_fields(message, ANSWER_MESSAGE_KEYS, OPENAI_CHAT)
+    if extensions is not None:
+        fields["message_extensions"] = extensions
     # One validation of the whole answer, usage nested: a Usage built on its own first would
     # be a second pass through pydantic's model machinery (about an eighth of this function).
     return ChatResponse.model_validate(

@@ -30,6 +30,7 @@ from palyra.model import (
     ToolResultPart,
     ToolSpec,
 )
+from palyra.model.extensions import refuse_foreign
 from palyra.providers.openai.payload import DEFAULT_SCHEMA_NAME
 from palyra.providers.openai.responses_response import unpack_signature
 
@@ -175,6 +176,9 @@ def _text_format(fmt: ResponseFormat) -> dict[str, Any]:
 def build_openai_responses_payload(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """The ``/v1/responses`` body for ``request``; a ``PalyraError`` names a field the Responses
     API cannot carry."""
+    extensions = request.extensions
+    if extensions is not None and extensions.owner != "openai_responses":
+        raise refuse_foreign(extensions, "openai_responses")
     if request.stop:
         raise _unsupported("stop", request, "stop sequences")
     if request.top_k is not None:

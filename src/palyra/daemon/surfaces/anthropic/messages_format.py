@@ -61,6 +61,7 @@ from palyra.model import (
     Usage,
     UsageEvent,
 )
+from palyra.model.extensions import ANTHROPIC_MESSAGES, unknown_fields
 
 _ERROR_TYPES: dict[FailureClass, str] = {
     FailureClass.AUTH_INVALID: "authentication_error",
@@ -251,7 +252,33 @@ def _messages(raw: Any) -> list[Message]:
             out.append(_assistant_turn(blocks, f"{where}.content"))
         else:
             raise invalid(f"{where}.role is {role!r}; use 'user' or 'assistant'", where)
+        extensions = unknown_fields(message, _MESSAGE_KEYS, ANTHROPIC_MESSAGES)
+        if extensions is not None:  # on the turn's last message, where the payload closes it
+            out[-1] = out[-1].model_copy(update={"extensions": extensions})
     return out
+
+
+# A message's fields the contract models; any other travels as the message's extensions.
+_MESSAGE_KEYS = frozenset({"role", "content"})
+# The body's fields the contract models; any other travels as the request's extensions.
+BODY_KEYS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+    }
+)
 
 
 def _tool(raw: Any, i: int) -> ToolSpec:
@@ -355,6 +382,9 @@ def parse_messages_request(
         options["service_tier"] = _service_tier(body["service_tier"])
     if headers:
         options["headers"] = headers
+    extensions = unknown_fields(body, BODY_KEYS, ANTHROPIC_MESSAGES)
+    if extensions is not None:
+        options["extensions"] = extensions
     try:
         return ChatRequest.model_validate(
             {
@@ -446,7 +476,7 @@ def message_json(response: ChatResponse) -> dict[str, Any]:
         }
         for c in response.tool_calls
     ]
-    return {
+    body = {
         "id": message_id(response.id),
         "type": "message",
         "role": "assistant",
@@ -457,6 +487,10 @@ def message_json(response: ChatResponse) -> dict[str, Any]:
         **_MESSAGE_NULLS,
         "usage": message_usage_json(response.usage, response.service_tier),
     }
+    extensions = response.extensions
+    if extensions is not None and extensions.owner == ANTHROPIC_MESSAGES:
+        body.update(extensions.fields)  # an Anthropic upstream's own fields, as it sent them
+    return body
 
 
 def error_type(envelope: ErrorEnvelope) -> str:

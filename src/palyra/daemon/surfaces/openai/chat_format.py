@@ -61,6 +61,7 @@ from palyra.model import (
     Usage,
     UsageEvent,
 )
+from palyra.model.extensions import OPENAI_CHAT, Extensions, unknown_fields
 
 DONE = b"data: [DONE]\n\n"
 
@@ -194,6 +195,50 @@ def _tool_call(raw: Any, where: str) -> ToolCallPart:
 # Roles whose plain string content is one text part and nothing else (an assistant turn only
 # without tool calls, checked below).
 _PLAIN_TEXT_ROLES = frozenset({"system", "developer", "user", "assistant"})
+# A message's fields the contract models; any other travels as the message's extensions.
+_MESSAGE_KEYS = frozenset(
+    {
+        "role",
+        "content",
+        "name",
+        "tool_calls",
+        "tool_call_id",
+        "thinking_blocks",
+        "reasoning_content",
+    }
+)
+# The body's fields the contract models; any other travels as the request's extensions.
+BODY_KEYS = frozenset(
+    {
+        "model",
+        "messages",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "response_format",
+        "stream",
+        "stream_options",
+        "user",
+        "stop",
+        "metadata",
+        "logit_bias",
+        "prediction",
+        "reasoning_effort",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "logprobs",
+        "top_logprobs",
+        "n",
+        "service_tier",
+        "store",
+    }
+)
 
 
 def _message(raw: Any, i: int) -> Message | dict[str, Any]:
@@ -207,6 +252,23 @@ def _message(raw: Any, i: int) -> Message | dict[str, Any]:
     if not isinstance(name, str):
         name = None
     content = msg.get("content")
+    extensions = unknown_fields(msg, _MESSAGE_KEYS, OPENAI_CHAT)
+    if extensions is not None:
+        return _with_extensions(_message_of(msg, i, where, role, name, content), extensions)
+    return _message_of(msg, i, where, role, name, content)
+
+
+def _with_extensions(
+    message: Message | dict[str, Any], extensions: Extensions
+) -> Message | dict[str, Any]:
+    if isinstance(message, dict):
+        return {**message, "extensions": extensions}
+    return message.model_copy(update={"extensions": extensions})
+
+
+def _message_of(
+    msg: dict[str, Any], i: int, where: str, role: Any, name: str | None, content: Any
+) -> Message | dict[str, Any]:
     if (
         type(content) is str
         and role in _PLAIN_TEXT_ROLES
@@ -404,6 +466,9 @@ def parse_chat_request(data: Any, headers: Mapping[str, str] | None = None) -> P
         fields["prediction"] = _prediction(body["prediction"])
     if headers:
         fields["headers"] = headers
+    extensions = unknown_fields(body, BODY_KEYS, OPENAI_CHAT)
+    if extensions is not None:
+        fields["extensions"] = extensions
     effort = body.get("reasoning_effort")
     if effort is not None:
         fields["reasoning"] = {"effort": effort}
@@ -485,6 +550,12 @@ def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
     tier = response.service_tier
     if tier is not None:
         body["service_tier"] = tier
+    extensions = response.extensions
+    if extensions is not None and extensions.owner == OPENAI_CHAT:
+        body.update(extensions.fields)
+    extensions = response.message_extensions
+    if extensions is not None and extensions.owner == OPENAI_CHAT:
+        message.update(extensions.fields)
     return body
 
 
