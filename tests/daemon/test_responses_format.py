@@ -123,16 +123,38 @@ def test_input_file_parts_become_documents() -> None:
     assert second == DocumentPart(url="https://example.com/b.pdf")
 
 
+def test_fields_only_a_responses_upstream_takes_become_its_extensions() -> None:
+    call = _parse(
+        input="x",
+        tools=[{"type": "code_interpreter", "container": {"type": "auto"}}],
+        truncation="auto",
+        prompt_cache_key="k1",
+        text={"verbosity": "high"},
+        frobnicate=1,
+    )
+    assert call.builtin_tools == ["code_interpreter"]
+    extensions = call.chat_request().extensions
+    assert extensions is not None and extensions.owner == "openai_responses"
+    assert extensions.fields == {
+        "truncation": "auto",
+        "prompt_cache_key": "k1",
+        "frobnicate": 1,
+        "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}],
+        "text": {"verbosity": "high"},
+    }
+    assert _parse(input="x").chat_request().extensions is None
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
         ({"input": "x", "reasoning": {"effort": "huge"}}, "reasoning.effort"),
-        ({"input": "x", "tools": [{"type": "code_interpreter"}], "x": 1}, "x"),
+        ({"input": "x", "background": True}, "background"),
         ({"input": "x", "text": {"format": {"type": "yaml"}}}, "text.format.type"),
         ({"input": "x", "tool_choice": {"type": "allowed_tools"}}, "tool_choice"),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
         ({"input": [{"role": "user", "content": [{"type": "input_file"}]}]}, "input[0].content[0]"),
-        ({"input": "x", "truncation": "auto"}, "truncation"),
+        ({"input": "x", "conversation": "conv_1"}, "conversation"),
     ],
 )
 def test_refused_fields_name_themselves(body: dict[str, Any], param: str) -> None:

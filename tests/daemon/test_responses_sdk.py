@@ -268,11 +268,33 @@ def test_max_output_tokens_cuts_the_answer_as_incomplete(sdk: openai.OpenAI) -> 
     assert cut.max_output_tokens == 16
 
 
-def test_builtin_tools_are_refused_naming_the_type(sdk: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as refused:
-        sdk.responses.create(model="default", input="search", tools=[{"type": "web_search"}])
-    assert "web_search" in refused.value.message
-    assert refused.value.body["param"] == "tools"  # type: ignore[index]
+def test_builtin_tools_pass_to_a_responses_upstream_and_are_refused_elsewhere(
+    sdk: openai.OpenAI, backend: str, fake: FakeUpstream
+) -> None:
+    ask: dict[str, Any] = {
+        "model": "default",
+        "input": "search",
+        "tools": [WEATHER, {"type": "web_search", "search_context_size": "low"}],
+        "truncation": "auto",
+        "text": {"verbosity": "low"},
+    }
+    if backend != "openai-responses":
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk.responses.create(**ask)
+        assert "web_search" in refused.value.message
+        assert refused.value.body["param"] == "tools"  # type: ignore[index]
+        ask.pop("tools")
+        with pytest.raises(openai.BadRequestError) as also:
+            sdk.responses.create(**ask)
+        assert also.value.body["param"] == "truncation"  # type: ignore[index]
+        return
+    answer = sdk.responses.create(**ask)
+    sent = fake.requests[-1].body
+    assert sent["tools"][1] == {"type": "web_search", "search_context_size": "low"}
+    assert sent["tools"][0]["name"] == "get_weather"
+    assert sent["truncation"] == "auto"
+    assert sent["text"] == {"verbosity": "low"}
+    assert [t.type for t in answer.tools] == ["function", "web_search"]
 
 
 def test_stored_responses_belong_to_the_token_that_made_them(

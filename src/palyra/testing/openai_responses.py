@@ -32,6 +32,40 @@ TOOL_ARGUMENT_FRAGMENT_CHARS = 10
 
 
 SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority")
+# The body parameters of OpenAI's POST /v1/responses (CreateResponse in its OpenAPI document).
+PARAMETERS = frozenset(
+    {
+        "background",
+        "context_management",
+        "conversation",
+        "include",
+        "input",
+        "instructions",
+        "max_output_tokens",
+        "max_tool_calls",
+        "metadata",
+        "model",
+        "parallel_tool_calls",
+        "previous_response_id",
+        "prompt",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "reasoning",
+        "safety_identifier",
+        "service_tier",
+        "store",
+        "stream",
+        "stream_options",
+        "temperature",
+        "text",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "truncation",
+        "user",
+    }
+)
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
 
@@ -195,8 +229,9 @@ def parse_responses(body: Any) -> tuple[Conversation, ResponsesOptions]:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("you must provide a model parameter", None, "missing_required_parameter")
-    if "stop" in body:
-        raise invalid("Unknown parameter: 'stop'.", "stop", "unknown_parameter")
+    for name in body:
+        if name not in PARAMETERS:
+            raise invalid(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
     conv = Conversation(model=model)
     instructions = body.get("instructions")
     _input(body.get("input", []), conv)
@@ -216,9 +251,6 @@ def parse_responses(body: Any) -> tuple[Conversation, ResponsesOptions]:
     _text_format(body, conv)
     reasoning = body.get("reasoning")
     thinks = isinstance(reasoning, dict) and reasoning.get("effort") not in (None, "none")
-    for unknown in ("seed", "presence_penalty", "frequency_penalty", "logit_bias", "n"):
-        if unknown in body:
-            raise invalid(f"Unknown parameter: '{unknown}'.", unknown, "unknown_parameter")
     top = body.get("top_logprobs")
     if top is not None and (type(top) is not int or not 0 <= top <= 20):
         raise invalid("Invalid 'top_logprobs': expected 0 to 20.", "top_logprobs")

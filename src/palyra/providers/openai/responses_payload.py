@@ -173,6 +173,18 @@ def _text_format(fmt: ResponseFormat) -> dict[str, Any]:
     return {"format": out}
 
 
+def _write_back(payload: dict[str, Any], fields: dict[str, Any]) -> None:
+    """A Responses client's own fields, as it sent them: built-in tools after the function
+    tools, ``text`` options beside the format, anything else as is."""
+    for key, value in fields.items():
+        if key == "tools" and isinstance(value, list):
+            payload["tools"] = [*payload.get("tools", []), *value]
+        elif key == "text" and isinstance(value, dict):
+            payload["text"] = {**payload.get("text", {}), **value}
+        else:
+            payload[key] = value
+
+
 def build_openai_responses_payload(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """The ``/v1/responses`` body for ``request``; a ``PalyraError`` names a field the Responses
     API cannot carry."""
@@ -215,6 +227,8 @@ def build_openai_responses_payload(request: ChatRequest, *, stream: bool) -> dic
             payload["top_logprobs"] = request.top_logprobs
     if request.response_format is not None:
         payload["text"] = _text_format(request.response_format)
+    if extensions is not None:
+        _write_back(payload, extensions.fields)
     reasoning = request.reasoning
     if reasoning is not None:
         if not reasoning.enabled:

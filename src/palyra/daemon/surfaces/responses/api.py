@@ -33,6 +33,7 @@ from palyra.daemon.surfaces.responses.response_format import (
 from palyra.daemon.surfaces.responses.stream_format import ResponseEventEncoder
 from palyra.daemon.surfaces.wire_checks import invalid, load_json
 from palyra.model import (
+    ChatRequest,
     FailureClass,
     Message,
     MessageStart,
@@ -40,6 +41,8 @@ from palyra.model import (
     check_chat_request,
 )
 from palyra.model.forwarding import client_headers
+from palyra.providers.openai import OpenAIProvider
+from palyra.routing.registry import Target, required_capabilities
 from palyra.store.responses import ChainBroken
 
 JSON = "application/json"
@@ -64,15 +67,42 @@ def _not_found(response_id: str, param: str | None = None) -> PalyraError:
     )
 
 
-def _refuse_builtin_tools(call: ResponsesCall) -> None:
+def _responses_upstream(state: AppState, target: Target) -> bool:
+    provider = state.runtime.providers.get(target.provider_id)
+    return isinstance(provider, OpenAIProvider) and (
+        target.upstream_model in provider.responses_models
+    )
+
+
+def _refuse_unless_responses_upstream(
+    state: AppState, call: ResponsesCall, neutral: ChatRequest
+) -> None:
+    """Fields only OpenAI's Responses API acts on (built-in tools, ``truncation``...) go to a
+    model it serves; with no such model among the candidates, a 400 naming them before any
+    upstream call."""
+    extensions = call.extensions
+    if extensions is None:
+        return
+    try:
+        targets = state.router.registry.plan(neutral.model, required_capabilities(neutral)).targets
+    except PalyraError:
+        return  # the router reports unroutable requests with their trail
+    if any(_responses_upstream(state, t) for t in targets):
+        return
     if call.builtin_tools:
         kinds = ", ".join(sorted(set(call.builtin_tools)))
         raise invalid(
             f"tools: {kinds} are built-in OpenAI tools, run by OpenAI's own Responses service; "
             f'no upstream of model "{call.model}" can run them. Declare them as function tools '
-            "that your code runs instead",
+            'that your code runs instead, or route to an openai model with api = "responses"',
             "tools",
         )
+    names = ", ".join(extensions.fields)
+    raise invalid(
+        f"{names}: only OpenAI's Responses API acts on this; no upstream of model "
+        f'"{call.model}" is one. Remove it, or route to an openai model with api = "responses"',
+        next(iter(extensions.fields)),
+    )
 
 
 async def _history(state: AppState, call: ResponsesCall, owner: str) -> list[Message]:
@@ -112,9 +142,9 @@ async def create_response(request: Request) -> Response:
         load_json(await read_body(request, state.config.daemon.max_body_bytes)), headers=sent
     )
     state.resolve(call.model, "chat")
-    _refuse_builtin_tools(call)
     owner = _owner(request)
     neutral = call.chat_request(await _history(state, call, owner))
+    _refuse_unless_responses_upstream(state, call, neutral)
     check_chat_request(neutral, state.limits)
     dispatch.check_window(state, neutral)
     created = int(state.clock())

@@ -27,6 +27,9 @@ from palyra.model import (
     ToolChoice,
     ToolSpec,
 )
+from palyra.model.extensions import Extensions, WireFormat
+
+OPENAI_RESPONSES: WireFormat = "openai_responses"
 
 # Built-in OpenAI tools: run by OpenAI's Responses service itself, which no other upstream is.
 BUILTIN_TOOLS = frozenset(
@@ -58,13 +61,8 @@ _REFUSED: dict[str, str] = {
     "context_management": "Palyra does not compact context; omit context_management",
 }
 # Fields that are harmless at their default value, refused otherwise.
-_DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
-    "truncation": (None, "disabled"),
-    "max_tool_calls": (None,),
-}
 SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority")
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
-_IGNORABLE = frozenset({"stream_options", "include", "prompt_cache_key", "safety_identifier"})
 _KNOWN = frozenset(
     {
         "model",
@@ -104,6 +102,12 @@ class ResponsesCall:
     previous_response_id: str | None = None
     builtin_tools: list[str] = field(default_factory=list)
 
+    @property
+    def extensions(self) -> Extensions | None:
+        """The fields only a Responses upstream takes (built-in tools among them)."""
+        found = self.fields.get("extensions")
+        return found if isinstance(found, Extensions) else None
+
     def chat_request(self, history: list[Message] | None = None) -> ChatRequest:
         """The neutral request: instructions, then the stored chain, then this turn's input."""
         messages: list[Message] = []
@@ -121,22 +125,22 @@ class ResponsesCall:
             raise invalid(first_error(exc)) from exc
 
 
-def _tools(raw: Any) -> tuple[list[ToolSpec], list[dict[str, Any]], list[str]]:
-    """Function tools (neutral and as echoed back) and the built-in tool types asked for."""
+def _tools(raw: Any) -> tuple[list[ToolSpec], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Function tools (neutral and as echoed back) and the built-in tools asked for, as sent."""
     if raw is None:
         return [], [], []
     if not isinstance(raw, list):
         raise invalid(f"tools must be an array, got {json_kind(raw)}", "tools")
     specs: list[ToolSpec] = []
     echoed: list[dict[str, Any]] = []
-    builtin: list[str] = []
+    builtin: list[dict[str, Any]] = []
     for i, item in enumerate(raw):
         where = f"tools[{i}]"
         tool = obj(item, where)
         kind = tool.get("type")
         if kind != "function":
             if isinstance(kind, str) and kind in BUILTIN_TOOLS:
-                builtin.append(str(kind))
+                builtin.append(tool)
                 continue
             raise invalid(f"{where}.type is {kind!r}; use 'function'", f"{where}.type")
         spec: dict[str, Any] = {"name": tool.get("name")}
@@ -177,12 +181,6 @@ def _text_format(raw: Any) -> tuple[ResponseFormat | None, dict[str, Any]]:
     if raw is None:
         return None, {"format": {"type": "text"}}
     text = obj(raw, "text")
-    if text.get("verbosity") not in (None, "medium"):
-        raise invalid(
-            f"text.verbosity={text['verbosity']!r} has no counterpart in Palyra's contract; "
-            "omit it",
-            "text.verbosity",
-        )
     fmt = text.get("format")
     if fmt is None:
         return None, {"format": {"type": "text"}}
@@ -210,25 +208,35 @@ def _text_format(raw: Any) -> tuple[ResponseFormat | None, dict[str, Any]]:
     )
 
 
-def _check_fields(body: dict[str, Any]) -> None:
+# Fields only OpenAI's Responses API acts on: sent as given to a model served by it (as
+# extensions owned by this format), refused with a 400 before any other model is called.
+_PASS_THROUGH = frozenset(
+    {
+        "truncation",
+        "max_tool_calls",
+        "prompt_cache_key",
+        "safety_identifier",
+        "prompt_cache_retention",
+    }
+)
+_SURFACE_ONLY = frozenset({"stream_options", "include"})
+
+
+def _check_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """Refuse what no upstream can serve; the fields left for a Responses upstream alone."""
+    passed: dict[str, Any] = {}
     for key, value in body.items():
-        if key in _KNOWN or key in _IGNORABLE:
+        if key in _KNOWN or key in _SURFACE_ONLY:
             continue
         if key in _REFUSED:
             if value not in (None, False):
                 raise invalid(f"{key}: {_REFUSED[key]}", key)
             continue
-        if key in _DEFAULT_ONLY:
-            if value not in _DEFAULT_ONLY[key]:
-                raise invalid(
-                    f"{key}={value!r} has no counterpart in Palyra's contract yet; omit it",
-                    key,
-                )
-            continue
-        raise invalid(f"unknown parameter {key!r} for POST /v1/responses", key)
+        passed[key] = value
     include = body.get("include") or []
     if not isinstance(include, list) or not all(isinstance(v, str) for v in include):
         raise invalid("include must be an array of strings", "include")
+    return passed
 
 
 def _logprobs(body: dict[str, Any]) -> dict[str, Any]:
@@ -255,7 +263,7 @@ def parse_responses_request(data: Any, headers: dict[str, str] | None = None) ->
     """A Responses body as a :class:`ResponsesCall`, or a 400 naming the field; ``headers`` are
     the client's headers an upstream may be given (see ``palyra.model.forwarding``)."""
     body = obj(data, "the request body")
-    _check_fields(body)
+    passed = _check_fields(body)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("model must be a non-empty string naming a configured model", "model")
@@ -266,6 +274,8 @@ def parse_responses_request(data: Any, headers: dict[str, str] | None = None) ->
     if instructions is not None:
         instructions = string(instructions, "instructions")
     specs, echoed_tools, builtin = _tools(body.get("tools"))
+    if builtin:
+        passed["tools"] = builtin
     response_format, echoed_text = _text_format(body.get("text"))
     reasoning, neutral_reasoning = reasoning_config(body.get("reasoning"))
     store = boolean(body.get("store"), "store", default=True)
@@ -298,9 +308,14 @@ def parse_responses_request(data: Any, headers: dict[str, str] | None = None) ->
         fields["metadata"] = metadata
     if headers:
         fields["headers"] = headers
+    text = body.get("text")
+    if isinstance(text, dict) and text.get("verbosity") is not None:
+        passed["text"] = {"verbosity": text["verbosity"]}
+    if passed:
+        fields["extensions"] = Extensions(owner=OPENAI_RESPONSES, fields=passed)
     echo: dict[str, Any] = {
         "instructions": instructions,
-        "tools": echoed_tools,
+        "tools": echoed_tools + builtin,
         "tool_choice": tool_choice if tool_choice is not None else "auto",
         "parallel_tool_calls": parallel if parallel is not None else True,
         "temperature": body.get("temperature"),
@@ -328,5 +343,5 @@ def parse_responses_request(data: Any, headers: dict[str, str] | None = None) ->
         stream=stream,
         store=store,
         previous_response_id=previous,
-        builtin_tools=builtin,
+        builtin_tools=[str(t["type"]) for t in builtin],
     )
