@@ -26,7 +26,7 @@ from palyra.daemon import AppState, create_app
 from palyra.daemon.observe.logging_setup import ACCESS_LOGGER, JsonFormatter
 from palyra.daemon.security.policy import Authenticator
 from palyra.daemon.security.tokens_store import TokenKind, generate_token
-from palyra.daemon.server.http_protocol import CoalescingHttpToolsProtocol
+from palyra.daemon.server.http_protocol import protocol_for
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def start_daemon() -> Iterator[StartDaemon]:
         config = uvicorn.Config(
             app,
             loop="uvloop",
-            http=CoalescingHttpToolsProtocol,  # as `palyra serve` runs it
+            http=protocol_for(state.config.daemon),  # as `palyra serve` runs it
             lifespan="on",
             log_config=None,
             access_log=False,

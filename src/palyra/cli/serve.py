@@ -158,7 +158,7 @@ def _run(
     from palyra.daemon import create_app
     from palyra.daemon.observe.logging_setup import flush_logging
     from palyra.daemon.security.policy import Authenticator
-    from palyra.daemon.server.http_protocol import CoalescingHttpToolsProtocol
+    from palyra.daemon.server.http_protocol import protocol_for
     from palyra.daemon.server.workers import stop_on_signal, watch_parent
 
     state.worker = worker
@@ -170,7 +170,7 @@ def _run(
     server_config = uvicorn.Config(
         create_app(state),
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
+        http=protocol_for(cfg.daemon),  # with [daemon]'s request head limits
         lifespan="on",
         access_log=False,
         log_config=None,

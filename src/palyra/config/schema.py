@@ -25,6 +25,11 @@ class DaemonConfig(_Section):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # A request's head: target plus header names and values, how many headers, how long it
+    # may take to arrive (see palyra.daemon.server.http_protocol.HeadLimits).
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_header_count: int = Field(default=100, ge=8)
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
     cors_origins: list[str] = Field(default_factory=list)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     # Worker processes serving the one listening socket (see palyra.daemon.server.workers).
@@ -98,6 +103,9 @@ class ModelConfig(_Section):
     capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["chat"]))
     context_window: int | None = Field(default=None, ge=1)
     max_output_tokens: int | None = Field(default=None, ge=1)
+    # Embeddings: the largest `dimensions` a client may ask for (default: the known size of
+    # OpenAI's models, else palyra.model.embeddings.DEFAULT_MAX_DIMENSIONS).
+    max_dimensions: int | None = Field(default=None, ge=1)
     fallbacks: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
     # Which OpenAI API serves the model: Chat Completions, or /v1/responses (kind openai only).

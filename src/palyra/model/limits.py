@@ -102,3 +102,14 @@ def check_embedding_request(request: EmbeddingRequest, limits: Limits = DEFAULT_
         )
     if any(not text for text in request.inputs):
         raise _invalid("an embedding input is empty", "input")
+
+
+def check_embedding_dimensions(request: EmbeddingRequest, model_id: str, maximum: int) -> None:
+    """Raise ``invalid_request`` when ``dimensions`` is more than the model can return."""
+    if request.dimensions is not None and request.dimensions > maximum:
+        raise _invalid(
+            f'dimensions is {request.dimensions}, more than model "{model_id}" returns '
+            f"({maximum}); ask for at most {maximum}, or set max_dimensions on that model in "
+            "[[model_provider.models]] of palyra.toml if it returns more",
+            "dimensions",
+        )

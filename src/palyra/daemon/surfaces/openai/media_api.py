@@ -19,6 +19,8 @@ from palyra.daemon.surfaces.openai.media_format import (
 )
 from palyra.daemon.surfaces.wire_checks import load_json
 from palyra.model import FailureClass, PalyraError, check_embedding_request
+from palyra.model.embeddings import max_dimensions_for
+from palyra.model.limits import check_embedding_dimensions
 
 
 def _form_error(message: str, param: str | None = None) -> PalyraError:
@@ -30,8 +32,10 @@ async def embeddings(request: Request) -> Response:
     parsed = parse_embedding_request(
         load_json(await read_body(request, state.config.daemon.max_body_bytes))
     )
-    state.resolve(parsed.model, "embeddings")
+    model = state.resolve(parsed.model, "embeddings")
     check_embedding_request(parsed, state.limits)
+    maximum = max_dimensions_for(model.upstream_model, model.max_dimensions)
+    check_embedding_dimensions(parsed, model.id, maximum)
     response, model_id = await dispatch.embed(request, state, parsed)
     body = orjson.dumps(embedding_list_json(response, parsed.encoding_format))
     return JSONBytes(body, {"x-palyra-model": model_id})
