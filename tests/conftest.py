@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from palyra.model.known_secrets import KNOWN_SECRETS
+from palyra.model import errors as model_errors
+from palyra.model import known_secrets
 from palyra.store import Store, open_store
 
 POSTGRES_URL_ENV = "PALYRA_TEST_POSTGRES_URL"
@@ -43,11 +44,13 @@ def _isolated_state_dirs(
 
 
 @pytest.fixture(autouse=True)
-def _forget_known_secrets() -> Iterator[None]:
-    """Each test is its own process as far as held secrets go: one test's token must not be
-    scrubbed from the next test's text (the registry is process-wide by design)."""
-    yield
-    KNOWN_SECRETS.clear()
+def _own_known_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secrets registry as in a process of this test's own: it holds what was registered
+    before the test (by wider fixtures), and what the test registers goes when it ends, so one
+    test's fake key never redacts another test's text."""
+    mine = known_secrets.KNOWN_SECRETS.copy()
+    monkeypatch.setattr(known_secrets, "KNOWN_SECRETS", mine)
+    monkeypatch.setattr(model_errors, "KNOWN_SECRETS", mine)
 
 
 @dataclass(frozen=True)

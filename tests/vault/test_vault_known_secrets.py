@@ -14,7 +14,7 @@ from palyra.vault import Vault
 
 
 def _fresh_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An empty registry, as in a new process (the real one keeps what other tests added)."""
+    """An empty registry, as in a new process."""
     fresh = known_secrets.KnownSecrets()
     monkeypatch.setattr(known_secrets, "KNOWN_SECRETS", fresh)
     monkeypatch.setattr(model_errors, "KNOWN_SECRETS", fresh)

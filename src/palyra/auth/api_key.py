@@ -23,7 +23,7 @@ from palyra.auth.records import (
     secret_ref,
 )
 from palyra.auth.registry import AuthProfileRegistry
-from palyra.model import FailureClass, PalyraError
+from palyra.model import FailureClass, PalyraError, remember_secret
 from palyra.providers.upstream.guard import check_base_url, make_upstream_client
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -207,6 +207,7 @@ async def validate_api_key(
     profile: str,
 ) -> None:
     """One authenticated ``GET .../models``; raise a :class:`PalyraError` unless it is 2xx."""
+    remember_secret(api_key)  # an upstream may echo it in the refusal this probe reports
     url = models_url(provider, base)
     if provider == "anthropic":
         headers = {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}

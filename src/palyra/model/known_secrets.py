@@ -67,6 +67,14 @@ class KnownSecrets:
         else:
             self._by_prefix.pop(prefix, None)
 
+    def copy(self) -> KnownSecrets:
+        """Another registry holding the same values (tests give each test its own)."""
+        other = KnownSecrets(capacity=self._capacity)
+        with self._lock:
+            other._values = dict(self._values)
+            other._by_prefix = dict(self._by_prefix)
+        return other
+
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
