@@ -295,6 +295,10 @@ def test_builtin_tools_pass_to_a_responses_upstream_and_are_refused_elsewhere(
     assert sent["truncation"] == "auto"
     assert sent["text"] == {"verbosity": "low"}
     assert [t.type for t in answer.tools] == ["function", "web_search"]
+    # The upstream's own web_search_call item comes back before the answer's message.
+    search, message = answer.output
+    assert search.type == "web_search_call" and search.action.query == "search"  # type: ignore[union-attr]
+    assert message.type == "message" and answer.output_text == "You said: search"
 
 
 def test_stored_responses_belong_to_the_token_that_made_them(

@@ -94,3 +94,16 @@ def test_bad_bodies_are_400s_naming_the_parameter(
     with pytest.raises(openai.BadRequestError) as refused:
         client.post("/responses", body={"model": "gpt-5-mini", **body}, cast_to=object)
     assert refused.value.body["param"] == param  # type: ignore[index]
+
+
+def test_a_web_search_tool_leaves_a_web_search_call_item_whole_and_streamed(
+    client: openai.OpenAI,
+) -> None:
+    tools: Any = [{"type": "web_search"}]
+    whole = client.responses.create(model="gpt-5-mini", input="news today", tools=tools)
+    assert [i.type for i in whole.output] == ["web_search_call", "message"]
+    with client.responses.stream(model="gpt-5-mini", input="news today", tools=tools) as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_response()
+    assert "response.web_search_call.completed" in kinds
+    assert [i.type for i in final.output] == ["web_search_call", "message"]

@@ -76,6 +76,8 @@ class ResponsesOptions:
     logprobs: bool = False
     top_logprobs: int = 0
     service_tier: str = "default"
+    web_search: str | None = None
+    """With a ``web_search`` tool offered: the query its ``web_search_call`` item reports."""
 
 
 def reasoning_summary(conv: Conversation) -> str:
@@ -189,7 +191,7 @@ def _tools(body: dict[str, Any], conv: Conversation) -> None:
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
             raise invalid(f"Invalid 'tools[{i}]'.", f"tools[{i}]", "invalid_value")
         if tool["type"] != "function":
-            continue  # built-in tools: the fake runs none of them
+            continue  # built-in tools: only web_search leaves a trace (see ResponsesOptions)
         if not isinstance(tool.get("name"), str):
             raise invalid(
                 f"Missing required parameter: 'tools[{i}].name'.",
@@ -220,6 +222,11 @@ def _text_format(body: dict[str, Any], conv: Conversation) -> None:
                 "missing_required_parameter",
             )
         conv.json_schema = fmt["schema"]
+
+
+def _offers_web_search(body: dict[str, Any]) -> bool:
+    tools = body.get("tools") or []
+    return any(isinstance(t, dict) and t.get("type") == "web_search" for t in tools)
 
 
 def parse_responses(body: Any) -> tuple[Conversation, ResponsesOptions]:
@@ -264,6 +271,7 @@ def parse_responses(body: Any) -> tuple[Conversation, ResponsesOptions]:
         logprobs=isinstance(include, list) and LOGPROBS_INCLUDE in include,
         top_logprobs=top or 0,
         service_tier="default" if tier in (None, "auto") else str(tier),
+        web_search=conv.last_user_text if _offers_web_search(body) else None,
     )
 
 
@@ -298,6 +306,15 @@ def _items(
                 "type": "reasoning",
                 "summary": [{"type": "summary_text", "text": summary}],
                 "encrypted_content": encrypted(summary),
+            }
+        )
+    if options is not None and options.web_search is not None:
+        items.append(
+            {
+                "id": f"ws_{id}",
+                "type": "web_search_call",
+                "status": "completed",
+                "action": {"type": "search", "query": options.web_search},
             }
         )
     if not reply.calls:
@@ -448,6 +465,14 @@ def events(
             yield event(
                 "response.content_part.done", **where, content_index=0, part=item["content"][0]
             )
+        elif item["type"] == "web_search_call":
+            yield event(
+                "response.output_item.added",
+                output_index=position,
+                item={**item, "status": "in_progress"},
+            )
+            yield event("response.web_search_call.in_progress", **where)
+            yield event("response.web_search_call.completed", **where)
         else:
             args = item["arguments"]
             yield event(

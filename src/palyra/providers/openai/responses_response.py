@@ -23,6 +23,7 @@ from palyra.model import (
     ToolCallPart,
     TopLogprob,
 )
+from palyra.model.extensions import Extensions
 from palyra.providers.errors import classify_http_error
 from palyra.providers.openai.response import malformed
 
@@ -158,6 +159,7 @@ def parse_openai_responses_response(
     texts: list[str] = []
     logprobs: Logprobs | None = None
     calls: list[ToolCallPart] = []
+    foreign: list[dict[str, Any]] = []  # items the contract has no part for (built-in tools')
     for item in output:
         if not isinstance(item, dict):
             continue
@@ -178,6 +180,8 @@ def parse_openai_responses_response(
                     arguments=str(item.get("arguments") or "{}"),
                 )
             )
+        else:
+            foreign.append(item)
     created = body.get("created_at")
     tier = body.get("service_tier")
     return ChatResponse.model_validate(
@@ -196,5 +200,8 @@ def parse_openai_responses_response(
             "logprobs": logprobs,
             "service_tier": tier if isinstance(tier, str) else None,
             "headers": dict(headers or {}),
+            "extensions": Extensions(owner="openai_responses", fields={"output": foreign})
+            if foreign
+            else None,
         }
     )

@@ -157,11 +157,15 @@ def function_call_item(
 
 
 def output_items(skeleton: Skeleton, response: ChatResponse) -> list[dict[str, Any]]:
-    """A whole answer's items: its reasoning, its text as one message, then one item per
-    function call."""
+    """A whole answer's items: its reasoning, a Responses upstream's items the contract has no
+    part for (built-in tool calls), its text as one message, then one item per function call."""
     items: list[dict[str, Any]] = []
     for part in response.reasoning:
         items.append(reasoning_item(skeleton.item_id("rs", len(items)), part))
+    extensions = response.extensions
+    if extensions is not None and extensions.owner == "openai_responses":
+        # A Responses upstream's own items (its built-in tools' calls), as it sent them.
+        items += [i for i in extensions.fields.get("output", []) if isinstance(i, dict)]
     if response.content or not response.tool_calls:
         item_id = skeleton.item_id("msg", len(items))
         items.append(message_item(item_id, response.content, logprobs=response.logprobs))
