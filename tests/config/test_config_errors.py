@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from palyra.config import ConfigError, load_config
+from palyra.providers.openai_compatible import KNOWN_QUIRK_NAMES
 
 NO_HOME = {"HOME": "/nonexistent-palyra-home"}
 EXAMPLE = Path(__file__).with_name("example_palyra.toml")
@@ -328,9 +329,7 @@ def test_unknown_quirks_are_refused_with_the_closest_known_one() -> None:
     found = problems(_provider_with("https://api.example.com/v1") + 'quirks = ["olama"]\n')
     assert found == [
         'palyra.toml:5: model_provider.providers[0].quirks: provider "local" quirks: unknown '
-        "quirk 'olama' (did you mean 'ollama'?); known quirks: vllm, ollama, lmstudio, groq, "
-        "openrouter, no-stream-usage, no-strict-schemas, no-developer-role, max-tokens, "
-        "no-parallel-tool-calls, no-json-schema, no-json-object, no-metadata, no-message-names; "
+        f"quirk 'olama' (did you mean 'ollama'?); known quirks: {', '.join(KNOWN_QUIRK_NAMES)}; "
         "fix quirks in [[model_provider.providers]] of palyra.toml"
     ]
 
