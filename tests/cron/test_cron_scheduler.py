@@ -205,7 +205,7 @@ async def test_misfire_older_than_the_window_never_runs(store: Store) -> None:
         (base + 1 * HOUR, "skipped", "misfire_expired"),
         (base + 2 * HOUR, "skipped", "misfire_expired"),
         (base + 3 * HOUR, "succeeded", None),
-        (base + 4 * HOUR, "succeeded", None),
+        (base + 4 * HOUR, "succeeded", "catch-up"),
     ]
 
 

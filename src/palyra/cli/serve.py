@@ -164,6 +164,8 @@ def _run(
     state.worker = worker
     # The proactive OAuth refresher runs once per host: in worker 0 when there are several.
     state.refresh_oauth = worker is None or worker.index == 0
+    # One cron scheduler per process group is enough (claims would keep more exactly-once).
+    state.run_scheduler = worker is None or worker.index == 0
     state.auth = Authenticator(
         store_url=cfg.storage.url, state_dir=states, fixed_tokens=tokens.fixed
     )

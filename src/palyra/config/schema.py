@@ -48,6 +48,14 @@ class ResponsesConfig(_Section):
     retention_days: float = Field(default=30.0, ge=0)
 
 
+class CronConfig(_Section):
+    """``[cron]``: scheduled agent runs. Webhooks go through the upstream guard: private
+    addresses only with ``webhook_allow_private``; a failed POST is retried after each delay."""
+
+    webhook_allow_private: bool = False
+    webhook_backoff_s: list[float] = Field(default_factory=lambda: [1.0, 5.0, 30.0], max_length=10)
+
+
 class BreakerConfig(_Section):
     """Per (provider, model) and per credential circuit breaker settings."""
 
@@ -162,6 +170,7 @@ class PalyraConfig(_Section):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
+    cron: CronConfig = Field(default_factory=CronConfig)
     model_provider: ModelProviderRegistryConfig = Field(default_factory=ModelProviderRegistryConfig)
 
 

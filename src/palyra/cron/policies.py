@@ -104,8 +104,18 @@ class RetryPolicy:
         return self.backoff_s[min(attempt - 2, len(self.backoff_s) - 1)]
 
 
+# Transient causes; the FailureClass values an agent run reports are among them.
 RETRYABLE_CATEGORIES = frozenset(
-    {"upstream", "timeout", "rate_limited", "interrupted", "connection"}
+    {
+        "upstream",
+        "timeout",
+        "rate_limited",
+        "interrupted",
+        "connection",
+        "upstream_unavailable",
+        "stream_interrupted",
+        "circuit_open",
+    }
 )
 
 

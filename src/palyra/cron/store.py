@@ -394,7 +394,8 @@ class CronStore:
         input_tokens: int | None = None,
         output_tokens: int | None = None,
     ) -> bool:
-        """Close a run that is still open; a run already closed (by a recoverer) stays as it is."""
+        """Close a run that is still open; a run already closed (by a recoverer) stays as it is.
+        Without a ``reason`` the claim's own (``run-now``, ``catch-up``, a retry's) is kept."""
         async with self.store.begin() as conn:
             result = await conn.execute(
                 sa.update(runs)
@@ -404,7 +405,7 @@ class CronStore:
                 )
                 .values(
                     status=status.value,
-                    reason=reason,
+                    reason=runs.c.reason if reason is None else reason,
                     error_category=error_category,
                     finished_at_ms=now_ms,
                     input_tokens=input_tokens,

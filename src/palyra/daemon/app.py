@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from palyra import __version__
+from palyra.daemon.cron_host import CronHost
 from palyra.daemon.observe.exchange import (
     LOGGED_FAILURE,
     ObservabilityMiddleware,
@@ -27,6 +28,7 @@ from palyra.daemon.state import AppState
 from palyra.daemon.surfaces import openapi_docs as docs
 from palyra.daemon.surfaces.anthropic import messages_api as anthropic_api
 from palyra.daemon.surfaces.console.console_api import mount_console
+from palyra.daemon.surfaces.console.cron_api import mount_cron
 from palyra.daemon.surfaces.models import models_api
 from palyra.daemon.surfaces.openai import chat_api as openai_api
 from palyra.daemon.surfaces.openai import media_api as openai_media_api
@@ -119,9 +121,11 @@ def create_app(state: AppState) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.auth.start()
         await state.start()
+        await cron.start()
         try:
             yield
         finally:
+            await cron.aclose()
             await console.aclose()
             await state.auth.aclose()
             await state.aclose()
@@ -140,6 +144,9 @@ def create_app(state: AppState) -> FastAPI:
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
     app.add_api_route("/console/v1/whoami", whoami, methods=["GET"])
     console = mount_console(app, state)
+    cron = CronHost(state, run_scheduler=state.run_scheduler)
+    app.state.cron = cron
+    mount_cron(app)
     app.add_api_route(
         "/v1/models",
         models_api.list_models,

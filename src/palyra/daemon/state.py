@@ -134,6 +134,8 @@ class AppState:
     refresh_oauth: bool = False
     # Set in each worker process of ``palyra serve --workers N`` (N > 1): metrics are shared.
     worker: WorkerSlot | None = None
+    # ``palyra serve`` turns this on (in worker 0 only): run the cron scheduler in this process.
+    run_scheduler: bool = False
     runtime: Runtime = field(init=False, repr=False)
     _credentials: DeferredCredentials = field(init=False, repr=False)
     _store: Store | None = field(default=None, init=False, repr=False)

@@ -1,0 +1,254 @@
+"""Scheduled runs end to end: a real daemon runs its scheduler, the real AgentRuntime calls the
+fake upstream on loopback through the router, and the console API manages jobs and runs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import calendar
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import orjson
+import pytest
+
+from palyra.auth import ApiKeyRefs, AuthProfileRecord, AuthProfileRegistry, secret_ref
+from palyra.auth.records import agent_scope
+from palyra.config.schema import (
+    ModelConfig,
+    ModelProviderRegistryConfig,
+    PalyraConfig,
+    ProviderConfig,
+    StorageConfig,
+)
+from palyra.daemon import AppState
+from palyra.store import open_store
+from palyra.testing import FakeUpstream
+from palyra.vault import KeyResolver, Vault
+
+RunningDaemon = Any
+StartDaemon = Any
+C = "/console/v1"
+AGENTS = """
+version = 1
+[[agents]]
+id = "ops"
+model = "main"
+system_prompt = "You check things."
+"""
+
+
+async def add_profile(registry: AuthProfileRegistry, pid: str, scope: str = "global") -> None:
+    now = registry.now()
+    await registry.create(
+        AuthProfileRecord(
+            profile_id=pid,
+            provider="openai",
+            display_name=pid,
+            scope=scope,
+            credential=ApiKeyRefs(api_key_ref=str(secret_ref(pid, "api_key"))),
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    await registry.vault.put(secret_ref(pid, "api_key"), f"key-of-{pid}")
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeUpstream]:
+    async with FakeUpstream(api_keys=frozenset({"key-of-cronkey", "key-of-other"})) as up:
+        yield up
+
+
+@pytest.fixture
+async def daemon(
+    start_daemon: StartDaemon, fake: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> RunningDaemon:
+    key = base64.b64encode(os.urandom(32)).decode()
+    monkeypatch.setenv("PALYRA_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("PALYRA_VAULT_KEY", key)
+    url = f"sqlite+aiosqlite:///{tmp_path}/palyra.db"
+    store = await open_store(url)
+    try:
+        vault = await Vault.open(store, KeyResolver(tmp_path, environ={"PALYRA_VAULT_KEY": key}))
+        registry = AuthProfileRegistry(store, vault)
+        await add_profile(registry, "cronkey")
+        await add_profile(registry, "other")
+        await add_profile(registry, "mine", scope=agent_scope("someone-else"))
+    finally:
+        await store.aclose()
+    (tmp_path / "agents.toml").write_text(AGENTS)
+    config = PalyraConfig(
+        storage=StorageConfig(url=url),
+        model_provider=ModelProviderRegistryConfig(
+            default_chat_model="main",
+            providers=[
+                ProviderConfig(
+                    id="up",
+                    kind="openai",
+                    base_url=fake.openai_base_url,
+                    auth_profile_ids=["other"],
+                )
+            ],
+            models=[ModelConfig(id="main", provider="up", model="gpt-4o-mini")],
+        ),
+    )
+    state = AppState.from_config(config)
+    state.state_dir = tmp_path
+    state.run_scheduler = True
+    return start_daemon(state)
+
+
+@pytest.fixture
+async def http(daemon: RunningDaemon) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(
+        base_url=daemon.url, headers=daemon.admin_headers, timeout=10
+    ) as client:
+        yield client
+
+
+async def wait_for(check: Any) -> Any:
+    deadline = time.monotonic() + 15.0
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        await asyncio.sleep(0.1)
+
+
+async def test_a_job_every_second_runs_as_the_daemon_with_the_jobs_profile(
+    http: httpx2.AsyncClient, fake: FakeUpstream
+) -> None:
+    created = await http.post(
+        f"{C}/cron/jobs",
+        json={
+            "name": "tick",
+            "agent": "ops",
+            "schedule": "* * * * * *",
+            "tz": "Europe/Berlin",
+            "prompt": "say ok",
+            "profile": "cronkey",
+        },
+    )
+    assert created.status_code == 201, created.text
+    job = created.json()
+    await asyncio.sleep(4.2)
+    disabled = await http.post(f"{C}/cron/jobs/tick/disable")
+    assert disabled.json()["enabled"] is False
+
+    async def settled() -> list[dict[str, Any]] | None:
+        runs = (await http.get(f"{C}/runs", params={"job": "tick", "limit": 100})).json()["data"]
+        return runs if runs and all(r["finished_at"] for r in runs) else None
+
+    runs = await wait_for(settled)
+    times = sorted(r["scheduled_for"] for r in runs)
+    assert len(times) == len(set(times)), "a second ran twice"
+    succeeded = [r for r in runs if r["status"] == "succeeded"]
+    assert len(succeeded) >= 3, runs
+    assert {r["status"] for r in runs} <= {"succeeded", "skipped"}
+    for run in succeeded:
+        assert run["job_id"] == job["id"]
+        assert run["agent_id"] == "ops"
+        assert run["auth_profile_id"] == "cronkey"
+        assert run["principal"] == "system:daemon"
+        assert run["input_tokens"] > 0 and run["output_tokens"] > 0
+        assert run["duration_ms"] is not None
+        detail = (await http.get(f"{C}/runs/{run['id']}")).json()
+        types = [e["type"] for e in detail["events"]]
+        assert types[0] == "run_started" and types[-1] == "run_completed", types
+        assert detail["events"][0]["principal"] == "system:daemon"
+    chats = [r for r in fake.requests if r.path == "/v1/chat/completions"]
+    assert len(chats) == len(succeeded)
+    assert {r.headers["authorization"] for r in chats} == {"Bearer key-of-cronkey"}
+    # One time each second from the first to the last: none skipped silently.
+    seconds = [calendar.timegm(time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")) for t in times]
+    assert seconds == list(range(seconds[0], seconds[0] + len(seconds)))
+
+
+async def test_an_ad_hoc_run_is_followed_as_server_sent_events(
+    http: httpx2.AsyncClient, daemon: RunningDaemon
+) -> None:
+    started = await http.post(f"{C}/runs", json={"agent": "ops", "prompt": "hello there"})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+    kinds: list[str] = []
+    payloads: list[dict[str, Any]] = []
+    async with http.stream("GET", f"{C}/runs/{run_id}/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        kind = ""
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+                kinds.append(kind)
+            elif line.startswith("data: "):
+                payloads.append(orjson.loads(line[6:]))
+    assert kinds[0] == "run_started" and "run_completed" in kinds and kinds[-1] == "run_closed"
+    assert payloads[-1]["status"] == "succeeded"
+    assert payloads[-1]["principal"].startswith("admin_token:")
+    assert payloads[-1]["auth_profile_id"] is None  # the provider's own profiles served it
+
+
+async def test_cron_api_refuses_bad_input_naming_the_field(http: httpx2.AsyncClient) -> None:
+    base = {"name": "j", "agent": "ops", "schedule": "0 9 * * *", "prompt": "p"}
+    cases = [
+        ({"schedule": "0 25 * * *"}, "hour"),
+        ({"agent": "ghost"}, "ghost"),
+        ({"tz": "Mars/Olympus"}, "Mars/Olympus"),
+        ({"profile": "nobody"}, "nobody"),
+        ({"profile": "mine"}, "agent:someone-else"),
+        ({"overlap": "sometimes"}, "queue_one"),
+        ({"webhook_url": "http://x.test/h", "webhook_secret_ref": "hunter2"}, "reference"),
+    ]
+    for change, named in cases:
+        response = await http.post(f"{C}/cron/jobs", json={**base, **change})
+        assert response.status_code == 400, (change, response.text)
+        message = response.json()["error"]["message"]
+        assert named in message, (change, message)
+        assert "hunter2" not in response.text
+    assert (await http.get(f"{C}/cron/jobs")).json()["data"] == []
+    missing = await http.get(f"{C}/cron/jobs/ghost")
+    assert missing.status_code == 404 and "ghost" in missing.json()["error"]["message"]
+
+
+async def test_cron_routes_refuse_a_client_token(daemon: RunningDaemon) -> None:
+    async with httpx2.AsyncClient(base_url=daemon.url, headers=daemon.headers) as client:
+        for method, path in (("GET", f"{C}/cron/jobs"), ("POST", f"{C}/runs")):
+            response = await client.request(method, path, json={})
+            assert response.status_code == 401, response.text
+
+
+async def test_job_crud_enable_run_now_explain_and_cancel_over_http(
+    http: httpx2.AsyncClient,
+) -> None:
+    body = {"name": "daily", "agent": "ops", "schedule": "30 2 * * *", "prompt": "p"}
+    body |= {"tz": "America/New_York", "retries": 2, "backoff_s": [5, 60], "enabled": False}
+    job = (await http.post(f"{C}/cron/jobs", json=body)).json()
+    assert job["retry"] == {"attempts": 3, "backoff_s": [5.0, 60.0]} and job["enabled"] is False
+    again = await http.post(f"{C}/cron/jobs", json=body)
+    assert again.status_code == 409 and "daily" in again.text
+    patched = await http.patch(f"{C}/cron/jobs/daily", json={"schedule": "15 1 * * *"})
+    assert patched.json()["schedule"]["expression"] == "15 1 * * *"
+    enabled = (await http.post(f"{C}/cron/jobs/daily/enable")).json()
+    assert enabled["enabled"] is True and enabled["next_run_at"] is not None
+    explained = (await http.get(f"{C}/cron/jobs/daily/explain")).json()
+    assert explained["zone"] == "America/New_York"
+    assert all(t[11:19] == "01:15:00" for t in explained["next"]), explained["next"]
+    run = (await http.post(f"{C}/cron/jobs/daily/run-now")).json()
+    assert run["reason"] == "run-now" and run["scheduled_for"] is None
+
+    async def finished() -> dict[str, Any] | None:
+        got = (await http.get(f"{C}/runs/{run['id']}")).json()
+        return got if got["finished_at"] else None
+
+    assert (await wait_for(finished))["status"] == "succeeded"
+    closed = await http.post(f"{C}/runs/{run['id']}/cancel")
+    assert closed.status_code == 409 and "already ended" in closed.text
+    deleted = await http.delete(f"{C}/cron/jobs/daily")
+    assert deleted.json()["deleted"] is True
+    assert (await http.get(f"{C}/runs/{run['id']}")).status_code == 200  # history stays
