@@ -101,7 +101,13 @@ def test_open_paths_need_no_token(daemon: RunningDaemon) -> None:
 
 def test_whoami_names_the_admin_principal(daemon: RunningDaemon) -> None:
     response = httpx2.get(f"{daemon.url}/console/v1/whoami", headers=daemon.admin_headers)
-    assert response.json() == {"kind": "admin", "source": "config", "token_id": None, "name": None}
+    assert response.json() == {
+        "kind": "admin",
+        "source": "config",
+        "token_id": None,
+        "name": None,
+        "agent": None,
+    }
     assert daemon.admin_token not in response.text
 
 

@@ -201,3 +201,48 @@ def test_serve_on_a_public_bind_without_tokens_refuses_to_start(tmp_path: Path) 
             process.wait()
     assert process.returncode == 2
     assert "refusing to listen on 0.0.0.0" in err and "palyra token create" in err
+
+
+def test_create_agent_binds_a_client_token_to_an_agent_of_agents_toml(state: Path) -> None:
+    state.mkdir(parents=True)
+    missing = token("create", "--agent", "ops")
+    assert missing.exit_code == 1
+    assert 'no agent "ops" in' in missing.stderr and "(known: none)" in missing.stderr
+    (state / "agents.toml").write_text('[[agents]]\nid = "ops"\nmodel = "default"\n')
+    bound = token("create", "--agent", "ops", "--name", "ops bot")
+    assert bound.exit_code == 0, bound.stderr
+    assert "(ops bot, agent ops)" in bound.stderr
+    admin = token("create", "--admin", "--agent", "ops")
+    assert admin.exit_code == 1 and "only a client token can be bound to an agent" in admin.stderr
+    rows = json.loads(token("list", "--json").stdout)
+    assert [(r["name"], r["agent"]) for r in rows] == [("ops bot", "ops")]
+    assert "agent ops  ops bot" in token("list").stdout
+
+
+async def test_a_token_table_from_before_agents_gains_the_agent_column(tmp_path: Path) -> None:
+    """Step 2 of the migration: an existing v1 table keeps its tokens and gets agent_id."""
+    import sqlalchemy as sa
+
+    from palyra.daemon.security import tokens_store
+    from palyra.store import MigrationSet
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/palyra.db"
+    v1_only = MigrationSet("daemon_tokens", tokens_store.TOKENS_SCHEMA.migrations[:1])
+    store = await open_store(url, state_dir=tmp_path, migrations=(v1_only,))
+    async with store.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO daemon_tokens (id, kind, name, token_hash, created_at_ms) "
+                "VALUES ('tok_old', 'client', 'old', 'ab', 1)"
+            )
+        )
+    await store.aclose()
+    store = await open_store(url, state_dir=tmp_path, migrations=(TOKENS_SCHEMA,))
+    try:
+        [old] = await TokenStore(store).list()
+        assert (old.id, old.agent_id) == ("tok_old", None)
+        _, new = await TokenStore(store).create(TokenKind.CLIENT, agent_id="ops")
+        assert [r.agent_id for r in await TokenStore(store).list()] == [None, "ops"]
+        assert new.agent_id == "ops"
+    finally:
+        await store.aclose()

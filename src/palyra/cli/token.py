@@ -15,7 +15,8 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, fail_on, store_url
+from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, fail_on, read_config, store_url
+from palyra.config import ConfigError, agents_path, load_agents
 from palyra.daemon.security.tokens_store import (
     MAX_LIFETIME_DAYS,
     TOKENS_SCHEMA,
@@ -86,19 +87,32 @@ def create(
             help="Expire after this many days (default: never).",
         ),
     ] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent",
+            help="Bind this client token to an agent of agents.toml: its /v1 requests use that "
+            "agent's auth profiles.",
+        ),
+    ] = None,
     db_url: DbUrlOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Create a token and print it once; only its hash is kept."""
     kind = TokenKind.ADMIN if admin else TokenKind.CLIENT
     lifetime = None if expires_days is None else expires_days * SECONDS_PER_DAY
+    if agent is not None and not admin:
+        _require_agent(agent, config)
     token, record = _run(
-        db_url, lambda tokens: tokens.create(kind, name=name, expires_in_s=lifetime), config
+        db_url,
+        lambda tokens: tokens.create(kind, name=name, expires_in_s=lifetime, agent_id=agent),
+        config,
     )
     expiry = f", expires {record.public_dict(record.created_at_ms)['expires']}"
+    bound = f", agent {record.agent_id}" if record.agent_id else ""
     typer.echo(
         f"created {kind.value} token {record.id} ({record.name}"
-        f"{expiry if record.expires_at_ms else ''}); it is shown once, store it now:",
+        f"{expiry if record.expires_at_ms else ''}{bound}); it is shown once, store it now:",
         err=True,
     )
     typer.echo(token)
@@ -116,8 +130,23 @@ def _row(record: dict[str, object]) -> str:
     return (
         f"{record['id']}  {record['kind']:<6}  {record['status']:<7}  "
         f"created {record['created']}  expires {record['expires'] or 'never'}  "
-        f"last used {record['last_used'] or 'never'}  {shown(str(record['name']))}"
+        f"last used {record['last_used'] or 'never'}  agent {record['agent'] or '-'}  "
+        f"{shown(str(record['name']))}"
     )
+
+
+def _require_agent(agent_id: str, config: Path | None) -> None:
+    """Refuse an agent that agents.toml (in the state dir) does not define, naming the fix."""
+    cfg = read_config(config, "--agent")
+    try:
+        known = [a.id for a in load_agents(agents_path(state_dir()), cfg)]
+    except ConfigError as exc:
+        fail(f"cannot read agents.toml for --agent:\n{exc}")
+    if agent_id not in known:
+        fail(
+            f'no agent "{agent_id}" in {agents_path(state_dir())} (known: '
+            f"{', '.join(known) or 'none'}); add it with: palyra agents add {agent_id} --model ..."
+        )
 
 
 @app.command("list")

@@ -347,6 +347,10 @@ class ObservabilityMiddleware:
             cause = "internal" if failed else "client"
         if cause is not None:
             metrics.stream_interruptions.inc((route, model, cause))
+        principal = state.get("principal")
+        agent = None if principal is None else principal.agent_id
+        if agent is not None:
+            metrics.agent_requests.inc((metrics.agent_label(agent), str(status)))
         trail = state.get("attempt_trail")
         if type(trail) is AttemptTrail:
             for done in trail.attempts:
@@ -384,6 +388,8 @@ class ObservabilityMiddleware:
             fields["attempts"] = attempts
         if cause is not None:
             fields["interrupted"] = cause
+        if agent is not None:
+            fields["agent"] = agent
         log_access(fields)
 
 

@@ -143,6 +143,9 @@ def _worker_key(worker: str) -> tuple[int, str]:
     return (int(worker), "") if worker.isdigit() else (-1, worker)
 
 
+MAX_AGENT_LABELS = 100
+
+
 class Metrics:
     """The daemon's metrics; the observability middleware feeds the request figures."""
 
@@ -151,6 +154,7 @@ class Metrics:
         # snapshots (and the retired workers' totals); None renders this registry alone.
         self.worker: int | None = None
         self.peers: Callable[[], Iterable[Snapshot]] | None = None
+        self._agent_labels: set[str] = set()
         self.requests = Counter(
             "palyra_requests_total", "HTTP requests answered.", ("route", "model", "status")
         )
@@ -175,6 +179,11 @@ class Metrics:
             "Streamed responses that did not finish normally.",
             ("route", "model", "cause"),
         )
+        self.agent_requests = Counter(
+            "palyra_agent_requests_total",
+            "HTTP requests made with a token bound to an agent, by agent and status.",
+            ("agent", "status"),
+        )
         self.breakers = CallbackGauge(
             "palyra_breaker_state",
             "Circuit breaker phase per scope: 0 closed, 1 half-open, 2 open.",
@@ -188,6 +197,17 @@ class Metrics:
             return {(scope,): BREAKER_VALUES.get(phase, -1.0) for scope, phase in phases().items()}
 
         self.breakers.source = gauge
+
+    def agent_label(self, agent_id: str) -> str:
+        """The agent as a label value: ids beyond ``MAX_AGENT_LABELS`` distinct ones (tokens can
+        name agents agents.toml no longer has) count as ``other``, so the label set stays bounded."""
+        known = self._agent_labels
+        if agent_id in known:
+            return agent_id
+        if len(known) >= MAX_AGENT_LABELS:
+            return "other"
+        known.add(agent_id)
+        return agent_id
 
     def add_tokens(self, model: str, input_tokens: int, output_tokens: int) -> None:
         if input_tokens:
@@ -204,6 +224,7 @@ class Metrics:
             self.failovers,
             self.tokens,
             self.stream_interruptions,
+            self.agent_requests,
             self.breakers,
         )
 

@@ -26,6 +26,8 @@ from fastapi.responses import Response
 from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
 from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore, hash_token
 from palyra.model import remember_secret
+from palyra.model.context import Principal as ModelPrincipal
+from palyra.model.context import RequestContext
 from palyra.store import Store, open_store
 
 DEFAULT_CACHE_TTL_S = 30.0
@@ -106,6 +108,10 @@ class Principal:
     # Who owns what this principal stores (stored responses): the token's id, or for a token
     # from the config a prefix of its SHA-256 (which cannot be turned back into the token).
     owner: str = ""
+    agent_id: str | None = None  # a client token bound to an agent (``token create --agent``)
+    # Built once when the token is validated (then cached with it): the hot path passes this
+    # object to the router as it is, with no per-request work.
+    context: RequestContext | None = None
 
     def public_dict(self) -> dict[str, object]:
         return {
@@ -113,6 +119,7 @@ class Principal:
             "source": self.source,
             "token_id": self.token_id,
             "name": self.name,
+            "agent": self.agent_id,
         }
 
 
@@ -185,7 +192,10 @@ class Authenticator:
             if hmac.compare_digest(fixed_digest, digest):
                 match = kind
         if match is not None:
-            return Principal(match, "config", owner=f"config:{digest[:32]}"), float("inf")
+            owner = f"config:{digest[:32]}"
+            return Principal(match, "config", owner=owner, context=_context(match, owner)), float(
+                "inf"
+            )
         if self.tokens is None:
             return None, now
         record = await self.tokens.find(digest)
@@ -195,7 +205,16 @@ class Authenticator:
             return None, now
         await self.tokens.touch(record.id)
         expires = float("inf") if record.expires_at_ms is None else record.expires_at_ms / 1000
-        return Principal(record.kind, "store", record.id, record.name, record.id), expires
+        context = _context(record.kind, record.id, record.agent_id)
+        principal = Principal(
+            record.kind, "store", record.id, record.name, record.id, record.agent_id, context
+        )
+        return principal, expires
+
+
+def _context(kind: TokenKind, ident: str, agent_id: str | None = None) -> RequestContext:
+    who = ModelPrincipal("client_token" if kind is TokenKind.CLIENT else "admin_token", ident)
+    return RequestContext(who, agent_id=agent_id)
 
 
 async def whoami(request: Request) -> Response:

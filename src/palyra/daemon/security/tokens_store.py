@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from palyra.store import Migration, MigrationSet, Store
 
 TOKEN_BYTES = 32
 MAX_NAME_CHARS = 128
+MAX_AGENT_ID_CHARS = 128
+AGENT_ID_RE = re.compile(r"^[a-z0-9._-]{1,128}$")  # as in agents.toml
 # A token that never expires is made by giving no lifetime; a finite one is at most a century,
 # so its expiry always fits the store's 64-bit millisecond column.
 MAX_LIFETIME_DAYS = 36_500
@@ -51,14 +54,42 @@ daemon_tokens = sa.Table(
     sa.Column("expires_at_ms", sa.BigInteger, nullable=True),
     sa.Column("last_used_at_ms", sa.BigInteger, nullable=True),
     sa.Column("revoked_at_ms", sa.BigInteger, nullable=True),
+    # Added by step 2: the agent a client token is bound to (its requests use that agent's
+    # auth profiles).
+    sa.Column("agent_id", sa.String(MAX_AGENT_ID_CHARS), nullable=True),
 )
 
 
 def _create_v1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[daemon_tokens])
+    # Step 1 exactly as it shipped (the columns later steps add come from those steps).
+    v1 = sa.Table(
+        "daemon_tokens",
+        sa.MetaData(),
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("name", sa.String(MAX_NAME_CHARS), nullable=False),
+        sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+        sa.Column("expires_at_ms", sa.BigInteger, nullable=True),
+        sa.Column("last_used_at_ms", sa.BigInteger, nullable=True),
+        sa.Column("revoked_at_ms", sa.BigInteger, nullable=True),
+    )
+    v1.create(conn)
 
 
-TOKENS_SCHEMA = MigrationSet("daemon_tokens", [Migration(1, "create daemon_tokens", _create_v1)])
+def _add_agent_v2(conn: Connection) -> None:
+    conn.execute(
+        sa.text(f"ALTER TABLE daemon_tokens ADD COLUMN agent_id VARCHAR({MAX_AGENT_ID_CHARS})")
+    )
+
+
+TOKENS_SCHEMA = MigrationSet(
+    "daemon_tokens",
+    [
+        Migration(1, "create daemon_tokens", _create_v1),
+        Migration(2, "bind client tokens to an agent", _add_agent_v2),
+    ],
+)
 
 
 def generate_token(kind: TokenKind, randbytes: Callable[[int], bytes] = secrets.token_bytes) -> str:
@@ -90,6 +121,7 @@ class TokenRecord:
     last_used_at_ms: int | None
     revoked_at_ms: int | None
     token_hash: str = field(repr=False)
+    agent_id: str | None = None
 
     def status(self, now_ms: int) -> str:
         """``active``, ``expired`` or ``revoked``."""
@@ -109,6 +141,7 @@ class TokenRecord:
             "expires": _iso(self.expires_at_ms),
             "last_used": _iso(self.last_used_at_ms),
             "revoked": _iso(self.revoked_at_ms),
+            "agent": self.agent_id,
         }
 
 
@@ -123,6 +156,7 @@ def _record(row: sa.Row[tuple[object, ...]]) -> TokenRecord:
         last_used_at_ms=m["last_used_at_ms"],
         revoked_at_ms=m["revoked_at_ms"],
         token_hash=m["token_hash"],
+        agent_id=m["agent_id"],
     )
 
 
@@ -144,9 +178,29 @@ class TokenStore:
         return int(self._clock() * 1000)
 
     async def create(
-        self, kind: TokenKind, *, name: str = "", expires_in_s: float | None = None
+        self,
+        kind: TokenKind,
+        *,
+        name: str = "",
+        expires_in_s: float | None = None,
+        agent_id: str | None = None,
     ) -> tuple[str, TokenRecord]:
-        """A new token and its record; the token itself is returned once and never stored."""
+        """A new token and its record; the token itself is returned once and never stored.
+        ``agent_id`` binds a client token to an agent."""
+        if agent_id is not None:
+            if kind is not TokenKind.CLIENT:
+                raise PalyraError.of(
+                    FailureClass.INVALID_REQUEST,
+                    "only a client token can be bound to an agent; drop --agent or --admin",
+                    param="agent",
+                )
+            if not AGENT_ID_RE.match(agent_id):
+                raise PalyraError.of(
+                    FailureClass.INVALID_REQUEST,
+                    f"agent id {agent_id!r} is not valid (lower-case letters, digits, . _ -); "
+                    "see: palyra agents list",
+                    param="agent",
+                )
         name = name.strip() or f"{kind.value} token"
         if len(name) > MAX_NAME_CHARS:
             raise PalyraError.of(
@@ -181,6 +235,7 @@ class TokenStore:
             last_used_at_ms=None,
             revoked_at_ms=None,
             token_hash=hash_token(token),
+            agent_id=agent_id,
         )
         async with self.store.begin() as conn:
             await conn.execute(
@@ -191,6 +246,7 @@ class TokenStore:
                     token_hash=record.token_hash,
                     created_at_ms=record.created_at_ms,
                     expires_at_ms=record.expires_at_ms,
+                    agent_id=record.agent_id,
                 )
             )
         return token, record

@@ -34,6 +34,7 @@ from palyra.model import (
     TranscriptionResponse,
     UsageEvent,
 )
+from palyra.model.context import RequestContext
 from palyra.providers.tokens import refuse_if_too_long
 from palyra.routing.registry import required_capabilities
 from palyra.routing.router import RoutedResponse, RoutingError
@@ -85,10 +86,17 @@ async def _routed(
     return routed.response, trail.attempts[-1], state
 
 
+def request_context(request: Request) -> RequestContext | None:
+    """The caller's context, prebuilt with its token (see ``security.policy.Principal``)."""
+    principal = request.scope.get("state", {}).get("principal")
+    return None if principal is None else principal.context
+
+
 async def chat(request: Request, state: AppState, chat: ChatRequest) -> tuple[ChatResponse, str]:
     """A whole answer and the configured model that gave it. The body names the upstream model,
     as the provider's own API would."""
-    response, served, state_hooks = await _routed(request, state.router.chat(chat))
+    routed = state.router.chat(chat, context=request_context(request))
+    response, served, state_hooks = await _routed(request, routed)
     state_hooks["usage"] = response.usage
     return with_model(response, served.upstream_model), served.model_id
 
@@ -96,7 +104,8 @@ async def chat(request: Request, state: AppState, chat: ChatRequest) -> tuple[Ch
 async def embed(
     request: Request, state: AppState, body: EmbeddingRequest
 ) -> tuple[EmbeddingResponse, str]:
-    response, served, state_hooks = await _routed(request, state.router.embed(body))
+    routed = state.router.embed(body, context=request_context(request))
+    response, served, state_hooks = await _routed(request, routed)
     state_hooks["usage"] = response.usage
     return with_model(response, served.upstream_model), served.model_id
 
@@ -104,15 +113,21 @@ async def embed(
 async def transcribe(
     request: Request, state: AppState, body: TranscriptionRequest
 ) -> tuple[TranscriptionResponse, str]:
-    response, served, _ = await _routed(request, state.router.transcribe(body))
+    routed = state.router.transcribe(body, context=request_context(request))
+    response, served, _ = await _routed(request, routed)
     return response, served.model_id
 
 
-async def count_tokens(state: AppState, model: ModelConfig, chat: ChatRequest) -> TokenCount:
+async def count_tokens(
+    state: AppState,
+    model: ModelConfig,
+    chat: ChatRequest,
+    context: RequestContext | None = None,
+) -> TokenCount:
     """Counted by the model's own provider (not routed: a count never fails over)."""
     provider = state.runtime.providers[model.provider]
     pcfg = state.runtime.provider_config(model.provider)
-    creds = await state.runtime.credentials.credentials_for(pcfg)
+    creds = await state.runtime.credentials.credentials_for(pcfg, context=context)
     upstream = chat.model_copy(update={"model": model.upstream_model})
     return await provider.count_tokens(upstream, credential=creds[0] if creds else None)
 
@@ -151,7 +166,7 @@ class OpenedStream:
 
 async def open_stream(request: Request, state: AppState, chat: ChatRequest) -> OpenedStream:
     """Route a stream up to its first event; a ``RoutingError`` here is a plain error response."""
-    routed = state.router.stream_chat(chat)
+    routed = state.router.stream_chat(chat, context=request_context(request))
     request.state.attempt_trail = routed.trail
     events = upstream_timer(request).stream(aiter(routed))
     try:

@@ -92,7 +92,9 @@ async def count_tokens(request: Request) -> Response:
     model = state.resolve(neutral.model, "chat")
     check_chat_request(neutral, state.limits)
     if state.runtime.providers[model.provider].capabilities.count_tokens:
-        tokens = (await dispatch.count_tokens(state, model, neutral)).input_tokens
+        tokens = (
+            await dispatch.count_tokens(state, model, neutral, dispatch.request_context(request))
+        ).input_tokens
     else:
         tokens = estimate_token_count(neutral, model.upstream_model).input_tokens
     body = orjson.dumps({"input_tokens": tokens})

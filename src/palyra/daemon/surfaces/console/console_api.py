@@ -452,13 +452,16 @@ class TokenBody(BaseModel):
     expires_days: float | None = Field(
         default=None, gt=0, le=MAX_LIFETIME_DAYS, allow_inf_nan=False
     )
+    agent: str | None = None  # bind a client token to an agent (its requests use its profiles)
 
 
 async def create_token(request: Request, body: TokenBody) -> Response:
     """The new token is in this response only; the store keeps its hash."""
     store = _tokens(request)
     expires = None if body.expires_days is None else body.expires_days * 86400
-    token, record = await store.create(body.kind, name=body.name, expires_in_s=expires)
+    token, record = await store.create(
+        body.kind, name=body.name, expires_in_s=expires, agent_id=body.agent
+    )
     return json_response({**record.public_dict(store.now_ms()), "token": token}, status=201)
 
 
