@@ -4,6 +4,7 @@ upstream, which records the key each request carried."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -68,6 +69,11 @@ async def seed(tmp_path: Path, url: str) -> tuple[str, str]:
         await store.aclose()
 
 
+def chat_lines(buffer: io.StringIO) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    return [line for line in lines if line["path"] == "/v1/chat/completions"]
+
+
 async def test_a_token_bound_to_an_agent_uses_that_agents_profile(
     start_daemon: StartDaemon,
     tmp_path: Path,
@@ -106,11 +112,18 @@ async def test_a_token_bound_to_an_agent_uses_that_agents_profile(
                     )
                     assert response.status_code == 200, response.text
                     seen.append(fake.requests[-1].headers["authorization"])
+            # The access line and the counters are written just after the last byte went out.
+            for _ in range(200):
+                if len(chat_lines(access_lines)) >= 6:
+                    break
+                await asyncio.sleep(0.01)
             metrics = await http.get("/metrics", headers={"authorization": f"Bearer {plain}"})
     ops, shared = f"Bearer {OPS_KEY}", f"Bearer {SHARED_KEY}"
     assert seen == [ops, ops, shared, shared, ops, ops]
-    lines = [json.loads(line) for line in access_lines.getvalue().splitlines()]
-    chats = [line for line in lines if line["path"] == "/v1/chat/completions"]
+    chats = chat_lines(access_lines)
     assert [line.get("agent") for line in chats] == ["ops", "ops", None, None, "ops", "ops"]
-    assert 'palyra_agent_requests_total{agent="ops",status="200"} 4' in metrics.text
+    agent_rows = [
+        r for r in metrics.text.splitlines() if r.startswith("palyra_agent_requests_total{")
+    ]
+    assert agent_rows == ['palyra_agent_requests_total{agent="ops",status="200"} 4'], agent_rows
     assert OPS_KEY not in access_lines.getvalue() + metrics.text
