@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import calendar
+import logging
 import os
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +22,14 @@ import pytest
 from palyra.auth import ApiKeyRefs, AuthProfileRecord, AuthProfileRegistry, secret_ref
 from palyra.auth.records import agent_scope
 from palyra.config.schema import (
+    CronConfig,
     ModelConfig,
     ModelProviderRegistryConfig,
     PalyraConfig,
     ProviderConfig,
     StorageConfig,
 )
+from palyra.cron.webhook import deliver, verify
 from palyra.daemon import AppState
 from palyra.store import open_store
 from palyra.testing import FakeUpstream
@@ -33,6 +38,8 @@ from palyra.vault import KeyResolver, Vault
 RunningDaemon = Any
 StartDaemon = Any
 C = "/console/v1"
+HOOK_SECRET = "whsec-3b9f0c7e1a5d"
+HOOK_REF = "vault:global/cron-hook"
 AGENTS = """
 version = 1
 [[agents]]
@@ -64,43 +71,56 @@ async def fake() -> AsyncIterator[FakeUpstream]:
         yield up
 
 
+MakeDaemon = Callable[..., Awaitable[RunningDaemon]]
+
+
 @pytest.fixture
-async def daemon(
+def make_daemon(
     start_daemon: StartDaemon, fake: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> RunningDaemon:
-    key = base64.b64encode(os.urandom(32)).decode()
-    monkeypatch.setenv("PALYRA_STATE_DIR", str(tmp_path))
-    monkeypatch.setenv("PALYRA_VAULT_KEY", key)
-    url = f"sqlite+aiosqlite:///{tmp_path}/palyra.db"
-    store = await open_store(url)
-    try:
-        vault = await Vault.open(store, KeyResolver(tmp_path, environ={"PALYRA_VAULT_KEY": key}))
-        registry = AuthProfileRegistry(store, vault)
-        await add_profile(registry, "cronkey")
-        await add_profile(registry, "other")
-        await add_profile(registry, "mine", scope=agent_scope("someone-else"))
-    finally:
-        await store.aclose()
-    (tmp_path / "agents.toml").write_text(AGENTS)
-    config = PalyraConfig(
-        storage=StorageConfig(url=url),
-        model_provider=ModelProviderRegistryConfig(
-            default_chat_model="main",
-            providers=[
-                ProviderConfig(
-                    id="up",
-                    kind="openai",
-                    base_url=fake.openai_base_url,
-                    auth_profile_ids=["other"],
-                )
-            ],
-            models=[ModelConfig(id="main", provider="up", model="gpt-4o-mini")],
-        ),
-    )
-    state = AppState.from_config(config)
-    state.state_dir = tmp_path
-    state.run_scheduler = True
-    return start_daemon(state)
+) -> MakeDaemon:
+    async def make(cron: CronConfig | None = None) -> RunningDaemon:
+        key = base64.b64encode(os.urandom(32)).decode()
+        monkeypatch.setenv("PALYRA_STATE_DIR", str(tmp_path))
+        monkeypatch.setenv("PALYRA_VAULT_KEY", key)
+        url = f"sqlite+aiosqlite:///{tmp_path}/palyra.db"
+        store = await open_store(url)
+        try:
+            keys = KeyResolver(tmp_path, environ={"PALYRA_VAULT_KEY": key})
+            registry = AuthProfileRegistry(store, await Vault.open(store, keys))
+            await add_profile(registry, "cronkey")
+            await add_profile(registry, "other")
+            await add_profile(registry, "mine", scope=agent_scope("someone-else"))
+            await registry.vault.put(HOOK_REF, HOOK_SECRET)
+        finally:
+            await store.aclose()
+        (tmp_path / "agents.toml").write_text(AGENTS)
+        config = PalyraConfig(
+            storage=StorageConfig(url=url),
+            cron=cron or CronConfig(),
+            model_provider=ModelProviderRegistryConfig(
+                default_chat_model="main",
+                providers=[
+                    ProviderConfig(
+                        id="up",
+                        kind="openai",
+                        base_url=fake.openai_base_url,
+                        auth_profile_ids=["other"],
+                    )
+                ],
+                models=[ModelConfig(id="main", provider="up", model="gpt-4o-mini")],
+            ),
+        )
+        state = AppState.from_config(config)
+        state.state_dir = tmp_path
+        state.run_scheduler = True
+        return start_daemon(state)
+
+    return make
+
+
+@pytest.fixture
+async def daemon(make_daemon: MakeDaemon) -> RunningDaemon:
+    return await make_daemon()
 
 
 @pytest.fixture
@@ -252,3 +272,125 @@ async def test_job_crud_enable_run_now_explain_and_cancel_over_http(
     deleted = await http.delete(f"{C}/cron/jobs/daily")
     assert deleted.json()["deleted"] is True
     assert (await http.get(f"{C}/runs/{run['id']}")).status_code == 200  # history stays
+
+
+class Receiver:
+    """A webhook receiver on loopback: answers the queued statuses in turn, then 200."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.got: list[tuple[dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                outer.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = outer.statuses.pop(0) if outer.statuses else 200
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?team=ops"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver([503, 500])
+    yield r
+    r.close()
+
+
+async def webhook_job(http: httpx2.AsyncClient, url: str) -> dict[str, Any]:
+    body = {"name": "hooked", "agent": "ops", "schedule": "0 3 * * *", "prompt": "report"}
+    body |= {"webhook_url": url, "webhook_secret_ref": HOOK_REF}
+    created = await http.post(f"{C}/cron/jobs", json=body)
+    assert created.status_code == 201, created.text
+    run = (await http.post(f"{C}/cron/jobs/hooked/run-now")).json()
+
+    async def delivery() -> dict[str, Any] | None:
+        events = (await http.get(f"{C}/runs/{run['id']}")).json()["events"]
+        return next((e for e in events if e["type"].startswith("webhook_")), None)
+
+    return dict(await wait_for(delivery)) | {"run_id": run["id"]}
+
+
+async def test_a_finished_run_is_posted_signed_and_retried_on_5xx(
+    make_daemon: MakeDaemon, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    daemon = await make_daemon(CronConfig(webhook_allow_private=True, webhook_backoff_s=[0.1, 0.2]))
+    async with httpx2.AsyncClient(base_url=daemon.url, headers=daemon.admin_headers) as http:
+        event = await webhook_job(http, receiver.url)
+        job = (await http.get(f"{C}/cron/jobs/hooked")).json()
+    assert event["type"] == "webhook_delivered", event
+    assert event["attempts"] == 3 and event["status"] == 200
+    assert len(receiver.got) == 3
+    for headers, body in receiver.got:
+        assert headers["x-palyra-delivery"] == event["run_id"]
+        assert verify(
+            HOOK_SECRET, headers["x-palyra-timestamp"], body, headers["x-palyra-signature"]
+        )
+        assert not verify(
+            "wrong", headers["x-palyra-timestamp"], body, headers["x-palyra-signature"]
+        )
+    payload = orjson.loads(receiver.got[-1][1])
+    assert payload["run"]["id"] == event["run_id"] and payload["run"]["status"] == "succeeded"
+    assert payload["job"]["name"] == "hooked" and payload["output"]
+    assert job["webhook_secret_ref"] == HOOK_REF
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("palyra"))
+    assert "attempt 1 failed (HTTP 503)" in ours and "team=ops" not in ours
+    # Every log line at DEBUG (SQL parameters included) and the API's answers: no secret.
+    assert HOOK_SECRET not in caplog.text and HOOK_SECRET not in str(job)
+
+
+async def test_a_webhook_to_a_private_address_is_refused_by_default(
+    make_daemon: MakeDaemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The upstream guard's rule: loopback is trusted (as for local model servers), private
+    # networks (here 10/8) are refused before any connection unless webhook_allow_private.
+    daemon = await make_daemon(CronConfig(webhook_backoff_s=[0.05]))
+    async with httpx2.AsyncClient(base_url=daemon.url, headers=daemon.admin_headers) as http:
+        event = await webhook_job(http, "http://10.20.30.40:9/hook")
+    assert event["type"] == "webhook_failed" and event["delivered"] is False
+    assert "private address" in event["error"], event
+    assert HOOK_SECRET not in caplog.text
+
+
+async def test_delivery_stops_at_a_4xx_and_gives_up_after_the_ladder() -> None:
+    hits: list[int] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        hits.append(1)
+        return httpx2.Response(int(request.url.path.strip("/")))
+
+    async def secret() -> str:
+        return "s"
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as client:
+        for status, attempts, delivered in ((404, 1, False), (502, 3, False), (204, 1, True)):
+            hits.clear()
+            result = await deliver(
+                client,
+                f"http://hook.test/{status}",
+                {"a": 1},
+                delivery_id="r",
+                secret=secret,
+                clock=time.time,
+                backoff_s=[1, 2],
+                sleep=no_sleep,
+            )
+            assert (result.attempts, result.delivered, len(hits)) == (attempts, delivered, attempts)

@@ -20,6 +20,8 @@ from palyra.cron.matcher import CronExpressionError, load_zone
 from palyra.cron.policies import MisfirePolicy, OverlapPolicy, RetryPolicy
 from palyra.cron.records import Delivery, JobSpec, to_ms
 from palyra.cron.schedule import CronSchedule, Schedule, parse_schedule
+from palyra.vault.errors import InvalidVaultRef
+from palyra.vault.refs import VaultRef
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SECRET_REF = re.compile(r"^(env|vault|file):.+$")
@@ -201,6 +203,11 @@ def build_spec(
             "must be a secret reference (vault:scope/name, env:NAME or file:/path), never the "
             "secret itself; store it with: palyra vault put",
         )
+    if secret is not None and secret.startswith("vault:"):
+        try:
+            VaultRef.parse(secret)
+        except InvalidVaultRef as exc:
+            raise JobInputError("webhook-secret", str(exc)) from None
     if url and not secret:
         raise JobInputError("webhook-secret", "a webhook needs a signing secret reference")
     if secret and not url:

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import httpx2
 import orjson
 
+from palyra.model import PalyraError
+
 SIGNATURE_HEADER = "X-Palyra-Signature"
 TIMESTAMP_HEADER = "X-Palyra-Timestamp"
 DELIVERY_HEADER = "X-Palyra-Delivery"
@@ -107,6 +109,11 @@ async def deliver(
             error = f"HTTP {status}"
         except httpx2.HTTPError as exc:
             status, error = None, _error_text(exc)
+        except PalyraError as exc:  # the upstream guard refused the address: final
+            why = exc.envelope.message.split(";", 1)[0].replace("upstream ", "", 1)
+            error = f"{why}; to allow it set [cron] webhook_allow_private = true"
+            log.warning("webhook %s for run %s: %s", safe_url(url), delivery_id, error)
+            return DeliveryResult(False, attempt, None, error)
         if attempt < attempts:
             delay = backoff_s[attempt - 1]
             log.info(

@@ -159,6 +159,14 @@ class CronHost:
     async def _deliver(
         self, parts: CronParts, run: RunRecord, url: str, secret_ref: str, job_name: str
     ) -> None:
+        try:
+            await self._deliver_once(parts, run, url, secret_ref, job_name)
+        except Exception as exc:  # a delivery never takes the scheduler down
+            log.error("webhook delivery of run %s failed: %s", run.id, type(exc).__name__)
+
+    async def _deliver_once(
+        self, parts: CronParts, run: RunRecord, url: str, secret_ref: str, job_name: str
+    ) -> None:
         events = await parts.cron.events(run.id, limit=100_000)
         terminal = next((e for e in reversed(events) if e.type.startswith("run_")), None)
         payload = {
