@@ -7,7 +7,18 @@ from typing import Annotated
 import typer
 
 from palyra import __version__
-from palyra.cli import auth, chat, config_cmd, cron, doctor, fake_upstream, models, token, vault
+from palyra.cli import (
+    agents,
+    auth,
+    chat,
+    config_cmd,
+    cron,
+    doctor,
+    fake_upstream,
+    models,
+    token,
+    vault,
+)
 from palyra.cli.serve import serve
 
 app = typer.Typer(
@@ -52,6 +63,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(vault.app, name="vault")
 app.add_typer(auth.app, name="auth")
 app.add_typer(token.app, name="token")
+app.add_typer(agents.app, name="agents")
 app.add_typer(models.app, name="models")
 app.add_typer(cron.app, name="cron")
 app.command(name="chat")(chat.chat)
