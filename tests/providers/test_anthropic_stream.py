@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from palyra.model import (
     ChatResponse,
+    ExtensionEvent,
     FailureClass,
     MessageEnd,
     MessageStart,
@@ -180,6 +181,8 @@ def test_text_stream_yields_start_deltas_usage_end_in_order() -> None:
             model="claude-opus-4-6",
             usage=Usage(input_tokens=25, output_tokens=1, source="provider"),
         ),
+        # The ping, kept in its place for an Anthropic client (other APIs' encoders skip it).
+        ExtensionEvent(owner="anthropic_messages", event="ping", data={"type": "ping"}),
         TextDelta(text="Hello"),
         TextDelta(text="!"),
         UsageEvent(usage=Usage(input_tokens=25, output_tokens=15, source="provider")),

@@ -237,3 +237,43 @@ def test_an_answers_unmodelled_fields_reach_a_client_of_its_api_only() -> None:
     assert same["choices"][0]["message"]["annotations"] == [{"type": "url_citation"}]
     other = message_json(gpt)
     assert "obfuscation" not in other and "annotations" not in str(other)
+
+
+def test_stream_events_the_contract_does_not_know_reach_an_anthropic_client_in_order() -> None:
+    from palyra.daemon.surfaces.anthropic.messages_format import MessageEventEncoder
+    from palyra.daemon.surfaces.openai.chat_format import ChunkEncoder
+    from palyra.model import ExtensionEvent
+    from palyra.providers.anthropic import AnthropicStreamParser
+
+    parser = AnthropicStreamParser(provider="an")
+    wire = [
+        ("ping", '{"type": "ping"}'),  # before message_start: nothing to keep it for
+        (
+            "message_start",
+            '{"type":"message_start","message":{"id":"msg_1","model":"c","usage":{"input_tokens":3}}}',
+        ),
+        ("ping", '{"type": "ping"}'),
+        (
+            "content_block_start",
+            '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}',
+        ),
+        ("new_thing", '{"type": "new_thing", "detail": {"x": 1}}'),
+        (
+            "content_block_delta",
+            '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}',
+        ),
+    ]
+    events = [e for name, data in wire for e in parser.feed(name, data)]
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["MessageStart", "ExtensionEvent", "ExtensionEvent", "TextDelta"]
+    unknown = [e for e in events if isinstance(e, ExtensionEvent)]
+    assert [(e.event, e.data) for e in unknown] == [
+        ("ping", {"type": "ping"}),
+        ("new_thing", {"type": "new_thing", "detail": {"x": 1}}),
+    ]
+    claude = MessageEventEncoder(fallback_id="x", model="c", estimate_input=lambda: 0)
+    frames = b"".join(claude.encode(e) for e in events)
+    assert frames.index(b"event: ping") < frames.index(b"event: new_thing") < frames.index(b'"hi"')
+    assert b'event: new_thing\ndata: {"type":"new_thing","detail":{"x":1}}\n\n' in frames
+    gpt = ChunkEncoder(fallback_id="x", model="c", created=1, include_usage=False)
+    assert all(gpt.encode(e) == b"" for e in unknown)

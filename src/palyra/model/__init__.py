@@ -5,6 +5,7 @@ from palyra.model.embeddings import EmbeddingRequest, EmbeddingResponse
 from palyra.model.errors import ErrorEnvelope, FailureClass, PalyraError, class_policy, redact
 from palyra.model.events import (
     ErrorEvent,
+    ExtensionEvent,
     MessageEnd,
     MessageStart,
     RedactedThinking,
@@ -77,6 +78,7 @@ __all__ = [
     "EmbeddingResponse",
     "ErrorEnvelope",
     "ErrorEvent",
+    "ExtensionEvent",
     "Extensions",
     "FailureClass",
     "FinishReason",

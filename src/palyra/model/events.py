@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from palyra.model.errors import ErrorEnvelope
+from palyra.model.extensions import WireFormat
 from palyra.model.responses import FinishReason, Logprobs, Usage
 
 
@@ -93,6 +94,17 @@ class MessageEnd(_Event):
     stop_sequence: str | None = None
 
 
+class ExtensionEvent(_Event):
+    """An upstream stream event the contract does not model (a new event type, Anthropic's
+    ``ping``), kept in its place in the stream for a client of the ``owner`` API, which gets it
+    as sent; encoders of other APIs leave it out."""
+
+    type: Literal["extension"] = "extension"
+    owner: WireFormat
+    event: str
+    data: dict[str, Any]
+
+
 class ErrorEvent(_Event):
     type: Literal["error"] = "error"
     error: ErrorEnvelope
@@ -109,6 +121,7 @@ StreamEvent = Annotated[
     | ToolCallEnd
     | UsageEvent
     | MessageEnd
-    | ErrorEvent,
+    | ErrorEvent
+    | ExtensionEvent,
     Field(discriminator="type"),
 ]

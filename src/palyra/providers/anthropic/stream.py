@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from palyra.model import (
+    ExtensionEvent,
     FailureClass,
     FinishReason,
     MessageEnd,
@@ -23,6 +24,7 @@ from palyra.model import (
     ToolCallStart,
     UsageEvent,
 )
+from palyra.model.extensions import ANTHROPIC_MESSAGES
 from palyra.providers.anthropic.response import (
     finish_reason,
     load_json_object,
@@ -84,7 +86,7 @@ class AnthropicStreamParser:
     _stop_sequence: str | None = None
 
     def feed(self, event: str, data: str) -> list[StreamEvent]:
-        if event == "ping":
+        if event == "ping" and not self.started:
             return []
         payload = load_json_object(data, f"the stream event {event!r}", provider=self.provider)
         kind = payload.get("type") if event == "message" else event
@@ -93,7 +95,16 @@ class AnthropicStreamParser:
         if self.stopped:
             return []
         handler = _HANDLERS.get(str(kind))
-        return handler(self, payload) if handler is not None else []
+        if handler is not None:
+            return handler(self, payload)
+        if not self.started:
+            return []
+        # An event the contract does not know (``ping`` too): kept, in order, for an Anthropic
+        # client (built without a second validation: both fields come from the wire as-is).
+        unknown = ExtensionEvent.model_construct(
+            owner=ANTHROPIC_MESSAGES, event=str(kind), data=payload
+        )
+        return [unknown]
 
     def finish(self) -> list[StreamEvent]:
         """End of the byte stream: fine after ``message_stop``, an interruption otherwise."""

@@ -36,6 +36,7 @@ from palyra.model import (
     ContentPart,
     ErrorEnvelope,
     ErrorEvent,
+    ExtensionEvent,
     FailureClass,
     FinishReason,
     ImagePart,
@@ -641,6 +642,10 @@ class MessageEventEncoder:
                 self._stop_sequence = event.stop_sequence
             case ErrorEvent():
                 return sse("error", error_json(event.error))
+            case ExtensionEvent():
+                # An Anthropic upstream's own event, as it came, in its place in the stream.
+                if event.owner == ANTHROPIC_MESSAGES:
+                    return sse(event.event, event.data)
         return b""
 
     def _close_open(self) -> bytes:
