@@ -67,11 +67,19 @@ def forwarded(
     return {k: v for k, v in sent.items() if k in vendor or k in allowlist}
 
 
+_ANSWER_NAMES = frozenset(name.encode("latin-1") for name in ANSWER_HEADERS)
+# The first bytes of every wanted name (request-id, retry-after, x-..., anthropic-...), any case.
+_FIRST_BYTES = frozenset({b"r", b"R", b"x", b"X", b"a", b"A"})
+
+
 def answer_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The upstream answer's headers that a client reads, names lowercased."""
+    """The upstream answer's headers that a client reads, names lowercased (only those are
+    decoded: an answer carries twenty-odd headers, a handful of them wanted)."""
     found: dict[str, str] = {}
     for name, value in raw:
+        if name[:1] not in _FIRST_BYTES:  # most headers (date, server, cf-ray...): one test
+            continue
         lower = name.lower()
-        if lower.startswith(ANSWER_HEADER_PREFIXES) or lower.decode("latin-1") in ANSWER_HEADERS:
+        if lower in _ANSWER_NAMES or lower.startswith(ANSWER_HEADER_PREFIXES):
             found[lower.decode("latin-1")] = value.decode("latin-1")
     return found
