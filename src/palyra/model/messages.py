@@ -183,6 +183,10 @@ ContentPart = Annotated[
 ]
 
 
+_USER_PARTS = (ImagePart, DocumentPart)
+_REASONING_PARTS = (ThinkingPart, RedactedThinkingPart)
+
+
 class Message(BaseModel):
     """One turn. Tool calls live in assistant content; tool results in tool-role content."""
 
@@ -199,29 +203,21 @@ class Message(BaseModel):
 
     @model_validator(mode="after")
     def _parts_fit_role(self) -> Message:
+        role = self.role
         for part in self.content:
-            if isinstance(part, ToolCallPart) and self.role is not Role.ASSISTANT:
+            kind = type(part)
+            if kind is TextPart:  # the usual part, allowed everywhere
+                continue
+            if kind is ToolCallPart and role is not Role.ASSISTANT:
+                raise ValueError(f"a tool call can only appear in an assistant message, not {role}")
+            if kind is ToolResultPart and role is not Role.TOOL:
+                raise ValueError(f"a tool result can only appear in a tool message, not {role}")
+            if kind in _USER_PARTS and role is not Role.USER and role is not Role.TOOL:
+                what = "an image" if kind is ImagePart else "a document"
+                raise ValueError(f"{what} can only appear in a user message, not {role}")
+            if kind in _REASONING_PARTS and role is not Role.ASSISTANT:
                 raise ValueError(
-                    f"a tool call can only appear in an assistant message, not {self.role}"
-                )
-            if isinstance(part, ToolResultPart) and self.role is not Role.TOOL:
-                raise ValueError(
-                    f"a tool result can only appear in a tool message, not {self.role}"
-                )
-            if isinstance(part, ImagePart | DocumentPart) and self.role not in (
-                Role.USER,
-                Role.TOOL,
-            ):
-                raise ValueError(
-                    f"{'an image' if isinstance(part, ImagePart) else 'a document'} can only "
-                    f"appear in a user message, not {self.role}"
-                )
-            if isinstance(part, ThinkingPart | RedactedThinkingPart) and (
-                self.role is not Role.ASSISTANT
-            ):
-                raise ValueError(
-                    f"reasoning ({part.type}) can only appear in an assistant message, "
-                    f"not {self.role}"
+                    f"reasoning ({part.type}) can only appear in an assistant message, not {role}"
                 )
         return self
 

@@ -100,9 +100,19 @@ def _message(role: Role, parts: list[ContentPart], *, content_list: bool = False
     """A message from parts built (and validated) here, without validating it again: each
     caller puts only the part kinds its role may hold (text everywhere, images and documents
     for user and tool, tool calls and reasoning for assistant, tool results for tool)."""
+    # Every field given, so model_construct resolves no defaults (a deep copy each); the fields
+    # set stay those a validated message from the same parts would have.
     if content_list:
-        return Message.model_construct(role=role, content=parts, content_list=True)
-    return Message.model_construct(role=role, content=parts)
+        return Message.model_construct(
+            {"role", "content", "content_list"},
+            role=role,
+            content=parts,
+            name=None,
+            content_list=True,
+        )
+    return Message.model_construct(
+        {"role", "content"}, role=role, content=parts, name=None, content_list=False
+    )
 
 
 def _blocks(content: Any, where: str) -> list[dict[str, Any]]:

@@ -304,7 +304,10 @@ def _message_of(
     # Built without a second validation: the role is one of the five checked above, every part
     # was validated as it was built, each kind only under the role that may hold it (tool calls
     # for assistant, tool results for tool, images for user), and ``name`` is a string or None.
-    return Message.model_construct(role=Role(role), content=parts, name=name)
+    # Every field given, so model_construct resolves no default (a deep copy each).
+    return Message.model_construct(
+        {"role", "content", "name"}, role=Role(role), content=parts, name=name, content_list=False
+    )
 
 
 def _tool(raw: Any, i: int) -> ToolSpec:
