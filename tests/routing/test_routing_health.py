@@ -111,3 +111,15 @@ def test_attempts_are_immutable_records_built_by_position_or_name() -> None:
     assert by_name.to_dict()["upstream_model"] == "up-default"
     with pytest.raises(AttributeError):
         by_name.outcome = "rate_limited"  # type: ignore[misc]
+
+
+def test_snapshot_times_are_on_the_wall_clock_and_shown_as_iso_utc() -> None:
+    from palyra.routing.health import iso_utc
+
+    health = HealthTracker(wall_offset_s=1_796_000_000.0)
+    health.observe("p", "m", None, at=12.5, elapsed_s=0.1, envelope=None)
+    [provider, _] = health.snapshot()
+    assert provider.last_success_at == 1_796_000_012.5
+    assert provider.to_dict()["last_success_at"] == "2026-11-30T00:53:32.500Z"
+    assert provider.to_dict()["last_failure_at"] is None
+    assert iso_utc(0.0) == "1970-01-01T00:00:00.000Z"

@@ -1,4 +1,4 @@
-"""``palyra token``: create, list and revoke the daemon's client and admin tokens.
+"""``palyra token``: create, list and revoke the daemon's client, admin and metrics tokens.
 
 ``create`` prints the token once, alone on stdout (so ``TOKEN=$(palyra token create)`` works),
 with its id and kind on stderr; only its hash is stored. ``list`` never shows a token. A running
@@ -77,6 +77,12 @@ def create(
     admin: Annotated[
         bool, typer.Option("--admin", help="An admin token (for /console/v1), not a client one.")
     ] = False,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            "--metrics", help="A metrics token: it reads /metrics and can do nothing else."
+        ),
+    ] = False,
     name: Annotated[str, typer.Option("--name", help="What the token is for.")] = "",
     expires_days: Annotated[
         int | None,
@@ -99,7 +105,9 @@ def create(
     config: ConfigOpt = None,
 ) -> None:
     """Create a token and print it once; only its hash is kept."""
-    kind = TokenKind.ADMIN if admin else TokenKind.CLIENT
+    if admin and metrics:
+        fail("a token is an admin token or a metrics token, not both: give --admin or --metrics")
+    kind = TokenKind.ADMIN if admin else TokenKind.METRICS if metrics else TokenKind.CLIENT
     lifetime = None if expires_days is None else expires_days * SECONDS_PER_DAY
     if agent is not None and not admin:
         _require_agent(agent, config)
@@ -128,7 +136,7 @@ def shown(text: str) -> str:
 
 def _row(record: dict[str, object]) -> str:
     return (
-        f"{record['id']}  {record['kind']:<6}  {record['status']:<7}  "
+        f"{record['id']}  {record['kind']:<7}  {record['status']:<7}  "
         f"created {record['created']}  expires {record['expires'] or 'never'}  "
         f"last used {record['last_used'] or 'never'}  agent {record['agent'] or '-'}  "
         f"{shown(str(record['name']))}"

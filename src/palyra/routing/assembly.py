@@ -8,6 +8,7 @@ palyra.toml means the same thing everywhere. Each HTTP provider gets its own poo
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -133,7 +134,8 @@ def build_runtime(
     source = credentials or ConfigCredentialSource(vault, profiles=profiles, clock=clock)
     breakers = CircuitBreakers(mp.breaker, breaker_store or InMemoryBreakerStore(), clock)
     leases = LeaseManager(clock)
-    health = HealthTracker()
+    # Health times are shown as wall-clock times: the offset from the routing clock, read once.
+    health = HealthTracker(wall_offset_s=time.time() - clock.now())
     router = Router(
         registry,
         providers,

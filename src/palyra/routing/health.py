@@ -6,6 +6,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from palyra.model import ErrorEnvelope, FailureClass
 
@@ -48,7 +49,7 @@ class ScopeHealth:
     p50_s: float | None
     p95_s: float | None
     last_failure_class: FailureClass | None
-    last_failure_at: float | None
+    last_failure_at: float | None  # wall-clock seconds (Unix time)
     last_success_at: float | None
     breaker: str | None  # None for provider scopes, which have no breaker of their own
 
@@ -63,21 +64,32 @@ class ScopeHealth:
             "last_failure_class": self.last_failure_class.value
             if self.last_failure_class
             else None,
-            "last_failure_at": self.last_failure_at,
-            "last_success_at": self.last_success_at,
+            "last_failure_at": iso_utc(self.last_failure_at),
+            "last_success_at": iso_utc(self.last_success_at),
             "breaker": self.breaker,
         }
+
+
+def iso_utc(at: float | None) -> str | None:
+    """Unix time as ISO 8601 in UTC with milliseconds: ``2026-12-03T19:20:14.123Z``."""
+    if at is None:
+        return None
+    moment = datetime.fromtimestamp(at, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class HealthTracker:
     """Latency and error figures per scope, fed by the router after every upstream call.
 
     Scope names: ``provider:<id>``, ``target:<provider>/<model>``, ``credential:<provider>/<profile>``
-    (the latter two match the breaker key names, so breaker state lines up).
+    (the latter two match the breaker key names, so breaker state lines up). Calls are timed on
+    the routing clock (monotonic); ``wall_offset_s`` (wall clock minus routing clock, taken once
+    by whoever builds the tracker) turns those times into wall-clock ones in :meth:`snapshot`.
     """
 
-    def __init__(self, *, window: int = DEFAULT_WINDOW) -> None:
+    def __init__(self, *, window: int = DEFAULT_WINDOW, wall_offset_s: float = 0.0) -> None:
         self._window = window
+        self._wall_offset_s = wall_offset_s
         self._stats: dict[str, _Stats] = {}
         self._breakers: dict[str, str] = {}
         # The stats each (provider, model, profile) feeds, so a call does not rebuild scope names.
@@ -123,6 +135,9 @@ class HealthTracker:
             found.append(stats)
         return tuple(found)
 
+    def _wall(self, at: float | None) -> float | None:
+        return None if at is None else at + self._wall_offset_s
+
     def note_breaker(self, scope: str, phase: str) -> None:
         self._breakers[scope] = phase
 
@@ -142,8 +157,8 @@ class HealthTracker:
                     p50_s=percentile(stats.latencies, 50),
                     p95_s=percentile(stats.latencies, 95),
                     last_failure_class=stats.last_failure_class,
-                    last_failure_at=stats.last_failure_at,
-                    last_success_at=stats.last_success_at,
+                    last_failure_at=self._wall(stats.last_failure_at),
+                    last_success_at=self._wall(stats.last_success_at),
                     breaker=None
                     if scope.startswith("provider:")
                     else self._breakers.get(scope, "closed"),

@@ -381,7 +381,12 @@ class Router:
                     now = self.clock.now()
                 if not t_adm.allowed:
                     run.trail.skipped.append(
-                        Skip(target.model_id, f"circuit open for {t_adm.retry_in_s:.1f}s more")
+                        Skip(
+                            target.model_id,
+                            f"circuit open for {t_adm.retry_in_s:.1f}s more",
+                            label=_circuit_label(target),
+                            position=len(run.trail.attempts),
+                        )
                     )
                     return last or self._circuit_error(target, None, t_adm)
                 c_adm: Admission | None = None
@@ -397,6 +402,8 @@ class Router:
                                 target.model_id,
                                 f"credential cooling down for {c_adm.retry_in_s:.1f}s more",
                                 profile,
+                                label=_circuit_label(target),
+                                position=len(run.trail.attempts),
                             )
                         )
                         last = last or self._circuit_error(target, profile, c_adm)
@@ -565,3 +572,8 @@ class Router:
             provider=target.provider_id,
             model=target.model_id,
         )
+
+
+def _circuit_label(target: Target) -> str:
+    """How a candidate skipped for an open breaker shows in ``x-palyra-attempts``."""
+    return f"{target.provider_id}/{target.upstream_model}:circuit_open"

@@ -43,11 +43,17 @@ class Attempt(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Skip:
-    """A candidate (or credential) not called, and why: breaker open, capability, lease limit."""
+    """A candidate (or credential) not called, and why: breaker open, capability, lease limit.
+
+    A skip the caller should see in ``x-palyra-attempts`` (an open breaker) has a ``label``,
+    e.g. ``openai-main/gpt-4.1:circuit_open``, and ``position``: how many attempts came before.
+    """
 
     model_id: str
     reason: str
     profile_id: str | None = None
+    label: str | None = None
+    position: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {"model_id": self.model_id, "profile_id": self.profile_id, "reason": self.reason}
@@ -85,11 +91,30 @@ class AttemptTrail:
         return self.finished_at - self.started_at
 
     def header(self) -> str:
-        """Compact form for a response header: ``openai-main/gpt-4.1:rate_limited,claude/x:ok``."""
+        """Compact form for a response header: ``openai-main/gpt-4.1:rate_limited,claude/x:ok``;
+        candidates passed over for an open breaker appear in order as ``.../x:circuit_open``."""
+        if self.skipped:
+            shown = [s for s in self.skipped if s.label is not None]
+            if shown:
+                return self._with_skips(shown)
         if len(self.attempts) == 1:
             a = self.attempts[0]
             return f"{a.provider_id}/{a.upstream_model}:{a.outcome}"
         return ",".join(f"{a.provider_id}/{a.upstream_model}:{a.outcome}" for a in self.attempts)
+
+    def _with_skips(self, skips: list[Skip]) -> str:
+        entries: list[str] = []
+        waiting = iter(skips)
+        skip = next(waiting, None)
+        for done, a in enumerate(self.attempts):
+            while skip is not None and skip.position <= done:
+                entries.append(skip.label or "")
+                skip = next(waiting, None)
+            entries.append(f"{a.provider_id}/{a.upstream_model}:{a.outcome}")
+        while skip is not None:
+            entries.append(skip.label or "")
+            skip = next(waiting, None)
+        return ",".join(entries)
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -376,7 +376,7 @@ class ObservabilityMiddleware:
             "path": scope["path"],
             "status": status,
             "duration_ms": round(duration * 1000, 1),
-            "model": seen.model,
+            "model": seen.model or _requested_model(state, trail),
         }
         if timer.used:
             fields["upstream_ms"] = round(timer.waited_s * 1000, 1)
@@ -406,6 +406,23 @@ def _count_attempts(metrics: Metrics, trail: object, model: str) -> None:
     failovers = getattr(trail, "failovers", 0)
     if isinstance(failovers, int) and failovers > 0:
         metrics.failovers.inc((model,), failovers)
+
+
+MAX_LOGGED_MODEL_CHARS = 128
+
+
+def _requested_model(state: dict[str, Any], trail: object) -> str | None:
+    """The model id the client asked for, when none answered (a failed request): as the client
+    sent it, cut to 128 characters, control characters escaped (it reaches text logs)."""
+    name = state.get("requested_model")
+    if not isinstance(name, str):
+        name = getattr(trail, "requested_model", None)
+        if not isinstance(name, str):
+            return None
+    name = name[:MAX_LOGGED_MODEL_CHARS]
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
 def _incoming_id(scope: Scope) -> str | None:

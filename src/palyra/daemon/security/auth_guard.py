@@ -48,6 +48,8 @@ def unauthorized(path: str, access: Access, anthropic: bool = False) -> ErrorEnv
     how = "Authorization: Bearer <token>"
     if access is Access.ADMIN:
         need, create = "an admin token", "palyra token create --admin"
+    elif access is Access.CLIENT_OR_ADMIN:
+        need, create = f"a {access.value} token", "palyra token create --metrics"
     else:
         need, create = f"a {access.value} token", "palyra token create"
         if anthropic:

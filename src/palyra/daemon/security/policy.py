@@ -1,9 +1,10 @@
 """Who may call which route: the route policy, and the authenticator that checks bearer tokens.
 
 Route policy (``required_access``): ``/healthz`` and the OpenAI OAuth callback are open; the
-console (``/console/v1``) takes admin tokens only; ``/metrics`` takes a client or an admin token
-(a Prometheus scraper needs no console powers, and the figures hold no secrets); everything else,
-``/v1`` and unknown paths alike, takes client tokens only.
+console (``/console/v1``) takes admin tokens only; ``/metrics`` takes a metrics, client or admin
+token (a Prometheus scraper needs no console powers, and the figures hold no secrets; a metrics
+token opens ``/metrics`` and nothing else, so a scraper need not hold a token that can call
+models); everything else, ``/v1`` and unknown paths alike, takes client tokens only.
 
 Validated tokens are cached in memory for ``cache_ttl_s`` (30 s by default), so the hot path does
 no database query per request. A token revoked with ``palyra token revoke`` is therefore refused
@@ -41,7 +42,7 @@ class Access(StrEnum):
     OPEN = "open"
     CLIENT = "client"
     ADMIN = "admin"
-    CLIENT_OR_ADMIN = "client or admin"
+    CLIENT_OR_ADMIN = "metrics, client or admin"  # /metrics
 
 
 def required_access(path: str) -> Access:

@@ -33,13 +33,15 @@ MAX_LIFETIME_DAYS = 36_500
 
 
 class TokenKind(StrEnum):
-    """Client tokens open ``/v1``; admin tokens open ``/console/v1``. Neither opens the other."""
+    """Client tokens open ``/v1``; admin tokens open ``/console/v1``; metrics tokens open only
+    ``/metrics`` (which the other two open too). None opens another's routes."""
 
     CLIENT = "client"
     ADMIN = "admin"
+    METRICS = "metrics"
 
 
-TOKEN_PREFIXES = {TokenKind.CLIENT: "plk_", TokenKind.ADMIN: "pla_"}
+TOKEN_PREFIXES = {TokenKind.CLIENT: "plk_", TokenKind.ADMIN: "pla_", TokenKind.METRICS: "plm_"}
 
 metadata = sa.MetaData()
 

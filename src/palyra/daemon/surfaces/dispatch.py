@@ -19,6 +19,7 @@ from palyra.daemon.observe.exchange import hooks, timer_in, upstream_timer
 from palyra.daemon.observe.failures import log_unexpected
 from palyra.daemon.state import AppState
 from palyra.model import (
+    Capability,
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
@@ -44,6 +45,13 @@ from palyra.routing.trail import Attempt, AttemptTrail
 log = logging.getLogger("palyra.daemon")
 
 T = TypeVar("T")
+
+
+def resolve(request: Request, state: AppState, name: str, capability: Capability) -> ModelConfig:
+    """The configured model a client named (see ``AppState.resolve``); the name is noted for the
+    access log first, so a request that fails (an unknown model, say) still logs what it asked."""
+    hooks(request)["requested_model"] = name
+    return state.resolve(name, capability)
 
 
 def check_window(

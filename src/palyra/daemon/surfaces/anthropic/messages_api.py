@@ -59,7 +59,7 @@ async def messages(request: Request) -> Response:
     raw = await read_body(request, state.config.daemon.max_body_bytes)
     sent = client_headers(request.scope["headers"], state.forward_names)
     neutral = parse_messages_request(load_body(raw), headers=sent)
-    state.resolve(neutral.model, "chat")
+    dispatch.resolve(request, state, neutral.model, "chat")
     check_chat_request(neutral, state.limits)
     dispatch.check_window(state, neutral, "max_tokens")
     if not neutral.stream:
@@ -89,7 +89,7 @@ async def count_tokens(request: Request) -> Response:
     state = app_state(request)
     raw = await read_body(request, state.config.daemon.max_body_bytes)
     neutral = parse_messages_request(load_body(raw), require_max_tokens=False)
-    model = state.resolve(neutral.model, "chat")
+    model = dispatch.resolve(request, state, neutral.model, "chat")
     check_chat_request(neutral, state.limits)
     if state.runtime.providers[model.provider].capabilities.count_tokens:
         tokens = (

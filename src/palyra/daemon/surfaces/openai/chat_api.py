@@ -77,7 +77,7 @@ async def chat_completions(request: Request) -> Response:
     sent = client_headers(request.scope["headers"], state.forward_names)
     parsed = parse_chat_body(await read_body(request, state.config.daemon.max_body_bytes), sent)
     neutral = parsed.request
-    state.resolve(neutral.model, "chat")
+    dispatch.resolve(request, state, neutral.model, "chat")
     check_chat_request(neutral, state.limits)
     dispatch.check_window(state, neutral, parsed.output_field)
     created = int(state.clock())

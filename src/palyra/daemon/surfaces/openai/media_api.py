@@ -32,7 +32,7 @@ async def embeddings(request: Request) -> Response:
     parsed = parse_embedding_request(
         load_json(await read_body(request, state.config.daemon.max_body_bytes))
     )
-    model = state.resolve(parsed.model, "embeddings")
+    model = dispatch.resolve(request, state, parsed.model, "embeddings")
     check_embedding_request(parsed, state.limits)
     maximum = max_dimensions_for(model.upstream_model, model.max_dimensions)
     check_embedding_dimensions(parsed, model.id, maximum)
@@ -64,7 +64,7 @@ async def transcriptions(request: Request) -> Response:
     parsed = parse_transcription_fields(
         fields, audio=audio, filename=filename, media_type=media_type, limits=state.limits
     )
-    state.resolve(parsed.model, "transcription")
+    dispatch.resolve(request, state, parsed.model, "transcription")
     response, model_id = await dispatch.transcribe(request, state, parsed)
     body, is_text = render_transcription(response, parsed)
     headers = {"x-palyra-model": model_id}

@@ -141,7 +141,7 @@ async def create_response(request: Request) -> Response:
     call = parse_responses_request(
         load_json(await read_body(request, state.config.daemon.max_body_bytes)), headers=sent
     )
-    state.resolve(call.model, "chat")
+    dispatch.resolve(request, state, call.model, "chat")
     owner = _owner(request)
     neutral = call.chat_request(await _history(state, call, owner))
     _refuse_unless_responses_upstream(state, call, neutral)
