@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import calendar
+import gc
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -38,6 +40,7 @@ from palyra.vault import KeyResolver, Vault
 RunningDaemon = Any
 StartDaemon = Any
 C = "/console/v1"
+MCP_SERVER = Path(__file__).resolve().parents[1] / "agents" / "mcp_server.py"
 HOOK_SECRET = "whsec-3b9f0c7e1a5d"
 HOOK_REF = "vault:global/cron-hook"
 AGENTS = """
@@ -46,6 +49,16 @@ version = 1
 id = "ops"
 model = "main"
 system_prompt = "You check things."
+
+[[agents]]
+id = "texter"
+model = "main"
+tools = ["text.*"]
+[[agents.mcp_servers]]
+name = "text"
+transport = "stdio"
+command = "{python}"
+args = ["{server}"]
 """
 
 
@@ -93,7 +106,10 @@ def make_daemon(
             await registry.vault.put(HOOK_REF, HOOK_SECRET)
         finally:
             await store.aclose()
-        (tmp_path / "agents.toml").write_text(AGENTS)
+        mcp = MCP_SERVER
+        (tmp_path / "agents.toml").write_text(
+            AGENTS.replace("{python}", sys.executable).replace("{server}", str(mcp))
+        )
         config = PalyraConfig(
             storage=StorageConfig(url=url),
             cron=cron or CronConfig(),
@@ -107,7 +123,14 @@ def make_daemon(
                         auth_profile_ids=["other"],
                     )
                 ],
-                models=[ModelConfig(id="main", provider="up", model="gpt-4o-mini")],
+                models=[
+                    ModelConfig(
+                        id="main",
+                        provider="up",
+                        model="gpt-4o-mini",
+                        capabilities=["chat", "tools"],
+                    )
+                ],
             ),
         )
         state = AppState.from_config(config)
@@ -394,3 +417,27 @@ async def test_delivery_stops_at_a_4xx_and_gives_up_after_the_ladder() -> None:
                 sleep=no_sleep,
             )
             assert (result.attempts, result.delivered, len(hits)) == (attempts, delivered, attempts)
+
+
+async def test_a_scheduled_run_with_an_mcp_tool_closes_its_session_in_its_own_task(
+    http: httpx2.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"name": "texts", "agent": "texter", "schedule": "@daily", "tz": "Asia/Tokyo"}
+    body["prompt"] = 'call text__reverse {"text": "stressed"}'
+    assert (await http.post(f"{C}/cron/jobs", json=body)).status_code == 201
+    run = (await http.post(f"{C}/cron/jobs/texts/run-now")).json()
+
+    async def finished() -> dict[str, Any] | None:
+        got = (await http.get(f"{C}/runs/{run['id']}")).json()
+        return got if got["finished_at"] else None
+
+    done = await wait_for(finished)
+    assert done["status"] == "succeeded", (done["reason"], done["events"][-1])
+    [result] = [e for e in done["events"] if e["type"] == "tool_result"]
+    assert result["name"] == "text__reverse" and result["content"] == "desserts"
+    await asyncio.sleep(0.5)
+    gc.collect()
+    await asyncio.sleep(0.2)
+    # The MCP stdio session was closed where it was opened: no anyio cancel-scope error later.
+    assert "cancel scope" not in caplog.text
+    assert "Task exception was never retrieved" not in caplog.text

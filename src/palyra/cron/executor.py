@@ -66,19 +66,29 @@ class AgentExecutor:
             channel="cron" if job is not None else "console",
             deadline=self._wall() + job.spec.max_runtime_s if job is not None else None,
         )
-        async for event in self.runtime.run(agent_id, prompt, context):
-            await emit(event.type, event.data)
-            status = TERMINAL_STATUS.get(event.type)
-            if status is not None:
-                usage = event.data.get("usage") or {}
-                return RunOutcome(
-                    status,
-                    reason=_text(event.data.get("reason")),
-                    error_category=_text(event.data.get("error_category")),
-                    input_tokens=_int(usage.get("input_tokens")),
-                    output_tokens=_int(usage.get("output_tokens")),
-                )
-        return RunOutcome(RunStatus.FAILED, "the run ended without a terminal event", "internal")
+        outcome = RunOutcome(RunStatus.FAILED, "the run ended without a terminal event", "internal")
+        # Read the stream to its end in this task (never return from inside the loop): an
+        # agent's MCP sessions are closed by the generator, and anyio requires that to happen
+        # in the task that opened them, not later in a garbage collector's aclose().
+        events = self.runtime.run(agent_id, prompt, context)
+        try:
+            async for event in events:
+                await emit(event.type, event.data)
+                status = TERMINAL_STATUS.get(event.type)
+                if status is not None:
+                    usage = event.data.get("usage") or {}
+                    outcome = RunOutcome(
+                        status,
+                        reason=_text(event.data.get("reason")),
+                        error_category=_text(event.data.get("error_category")),
+                        input_tokens=_int(usage.get("input_tokens")),
+                        output_tokens=_int(usage.get("output_tokens")),
+                    )
+        finally:
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+        return outcome
 
 
 def _text(value: object) -> str | None:
