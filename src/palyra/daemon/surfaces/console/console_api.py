@@ -42,6 +42,7 @@ from palyra.auth.registry import DEFAULT_PAGE, AuthProfileRegistry
 from palyra.daemon.security.policy import Principal
 from palyra.daemon.security.tokens_store import MAX_LIFETIME_DAYS, TokenKind, TokenStore
 from palyra.daemon.state import AppState
+from palyra.daemon.surfaces.console.agents_api import mount_agents
 from palyra.daemon.surfaces.console.console_format import (
     SESSION_COOKIE,
     SESSION_HEADER,
@@ -508,6 +509,7 @@ def mount_console(app: FastAPI, state: AppState) -> ConsoleHub:
     ]
     for path, endpoint, method, statuses in routes:
         app.add_api_route(path, endpoint, methods=[method], responses=error_responses(statuses))
+    mount_agents(app)
     # The one open path answers a browser: an HTML page whatever the outcome.
     app.add_api_route(
         OPENAI_OAUTH_CALLBACK_PATH,
