@@ -214,32 +214,14 @@ class Scheduler:
         # Claim the outcome of every time before moving the job on: a crash in between leaves the
         # job due again, and the claims already made keep the retried pass from doubling anything.
         for t, reason in sorted(skipped):
-            await self.cron.claim(
-                job=job,
-                scheduled_for_ms=t,
-                attempt=1,
-                status=RunStatus.SKIPPED,
-                principal=self.principal,
-                owner=self.owner,
-                now_ms=now_ms,
-                reason=reason,
-            )
+            await self._claim(job, t, now_ms, RunStatus.SKIPPED, reason=reason)
         # A catch-up of several times runs them one after another: the first goes through the
         # overlap policy, the rest wait in the queue behind it.
         for index, t in enumerate(sorted(to_run)):
             if index == 0:
                 await self._admit(job, t, now_ms)
             else:
-                await self.cron.claim(
-                    job=job,
-                    scheduled_for_ms=t,
-                    attempt=1,
-                    status=RunStatus.QUEUED,
-                    principal=self.principal,
-                    owner=None,
-                    now_ms=now_ms,
-                    reason="catch-up",
-                )
+                await self._claim(job, t, now_ms, RunStatus.QUEUED, reason="catch-up")
         await self.cron.advance(
             job.id, expected_next_ms=first, next_run_at_ms=next_ms, last_scheduled_ms=due[-1]
         )
@@ -250,18 +232,10 @@ class Scheduler:
         running, queued = await self.cron.count_open(job.id)
         action = decide_overlap(job.spec.overlap, running=running, queued=queued)
         if action is OverlapAction.SKIP:
-            await self._claim_skip(job, scheduled_ms, now_ms, "overlap")
+            await self._claim(job, scheduled_ms, now_ms, RunStatus.SKIPPED, reason="overlap")
             return
         if action is OverlapAction.QUEUE:
-            await self.cron.claim(
-                job=job,
-                scheduled_for_ms=scheduled_ms,
-                attempt=1,
-                status=RunStatus.QUEUED,
-                principal=self.principal,
-                owner=None,
-                now_ms=now_ms,
-            )
+            await self._claim(job, scheduled_ms, now_ms, RunStatus.QUEUED)
             return
         if action is OverlapAction.REPLACE:
             for old in await self.cron.list_runs(job_id=job.id, statuses=[RunStatus.RUNNING]):
@@ -271,30 +245,32 @@ class Scheduler:
                 local = self._active.get(old.id)
                 if local is not None:
                     self._end_locally(local, RunOutcome(RunStatus.CANCELLED, "replaced"))
-        run = await self.cron.claim(
-            job=job,
-            scheduled_for_ms=scheduled_ms,
-            attempt=1,
-            status=RunStatus.RUNNING,
-            principal=self.principal,
-            owner=self.owner,
-            now_ms=now_ms,
-        )
+        run = await self._claim(job, scheduled_ms, now_ms, RunStatus.RUNNING)
         if run is not None:
             self._spawn(run, job, now_ms)
 
-    async def _claim_skip(
-        self, job: JobRecord, scheduled_ms: int, now_ms: int, reason: str
-    ) -> None:
-        await self.cron.claim(
+    async def _claim(
+        self,
+        job: JobRecord,
+        scheduled_ms: int | None,
+        now_ms: int,
+        status: RunStatus,
+        *,
+        attempt: int = 1,
+        reason: str | None = None,
+        not_before_ms: int | None = None,
+    ) -> RunRecord | None:
+        """Claim (job, time, attempt) as the scheduler; a queued run has no owner until it starts."""
+        return await self.cron.claim(
             job=job,
             scheduled_for_ms=scheduled_ms,
-            attempt=1,
-            status=RunStatus.SKIPPED,
+            attempt=attempt,
+            status=status,
             principal=self.principal,
-            owner=self.owner,
+            owner=None if status is RunStatus.QUEUED else self.owner,
             now_ms=now_ms,
             reason=reason,
+            not_before_ms=not_before_ms,
         )
 
     async def _start_queued(self, now_ms: int) -> None:
@@ -394,14 +370,12 @@ class Scheduler:
         delay = should_retry(job.spec.retry, attempt=run.attempt, category=category)
         if delay is None:
             return
-        await self.cron.claim(
-            job=job,
-            scheduled_for_ms=run.scheduled_for_ms,
+        await self._claim(
+            job,
+            run.scheduled_for_ms,
+            now_ms,
+            RunStatus.QUEUED,
             attempt=run.attempt + 1,
-            status=RunStatus.QUEUED,
-            principal=self.principal,
-            owner=None,
-            now_ms=now_ms,
             not_before_ms=now_ms + round(delay * 1000),
             reason=f"retry of attempt {run.attempt} ({category})",
         )

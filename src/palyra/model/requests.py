@@ -89,6 +89,24 @@ class Prediction(BaseModel):
     content: str | list[TextPart]
 
 
+# The sampling and service options beyond the basics; a request that set none lets each
+# payload builder skip them all with one set test.
+OPTION_FIELDS = frozenset(
+    {
+        "n",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "service_tier",
+        "store",
+        "prediction",
+    }
+)
+
+
 class ChatRequest(BaseModel):
     """One chat call. ``model`` is the name the provider gets (routing rewrites it)."""
 

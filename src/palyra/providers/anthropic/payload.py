@@ -55,7 +55,7 @@ from palyra.model import (
 )
 from palyra.model.extensions import ANTHROPIC_MESSAGES, refuse_foreign
 from palyra.model.reasoning import DEFAULT_EFFORT_BUDGETS
-from palyra.model.requests import ReasoningConfig, ReasoningEffort
+from palyra.model.requests import OPTION_FIELDS, ReasoningConfig, ReasoningEffort
 
 PLACEHOLDER_USER_TEXT = "(continue)"
 ANTHROPIC_IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -424,22 +424,6 @@ def build_anthropic_messages_payload(
     return payload
 
 
-# Neutral options with no plain Anthropic counterpart; a request that set none skips
-# :func:`_add_options` with one set test.
-OPTION_FIELDS = frozenset(
-    {
-        "n",
-        "seed",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "service_tier",
-        "store",
-        "prediction",
-    }
-)
 # OpenAI's tiers as Anthropic's; the others (flex, scale, priority) have no Anthropic request
 # value and are left out: Anthropic then serves from its standard capacity, as the answer's
 # ``service_tier`` reports.

@@ -36,28 +36,13 @@ from palyra.model import (
 )
 from palyra.model.extensions import OPENAI_CHAT, refuse_foreign
 from palyra.model.reasoning import DEFAULT_EFFORT_BUDGETS, effort_for_budget
+from palyra.model.requests import OPTION_FIELDS
 from palyra.providers.openai.quirks import OpenAIQuirks
 
 DEFAULT_SCHEMA_NAME = "response"
 TOOL_ERROR_PREFIX = "Error: "
 
 _DEFAULT_QUIRKS = OpenAIQuirks()
-
-# The neutral fields :func:`_add_options` sends; a request that set none skips them all.
-OPTION_FIELDS = frozenset(
-    {
-        "n",
-        "seed",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "service_tier",
-        "store",
-        "prediction",
-    }
-)
 
 
 def _text_part(part: TextPart) -> dict[str, Any]:
