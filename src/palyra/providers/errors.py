@@ -260,3 +260,13 @@ def raise_for_upstream_status(
                 response.status_code, body, response.headers, provider=provider, model=model
             )
         )
+
+
+def stream_ended_early(
+    provider: str | None, model: str | None, *, started: bool, before_any: str, cut: str
+) -> PalyraError:
+    """A stream whose bytes stopped before its end marker: before the first event nothing was
+    received (a connection failure, safe to fail over); after it the answer is incomplete."""
+    if not started:
+        return PalyraError.of(FailureClass.CONNECTION, before_any, provider=provider, model=model)
+    return PalyraError.of(FailureClass.STREAM_INTERRUPTED, cut, provider=provider, model=model)

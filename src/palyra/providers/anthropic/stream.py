@@ -9,7 +9,6 @@ import orjson
 
 from palyra.model import (
     ExtensionEvent,
-    FailureClass,
     FinishReason,
     MessageEnd,
     MessageStart,
@@ -32,7 +31,7 @@ from palyra.providers.anthropic.response import (
     service_tier,
     usage_from_anthropic,
 )
-from palyra.providers.errors import classify_http_error
+from palyra.providers.errors import classify_http_error, stream_ended_early
 
 # The HTTP status Anthropic uses for each error type, for errors that arrive inside a stream.
 ERROR_TYPE_STATUS: dict[str, int] = {
@@ -111,18 +110,12 @@ class AnthropicStreamParser:
         if self.stopped:
             return []
         where = self.provider or "anthropic"
-        if not self.started:
-            raise PalyraError.of(
-                FailureClass.CONNECTION,
-                f"{where}: the stream ended before any event arrived",
-                provider=self.provider,
-                model=self.model,
-            )
-        raise PalyraError.of(
-            FailureClass.STREAM_INTERRUPTED,
-            f"{where}: the stream ended without message_stop; the answer is incomplete",
-            provider=self.provider,
-            model=self.model,
+        raise stream_ended_early(
+            self.provider,
+            self.model,
+            started=self.started,
+            before_any=f"{where}: the stream ended before any event arrived",
+            cut=f"{where}: the stream ended without message_stop; the answer is incomplete",
         )
 
     def _error(self, payload: dict[str, Any]) -> PalyraError:

@@ -16,10 +16,8 @@ from typing import Any
 import orjson
 
 from palyra.model import (
-    FailureClass,
     MessageEnd,
     MessageStart,
-    PalyraError,
     SignatureDelta,
     StreamEvent,
     TextDelta,
@@ -30,6 +28,7 @@ from palyra.model import (
     Usage,
     UsageEvent,
 )
+from palyra.providers.errors import stream_ended_early
 from palyra.providers.openai.response import malformed
 from palyra.providers.openai.responses_response import (
     failure,
@@ -185,17 +184,12 @@ class OpenAIResponsesStreamParser:
         """The byte stream ended: fine after ``response.completed``, otherwise a failure."""
         if self.done:
             return []
-        if not self.started:
-            raise PalyraError.of(
-                FailureClass.CONNECTION,
-                f"{self.provider or 'openai'}: the Responses stream ended before any event",
-                provider=self.provider,
-                model=self.model,
-            )
-        raise PalyraError.of(
-            FailureClass.STREAM_INTERRUPTED,
-            f"{self.provider or 'openai'}: the Responses stream ended without "
-            "response.completed; the answer is incomplete",
-            provider=self.provider,
-            model=self.model,
+        where = self.provider or "openai"
+        raise stream_ended_early(
+            self.provider,
+            self.model,
+            started=self.started,
+            before_any=f"{where}: the Responses stream ended before any event",
+            cut=f"{where}: the Responses stream ended without response.completed; "
+            "the answer is incomplete",
         )

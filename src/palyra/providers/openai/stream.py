@@ -9,7 +9,6 @@ from typing import Any
 import orjson
 
 from palyra.model import (
-    FailureClass,
     FinishReason,
     Logprobs,
     MessageEnd,
@@ -23,7 +22,7 @@ from palyra.model import (
     ToolCallStart,
     UsageEvent,
 )
-from palyra.providers.errors import classify_http_error
+from palyra.providers.errors import classify_http_error, stream_ended_early
 from palyra.providers.openai.response import (
     finish_reason,
     logprobs_fields,
@@ -131,19 +130,14 @@ class OpenAIStreamParser:
             return []
         if self._finish is not None:
             return self._close()
-        if not self.started:
-            raise PalyraError.of(
-                FailureClass.CONNECTION,
-                f"{self.provider or 'openai'}: the stream ended before any chunk arrived",
-                provider=self.provider,
-                model=self.model,
-            )
-        raise PalyraError.of(
-            FailureClass.STREAM_INTERRUPTED,
-            f"{self.provider or 'openai'}: the stream ended without a finish reason or [DONE]; "
+        where = self.provider or "openai"
+        raise stream_ended_early(
+            self.provider,
+            self.model,
+            started=self.started,
+            before_any=f"{where}: the stream ended before any chunk arrived",
+            cut=f"{where}: the stream ended without a finish reason or [DONE]; "
             "the answer is incomplete",
-            provider=self.provider,
-            model=self.model,
         )
 
     def _choice(self, choice: Mapping[str, Any], events: list[StreamEvent]) -> None:
