@@ -147,10 +147,6 @@ WebhookSecret = Annotated[
 ]
 
 
-def _input(**fields: Any) -> JobInput:
-    return JobInput(**fields)
-
-
 @app.command()
 def add(
     name: Annotated[str, typer.Argument(help="A unique job name.")],
@@ -173,7 +169,7 @@ def add(
     db_url: DbUrlOpt = None,
 ) -> None:
     """Add a job; it first fires at the next matching time after now."""
-    given = _input(
+    given = JobInput(
         name=name,
         agent_id=agent,
         schedule=schedule,
@@ -219,7 +215,7 @@ def update(
     db_url: DbUrlOpt = None,
 ) -> None:
     """Change the given fields; a new schedule or zone counts from now."""
-    given = _input(
+    given = JobInput(
         name=rename,
         agent_id=agent,
         schedule=schedule,
