@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -143,6 +144,34 @@ class ModelConfig(_Section):
         return self.model or self.id
 
 
+class PriceConfig(_Section):
+    """One ``[[pricing.models]]`` entry: USD per million tokens from ``effective_from`` on.
+
+    Entries for a (kind, model) replace the shipped prices of that pair; ``provider`` (a
+    provider id) narrows the entry to one provider, e.g. an ``openai_compatible`` server.
+    An absent ``cached_input`` or ``cache_write_*`` rate is the input rate, an absent
+    ``cache_write_1h`` the 5-minute one, an absent ``reasoning`` the output rate."""
+
+    kind: ProviderKind
+    model: str = Field(min_length=1, max_length=256)
+    provider: str | None = None
+    effective_from: date
+    input: float = Field(ge=0, le=100_000)
+    output: float = Field(ge=0, le=100_000)
+    cached_input: float | None = Field(default=None, ge=0, le=100_000)
+    cache_write_5m: float | None = Field(default=None, ge=0, le=100_000)
+    cache_write_1h: float | None = Field(default=None, ge=0, le=100_000)
+    reasoning: float | None = Field(default=None, ge=0, le=100_000)
+
+
+class PricingConfig(_Section):
+    """``[pricing]``: prices over the ones shipped in ``palyra/pricing/defaults.toml``;
+    ``shipped = false`` keeps only the configured ones (every other model's cost is unknown)."""
+
+    shipped: bool = True
+    models: list[PriceConfig] = Field(default_factory=list)
+
+
 class ModelProviderRegistryConfig(_Section):
     """The ``[model_provider]`` section: providers, models, defaults, retries and breakers."""
 
@@ -171,6 +200,7 @@ class PalyraConfig(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     cron: CronConfig = Field(default_factory=CronConfig)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
     model_provider: ModelProviderRegistryConfig = Field(default_factory=ModelProviderRegistryConfig)
 
 

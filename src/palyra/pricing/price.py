@@ -1,0 +1,85 @@
+"""A model's price and what one answer's usage costs at it: pure arithmetic, exact decimals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+
+from palyra.model import Usage
+
+NANO_PER_USD = 1_000_000_000
+_PER_MILLION = Decimal(1_000_000)
+_NANO = Decimal(NANO_PER_USD)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """USD per million tokens for one (provider kind, model), from ``effective_from`` on.
+
+    ``provider`` is set when the price belongs to one provider id only; ``source`` says where
+    it came from (``shipped`` or ``palyra.toml``)."""
+
+    kind: str
+    model: str
+    effective_from: date
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+    reasoning: Decimal
+    provider: str | None = None
+    source: str = "shipped"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "model": self.model,
+            "provider": self.provider,
+            "effective_from": self.effective_from.isoformat(),
+            "input": str(self.input),
+            "output": str(self.output),
+            "cached_input": str(self.cached_input),
+            "cache_write_5m": str(self.cache_write_5m),
+            "cache_write_1h": str(self.cache_write_1h),
+            "reasoning": str(self.reasoning),
+            "source": self.source,
+        }
+
+
+def cost_usd(usage: Usage, price: ModelPrice) -> Decimal:
+    """What ``usage`` costs at ``price``, in USD.
+
+    The neutral usage counts all input in ``input_tokens`` (cache reads and writes within it)
+    and reasoning within ``output_tokens``, so each part is charged once at its own rate.
+    Cache writes are charged at the 5-minute rate: the neutral usage does not split them by
+    lifetime."""
+    cached = min(usage.cached_input_tokens, usage.input_tokens)
+    written = min(usage.cache_creation_input_tokens, usage.input_tokens - cached)
+    fresh = usage.input_tokens - cached - written
+    reasoning = min(usage.reasoning_tokens, usage.output_tokens)
+    visible = usage.output_tokens - reasoning
+    total = (
+        fresh * price.input
+        + cached * price.cached_input
+        + written * price.cache_write_5m
+        + visible * price.output
+        + reasoning * price.reasoning
+    )
+    return total / _PER_MILLION
+
+
+def cost_nanousd(usage: Usage, price: ModelPrice) -> int:
+    """:func:`cost_usd` in whole nano-USD (1e-9), the unit the ledger stores and sums exactly."""
+    return int((cost_usd(usage, price) * _NANO).to_integral_value(ROUND_HALF_UP))
+
+
+def projected_cost_usd(price: ModelPrice, input_tokens: int, output_tokens: int) -> Decimal:
+    """The cost of an answer not yet given (uncached input, no reasoning): what a router
+    compares candidates by."""
+    return (input_tokens * price.input + output_tokens * price.output) / _PER_MILLION
+
+
+def usd_from_nano(nano: int) -> Decimal:
+    return Decimal(nano) / _NANO
