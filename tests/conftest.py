@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from palyra.model import errors as model_errors
 from palyra.model import known_secrets
 from palyra.store import Store, open_store
+from redis_support import OwnRedis, fresh_namespace, machine_redis_url
 
 POSTGRES_URL_ENV = "PALYRA_TEST_POSTGRES_URL"
 
@@ -91,3 +92,25 @@ async def store(store_target: StoreTarget) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.aclose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The machine's Redis (``PALYRA_TEST_REDIS_URL``); the test is skipped without it."""
+    return machine_redis_url()
+
+
+@pytest.fixture
+def redis_namespace() -> str:
+    """A key prefix of this test's own, so tests sharing one Redis database never collide."""
+    return fresh_namespace()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A redis-server of this test's own on a free port, for tests that stop and restart it."""
+    server = OwnRedis(tmp_path / "own-redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,9 +1,8 @@
 """``[storage]``: the database URL as :func:`palyra.store.open_store` checks it before opening,
 and the shape of ``redis_url``, so ``palyra config check`` refuses what start-up would.
 
-Nothing reads ``redis_url`` yet (shared breaker state is the next step); its shape is checked
-now so a config written today does not start failing when it is wired. The Redis client that
-reads it must call :func:`redis_url_problem` too.
+``redis_url`` is read by :class:`palyra.sharedstate.SharedStateLink`, which calls
+:func:`redis_url_problem` too, so ``config check`` and start-up refuse the same URLs.
 """
 
 from __future__ import annotations

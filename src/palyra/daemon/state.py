@@ -43,6 +43,7 @@ from palyra.providers.base import Credential, ModelProvider
 from palyra.routing.assembly import ClientFactory, Runtime, build_runtime
 from palyra.routing.config_credentials import KEYED_KINDS, ConfigCredentialSource
 from palyra.routing.router import CredentialSource, Router
+from palyra.sharedstate import SharedStateLink
 from palyra.store import Store, open_store
 from palyra.store.responses import RESPONSES_SCHEMA, ResponseStore
 from palyra.vault import KeyResolver, Vault, system_keyring
@@ -137,6 +138,8 @@ class AppState:
     # ``palyra serve`` turns this on (in worker 0 only): run the cron scheduler in this process.
     run_scheduler: bool = False
     runtime: Runtime = field(init=False, repr=False)
+    # The Redis link of ``[storage] redis_url`` (None without it: all state is per process).
+    shared: SharedStateLink | None = field(default=None, init=False, repr=False)
     _credentials: DeferredCredentials = field(init=False, repr=False)
     _store: Store | None = field(default=None, init=False, repr=False)
     _oauth_client: httpx2.AsyncClient | None = field(default=None, init=False, repr=False)
@@ -150,6 +153,7 @@ class AppState:
 
     def __post_init__(self) -> None:
         self._credentials = DeferredCredentials()
+        self.shared = SharedStateLink.from_url(self.config.storage.redis_url)
         if self.client_factory is None:
             runtime = build_runtime(self.config, credentials=self._credentials)
         else:
@@ -230,6 +234,9 @@ class AppState:
         self.metrics.set_breaker_source(
             lambda: {h.scope: h.breaker for h in health.snapshot() if h.breaker is not None}
         )
+        shared = self.shared
+        if shared is not None:
+            self.metrics.set_shared_state_source(lambda: shared.degraded)
         if self.worker is not None:
             self._share_metrics(self.worker)
         if not any(needs_store(p) for p in self.config.model_provider.providers):
@@ -309,6 +316,8 @@ class AppState:
         if self._responses_db is not None:
             await self._responses_db.aclose()
             self._responses_db = self._responses = None
+        if self.shared is not None:
+            await self.shared.aclose()
 
 
 async def _open_vault(

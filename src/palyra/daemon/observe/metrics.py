@@ -189,6 +189,16 @@ class Metrics:
             "Circuit breaker phase per scope: 0 closed, 1 half-open, 2 open.",
             ("scope",),
         )
+        self.shared_state = CallbackGauge(
+            "palyra_shared_state_degraded",
+            "1 while [storage] redis_url is set but Redis does not answer (state is per process "
+            "until it does), 0 while state is shared on Redis; absent without redis_url.",
+            (),
+        )
+
+    def set_shared_state_source(self, degraded: Callable[[], bool]) -> None:
+        """The shared-state link hands over a callable saying whether it is degraded now."""
+        self.shared_state.source = lambda: {(): 1.0 if degraded() else 0.0}
 
     def set_breaker_source(self, phases: Callable[[], Mapping[str, str]]) -> None:
         """Routing hands over a callable returning ``{breaker scope: phase name}``."""
@@ -226,6 +236,7 @@ class Metrics:
             self.stream_interruptions,
             self.agent_requests,
             self.breakers,
+            self.shared_state,
         )
 
     def snapshot(self) -> Snapshot:
@@ -255,12 +266,15 @@ class Metrics:
             return "\n".join(lines) + "\n"
         snapshots = [self.snapshot(), *self.peers()]
         counters, histograms = _add_up(snapshots)
-        per_worker: dict[str, dict[Labels, float]] = {}
+        # Gauges differ per process: each is shown per worker, read from every snapshot.
+        per_worker: dict[str, dict[str, dict[Labels, float]]] = {}
         for snap in snapshots:
             worker = snap.get("worker")
-            rows = snap.get("gauges", {}).get(self.breakers.name)
-            if worker is not None and rows is not None:
-                per_worker[str(worker)] = {tuple(labels): float(value) for labels, value in rows}
+            if worker is None:
+                continue
+            for name, rows in snap.get("gauges", {}).items():
+                into = per_worker.setdefault(name, {})
+                into[str(worker)] = {tuple(labels): float(value) for labels, value in rows}
         lines = []
         for family in self._families():
             if isinstance(family, Counter):
@@ -274,7 +288,7 @@ class Metrics:
                 sums = {k: t for k, (_, t) in figures.items()}
                 lines.extend(family.render(counts, sums))
             else:
-                lines.extend(family.render(per_worker))
+                lines.extend(family.render(per_worker.get(family.name, {})))
         return "\n".join(lines) + "\n"
 
 
