@@ -155,10 +155,13 @@ class AppState:
         self._credentials = DeferredCredentials()
         self.shared = SharedStateLink.from_url(self.config.storage.redis_url)
         if self.client_factory is None:
-            runtime = build_runtime(self.config, credentials=self._credentials)
+            runtime = build_runtime(self.config, credentials=self._credentials, shared=self.shared)
         else:
             runtime = build_runtime(
-                self.config, credentials=self._credentials, client_factory=self.client_factory
+                self.config,
+                credentials=self._credentials,
+                client_factory=self.client_factory,
+                shared=self.shared,
             )
         self.runtime = _with_providers(runtime, self.providers) if self.providers else runtime
         self.providers = self.runtime.providers

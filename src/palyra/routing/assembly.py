@@ -22,12 +22,14 @@ from palyra.providers.base import ModelProvider
 from palyra.providers.registry import build_provider, needs_client, upstream_client_for
 from palyra.providers.upstream.limits import UpstreamLimits
 from palyra.routing.breaker import BreakerStore, CircuitBreakers, InMemoryBreakerStore
-from palyra.routing.clock import Clock, SystemClock
+from palyra.routing.breaker_redis import RedisBreakerStore
+from palyra.routing.clock import Clock, SystemClock, WallClock
 from palyra.routing.config_credentials import ConfigCredentialSource
 from palyra.routing.health import HealthTracker
 from palyra.routing.leases import LeaseManager
 from palyra.routing.registry import ModelRegistry
 from palyra.routing.router import CredentialSource, Router
+from palyra.sharedstate import SharedStateLink
 from palyra.vault import Vault
 
 ClientFactory = Callable[[ProviderConfig, float], httpx2.AsyncClient]
@@ -102,9 +104,12 @@ def build_runtime(
     clock: Clock | None = None,
     rng: random.Random | None = None,
     client_factory: ClientFactory | None = None,
+    shared: SharedStateLink | None = None,
 ) -> Runtime:
     """Everything routing needs, built from ``config``; raises ``PalyraError`` (``config``).
 
+    With ``shared`` (the ``[storage] redis_url`` link) breakers live in Redis, timed on the
+    wall clock (or ``clock`` when given) so that every replica reads a cooldown's end alike.
     ``credentials`` replaces the default :class:`ConfigCredentialSource` entirely; ``profiles``
     is the auth-profile source that default source falls back to. Nothing is left open when
     building fails part-way.
@@ -112,7 +117,9 @@ def build_runtime(
     mp = config.model_provider
     _check_models(mp)
     registry = ModelRegistry.from_config(mp)
+    chosen_clock = clock
     clock = clock or SystemClock()
+    breaker_clock: Clock = WallClock() if shared is not None and chosen_clock is None else clock
     clients: dict[str, httpx2.AsyncClient] = {}
     providers: dict[str, ModelProvider] = {}
     limits = UpstreamLimits(mp.max_upstream_body_bytes, mp.max_upstream_event_bytes)
@@ -132,7 +139,13 @@ def build_runtime(
         clients.clear()  # none has made a request yet, so no connection is left open
         raise
     source = credentials or ConfigCredentialSource(vault, profiles=profiles, clock=clock)
-    breakers = CircuitBreakers(mp.breaker, breaker_store or InMemoryBreakerStore(), clock)
+    if breaker_store is None:
+        breaker_store = (
+            RedisBreakerStore(shared, mp.breaker, breaker_clock)
+            if shared is not None
+            else InMemoryBreakerStore()
+        )
+    breakers = CircuitBreakers(mp.breaker, breaker_store, breaker_clock)
     leases = LeaseManager(clock)
     # Health times are shown as wall-clock times: the offset from the routing clock, read once.
     health = HealthTracker(wall_offset_s=time.time() - clock.now())

@@ -1,16 +1,19 @@
 """Circuit breakers over a ``BreakerStore``: the I/O shell around ``breaker_state``.
 
-State lives behind a tiny async get/put protocol so several replicas can share it later (Redis);
-the in-memory store serves one process. Admission is serialised by a lock so that exactly one
-probe goes out when a cooldown ends, however many callers arrive at once. With the in-memory
-store itself nothing awaits between reading and writing a state, so each step already runs
+State lives behind a tiny async get/put protocol; the in-memory store serves one process, the
+Redis one (:mod:`palyra.routing.breaker_redis`) several replicas. Admission is serialised so that
+exactly one probe goes out when a cooldown ends, however many callers arrive at once: by a lock
+for a plain get/put store, by the store itself for an :class:`AtomicBreakerStore` (a
+compare-and-set in Redis, which no process lock could serialise across replicas). With the
+in-memory store nothing awaits between reading and writing a state, so each step already runs
 whole; there the states are read and written directly, without the lock.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from palyra.config.schema import BreakerConfig
 from palyra.model import ErrorEnvelope
@@ -34,6 +37,21 @@ class BreakerStore(Protocol):
     async def put(self, key: str, state: BreakerState) -> None: ...
 
     async def delete(self, key: str) -> None: ...
+
+
+_T = TypeVar("_T")
+
+
+@runtime_checkable
+class AtomicBreakerStore(BreakerStore, Protocol):
+    """A store that applies one transition atomically, even against other processes."""
+
+    async def update(
+        self, key: str, change: Callable[[BreakerState], tuple[_T, BreakerState]]
+    ) -> _T:
+        """Apply ``change`` (missing state = ``BreakerState()``) to the state of ``key`` as one
+        step; ``change`` may run more than once (on a conflict) and must be pure."""
+        ...
 
 
 class InMemoryBreakerStore:
@@ -67,6 +85,7 @@ class CircuitBreakers:
         self._local: dict[str, BreakerState] | None = (
             store._states if type(store) is InMemoryBreakerStore else None
         )
+        self._atomic = store if isinstance(store, AtomicBreakerStore) else None
 
     async def state(self, key: BreakerKey) -> BreakerState:
         return await self._store.get(key.text) or BreakerState()
@@ -91,6 +110,9 @@ class CircuitBreakers:
         admission = self.allow_now(key, self._clock.now())
         if admission is not None:
             return admission
+        clock, cfg = self._clock, self._config
+        if self._atomic is not None:
+            return await self._atomic.update(key.text, lambda s: admit(s, clock.now(), cfg))
         async with self._lock:
             current = await self.state(key)
             admission, updated = admit(current, self._clock.now(), self._config)
@@ -141,6 +163,22 @@ class CircuitBreakers:
         )
         if state is not None:
             return state
+        if self._atomic is not None:
+            clock, cfg, probe = self._clock, self._config, admission.probe
+
+            def change(current: BreakerState) -> tuple[BreakerState, BreakerState]:
+                updated = record(
+                    current,
+                    key.kind,
+                    clock.now(),
+                    cfg,
+                    envelope,
+                    probe=probe,
+                    credentialed=credentialed,
+                )
+                return updated, updated
+
+            return await self._atomic.update(key.text, change)
         async with self._lock:
             current = await self.state(key)
             updated = record(
@@ -159,6 +197,9 @@ class CircuitBreakers:
     async def abandon(self, key: BreakerKey, admission: Admission) -> None:
         """The admitted call never went out (or was cut off by the caller): free its probe."""
         if not admission.probe:
+            return
+        if self._atomic is not None:
+            await self._atomic.update(key.text, lambda s: (None, release(s, probe=True)))
             return
         async with self._lock:
             current = await self.state(key)

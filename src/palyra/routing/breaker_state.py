@@ -209,6 +209,26 @@ def _open(state: BreakerState, now: float, cfg: BreakerConfig) -> BreakerState:
     )
 
 
+def fresh_after(state: BreakerState, cfg: BreakerConfig) -> float | None:
+    """The moment from which ``state`` decides exactly as a fresh ``BreakerState()`` would, or
+    None when time alone never gets it there.
+
+    A shared store may forget a state from then on (a Redis TTL) without changing any answer:
+    only a closed breaker without failures counted, probe or ladder step qualifies, once its
+    disablement has run out and every bucket has left the window (``_add`` drops those).
+    """
+    if (
+        state.phase != "closed"
+        or state.consecutive_failures
+        or state.ladder_index
+        or state.probe_started_at is not None
+    ):
+        return None
+    newest = max((b[0] for b in state.buckets), default=None)
+    window_ends = float("-inf") if newest is None else newest + cfg.window_s
+    return max(state.disabled_until, window_ends)
+
+
 def _cooldown(cfg: BreakerConfig, index: int) -> float:
     ladder = cfg.cooldown_ladder_s or [30.0]
     return ladder[min(index, len(ladder) - 1)]

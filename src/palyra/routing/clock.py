@@ -44,6 +44,13 @@ class SystemClock:
         return coarse_timers.timeout(max(0.0, seconds))
 
 
+class WallClock(SystemClock):
+    """The real clock on wall-clock seconds (``time.time``): for state that replicas share, whose
+    cooldown ends must mean the same moment in every process (keep their clocks in sync, NTP)."""
+
+    now = staticmethod(time.time)
+
+
 class ManualClock:
     """Simulated time for tests.
 
