@@ -2,7 +2,8 @@
 
 ``create`` prints the token once, alone on stdout (so ``TOKEN=$(palyra token create)`` works),
 with its id and kind on stderr; only its hash is stored. ``list`` never shows a token. A running
-daemon keeps accepting a revoked token for up to its cache TTL (30 s).
+daemon keeps accepting a revoked token for up to its cache TTL (30 s); with ``[storage]
+redis_url`` ``revoke`` also announces it on Redis, and every replica refuses it at once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from palyra.daemon.security.tokens_store import (
 )
 from palyra.model import PalyraError
 from palyra.paths import state_dir
+from palyra.sharedstate import SharedStateLink, publish_revoked
 from palyra.store import Store, StoreMissing, open_store
 
 T = TypeVar("T")
@@ -187,13 +189,35 @@ def revoke(
     db_url: DbUrlOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Revoke a token (a running daemon refuses it within 30 s)."""
+    """Revoke a token: running daemons refuse it within 30 s, or at once with [storage] redis_url."""
     record: TokenRecord | None = _run(
         db_url, lambda tokens: tokens.revoke(token_id), config, empty=lambda: None
     )
     if record is None:
         fail(f"there is no token {token_id!r}; see: palyra token list")
     typer.echo(f"revoked {record.kind.value} token {record.id} ({shown(record.name)})")
+    typer.echo(_announce(record.id, config), err=True)
+
+
+def _announce(token_id: str, config: Path | None) -> str:
+    """Tell running replicas through Redis, when ``[storage] redis_url`` names one; what
+    happened, for the user."""
+    link = SharedStateLink.from_url(read_config(config, "[storage] redis_url").storage.redis_url)
+    if link is None:
+        return "running daemons refuse it within 30 s (their token cache; no [storage] redis_url)"
+
+    async def tell() -> bool:
+        try:
+            return await publish_revoked(link, token_id, serving=False)
+        finally:
+            await link.aclose()
+
+    if asyncio.run(tell()):
+        return f"every running replica was told through Redis at {link.shown}"
+    return (
+        f"Redis at {link.shown} did not answer: running daemons refuse it within 30 s "
+        "(their token cache)"
+    )
 
 
 __all__ = ["app"]

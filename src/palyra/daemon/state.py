@@ -43,7 +43,7 @@ from palyra.providers.base import Credential, ModelProvider
 from palyra.routing.assembly import ClientFactory, Runtime, build_runtime
 from palyra.routing.config_credentials import KEYED_KINDS, ConfigCredentialSource
 from palyra.routing.router import CredentialSource, Router
-from palyra.sharedstate import SharedStateLink
+from palyra.sharedstate import RevocationListener, SharedStateLink
 from palyra.store import Store, open_store
 from palyra.store.responses import RESPONSES_SCHEMA, ResponseStore
 from palyra.vault import KeyResolver, Vault, system_keyring
@@ -145,6 +145,7 @@ class AppState:
     _oauth_client: httpx2.AsyncClient | None = field(default=None, init=False, repr=False)
     _refresh_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _publish_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _revocations: RevocationListener | None = field(default=None, init=False, repr=False)
     _responses: ResponseStore | None = field(default=None, init=False, repr=False)
     _responses_db: Store | None = field(default=None, init=False, repr=False)
     _responses_lock: asyncio.Lock | None = field(default=None, init=False, repr=False)
@@ -240,6 +241,10 @@ class AppState:
         shared = self.shared
         if shared is not None:
             self.metrics.set_shared_state_source(lambda: shared.degraded)
+            self._revocations = RevocationListener(
+                shared, revoked=self.auth.forget_token, missed=self.auth.forget_all
+            )
+            self._revocations.start()
         if self.worker is not None:
             self._share_metrics(self.worker)
         if not any(needs_store(p) for p in self.config.model_provider.providers):
@@ -319,6 +324,9 @@ class AppState:
         if self._responses_db is not None:
             await self._responses_db.aclose()
             self._responses_db = self._responses = None
+        if self._revocations is not None:
+            await self._revocations.aclose()
+            self._revocations = None
         if self.shared is not None:
             await self.shared.aclose()
 

@@ -27,6 +27,7 @@ from palyra.routing.clock import Clock, SystemClock, WallClock
 from palyra.routing.config_credentials import ConfigCredentialSource
 from palyra.routing.health import HealthTracker
 from palyra.routing.leases import LeaseManager
+from palyra.routing.leases_redis import RedisLeaseManager
 from palyra.routing.registry import ModelRegistry
 from palyra.routing.router import CredentialSource, Router
 from palyra.sharedstate import SharedStateLink
@@ -63,6 +64,8 @@ class Runtime:
         for provider in self.providers.values():
             await provider.aclose()
         await _close_clients(self.clients)
+        if isinstance(self.leases, RedisLeaseManager):
+            await self.leases.aclose()
 
     async def __aenter__(self) -> Runtime:
         return self
@@ -108,8 +111,9 @@ def build_runtime(
 ) -> Runtime:
     """Everything routing needs, built from ``config``; raises ``PalyraError`` (``config``).
 
-    With ``shared`` (the ``[storage] redis_url`` link) breakers live in Redis, timed on the
-    wall clock (or ``clock`` when given) so that every replica reads a cooldown's end alike.
+    With ``shared`` (the ``[storage] redis_url`` link) breakers and leases live in Redis, the
+    breakers timed on the wall clock (or ``clock`` when given) so that every replica reads a
+    cooldown's end alike.
     ``credentials`` replaces the default :class:`ConfigCredentialSource` entirely; ``profiles``
     is the auth-profile source that default source falls back to. Nothing is left open when
     building fails part-way.
@@ -146,7 +150,7 @@ def build_runtime(
             else InMemoryBreakerStore()
         )
     breakers = CircuitBreakers(mp.breaker, breaker_store, breaker_clock)
-    leases = LeaseManager(clock)
+    leases = LeaseManager(clock) if shared is None else RedisLeaseManager(clock, shared)
     # Health times are shown as wall-clock times: the offset from the routing clock, read once.
     health = HealthTracker(wall_offset_s=time.time() - clock.now())
     router = Router(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from palyra.config.schema import ProviderConfig
@@ -178,11 +179,17 @@ class LeaseManager:
 
     @staticmethod
     def _limit_error(provider: ProviderConfig, buckets: tuple[_Bucket, ...]) -> PalyraError:
-        full = ", ".join(f"{b.name} ({b.limit})" for b in buckets if b.active >= b.limit)
-        return PalyraError.of(
-            FailureClass.UPSTREAM_UNAVAILABLE,
-            f'provider "{provider.id}" is at its concurrency limit ({full or "reserved"}); '
-            "retry later or raise max_concurrency / max_concurrency_per_credential in "
-            "[[model_provider.providers]] of palyra.toml",
-            provider=provider.id,
-        )
+        return limit_error(provider, [(b.name, b.limit) for b in buckets if b.active >= b.limit])
+
+
+def limit_error(provider: ProviderConfig, full: Sequence[tuple[str, int]]) -> PalyraError:
+    """The error of a wait for a slot that ran out; ``full`` names the buckets without room
+    as (name, limit), none when only the background reserve kept the request out."""
+    named = ", ".join(f"{name} ({limit})" for name, limit in full)
+    return PalyraError.of(
+        FailureClass.UPSTREAM_UNAVAILABLE,
+        f'provider "{provider.id}" is at its concurrency limit ({named or "reserved"}); '
+        "retry later or raise max_concurrency / max_concurrency_per_credential in "
+        "[[model_provider.providers]] of palyra.toml",
+        provider=provider.id,
+    )

@@ -8,7 +8,9 @@ models); everything else, ``/v1`` and unknown paths alike, takes client tokens o
 
 Validated tokens are cached in memory for ``cache_ttl_s`` (30 s by default), so the hot path does
 no database query per request. A token revoked with ``palyra token revoke`` is therefore refused
-by a running daemon within that TTL, not instantly.
+by a running daemon within that TTL, not instantly; with ``[storage] redis_url`` the revocation is
+announced on Redis and every replica drops the token at once (``forget_token``, see
+:mod:`palyra.sharedstate.revocations`).
 """
 
 from __future__ import annotations
@@ -169,6 +171,12 @@ class Authenticator:
     def forget_all(self) -> None:
         """Drop the cache, so revocations take effect on the next request."""
         self._cache.clear()
+
+    def forget_token(self, token_id: str) -> None:
+        """Drop one stored token from the cache (revoked, maybe on another replica)."""
+        for digest, (principal, _) in list(self._cache.items()):
+            if principal.token_id == token_id:
+                del self._cache[digest]
 
     async def authenticate(self, token: str) -> Principal | None:
         """The principal a token belongs to, or None for an unknown, expired or revoked token."""

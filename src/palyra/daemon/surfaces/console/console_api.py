@@ -66,6 +66,7 @@ from palyra.net.base_url import base_url_problem
 from palyra.paths import state_dir
 from palyra.providers.upstream.guard import make_upstream_client
 from palyra.routing.health import HealthTracker
+from palyra.sharedstate import publish_revoked
 from palyra.store import Store, open_store
 from palyra.vault import KeyResolver, Vault
 from palyra.vault.keys import system_keyring
@@ -474,7 +475,10 @@ async def revoke_token(request: Request, token_id: str) -> Response:
             FailureClass.NOT_FOUND,
             f"there is no daemon token {token_id!r}; see GET {PREFIX}/tokens",
         )
-    _hub(request).state.auth.forget_all()  # refused from the next request, not after the TTL
+    state = _hub(request).state
+    state.auth.forget_all()  # refused from the next request, not after the TTL
+    if state.shared is not None:  # and by every other replica as soon as the notice arrives
+        await publish_revoked(state.shared, record.id)
     return json_response(record.public_dict(store.now_ms()))
 
 
