@@ -249,3 +249,58 @@ def test_reasoning_streams_from_real_upstreams_match_the_schemas(
     for event in events:
         assert _errors(event_schemas[event["type"]], event) == [], event
     assert _errors(_validator(components, "Response"), events[-1]["response"]) == []
+
+
+BUILTIN_TOOLS: list[dict[str, Any]] = [
+    {"type": "web_search"},
+    {"type": "file_search", "vector_store_ids": ["vs_docs"]},
+    {"type": "code_interpreter", "container": {"type": "auto"}},
+    {"type": "image_generation"},
+    {"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example/sse"},
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_builtin_tool_items_and_events_from_a_responses_upstream_match_the_schemas(
+    fake: FakeUpstream,
+    start_daemon: Any,
+    event_schemas: dict[str, Draft202012Validator],
+    components: dict[str, Any],
+    stream: bool,
+) -> None:
+    provider = ProviderConfig(
+        id="up", kind="openai", base_url=fake.openai_base_url, api_key="env:PALYRA_SCHEMA_KEY"
+    )
+    model = ModelConfig(id="default", provider="up", model="gpt-5-mini", api="responses")
+    daemon = start_daemon(
+        PalyraConfig(
+            model_provider=ModelProviderRegistryConfig(providers=[provider], models=[model])
+        )
+    )
+    body = {
+        "model": "default",
+        "stream": stream,
+        "input": "find the news",
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "tools": BUILTIN_TOOLS,
+    }
+    answer = httpx2.post(f"{daemon.url}/v1/responses", json=body, headers=daemon.headers)
+    if stream:
+        events = _events(answer.content)
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+        for event in events:
+            assert _errors(event_schemas[event["type"]], event) == [], event
+        whole = events[-1]["response"]
+    else:
+        whole = answer.json()
+    assert [item["type"] for item in whole["output"]] == [
+        "reasoning",
+        "web_search_call",
+        "file_search_call",
+        "code_interpreter_call",
+        "image_generation_call",
+        "mcp_list_tools",
+        "mcp_call",
+        "message",
+    ]
+    assert _errors(_validator(components, "Response"), whole) == []

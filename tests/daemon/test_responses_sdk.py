@@ -326,7 +326,8 @@ def test_bad_input_is_a_400_in_openai_shape(served: RunningDaemon) -> None:
     for body, param in (
         ({"model": "default"}, "input"),
         ({"model": "default", "input": 3}, "input"),
-        ({"model": "default", "input": [{"type": "bogus"}]}, "input[0].type"),
+        ({"model": "default", "input": [{"type": "bogus"}]}, "input[0]"),
+        ({"model": "default", "input": [{"role": "x"}]}, "input[0].role"),
         ({"model": "default", "input": "x", "background": True}, "background"),
         ({"model": "default", "input": "x", "frobnicate": 1}, "frobnicate"),
     ):
@@ -334,7 +335,7 @@ def test_bad_input_is_a_400_in_openai_shape(served: RunningDaemon) -> None:
         assert answer.status_code == 400, body
         error = answer.json()["error"]
         assert error["type"] == "invalid_request_error"
-        assert error["param"] == param, (body, error)
+        assert error["param"] in (param, f"{param}.type"), (body, error)
 
 
 @pytest.fixture

@@ -86,6 +86,12 @@ def command(
         "--reasoning-content",
         help="The OpenAI endpoint returns reasoning_content, as DeepSeek and vLLM do.",
     ),
+    responses_future_item: bool = typer.Option(
+        False,
+        "--responses-future-item",
+        help="/v1/responses adds an item kind, an event type and a Response field no client "
+        "knows yet, as a newer API version would.",
+    ),
     embedding_dimensions: int = typer.Option(
         1536, "--embedding-dimensions", help="Embedding size when the request names none."
     ),
@@ -130,6 +136,7 @@ def command(
             context_window=context_window,
             cached_tokens=cached_tokens,
             reasoning_content=reasoning_content,
+            responses_future_item=responses_future_item,
             default_embedding_dimensions=embedding_dimensions,
             openai_models=tuple(openai_model) or DEFAULT_OPENAI_MODELS,
             anthropic_models=tuple(anthropic_model) or DEFAULT_ANTHROPIC_MODELS,

@@ -22,6 +22,7 @@ from palyra.model.errors import FailureClass, PalyraError
 WireFormat = Literal["openai_chat", "anthropic_messages", "openai_responses"]
 OPENAI_CHAT: WireFormat = "openai_chat"
 ANTHROPIC_MESSAGES: WireFormat = "anthropic_messages"
+OPENAI_RESPONSES: WireFormat = "openai_responses"
 
 
 class Extensions(BaseModel):

@@ -339,6 +339,8 @@ class FakeApp:
         self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder
     ) -> None:
         conv, options = openai_responses.parse_responses(body)
+        if self.settings.responses_future_item:
+            options = dataclasses.replace(options, future=True)
         n = next(self._ids)
         reply = self._reply_for(conv, Dialect.OPENAI, n)
         ident, created = f"fake{n:012x}", int(self._clock())

@@ -4,7 +4,8 @@ Reasoning: a request with ``reasoning`` (effort other than ``none``) gets a ``re
 before the answer, its summary ``Thinking about: <last user text>`` and its
 ``encrypted_content`` ``enc_<sha256 of the summary>``. A reasoning item sent back as input must
 carry an ``encrypted_content`` the fake issued, byte for byte, or the request is a 400 (as
-OpenAI answers reasoning it cannot decrypt).
+OpenAI answers reasoning it cannot decrypt). Built-in tools offered run before the answer
+(:mod:`palyra.testing.openai_builtin_tools`); their items are accepted back as input.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from palyra.testing import openai_builtin_tools as builtin
 from palyra.testing.conversation import (
     Conversation,
     Reply,
@@ -67,6 +69,22 @@ PARAMETERS = frozenset(
     }
 )
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
+# Items of built-in tools (and the fake's own future kind) a client may send back as input.
+PASSED_BACK_ITEMS = frozenset(
+    {
+        "web_search_call",
+        "file_search_call",
+        "code_interpreter_call",
+        "image_generation_call",
+        "mcp_list_tools",
+        "mcp_call",
+        "mcp_approval_request",
+        "mcp_approval_response",
+        "computer_call",
+        "computer_call_output",
+        builtin.FUTURE_ITEM,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +94,11 @@ class ResponsesOptions:
     logprobs: bool = False
     top_logprobs: int = 0
     service_tier: str = "default"
-    web_search: str | None = None
-    """With a ``web_search`` tool offered: the query its ``web_search_call`` item reports."""
+    builtin_tools: tuple[dict[str, Any], ...] = ()
+    """The built-in tools offered, in order: each runs once on ``query``."""
+    query: str = ""
+    future: bool = False
+    """Send an item kind, an event type and a Response field no client knows yet."""
 
 
 def reasoning_summary(conv: Conversation) -> str:
@@ -124,6 +145,7 @@ def _input(items: Any, conv: Conversation) -> None:
     if not isinstance(items, list):
         raise invalid("Invalid type for 'input': expected a string or an array.", "input")
     names: dict[str, str] = {}
+    computer_calls: set[str] = set()
     tokens = 0
     for i, item in enumerate(items):
         where = f"input[{i}]"
@@ -163,6 +185,16 @@ def _input(items: Any, conv: Conversation) -> None:
             tokens += count_words(text)
             conv.tool_results.append(ToolResult(names[call_id], text))
             conv.last_role = "tool"
+        elif kind in PASSED_BACK_ITEMS:
+            if kind == "computer_call":
+                computer_calls.add(str(item.get("call_id")))
+            elif kind == "computer_call_output" and item.get("call_id") not in computer_calls:
+                raise invalid(
+                    "No tool call found for computer call output with call_id "
+                    f"{item.get('call_id')}.",
+                    "input",
+                )
+            conv.last_role, conv.tool_results = "assistant", []
         elif kind == "reasoning":
             if not isinstance(item.get("id"), str):
                 raise invalid(
@@ -191,7 +223,7 @@ def _tools(body: dict[str, Any], conv: Conversation) -> None:
         if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
             raise invalid(f"Invalid 'tools[{i}]'.", f"tools[{i}]", "invalid_value")
         if tool["type"] != "function":
-            continue  # built-in tools: only web_search leaves a trace (see ResponsesOptions)
+            continue  # built-in tools: see ResponsesOptions.builtin_tools
         if not isinstance(tool.get("name"), str):
             raise invalid(
                 f"Missing required parameter: 'tools[{i}].name'.",
@@ -224,9 +256,9 @@ def _text_format(body: dict[str, Any], conv: Conversation) -> None:
         conv.json_schema = fmt["schema"]
 
 
-def _offers_web_search(body: dict[str, Any]) -> bool:
+def _builtin_tools(body: dict[str, Any]) -> tuple[dict[str, Any], ...]:
     tools = body.get("tools") or []
-    return any(isinstance(t, dict) and t.get("type") == "web_search" for t in tools)
+    return tuple(t for t in tools if isinstance(t, dict) and t.get("type") != "function")
 
 
 def parse_responses(body: Any) -> tuple[Conversation, ResponsesOptions]:
@@ -271,7 +303,8 @@ def parse_responses(body: Any) -> tuple[Conversation, ResponsesOptions]:
         logprobs=isinstance(include, list) and LOGPROBS_INCLUDE in include,
         top_logprobs=top or 0,
         service_tier="default" if tier in (None, "auto") else str(tier),
-        web_search=conv.last_user_text if _offers_web_search(body) else None,
+        builtin_tools=_builtin_tools(body),
+        query=conv.last_user_text,
     )
 
 
@@ -308,16 +341,29 @@ def _items(
                 "encrypted_content": encrypted(summary),
             }
         )
-    if options is not None and options.web_search is not None:
-        items.append(
-            {
-                "id": f"ws_{id}",
-                "type": "web_search_call",
-                "status": "completed",
-                "action": {"type": "search", "query": options.web_search},
-            }
-        )
+    ran: list[dict[str, Any]] = []
+    if options is not None:
+        ran = builtin.tool_items(list(options.builtin_tools), options.query, id)
+        if options.future:
+            ran.append(builtin.future_item(id))
+    items += ran
+    if builtin.waits_for_output(ran):
+        return items
+    searched = any(item["type"] == "web_search_call" for item in ran)
     if not reply.calls:
+        annotations = (
+            [
+                {
+                    "type": "url_citation",
+                    "start_index": 0,
+                    "end_index": len(reply.text),
+                    "url": builtin.citation_url(options.query),
+                    "title": f"Search: {options.query}",
+                }
+            ]
+            if searched and options is not None
+            else []
+        )
         items.append(
             {
                 "id": f"msg_{id}",
@@ -328,7 +374,7 @@ def _items(
                     {
                         "type": "output_text",
                         "text": reply.text,
-                        "annotations": [],
+                        "annotations": annotations,
                         "logprobs": _text_logprobs(reply.text, options),
                     }
                 ],
@@ -372,7 +418,7 @@ def response(
     options: ResponsesOptions | None = None,
 ) -> dict[str, Any]:
     cut = reply.finish == "length"
-    return {
+    body: dict[str, Any] = {
         "id": f"resp_{id}",
         "object": "response",
         "created_at": created,
@@ -392,6 +438,9 @@ def response(
         "store": False,
         "usage": _usage(reply, count_words(summary) if summary else 0),
     }
+    if options is not None and options.future:
+        body["future_field"] = {"added_in": "a later API version"}
+    return body
 
 
 def events(
@@ -455,6 +504,14 @@ def events(
                     delta=delta,
                     logprobs=_delta(scored[at : at + words_per_chunk]),
                 )
+            for n, annotation in enumerate(item["content"][0]["annotations"]):
+                yield event(
+                    "response.output_text.annotation.added",
+                    **where,
+                    content_index=0,
+                    annotation_index=n,
+                    annotation=annotation,
+                )
             yield event(
                 "response.output_text.done",
                 **where,
@@ -465,14 +522,12 @@ def events(
             yield event(
                 "response.content_part.done", **where, content_index=0, part=item["content"][0]
             )
-        elif item["type"] == "web_search_call":
+        elif item["type"] != "function_call":  # a built-in tool's item
             yield event(
-                "response.output_item.added",
-                output_index=position,
-                item={**item, "status": "in_progress"},
+                "response.output_item.added", output_index=position, item=builtin.in_progress(item)
             )
-            yield event("response.web_search_call.in_progress", **where)
-            yield event("response.web_search_call.completed", **where)
+            for kind, fields in builtin.item_events(item):
+                yield event(kind, **where, **fields)
         else:
             args = item["arguments"]
             yield event(

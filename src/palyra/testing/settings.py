@@ -25,6 +25,9 @@ class FakeSettings:
     reasoning_content: bool = False
     """The OpenAI endpoint reasons, and says so in ``reasoning_content`` (as DeepSeek and vLLM
     do; OpenAI's own Chat Completions never returns reasoning text)."""
+    responses_future_item: bool = False
+    """``/v1/responses`` adds an item kind, a stream event type and a Response field no client
+    knows yet (as a newer API version would; see ``palyra.testing.openai_builtin_tools``)."""
     context_window: int = 128_000
     default_embedding_dimensions: int = 1536
     openai_models: tuple[str, ...] = DEFAULT_OPENAI_MODELS

@@ -30,11 +30,38 @@ from palyra.model import (
     ToolResultPart,
     ToolSpec,
 )
-from palyra.model.extensions import refuse_foreign
+from palyra.model.extensions import OPENAI_RESPONSES, Extensions, refuse_foreign
 from palyra.providers.openai.payload import DEFAULT_SCHEMA_NAME
 from palyra.providers.openai.responses_response import unpack_signature
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
+# An input item the contract has no part for (a built-in tool's call or its output, a kind Palyra
+# does not know) rides in the conversation as a message of its own, the item in its extensions.
+ITEM_KEY = "item"
+_OUTPUT_ROLES = ("mcp_approval_response",)
+
+
+def passed_item_message(item: dict[str, Any]) -> Message:
+    """A message carrying one Responses item as sent, in its place in the conversation: a
+    Responses upstream gets the item back; other formats have no content to send (by rule)."""
+    kind = str(item.get("type", ""))
+    output = kind.endswith("_output") or kind in _OUTPUT_ROLES
+    return Message(
+        role=Role.USER if output else Role.ASSISTANT,
+        content=[],
+        extensions=Extensions(owner=OPENAI_RESPONSES, fields={ITEM_KEY: item}),
+    )
+
+
+def passed_item(message: Message) -> dict[str, Any] | None:
+    """The Responses item ``message`` carries, if it is such a message."""
+    extensions = message.extensions
+    if extensions is None or extensions.owner != OPENAI_RESPONSES or message.content:
+        return None
+    item = extensions.fields.get(ITEM_KEY)
+    return item if isinstance(item, dict) else None
+
+
 LOGPROBS = "message.output_text.logprobs"
 # Chat Completions options the Responses API does not have: (field, what it lacks).
 _ABSENT = (
@@ -125,6 +152,11 @@ def input_items(messages: list[Message]) -> list[dict[str, Any]]:
     """The conversation as Responses input items, in order."""
     items: list[dict[str, Any]] = []
     for message in messages:
+        if message.extensions is not None:
+            passed = passed_item(message)
+            if passed is not None:
+                items.append(passed)
+                continue
         if message.role is Role.ASSISTANT:
             items += _assistant_items(message)
         elif message.role is Role.TOOL:
@@ -189,7 +221,7 @@ def build_openai_responses_payload(request: ChatRequest, *, stream: bool) -> dic
     """The ``/v1/responses`` body for ``request``; a ``PalyraError`` names a field the Responses
     API cannot carry."""
     extensions = request.extensions
-    if extensions is not None and extensions.owner != "openai_responses":
+    if extensions is not None and extensions.owner != OPENAI_RESPONSES:
         raise refuse_foreign(extensions, "openai_responses")
     if request.stop:
         raise _unsupported("stop", request, "stop sequences")

@@ -2,7 +2,11 @@
 
 Reasoning items become thinking parts (summary text, ``encrypted_content`` as the signature),
 message items the text, ``function_call`` items tool calls. ``incomplete`` answers map to
-``length`` or ``content_filter``; a ``failed`` one is raised as the error it carries.
+``length`` or ``content_filter``; a ``failed`` one is raised as the error it carries. What the
+contract has no part for travels in the answer's extensions (owned by ``openai_responses``, for
+a Responses client): other items (built-in tools' calls, kinds Palyra does not know) with their
+positions in ``output``, the text's ``annotations``, and top-level fields the Response object
+does not document.
 """
 
 from __future__ import annotations
@@ -23,13 +27,26 @@ from palyra.model import (
     ToolCallPart,
     TopLogprob,
 )
-from palyra.model.extensions import Extensions
+from palyra.model.extensions import OPENAI_RESPONSES, Extensions
 from palyra.providers.errors import classify_http_error
 from palyra.providers.openai.response import malformed
 
 # A reasoning item's signature is its id and its encrypted content together: OpenAI needs both
 # back (the id is required on input items), and the contract keeps one opaque signature.
 SIGNATURE_MARK = "openai-reasoning:"
+
+# The Response object's documented fields (OpenAI's OpenAPI ``Response``): the surface writes
+# its own; any other top-level field of an upstream answer comes back to a Responses client.
+RESPONSE_FIELDS = frozenset(
+    {
+        "background", "completed_at", "conversation", "created_at", "error", "id",
+        "incomplete_details", "instructions", "max_output_tokens", "max_tool_calls", "metadata",
+        "model", "object", "output", "output_text", "parallel_tool_calls", "previous_response_id",
+        "prompt", "prompt_cache_key", "prompt_cache_retention", "reasoning", "safety_identifier",
+        "service_tier", "status", "store", "temperature", "text", "tool_choice", "tools",
+        "top_logprobs", "top_p", "truncation", "usage", "user",
+    }
+)  # fmt: skip
 
 _INCOMPLETE: dict[str, FinishReason] = {
     "max_output_tokens": "length",
@@ -160,7 +177,9 @@ def parse_openai_responses_response(
     logprobs: Logprobs | None = None
     calls: list[ToolCallPart] = []
     foreign: list[dict[str, Any]] = []  # items the contract has no part for (built-in tools')
-    for item in output:
+    positions: list[int] = []
+    annotations: list[Any] = []
+    for position, item in enumerate(output):
         if not isinstance(item, dict):
             continue
         kind = item.get("type")
@@ -169,9 +188,13 @@ def parse_openai_responses_response(
         elif kind == "message":
             texts.append(message_text(item))
             for part in item.get("content") or []:
-                found = logprobs_of(part.get("logprobs")) if isinstance(part, dict) else None
+                if not isinstance(part, dict):
+                    continue
+                found = logprobs_of(part.get("logprobs"))
                 if found is not None:
                     logprobs = found if logprobs is None else logprobs + found
+                if part.get("annotations"):
+                    annotations += part["annotations"]
         elif kind == "function_call":
             calls.append(
                 ToolCallPart(
@@ -182,6 +205,7 @@ def parse_openai_responses_response(
             )
         else:
             foreign.append(item)
+            positions.append(position)
     created = body.get("created_at")
     tier = body.get("service_tier")
     return ChatResponse.model_validate(
@@ -200,8 +224,32 @@ def parse_openai_responses_response(
             "logprobs": logprobs,
             "service_tier": tier if isinstance(tier, str) else None,
             "headers": dict(headers or {}),
-            "extensions": Extensions(owner="openai_responses", fields={"output": foreign})
-            if foreign
+            "extensions": _extensions(body, foreign, positions),
+            "message_extensions": Extensions(
+                owner=OPENAI_RESPONSES, fields={"annotations": annotations}
+            )
+            if annotations
             else None,
         }
     )
+
+
+def _extensions(
+    body: Mapping[str, Any], foreign: list[dict[str, Any]], positions: list[int]
+) -> Extensions | None:
+    """The answer's items and top-level fields the contract does not model (None for the
+    usual answer: one key-set test)."""
+    extra = (
+        {k: v for k, v in body.items() if k not in RESPONSE_FIELDS}
+        if not (body.keys() <= RESPONSE_FIELDS)
+        else {}
+    )
+    if not foreign and not extra:
+        return None
+    fields: dict[str, Any] = {}
+    if foreign:
+        fields["output"] = foreign
+        fields["output_positions"] = positions
+    if extra:
+        fields["response"] = extra
+    return Extensions(owner=OPENAI_RESPONSES, fields=fields)

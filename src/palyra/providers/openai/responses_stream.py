@@ -4,18 +4,21 @@
 reasoning item are thinking (its ``encrypted_content``, on ``output_item.done``, the
 signature); a ``function_call`` item is a tool call whose arguments arrive as deltas.
 ``response.completed`` / ``response.incomplete`` carry the usage and end it; ``error`` and
-``response.failed`` are raised as the error they report.
+``response.failed`` are raised as the error they report. Every other event (built-in tools'
+items and their ``response.web_search_call.*``-style events, annotations, event types Palyra does
+not know) travels as an :class:`ExtensionEvent` owned by ``openai_responses``, in its place: a
+Responses client gets it as sent, other clients' encoders leave it out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from palyra.model import (
+    ExtensionEvent,
     MessageEnd,
     MessageStart,
     SignatureDelta,
@@ -28,6 +31,7 @@ from palyra.model import (
     Usage,
     UsageEvent,
 )
+from palyra.model.extensions import OPENAI_RESPONSES
 from palyra.providers.errors import stream_ended_early
 from palyra.providers.openai.response import malformed
 from palyra.providers.openai.responses_response import (
@@ -39,6 +43,37 @@ from palyra.providers.openai.responses_response import (
 )
 
 _ENDS = ("response.completed", "response.incomplete")
+# Item kinds the contract models; any other item (a built-in tool's call, a future kind) passes
+# through whole, every event about it included.
+_MODELLED_ITEMS = frozenset({"message", "function_call", "reasoning"})
+# Events of modelled items that the neutral events stand for (the surface rebuilds them); any
+# other event reaches a Responses client as sent.
+_REBUILT = frozenset(
+    {
+        "response.in_progress",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.content_part.added",
+        "response.content_part.done",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.refusal.delta",
+        "response.refusal.done",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_part.done",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        *_ENDS,
+    }
+)
+
+
+def _passed(kind: str, event: dict[str, Any]) -> ExtensionEvent:
+    """An event for a Responses client as sent (built without a second validation: both
+    fields come from the wire as they are)."""
+    return ExtensionEvent.model_construct(owner=OPENAI_RESPONSES, event=kind, data=event)
 
 
 @dataclass
@@ -47,6 +82,7 @@ class _Item:
 
     kind: str
     index: int
+    foreign: bool = False
     arguments_seen: bool = False
     summary_parts: int = 0
 
@@ -114,11 +150,13 @@ class OpenAIResponsesStreamParser:
         self._event(str(kind), event, out)
         return out
 
-    def _event(self, kind: str, event: Mapping[str, Any], out: list[StreamEvent]) -> None:
+    def _event(self, kind: str, event: dict[str, Any], out: list[StreamEvent]) -> None:
         position = event.get("output_index")
         item = self._items.get(position) if isinstance(position, int) else None
-        if kind == "response.output_item.added" and isinstance(position, int):
-            self._added(position, event.get("item"), out)
+        if kind not in _REBUILT or (item is not None and item.foreign):
+            out.append(_passed(kind, event))
+        elif kind == "response.output_item.added" and isinstance(position, int):
+            self._added(position, event, out)
         elif kind in ("response.output_text.delta", "response.refusal.delta"):
             delta = event.get("delta")
             if isinstance(delta, str) and delta:
@@ -141,7 +179,8 @@ class OpenAIResponsesStreamParser:
         elif kind in _ENDS:
             self._end(event.get("response"), out)
 
-    def _added(self, position: int, raw: object, out: list[StreamEvent]) -> None:
+    def _added(self, position: int, event: dict[str, Any], out: list[StreamEvent]) -> None:
+        raw = event.get("item")
         item = raw if isinstance(raw, dict) else {}
         kind = str(item.get("type"))
         if kind == "function_call":
@@ -154,8 +193,11 @@ class OpenAIResponsesStreamParser:
         elif kind == "reasoning":
             self._items[position] = _Item(kind, self._thoughts)
             self._thoughts += 1
-        else:
+        elif kind in _MODELLED_ITEMS:
             self._items[position] = _Item(kind, -1)
+        else:  # a built-in tool's item, or a kind Palyra does not know: passed through whole
+            self._items[position] = _Item(kind, -1, foreign=True)
+            out.append(_passed("response.output_item.added", event))
 
     def _item_done(self, state: _Item, raw: object, out: list[StreamEvent]) -> None:
         item = raw if isinstance(raw, dict) else {}

@@ -42,6 +42,7 @@ from palyra.model import (
 )
 from palyra.model.forwarding import client_headers
 from palyra.providers.openai import OpenAIProvider
+from palyra.providers.openai.responses_payload import passed_item
 from palyra.routing.registry import Target, required_capabilities
 from palyra.store.responses import ChainBroken
 
@@ -74,14 +75,26 @@ def _responses_upstream(state: AppState, target: Target) -> bool:
     )
 
 
+def _passed_kinds(messages: list[Message]) -> list[str]:
+    """The types of the Responses items the conversation carries as sent (built-in tools')."""
+    kinds: list[str] = []
+    for message in messages:
+        if message.extensions is not None:
+            item = passed_item(message)
+            if item is not None:
+                kinds.append(str(item.get("type")))
+    return kinds
+
+
 def _refuse_unless_responses_upstream(
     state: AppState, call: ResponsesCall, neutral: ChatRequest
 ) -> None:
-    """Fields only OpenAI's Responses API acts on (built-in tools, ``truncation``...) go to a
-    model it serves; with no such model among the candidates, a 400 naming them before any
-    upstream call."""
+    """Fields only OpenAI's Responses API acts on (built-in tools, ``truncation``...) and the
+    items of built-in tools go to a model it serves; with no such model among the candidates,
+    a 400 naming them before any upstream call."""
     extensions = call.extensions
-    if extensions is None:
+    kinds = _passed_kinds(neutral.messages)
+    if extensions is None and not kinds:
         return
     try:
         targets = state.router.registry.plan(neutral.model, required_capabilities(neutral)).targets
@@ -89,14 +102,25 @@ def _refuse_unless_responses_upstream(
         return  # the router reports unroutable requests with their trail
     if any(_responses_upstream(state, t) for t in targets):
         return
+    where = f'no upstream of model "{call.model}" can run them'
+    fix = 'or route to an openai model with api = "responses"'
     if call.builtin_tools:
-        kinds = ", ".join(sorted(set(call.builtin_tools)))
+        tools = ", ".join(sorted(set(call.builtin_tools)))
         raise invalid(
-            f"tools: {kinds} are built-in OpenAI tools, run by OpenAI's own Responses service; "
-            f'no upstream of model "{call.model}" can run them. Declare them as function tools '
-            'that your code runs instead, or route to an openai model with api = "responses"',
+            f"tools: {tools} are built-in OpenAI tools, run by OpenAI's own Responses service; "
+            f"{where}. Declare them as function tools that your code runs instead, {fix}",
             "tools",
         )
+    if kinds:
+        items = ", ".join(sorted(set(kinds)))
+        place = call.passed_items[0][0] if call.passed_items else "previous_response_id"
+        raise invalid(
+            f"{place}: {items} items belong to OpenAI's built-in tools (or are kinds only its "
+            f'Responses API reads); no upstream of model "{call.model}" can read them. Leave '
+            f"them out of the input, {fix}",
+            place,
+        )
+    assert extensions is not None
     names = ", ".join(extensions.fields)
     raise invalid(
         f"{names}: only OpenAI's Responses API acts on this; no upstream of model "

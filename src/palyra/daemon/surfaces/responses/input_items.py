@@ -1,6 +1,7 @@
 """Responses ``input`` items -> neutral messages (pure): messages with ``input_text`` /
 ``input_image`` / ``input_file`` parts, ``function_call``, ``function_call_output`` and
-``reasoning`` items. An assistant's reasoning, text and the function calls after it become one
+``reasoning`` items; any other item (a built-in tool's call or output) is kept as sent, in its
+place, for a Responses upstream. An assistant's reasoning, text and the function calls after it become one
 assistant turn, as the neutral contract (and both upstream APIs) expect.
 """
 
@@ -23,6 +24,7 @@ from palyra.model import (
     ToolCallPart,
     ToolResultPart,
 )
+from palyra.providers.openai.responses_payload import passed_item_message
 
 _MESSAGE_ROLES = {
     "user": Role.USER,
@@ -144,6 +146,7 @@ class _Turns:
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
+        self.passed: list[tuple[str, str]] = []  # (where, type) of items kept as sent
 
     def add(self, role: Role, parts: list[ContentPart]) -> None:
         last = self.messages[-1] if self.messages else None
@@ -151,6 +154,7 @@ class _Turns:
             role is Role.ASSISTANT
             and last is not None
             and last.role is Role.ASSISTANT
+            and last.extensions is None
             and (
                 any(isinstance(p, ToolCallPart) for p in parts)
                 or all(isinstance(p, ReasoningPart) for p in last.content)
@@ -196,21 +200,27 @@ def _item(turns: _Turns, raw: Any, where: str) -> None:
             "previous_response_id",
             where,
         )
+    elif isinstance(kind, str) and kind:
+        # A built-in tool's call or output (web_search_call, computer_call_output, ...) or a
+        # kind Palyra does not know: for a Responses upstream, as sent, in its place.
+        turns.messages.append(passed_item_message(item))
+        turns.passed.append((where, kind))
     else:
         raise invalid(
-            f"{where} has type {kind!r}; Palyra accepts message, function_call, "
-            "function_call_output and reasoning items",
+            f"{where} has type {kind!r}; an input item needs a type (message, function_call, "
+            "function_call_output, reasoning, or a built-in tool's item)",
             f"{where}.type",
         )
 
 
-def parse_input(raw: Any) -> list[Message]:
-    """``input``: a string (one user message) or a list of items."""
+def parse_input(raw: Any) -> tuple[list[Message], list[tuple[str, str]]]:
+    """``input``: a string (one user message) or a list of items; with the place and type of
+    each item kept as sent (only a Responses upstream reads them)."""
     if isinstance(raw, str):
-        return [Message.text(Role.USER, raw)]
+        return [Message.text(Role.USER, raw)], []
     if not isinstance(raw, list):
         raise invalid(f"input must be a string or an array of items, got {json_kind(raw)}", "input")
     turns = _Turns()
     for i, item in enumerate(raw):
         _item(turns, item, f"input[{i}]")
-    return turns.messages
+    return turns.messages, turns.passed

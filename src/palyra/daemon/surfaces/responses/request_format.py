@@ -27,31 +27,8 @@ from palyra.model import (
     ToolChoice,
     ToolSpec,
 )
-from palyra.model.extensions import Extensions, WireFormat
-
-OPENAI_RESPONSES: WireFormat = "openai_responses"
-
-# Built-in OpenAI tools: run by OpenAI's Responses service itself, which no other upstream is.
-BUILTIN_TOOLS = frozenset(
-    {
-        "web_search",
-        "web_search_preview",
-        "web_search_2025_08_26",
-        "web_search_preview_2025_03_11",
-        "file_search",
-        "computer",
-        "computer_use_preview",
-        "code_interpreter",
-        "image_generation",
-        "mcp",
-        "local_shell",
-        "shell",
-        "custom",
-        "namespace",
-        "tool_search",
-        "apply_patch",
-    }
-)
+from palyra.model.extensions import OPENAI_RESPONSES, Extensions
+from palyra.providers.openai.responses_response import RESPONSE_FIELDS
 
 # Fields with no neutral counterpart yet: refused, so the client knows it did not take effect.
 _REFUSED: dict[str, str] = {
@@ -101,6 +78,8 @@ class ResponsesCall:
     store: bool = True
     previous_response_id: str | None = None
     builtin_tools: list[str] = field(default_factory=list)
+    passed_items: list[tuple[str, str]] = field(default_factory=list)
+    """(where, type) of the input items kept as sent, for a Responses upstream."""
 
     @property
     def extensions(self) -> Extensions | None:
@@ -139,10 +118,15 @@ def _tools(raw: Any) -> tuple[list[ToolSpec], list[dict[str, Any]], list[dict[st
         tool = obj(item, where)
         kind = tool.get("type")
         if kind != "function":
-            if isinstance(kind, str) and kind in BUILTIN_TOOLS:
+            if isinstance(kind, str) and kind:
+                # A built-in tool (web_search, mcp, ...) or one newer than Palyra: for a
+                # Responses upstream, as sent.
                 builtin.append(tool)
                 continue
-            raise invalid(f"{where}.type is {kind!r}; use 'function'", f"{where}.type")
+            raise invalid(
+                f"{where}.type is {kind!r}; use 'function' or a built-in tool's type",
+                f"{where}.type",
+            )
         spec: dict[str, Any] = {"name": tool.get("name")}
         for key in ("description", "parameters", "strict"):
             if tool.get(key) is not None:
@@ -269,7 +253,7 @@ def parse_responses_request(data: Any, headers: dict[str, str] | None = None) ->
         raise invalid("model must be a non-empty string naming a configured model", "model")
     if "input" not in body and body.get("previous_response_id") is None:
         raise invalid("input is required (a string, or an array of input items)", "input")
-    messages = parse_input(body.get("input", []))
+    messages, passed_items = parse_input(body.get("input", []))
     instructions = body.get("instructions")
     if instructions is not None:
         instructions = string(instructions, "instructions")
@@ -328,6 +312,11 @@ def parse_responses_request(data: Any, headers: dict[str, str] | None = None) ->
         "store": store,
         "truncation": "disabled",
     }
+    for key, value in passed.items():  # a Responses upstream's own options, echoed as sent
+        if key == "text":
+            echo["text"] = {**echoed_text, **value}
+        elif key in RESPONSE_FIELDS and key != "tools":
+            echo[key] = value
     if body.get("user") is not None:
         echo["user"] = body["user"]
     if fields["service_tier"] is not None:
@@ -344,4 +333,5 @@ def parse_responses_request(data: Any, headers: dict[str, str] | None = None) ->
         store=store,
         previous_response_id=previous,
         builtin_tools=[str(t["type"]) for t in builtin],
+        passed_items=passed_items,
     )

@@ -11,8 +11,10 @@ from typing import Any
 
 from palyra.daemon.surfaces.responses.reasoning_items import reasoning_item, reasoning_part
 from palyra.model import ChatResponse, ErrorEnvelope, FinishReason, Message, Role, TextPart, Usage
+from palyra.model.extensions import OPENAI_RESPONSES, Extensions
 from palyra.model.messages import ContentPart, ToolCallPart
 from palyra.model.responses import Logprobs, TopLogprob
+from palyra.providers.openai.responses_payload import passed_item_message
 
 RESPONSE_PREFIX = "resp_"
 
@@ -122,24 +124,30 @@ def delta_logprobs(logprobs: Logprobs | None) -> list[dict[str, Any]]:
     ]
 
 
-def text_part(text: str, logprobs: Logprobs | None = None) -> dict[str, Any]:
+def text_part(
+    text: str, logprobs: Logprobs | None = None, annotations: list[Any] | None = None
+) -> dict[str, Any]:
     return {
         "type": "output_text",
         "text": text,
-        "annotations": [],
+        "annotations": annotations or [],
         "logprobs": logprobs_json(logprobs),
     }
 
 
 def message_item(
-    item_id: str, text: str, status: str = "completed", logprobs: Logprobs | None = None
+    item_id: str,
+    text: str,
+    status: str = "completed",
+    logprobs: Logprobs | None = None,
+    annotations: list[Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "id": item_id,
         "type": "message",
         "role": "assistant",
         "status": status,
-        "content": [text_part(text, logprobs)] if status == "completed" else [],
+        "content": [text_part(text, logprobs, annotations)] if status == "completed" else [],
     }
 
 
@@ -156,21 +164,40 @@ def function_call_item(
     }
 
 
+def _own(extensions: Extensions | None) -> dict[str, Any]:
+    """A Responses upstream's own extension fields (none from any other upstream)."""
+    return (
+        extensions.fields if extensions is not None and extensions.owner == OPENAI_RESPONSES else {}
+    )
+
+
 def output_items(skeleton: Skeleton, response: ChatResponse) -> list[dict[str, Any]]:
-    """A whole answer's items: its reasoning, a Responses upstream's items the contract has no
-    part for (built-in tool calls), its text as one message, then one item per function call."""
+    """A whole answer's items: its reasoning, its text as one message, then one item per
+    function call; a Responses upstream's items the contract has no part for (built-in tool
+    calls, kinds Palyra does not know) as it sent them, at the positions it gave them."""
+    extra = _own(response.extensions)
+    foreign = dict(zip(extra.get("output_positions", []), extra.get("output", []), strict=False))
+    passed = bool(foreign)
     items: list[dict[str, Any]] = []
+
+    def slot(prefix: str) -> str:
+        """The next native item's id, after the upstream's items that come before it."""
+        while len(items) in foreign:
+            items.append(foreign.pop(len(items)))
+        return skeleton.item_id(prefix, len(items))
+
     for part in response.reasoning:
-        items.append(reasoning_item(skeleton.item_id("rs", len(items)), part))
-    extensions = response.extensions
-    if extensions is not None and extensions.owner == "openai_responses":
-        # A Responses upstream's own items (its built-in tools' calls), as it sent them.
-        items += [i for i in extensions.fields.get("output", []) if isinstance(i, dict)]
-    if response.content or not response.tool_calls:
-        item_id = skeleton.item_id("msg", len(items))
-        items.append(message_item(item_id, response.content, logprobs=response.logprobs))
+        items.append(reasoning_item(slot("rs"), part))
+    if response.content or not (response.tool_calls or passed):
+        annotations = _own(response.message_extensions).get("annotations")
+        items.append(
+            message_item(
+                slot("msg"), response.content, logprobs=response.logprobs, annotations=annotations
+            )
+        )
     for call in response.tool_calls:
-        items.append(function_call_item(skeleton.item_id("fc", len(items)), call))
+        items.append(function_call_item(slot("fc"), call))
+    items += [foreign[at] for at in sorted(foreign)]
     return items
 
 
@@ -179,7 +206,7 @@ def response_object(
 ) -> dict[str, Any]:
     """A whole neutral answer as a finished Response object."""
     status = status_for(response.finish_reason)
-    return skeleton.response(
+    body = skeleton.response(
         status=status,
         output=output_items(skeleton, response),
         usage=response.usage,
@@ -187,22 +214,35 @@ def response_object(
         completed_at=completed_at if status == "completed" else None,
         service_tier=response.service_tier or skeleton.echo.get("service_tier"),
     )
+    extra = _own(response.extensions).get("response")
+    if extra:  # a Responses upstream's undocumented top-level fields, as it sent them
+        body.update({k: v for k, v in extra.items() if k not in body})
+    return body
 
 
 def output_messages(output: list[dict[str, Any]]) -> list[Message]:
-    """A Response's output as neutral history for the next turn of a chain: one assistant
-    message holding its reasoning, text and function calls in order."""
+    """A Response's output as neutral history for the next turn of a chain: assistant messages
+    holding its reasoning, text and function calls in order, and each item the contract has no
+    part for (a built-in tool's call) as a message of its own, for a Responses upstream."""
+    messages: list[Message] = []
     parts: list[ContentPart] = []
+
+    def flush() -> None:
+        if parts:
+            messages.append(Message(role=Role.ASSISTANT, content=list(parts)))
+            parts.clear()
+
     for position, item in enumerate(output):
-        if item.get("type") == "reasoning":
+        kind = item.get("type")
+        if kind == "reasoning":
             parts.append(reasoning_part(item, f"output[{position}]"))
-        elif item.get("type") == "message":
+        elif kind == "message":
             text = "".join(
                 str(p.get("text", "")) for p in item.get("content", []) if isinstance(p, dict)
             )
             if text:
                 parts.append(TextPart(text=text))
-        elif item.get("type") == "function_call":
+        elif kind == "function_call":
             parts.append(
                 ToolCallPart(
                     id=str(item["call_id"]),
@@ -210,4 +250,8 @@ def output_messages(output: list[dict[str, Any]]) -> list[Message]:
                     arguments=str(item.get("arguments") or "{}"),
                 )
             )
-    return [Message(role=Role.ASSISTANT, content=parts)] if parts else []
+        else:
+            flush()
+            messages.append(passed_item_message(item))
+    flush()
+    return messages

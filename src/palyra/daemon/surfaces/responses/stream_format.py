@@ -4,7 +4,10 @@
 (``output_item.added``, ``content_part.added``, ``output_text.delta``... ``output_text.done``,
 ``content_part.done``, ``output_item.done``), each tool call a ``function_call`` item with its
 argument deltas; ``response.completed`` (or ``response.incomplete`` when the answer was cut)
-closes it, holding the same Response object a whole answer would be.
+closes it, holding the same Response object a whole answer would be. A Responses upstream's
+events the contract does not model (built-in tools' items and their events, annotations, event
+types Palyra does not know) come through as sent, in their place, renumbered: their
+``output_index`` is this stream's and their ``sequence_number`` follows ours.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from palyra.daemon.surfaces.responses.response_format import (
 from palyra.model import (
     ErrorEnvelope,
     ErrorEvent,
+    ExtensionEvent,
     FinishReason,
     MessageEnd,
     MessageStart,
@@ -44,6 +48,7 @@ from palyra.model import (
     Usage,
     UsageEvent,
 )
+from palyra.model.extensions import OPENAI_RESPONSES
 from palyra.model.responses import Logprobs
 
 
@@ -62,6 +67,7 @@ class _Open:
     call: ToolCallPart | None = None
     signature: list[str] = field(default_factory=list)
     logprobs: Logprobs | None = None
+    annotations: list[Any] = field(default_factory=list)
 
 
 class ResponseEventEncoder:
@@ -76,6 +82,7 @@ class ResponseEventEncoder:
         self._thinking: _Open | None = None
         self._thinking_index: int | None = None
         self._calls: dict[int, _Open] = {}
+        self._foreign: dict[int, int] = {}  # a passed item's upstream output_index -> ours
         self._usage: Usage | None = None
         self._tier: str | None = skeleton.echo.get("service_tier")
         self._finish: FinishReason | None = None
@@ -177,7 +184,9 @@ class ResponseEventEncoder:
         self._message = None
         text = "".join(open_.chunks)
         where = {"item_id": open_.item_id, "output_index": open_.position, "content_index": 0}
-        item = message_item(open_.item_id, text, logprobs=open_.logprobs)
+        item = message_item(
+            open_.item_id, text, logprobs=open_.logprobs, annotations=open_.annotations
+        )
         self._output[open_.position] = item
         done = delta_logprobs(open_.logprobs)
         return (
@@ -277,7 +286,37 @@ class ResponseEventEncoder:
                 return self._close_all()
             case ErrorEvent():
                 return self.error(event.error)
+            case ExtensionEvent():
+                if event.owner == OPENAI_RESPONSES:
+                    return self._passed(event.event, event.data)
         return b""
+
+    def _passed(self, kind: str, data: dict[str, Any]) -> bytes:
+        """A Responses upstream's own event, as sent, with this stream's numbering."""
+        fields = {k: v for k, v in data.items() if k != "type" and k != "sequence_number"}
+        upstream = data.get("output_index")
+        if not isinstance(upstream, int):
+            return self._event(kind, **fields)
+        position = self._foreign.get(upstream)
+        if position is None and kind == "response.output_item.added":
+            frames = self._close_open_items()
+            item = data.get("item")
+            position = self._new_item(item if isinstance(item, dict) else {})
+            self._foreign[upstream] = position
+            return frames + self._event(kind, **{**fields, "output_index": position})
+        if position is not None:
+            if kind == "response.output_item.done" and isinstance(data.get("item"), dict):
+                self._output[position] = data["item"]
+            return self._event(kind, **{**fields, "output_index": position})
+        # About an item the contract models (an annotation of the text): the one open here.
+        open_ = self._message or self._thinking
+        if open_ is None:
+            return b""
+        if kind == "response.output_text.annotation.added" and open_ is self._message:
+            open_.annotations.append(data.get("annotation"))
+        return self._event(
+            kind, **{**fields, "output_index": open_.position, "item_id": open_.item_id}
+        )
 
     def _close_all(self) -> bytes:
         frames = self._close_open_items()
