@@ -152,7 +152,7 @@ def _row(name: str, direct: float, palyra: float, unit: str, *, added: bool) -> 
     return f"  {name:<24}{direct:>11.3f} {unit:<4}{palyra:>11.3f} {unit:<4}{palyra / direct:>8.2f}x  {extra}"
 
 
-def _report(results: list[Result], workers: int) -> None:
+def _report(results: list[Result], workers: int, shared: str = "") -> None:
     cpu = next(
         (line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")),
         platform.processor() or "unknown CPU",
@@ -167,6 +167,7 @@ def _report(results: list[Result], workers: int) -> None:
         "and load generator share these cores; compare ratios, not absolute numbers, across "
         "machines."
     )
+    print(f"Shared state: {shared or 'per process (no redis_url)'}")
     for result in results:
         print()
         print(f"{result.path.label}")
@@ -235,14 +236,18 @@ def _bounded() -> Iterator[None]:
         signal.alarm(0)
 
 
-def run(workdir: Path, workers: int) -> list[Result]:
+def run(
+    workdir: Path, workers: int, redis_url: str = "", max_concurrency: int | None = None
+) -> list[Result]:
     state = workdir / "state"
     state.mkdir(mode=0o700)
     env = child_env(state)
     fake_port, daemon_port = free_port(), free_port()
     fake_url = f"http://127.0.0.1:{fake_port}"
     config = workdir / "palyra.toml"
-    config.write_text(daemon_config(fake_url, state))
+    config.write_text(
+        daemon_config(fake_url, state, redis_url=redis_url, max_concurrency=max_concurrency)
+    )
     results: list[Result] = []
     print("Starting the fake upstream and the daemon ...", flush=True)
     with (
@@ -292,6 +297,19 @@ def _arguments() -> argparse.Namespace:
         help="worker processes for palyra serve (default 1; the bench then compares the same "
         "fake upstream, called directly, with the daemon at this setting)",
     )
+    parser.add_argument(
+        "--redis-url",
+        default="",
+        help="run the daemon with this [storage] redis_url (breakers, and leases with "
+        "--max-concurrency, in Redis), to measure what shared state costs; default: none",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=None,
+        help="set max_concurrency on both providers (leases are then taken on every call; "
+        "pick it above the load's concurrency so nothing waits)",
+    )
     return parser.parse_args()
 
 
@@ -308,14 +326,19 @@ def main() -> int:
     started_at = time.monotonic()
     try:
         with _bounded(), tempfile.TemporaryDirectory(prefix="palyra-bench-") as tmp:
-            results = run(Path(tmp), args.workers)
+            results = run(Path(tmp), args.workers, args.redis_url, args.max_concurrency)
     except KeyboardInterrupt:
         print("\ninterrupted; stopped the fake upstream and the daemon", file=sys.stderr)
         return 130
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
-    _report(results, args.workers)
+    shared = ""
+    if args.redis_url:
+        shared = f"Redis at {args.redis_url}"
+        if args.max_concurrency is not None:
+            shared += f", max_concurrency = {args.max_concurrency} (leases in Redis)"
+    _report(results, args.workers, shared)
     print(f"\n(total {time.monotonic() - started_at:.0f} s)")
     return 0
 

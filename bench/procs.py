@@ -40,9 +40,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def daemon_config(fake_url: str, state_dir: Path) -> str:
-    """palyra.toml for the run: one OpenAI-compatible and one Anthropic provider, both the fake."""
+def daemon_config(
+    fake_url: str, state_dir: Path, *, redis_url: str = "", max_concurrency: int | None = None
+) -> str:
+    """palyra.toml for the run: one OpenAI-compatible and one Anthropic provider, both the fake;
+    with ``redis_url`` breakers (and leases, with ``max_concurrency``) live in Redis."""
     db = (state_dir / "palyra.db").as_posix()
+    limit = "" if max_concurrency is None else f"max_concurrency = {max_concurrency}\n"
     return f"""version = 1
 
 [daemon]
@@ -50,6 +54,7 @@ client_tokens = ["env:PALYRA_CLIENT_TOKEN"]
 
 [storage]
 url = "sqlite+aiosqlite:///{db}"
+redis_url = "{redis_url}"
 
 [model_provider]
 max_retries = 0
@@ -60,13 +65,13 @@ id = "fake-openai"
 kind = "openai_compatible"
 base_url = "{fake_url}/v1"
 api_key = "env:FAKE_KEY"
-
+{limit}
 [[model_provider.providers]]
 id = "fake-anthropic"
 kind = "anthropic"
 base_url = "{fake_url}"
 api_key = "env:FAKE_KEY"
-
+{limit}
 [[model_provider.models]]
 id = "{OPENAI_MODEL}"
 provider = "fake-openai"

@@ -129,7 +129,7 @@ def test_vault_whose_key_file_was_removed_fails_with_restore_hint(
     assert line(out, "vault").startswith("fail")
     assert f"Restore {state / 'vault.key'} from your backup" in fix_after(out, "vault")
     assert line(out, "auth profiles").startswith("warn")
-    assert err == "1 of 7 checks failed.\n"
+    assert err == "1 of 8 checks failed.\n"
 
 
 def test_bad_config_fails_and_names_the_problem(state: Path, tmp_path: Path) -> None:

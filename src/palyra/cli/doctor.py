@@ -31,6 +31,7 @@ from palyra.model import PalyraError
 from palyra.paths import state_dir as default_state_dir
 from palyra.routing.assembly import build_runtime
 from palyra.routing.discovery import ModelDiscovery, ProviderListing
+from palyra.sharedstate import SharedStateLink
 from palyra.store import (
     MigrationSet,
     Store,
@@ -285,6 +286,36 @@ async def _provider_checks(config: PalyraConfig, setup: _Setup) -> list[Check]:
     return [_listing_check(listing) for listing in listings]
 
 
+async def shared_state_check(config: PalyraConfig) -> Check:
+    """Where state replicas must agree on lives: in Redis (reachable or not) or per process."""
+    link = SharedStateLink.from_url(config.storage.redis_url)
+    if link is None:
+        return Check(
+            "shared state",
+            Status.OK,
+            "per process (no [storage] redis_url): breakers, cooldowns, leases and rate windows "
+            "are each process's own; a revoked token is refused within 30 s",
+        )
+    try:
+        seconds = await asyncio.wait_for(link.ping(), HEALTH_TIMEOUT_S)
+    except link.errors as exc:  # TimeoutError (asyncio's) is one of them
+        return Check(
+            "shared state",
+            Status.WARN,
+            f"Redis at {link.shown} does not answer ({type(exc).__name__}); the daemon serves on "
+            "with per-process state until it does",
+            f"start Redis at {link.shown}, or fix [storage] redis_url in palyra.toml",
+        )
+    finally:
+        await link.aclose()
+    return Check(
+        "shared state",
+        Status.OK,
+        f"Redis at {link.shown} (reachable, {seconds * 1000:.1f} ms): breakers, cooldowns, "
+        "leases, rate windows and token revocations are shared by every replica",
+    )
+
+
 async def daemon_check(bind: str, client: httpx2.AsyncClient) -> Check:
     """A daemon that is not running is only a warning: the setup itself can still be fine."""
     url = f"http://{bind}/healthz"
@@ -328,6 +359,7 @@ async def run_checks(config_path: Path | None, setup: _Setup | None = None) -> l
     config = loaded.config
     checks.append(Check("config", Status.OK, str(loaded.path or "built-in defaults")))
     checks.append(check_state_dir(states))
+    checks.append(await shared_state_check(config))
     try:
         checks += await _store_checks(config, states, setup)
         checks.append(await _auth_check(setup))
