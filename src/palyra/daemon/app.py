@@ -189,6 +189,13 @@ def create_app(state: AppState) -> FastAPI:
         openapi_extra=docs.RESPONSE_ID_PARAM,
     )
     app.add_api_route(
+        "/v1/responses/{response_id}/input_items",
+        responses_api.list_input_items,
+        methods=["GET"],
+        responses=docs.error_responses(docs.LISTED_STATUSES),
+        openapi_extra=docs.INPUT_ITEMS_PARAMS,
+    )
+    app.add_api_route(
         "/v1/responses/{response_id}",
         responses_api.delete_response,
         methods=["DELETE"],

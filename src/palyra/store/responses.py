@@ -1,7 +1,8 @@
 """Stored Responses (``POST /v1/responses`` with ``store`` true): one row per response.
 
-A row keeps the turn's own input (neutral messages, as JSON), the Response object as sent, the
-id of the response it continued, and who made it. ``previous_response_id`` rebuilds a
+A row keeps the turn's own input (neutral messages, as JSON, and since schema step 2 the input
+items as the client sent them, for ``GET .../input_items``), the Response object as sent, the id
+of the response it continued, and who made it. ``previous_response_id`` rebuilds a
 conversation by walking those links back to the first turn. Rows are owned by the client token
 that created them: another token reads nothing, not even whether an id exists. Expired rows
 (``[responses] retention_days``) are invisible at once and deleted on later writes.
@@ -35,6 +36,7 @@ stored_responses = sa.Table(
     sa.Column("previous_id", sa.String(96), nullable=True),
     sa.Column("model", sa.String(256), nullable=False),
     sa.Column("input_json", sa.Text, nullable=False),
+    sa.Column("input_items_json", sa.Text, nullable=True),
     sa.Column("response_json", sa.Text, nullable=False),
     sa.Column("created_at_ms", sa.BigInteger, nullable=False),
     sa.Column("expires_at_ms", sa.BigInteger, nullable=True),
@@ -43,11 +45,32 @@ stored_responses = sa.Table(
 
 
 def _create_v1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[stored_responses])
+    # Step 1's table as it was (a migration never changes; step 2 adds a column).
+    sa.Table(
+        "stored_responses",
+        sa.MetaData(),
+        sa.Column("id", sa.String(96), primary_key=True),
+        sa.Column("owner", sa.String(128), nullable=False),
+        sa.Column("previous_id", sa.String(96), nullable=True),
+        sa.Column("model", sa.String(256), nullable=False),
+        sa.Column("input_json", sa.Text, nullable=False),
+        sa.Column("response_json", sa.Text, nullable=False),
+        sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+        sa.Column("expires_at_ms", sa.BigInteger, nullable=True),
+        sa.Index("ix_stored_responses_expires", "expires_at_ms"),
+    ).create(conn)
+
+
+def _add_input_items_v2(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE stored_responses ADD COLUMN input_items_json TEXT"))
 
 
 RESPONSES_SCHEMA = MigrationSet(
-    "stored_responses", [Migration(1, "create stored_responses", _create_v1)]
+    "stored_responses",
+    [
+        Migration(1, "create stored_responses", _create_v1),
+        Migration(2, "keep the input items as sent", _add_input_items_v2),
+    ],
 )
 
 
@@ -62,6 +85,8 @@ class StoredResponse:
     input: list[dict[str, Any]]
     response: dict[str, Any]
     created_at_ms: int
+    input_items: list[dict[str, Any]] | None = None
+    """The input items as sent (None for rows stored before schema step 2)."""
 
 
 class ChainBroken(LookupError):
@@ -102,6 +127,7 @@ class ResponseStore:
         model: str,
         input: list[dict[str, Any]],
         response: dict[str, Any],
+        input_items: list[dict[str, Any]] | None = None,
     ) -> None:
         """Store one response, and (at most once a minute) delete the rows whose retention has
         run out; expired rows are invisible to reads meanwhile."""
@@ -121,6 +147,9 @@ class ResponseStore:
                     previous_id=previous_id,
                     model=model,
                     input_json=orjson.dumps(input).decode(),
+                    input_items_json=None
+                    if input_items is None
+                    else orjson.dumps(input_items).decode(),
                     response_json=orjson.dumps(response).decode(),
                     created_at_ms=now,
                     expires_at_ms=expires,
@@ -150,14 +179,17 @@ class ResponseStore:
             )
         return bool(result.rowcount)
 
-    async def chain(self, id: str, owner: str) -> list[StoredResponse]:
+    async def chain(self, id: str, owner: str, *, partial: bool = False) -> list[StoredResponse]:
         """The turns ending at ``id``, oldest first; ``ChainBroken`` names the first link that
-        is gone (``id`` itself when it is)."""
+        is gone (``id`` itself when it is). ``partial`` stops at a gone earlier link instead,
+        returning the turns after it."""
         turns: list[StoredResponse] = []
         wanted: str | None = id
         while wanted is not None and len(turns) < MAX_CHAIN:
             found = await self.get(wanted, owner)
             if found is None:
+                if partial and turns:
+                    break
                 raise ChainBroken(wanted)
             turns.append(found)
             wanted = found.previous_id
@@ -175,4 +207,5 @@ def _record(row: sa.Row[Any]) -> StoredResponse:
         input=orjson.loads(m["input_json"]),
         response=orjson.loads(m["response_json"]),
         created_at_ms=m["created_at_ms"],
+        input_items=None if m["input_items_json"] is None else orjson.loads(m["input_items_json"]),
     )

@@ -142,6 +142,21 @@ RESPONSE_ID_PARAM: dict[str, Any] = {
         }
     ]
 }
+LISTED_STATUSES = (400, 401, 404, 500)
+INPUT_ITEMS_PARAMS: dict[str, Any] = {
+    "parameters": [
+        *RESPONSE_ID_PARAM["parameters"],
+        *(
+            {"name": name, "in": "query", "required": False, "schema": schema}
+            for name, schema in (
+                ("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
+                ("order", {"type": "string", "enum": ["asc", "desc"], "default": "desc"}),
+                ("after", {"type": "string"}),
+                ("include", {"type": "array", "items": {"type": "string"}}),
+            )
+        ),
+    ]
+}
 # The model routes answer OpenAI's shapes, or Anthropic's to a caller sending anthropic-version.
 MODELS_STATUSES = (400, 401, 404)
 MODEL_ID_PARAM: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""The OpenAI Responses HTTP handlers: create (whole or SSE), retrieve and delete.
+"""The OpenAI Responses HTTP handlers: create (whole or SSE), retrieve, list input items and
+delete.
 
 A request is routed like a chat completion (``dispatch``: failover, breakers, leases, metrics
 and usage are the same); what is Responses-only here is the chain (``previous_response_id``
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from fastapi import Request
@@ -20,6 +22,7 @@ from palyra.daemon.state import AppState
 from palyra.daemon.surfaces import dispatch
 from palyra.daemon.surfaces.dispatch import upstream_headers
 from palyra.daemon.surfaces.openai.chat_api import app_state, read_body
+from palyra.daemon.surfaces.responses.item_list import input_resources, page
 from palyra.daemon.surfaces.responses.request_format import (
     ResponsesCall,
     parse_responses_request,
@@ -42,9 +45,9 @@ from palyra.model import (
 )
 from palyra.model.forwarding import client_headers
 from palyra.providers.openai import OpenAIProvider
-from palyra.providers.openai.responses_payload import passed_item
+from palyra.providers.openai.responses_payload import input_items, passed_item
 from palyra.routing.registry import Target, required_capabilities
-from palyra.store.responses import ChainBroken
+from palyra.store.responses import ChainBroken, StoredResponse
 
 JSON = "application/json"
 
@@ -149,13 +152,15 @@ async def _save(
     state: AppState, call: ResponsesCall, owner: str, model_id: str, body: dict[str, object]
 ) -> None:
     store = await state.response_store()
+    response_id = str(body["id"])
     await store.save(
-        id=str(body["id"]),
+        id=response_id,
         owner=owner,
         previous_id=call.previous_response_id,
         model=model_id,
         input=[m.model_dump(mode="json") for m in call.input],
         response=body,
+        input_items=input_resources(call.raw_input, response_id.removeprefix(RESPONSE_PREFIX)),
     )
 
 
@@ -230,6 +235,35 @@ async def get_response(request: Request) -> Response:
     if found is None:
         raise _not_found(response_id)
     return JSONBytes(orjson.dumps(found.response), {})
+
+
+def _turn_items(turn: StoredResponse) -> list[dict[str, Any]]:
+    """A stored turn's input items as sent (rows from before they were kept: rebuilt from the
+    neutral messages, as a Responses upstream would get them)."""
+    if turn.input_items is not None:
+        return turn.input_items
+    messages = [Message.model_validate(m) for m in turn.input]
+    return input_resources(input_items(messages), turn.id.removeprefix(RESPONSE_PREFIX))
+
+
+async def list_input_items(request: Request) -> Response:
+    """``GET /v1/responses/{response_id}/input_items``: the items the stored response was made
+    from (its chain's inputs and outputs, then its own input), paged; its owner only."""
+    state = app_state(request)
+    response_id = request.path_params["response_id"]
+    query = request.query_params
+    include = query.getlist("include") + query.getlist("include[]")
+    store = await state.response_store()
+    try:
+        turns = await store.chain(response_id, _owner(request), partial=True)
+    except ChainBroken:
+        raise _not_found(response_id) from None
+    items: list[dict[str, Any]] = []
+    for turn in turns[:-1]:
+        items += _turn_items(turn)
+        items += [i for i in turn.response.get("output", []) if isinstance(i, dict)]
+    items += _turn_items(turns[-1])
+    return JSONBytes(orjson.dumps(page(items, query, include)), {})
 
 
 async def delete_response(request: Request) -> Response:

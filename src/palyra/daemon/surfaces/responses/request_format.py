@@ -80,6 +80,8 @@ class ResponsesCall:
     builtin_tools: list[str] = field(default_factory=list)
     passed_items: list[tuple[str, str]] = field(default_factory=list)
     """(where, type) of the input items kept as sent, for a Responses upstream."""
+    raw_input: Any = None
+    """``input`` as the client sent it (stored for ``GET .../input_items``)."""
 
     @property
     def extensions(self) -> Extensions | None:
@@ -334,4 +336,5 @@ def parse_responses_request(data: Any, headers: dict[str, str] | None = None) ->
         previous_response_id=previous,
         builtin_tools=[str(t["type"]) for t in builtin],
         passed_items=passed_items,
+        raw_input=body.get("input", []),
     )
