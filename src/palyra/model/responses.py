@@ -16,7 +16,14 @@ UsageSource = Literal["provider", "estimated"]
 
 
 class Usage(BaseModel):
-    """Token counts. ``source`` says whether the provider reported them or we estimated."""
+    """Token counts. ``source`` says whether the provider reported them or we estimated.
+
+    ``input_tokens`` counts all input, cached reads (``cached_input_tokens``) and cache writes
+    (``cache_creation_input_tokens``) included. Anthropic splits the writes by cache lifetime:
+    ``cache_creation_5m_input_tokens`` + ``cache_creation_1h_input_tokens`` (``ephemeral_5m`` /
+    ``ephemeral_1h``, priced differently) make up ``cache_creation_input_tokens``; both are None
+    when the upstream did not split them (then the writes are the default 5-minute kind).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -24,6 +31,8 @@ class Usage(BaseModel):
     output_tokens: int = Field(default=0, ge=0)
     cached_input_tokens: int = Field(default=0, ge=0)
     cache_creation_input_tokens: int = Field(default=0, ge=0)
+    cache_creation_5m_input_tokens: int | None = Field(default=None, ge=0)
+    cache_creation_1h_input_tokens: int | None = Field(default=None, ge=0)
     reasoning_tokens: int = Field(default=0, ge=0)
     source: UsageSource = "provider"
 

@@ -160,9 +160,10 @@ def _thinking(body: dict[str, Any], max_tokens: Any) -> bool:
     raise invalid(f"thinking.type: Input tag '{kind}' is not one of: enabled, disabled, adaptive")
 
 
-def cache_prefix(body: dict[str, Any]) -> tuple[bytes, int] | None:
-    """(a key for the prompt up to its last cache marker, that prefix's tokens), or None
-    when nothing is marked. Order as Anthropic caches: tools, system, then messages."""
+def cache_prefix(body: dict[str, Any]) -> tuple[bytes, int, int] | None:
+    """(a key for the prompt up to its last cache marker, that prefix's tokens, the tokens up
+    to its last one-hour marker), or None when nothing is marked. Order as Anthropic caches:
+    tools, system, then messages (one-hour markers come before five-minute ones)."""
     blocks: list[Any] = list(body.get("tools") or [])
     system = body.get("system")
     if isinstance(system, list):
@@ -174,8 +175,10 @@ def cache_prefix(body: dict[str, Any]) -> tuple[bytes, int] | None:
     if not marked:
         return None
     prefix = blocks[: marked[-1] + 1]
-    tokens = sum(count_words(orjson.dumps(b).decode()) for b in prefix)
-    return hashlib.sha256(orjson.dumps(prefix)).digest(), tokens
+    tokens = [count_words(orjson.dumps(b).decode()) for b in prefix]
+    hour = [i for i in marked if blocks[i]["cache_control"].get("ttl") == "1h"]
+    long_lived = sum(tokens[: hour[-1] + 1]) if hour else 0
+    return hashlib.sha256(orjson.dumps(prefix)).digest(), sum(tokens), long_lived
 
 
 def _messages(messages: Any, conv: Conversation) -> int:
@@ -332,6 +335,10 @@ def usage(reply: Reply) -> dict[str, Any]:
         "output_tokens": reply.output_tokens,
         "cache_creation_input_tokens": created,
         "cache_read_input_tokens": reply.cached_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": created - reply.cache_creation_1h_tokens,
+            "ephemeral_1h_input_tokens": reply.cache_creation_1h_tokens,
+        },
         "service_tier": "standard",
     }
 

@@ -115,6 +115,8 @@ class Reply:
     cached_tokens: int
     thinking: str | None = None
     cache_creation_tokens: int = 0
+    cache_creation_1h_tokens: int = 0
+    """Of ``cache_creation_tokens``, those written to the one-hour cache (the rest: 5 minutes)."""
 
 
 def _triggered(conv: Conversation) -> list[ToolDef]:

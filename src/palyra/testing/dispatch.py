@@ -385,14 +385,16 @@ class FakeApp:
         prefix = anthropic_messages.cache_prefix(body)
         if prefix is None:
             return reply
-        key, tokens = prefix
+        key, tokens, long_lived = prefix
         tokens = min(tokens, reply.input_tokens - reply.cached_tokens)
         with self._lock:
             seen = key in self._cache
             self._cache.add(key)
         if seen:
             return dataclasses.replace(reply, cached_tokens=reply.cached_tokens + tokens)
-        return dataclasses.replace(reply, cache_creation_tokens=tokens)
+        return dataclasses.replace(
+            reply, cache_creation_tokens=tokens, cache_creation_1h_tokens=min(long_lived, tokens)
+        )
 
     def limit_headers(self, dialect: Dialect, n: int) -> dict[str, str]:
         """The rate-limit and request-id headers the vendor sends with every answer."""

@@ -61,13 +61,18 @@ def usage_fields(usage: Mapping[str, Any]) -> dict[str, Any]:
     :func:`usage_from_anthropic`, or of a model holding a usage."""
     read = _count(usage, "cache_read_input_tokens")
     created = _count(usage, "cache_creation_input_tokens")
-    return {
+    fields: dict[str, Any] = {
         "input_tokens": _count(usage, "input_tokens") + read + created,
         "output_tokens": _count(usage, "output_tokens"),
         "cached_input_tokens": read,
         "cache_creation_input_tokens": created,
         "source": "provider",
     }
+    split = usage.get("cache_creation")
+    if isinstance(split, dict):  # the writes by cache lifetime
+        fields["cache_creation_5m_input_tokens"] = _count(split, "ephemeral_5m_input_tokens")
+        fields["cache_creation_1h_input_tokens"] = _count(split, "ephemeral_1h_input_tokens")
+    return fields
 
 
 def usage_from_anthropic(usage: Mapping[str, Any]) -> Usage:

@@ -78,7 +78,7 @@ class AnthropicStreamParser:
     stopped: bool = False
     # The answer's headers a client reads, set by the provider; they ride on MessageStart.
     headers: dict[str, str] = field(default_factory=dict)
-    _usage: dict[str, int] = field(default_factory=dict)
+    _usage: dict[str, Any] = field(default_factory=dict)
     _tools: dict[int, _ToolBlock] = field(default_factory=dict)
     _thinking: dict[int, int] = field(default_factory=dict)
     _stop_reason: str | None = None
@@ -133,6 +133,9 @@ class AnthropicStreamParser:
                 value = usage.get(key)
                 if isinstance(value, int):
                     self._usage[key] = value
+            split = usage.get("cache_creation")
+            if isinstance(split, dict):  # cache writes by lifetime (message_start has them)
+                self._usage["cache_creation"] = split
 
     def _message_start(self, payload: dict[str, Any]) -> list[StreamEvent]:
         message = payload.get("message")

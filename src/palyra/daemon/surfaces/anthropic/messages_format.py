@@ -461,9 +461,19 @@ _DIRECT_CALLER: dict[str, Any] = {"type": "direct"}
 def message_usage_json(usage: Usage, service_tier: str | None = None) -> dict[str, Any]:
     """The full ``usage`` object of a ``message`` (``message_delta`` carries the short one)."""
     full = {**usage_json(usage), **_USAGE_NULLS}
+    if usage.cache_creation_5m_input_tokens is not None:
+        full["cache_creation"] = cache_creation_json(usage)
     if service_tier is not None:
         full["service_tier"] = _ANSWER_TIERS.get(service_tier, service_tier)
     return full
+
+
+def cache_creation_json(usage: Usage) -> dict[str, int]:
+    """Anthropic's ``usage.cache_creation``: the cache writes by lifetime."""
+    return {
+        "ephemeral_5m_input_tokens": usage.cache_creation_5m_input_tokens or 0,
+        "ephemeral_1h_input_tokens": usage.cache_creation_1h_input_tokens or 0,
+    }
 
 
 def tool_input(call: ToolCallPart) -> dict[str, Any]:
@@ -580,7 +590,10 @@ class MessageEventEncoder:
 
     def _start_counts(self) -> dict[str, Any]:
         if self._start_usage is not None:
-            counts = {**usage_json(self._start_usage), "output_tokens": 0, **_USAGE_NULLS}
+            start = self._start_usage
+            counts = {**usage_json(start), "output_tokens": 0, **_USAGE_NULLS}
+            if start.cache_creation_5m_input_tokens is not None:
+                counts["cache_creation"] = cache_creation_json(start)
             if self._service_tier is not None:
                 counts["service_tier"] = _ANSWER_TIERS.get(self._service_tier, self._service_tier)
             return counts
