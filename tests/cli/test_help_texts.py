@@ -23,12 +23,12 @@ BRACKETED = re.compile(r"\\?\[[a-z_.]+\]")
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
-    children = getattr(command, "commands", None)
-    if children is None:
+    if not hasattr(command, "list_commands"):
         yield path, command
         return
-    for name, child in children.items():
-        yield from _commands(child, (*path, name))
+    ctx = typer.Context(command)
+    for name in command.list_commands(ctx):  # the root loads its sub-commands when asked
+        yield from _commands(command.get_command(ctx, name), (*path, name))
 
 
 COMMANDS = dict(_commands(typer.main.get_command(app)))

@@ -74,6 +74,13 @@ def test_a_real_run_writes_only_what_the_readme_lists(
         model="default", messages=[{"role": "user", "content": "count my tokens"}]
     )
     assert reply.choices[0].message.content
+    assert "tiktoken" not in names(state)  # loaded when a count first needs it, not at start
+    near_the_limit = client.chat.completions.create(  # too close to the window to skip counting
+        model="default",
+        messages=[{"role": "user", "content": "count my tokens"}],
+        max_tokens=127_980,
+    )
+    assert near_the_limit.choices[0].message.content
     monkeypatch.setenv("PALYRA_STATE_DIR", str(state))
     runner = CliRunner()
     assert runner.invoke(app, ["vault", "put", "global/k"], input="a-value").exit_code == 0

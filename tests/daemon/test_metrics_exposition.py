@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -155,3 +156,44 @@ def test_a_client_leaving_mid_stream_is_a_stream_interruption(start_daemon: Star
         )
         == 1
     )
+
+
+def test_a_request_queued_at_a_concurrency_limit_shows_in_metrics(
+    start_daemon: StartDaemon,
+) -> None:
+    config = default_config()
+    limited = config.model_provider.providers[0].model_copy(update={"max_concurrency": 1})
+    config.model_provider.providers[0] = limited
+    provider = HangingProvider(id=limited.id)
+    running = start_daemon(AppState(config=config, providers={limited.id: provider}))
+    body = {"model": "default", "stream": True, "messages": [{"role": "user", "content": "a b"}]}
+    url = f"{running.url}/v1/chat/completions"
+
+    def until(name: str, wanted: float) -> Samples:
+        deadline = time.monotonic() + 10
+        while True:
+            samples = scrape(running)
+            if value(samples, name, limit=limited.id) == wanted:
+                return samples
+            assert time.monotonic() < deadline, f"{name} never reached {wanted}"
+            time.sleep(0.02)
+
+    second: list[bytes] = []
+
+    def ask_again() -> None:
+        with httpx2.stream("POST", url, json=body, headers=running.headers, timeout=20) as reply:
+            second.append(next(reply.iter_bytes()))
+
+    with httpx2.stream("POST", url, json=body, headers=running.headers) as first:
+        chunks = first.iter_bytes()  # kept: a dropped iterator closes the response
+        assert next(chunks).startswith(b"data: ")  # the stream holds the only slot
+        waiter = threading.Thread(target=ask_again)
+        waiter.start()
+        samples = until("palyra_concurrency_waiting", 1)
+        assert value(samples, "palyra_concurrency_in_use", limit=limited.id) == 1
+        assert value(samples, "palyra_concurrency_waits_total", limit=limited.id) == 1
+    waiter.join(timeout=20)  # the first stream's end freed the slot for it
+    assert second and second[0].startswith(b"data: ")
+    samples = until("palyra_concurrency_waiting", 0)
+    assert value(samples, "palyra_concurrency_wait_seconds_total", limit=limited.id) > 0
+    assert value(samples, "palyra_concurrency_refusals_total", limit=limited.id) == 0

@@ -9,6 +9,7 @@ import orjson
 
 from palyra.daemon.observe.metrics import Metrics
 from palyra.daemon.server.workers import RETIRED, SnapshotFiles, make_run_dir
+from palyra.routing.leases import BucketFigures
 
 CHAT = ("/v1/chat/completions", "m", "200")
 
@@ -101,3 +102,22 @@ def test_run_dirs_of_parents_that_are_gone_are_removed(tmp_path: Path) -> None:
     assert not stale.exists()
     assert run_dir.name == f"serve-{os.getpid()}"
     assert run_dir.stat().st_mode & 0o777 == 0o700
+
+
+def test_concurrency_queues_are_summed_and_their_gauges_kept_per_worker() -> None:
+    def with_queue(index: int, waiting: int, waits: int, wait_s: float) -> Metrics:
+        metrics = worker_metrics(index, requests=0, seconds=0.0, phase="closed")
+        figures = {"p": BucketFigures(5, 5, waiting, waits, wait_s, 1)}
+        metrics.set_limit_source(lambda: figures)
+        return metrics
+
+    own, sibling = with_queue(0, 2, 10, 1.5), with_queue(1, 0, 4, 0.5)
+    own.peers = lambda: [sibling.snapshot()]
+    got = samples(own.render())
+    assert got['palyra_concurrency_waits_total{limit="p"}'] == 14
+    assert got['palyra_concurrency_wait_seconds_total{limit="p"}'] == 2.0
+    assert got['palyra_concurrency_refusals_total{limit="p"}'] == 2
+    assert got['palyra_concurrency_waiting{limit="p",worker="0"}'] == 2
+    assert got['palyra_concurrency_waiting{limit="p",worker="1"}'] == 0
+    assert got['palyra_concurrency_in_use{limit="p",worker="1"}'] == 5
+    assert got['palyra_breaker_state{scope="target:p/m",worker="1"}'] == 0

@@ -21,7 +21,13 @@ from palyra.model import PalyraError
 from palyra.net.addresses import parse_ip
 from palyra.providers.upstream import guard as upstream_guard
 from palyra.providers.upstream import http1_connection
-from palyra.providers.upstream.client import UpstreamClient, prepare, send_bytes, send_prepared
+from palyra.providers.upstream.client import (
+    UpstreamClient,
+    answer_headers_of,
+    prepare,
+    send_bytes,
+    send_prepared,
+)
 from palyra.providers.upstream.coarse_timers import timers_for
 from palyra.providers.upstream.guard import (
     GuardedTransport,
@@ -1003,3 +1009,70 @@ async def test_content_encoding_is_found_whatever_its_spelling(headers: bytes) -
         reply = await send_bytes(http, "GET", server.url, {}, None)
         general = await http.get(server.url)
     assert reply.body == general.content == (plain if codings else body)
+
+
+async def test_the_headers_clients_read_are_collected_while_the_head_is_parsed() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(
+                b"HTTP/1.1 100 Continue\r\nx-request-id: interim\r\n\r\n"  # interim: dropped
+                b"HTTP/1.1 200 OK\r\ndate: today\r\nX-Request-ID: req-1\r\n"
+                b"Retry-After: 3\r\nx-ratelimit-remaining-requests: 99\r\n"
+                b"anthropic-ratelimit-tokens-limit: 5\r\nauthorization: not-for-clients\r\n"
+                b"x-other: no\r\ncontent-length: 2\r\n\r\nok"
+            )
+            await writer.drain()
+
+    wanted = {
+        "x-request-id": "req-1",
+        "retry-after": "3",
+        "x-ratelimit-remaining-requests": "99",
+        "anthropic-ratelimit-tokens-limit": "5",
+    }
+    async with Server(answer) as server, _raw_client() as http:
+        reply = await send_bytes(http, "GET", server.url, {}, None)
+        async with http.stream("GET", server.url) as streamed:
+            from_stream = answer_headers_of(streamed)
+            await streamed.aread()
+    assert reply.answer_headers == from_stream == wanted
+    assert reply.body == b"ok" and len(reply.raw_headers) == 8
+
+
+async def test_an_answer_from_another_transport_has_the_same_client_headers() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"Request-Id": "r9", "server": "x"}, content=b"{}")
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
+        reply = await send_bytes(http, "GET", "http://127.0.0.1:9/x", {}, None)
+        async with http.stream("GET", "http://127.0.0.1:9/x") as streamed:
+            assert answer_headers_of(streamed) == {"request-id": "r9"}
+    assert reply.answer_headers == {"request-id": "r9"}
+
+
+async def test_a_provider_pool_holds_far_more_than_a_hundred_exchanges_at_once() -> None:
+    """Streams are long: the 101st concurrent request must not wait for one of the first 100
+    to end. Here no answer comes until all of them have arrived, so a smaller pool times out."""
+    many = 300
+    arrived = 0
+    everyone = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        nonlocal arrived
+        await read_request(reader)
+        arrived += 1
+        if arrived == many:
+            everyone.set()
+        await everyone.wait()
+        writer.write(OK)
+        await writer.drain()
+
+    async with (
+        Server(hold) as server,
+        make_upstream_client(allow_private=True, timeout_s=20) as http,
+    ):
+        replies = await asyncio.gather(
+            *(send_bytes(http, "POST", server.url, {}, b"{}") for _ in range(many))
+        )
+    assert [r.body for r in replies] == [b"ok"] * many
+    assert server.most_open == many

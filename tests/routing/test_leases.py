@@ -5,6 +5,7 @@ import pytest
 from palyra.config.schema import ProviderConfig
 from palyra.model import FailureClass, PalyraError
 from palyra.routing import Lease, LeaseManager, ManualClock
+from palyra.routing.leases import BucketFigures
 
 PROVIDER = ProviderConfig(id="openai-main", kind="openai", max_concurrency=2)
 
@@ -146,3 +147,24 @@ async def test_releasing_a_lease_without_limits_still_runs_a_grant_pass() -> Non
     (await behind).release()
     held.release()
     assert leases.in_use("p") == 0
+
+
+async def test_a_queue_at_a_reached_limit_is_counted_for_metrics() -> None:
+    clock = ManualClock()
+    leases = LeaseManager(clock)
+    held = [await leases.acquire(PROVIDER, None, background=False, timeout_s=1) for _ in range(2)]
+    assert leases.figures()["openai-main"] == BucketFigures(2, 2, 0, 0, 0.0, 0)
+    served = asyncio.create_task(leases.acquire(PROVIDER, None, background=False, timeout_s=10))
+    refused = asyncio.create_task(leases.acquire(PROVIDER, None, background=False, timeout_s=3))
+    await spin()
+    assert leases.figures()["openai-main"].waiting == 2
+    clock.advance(2)
+    held[0].release()
+    lease = await served
+    clock.advance(1)
+    with pytest.raises(PalyraError):
+        await refused
+    assert lease.waited_s == 2
+    assert leases.figures()["openai-main"] == BucketFigures(
+        active=2, limit=2, waiting=0, waits=2, wait_s=5.0, refusals=1
+    )

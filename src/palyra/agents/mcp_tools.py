@@ -3,6 +3,10 @@
 Each server configured on an agent is opened when a run starts and closed when it ends; its tools
 are offered as ``server.tool`` (allowlist name) / ``server__tool`` (the model's name).
 ``env`` and ``headers`` values are secret references resolved here, never logged.
+
+The SDK is imported when the first server is opened: it pulls in its own server stack
+(uvicorn, watchfiles, OpenTelemetry), about 50 MB of every daemon process whose agents use no
+MCP server.
 """
 
 from __future__ import annotations
@@ -11,18 +15,16 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import mcp_types
-from mcp import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
+from typing import TYPE_CHECKING, Any
 
 from palyra.agents.tools import Tool, ToolOutcome, model_name
 from palyra.config.agents import McpServerConfig
 from palyra.model import PalyraError, ToolSpec
 from palyra.vault import Vault, resolve_secret_ref
+
+if TYPE_CHECKING:
+    import mcp_types
+    from mcp import ClientSession
 
 
 class McpUnavailable(Exception):
@@ -89,6 +91,11 @@ async def _open_one(
     vault: Vault | None,
     environ: Mapping[str, str] | None,
 ) -> list[Tool]:
+    from mcp import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
     if server.transport == "stdio":
         assert server.command is not None
         env = await _resolved(server, "env", server.env, vault, environ)

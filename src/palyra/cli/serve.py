@@ -7,6 +7,7 @@ binds the socket and supervises N forked worker processes (see :mod:`palyra.daem
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import os
@@ -83,6 +84,7 @@ def serve(
     from palyra.daemon.observe.logging_setup import configure_logging
     from palyra.daemon.security.startup_tokens import prepare_tokens
     from palyra.daemon.security.tokens_store import TOKENS_SCHEMA
+    from palyra.daemon.server.fd_limit import LOW_OPEN_FILES, raise_open_file_limit
     from palyra.daemon.state import prepare_store
     from palyra.model import PalyraError
     from palyra.paths import state_dir
@@ -120,7 +122,18 @@ def serve(
             f"{tokens.token_file}):\n  {tokens.minted}\n"
             "Send it as Authorization: Bearer <token>. Admin token: palyra token create --admin"
         )
-    warm_up(m.upstream_model for m in cfg.model_provider.models)
+    if count > 1:
+        # Loaded once here, the tables' pages are shared by every forked worker; a single
+        # process loads them when a request first needs an exact count (most never do).
+        warm_up(m.upstream_model for m in cfg.model_provider.models)
+    open_files = raise_open_file_limit()
+    if open_files < LOW_OPEN_FILES:
+        log.warning(
+            "the open-file limit is %d (ulimit -n); each stream holds two sockets, so raise it "
+            "to serve more than about %d concurrent streams",
+            open_files,
+            open_files // 2,
+        )
     sock = _listen(host, port)
     bound_port = sock.getsockname()[1]
     url_host = f"[{host}]" if ":" in host else host
@@ -229,6 +242,10 @@ def _supervise(
 
     run_dir = make_run_dir(states)
     link = ParentLink()
+    # Everything loaded so far (modules, config, tokenizer tables) moves out of the collector's
+    # reach: a collection in a worker would otherwise write to (and so copy) every shared page.
+    gc.collect()
+    gc.freeze()
 
     def spawn(index: int) -> BaseProcess:
         slot = WorkerSlot(index=index, count=count, run_dir=run_dir, parent_fd=link.read_fd)

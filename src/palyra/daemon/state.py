@@ -245,6 +245,7 @@ class AppState:
                 shared, revoked=self.auth.forget_token, missed=self.auth.forget_all
             )
             self._revocations.start()
+        self.metrics.set_limit_source(self.runtime.leases.figures)
         if self.worker is not None:
             self._share_metrics(self.worker)
         if not any(needs_store(p) for p in self.config.model_provider.providers):

@@ -69,17 +69,28 @@ def forwarded(
 
 _ANSWER_NAMES = frozenset(name.encode("latin-1") for name in ANSWER_HEADERS)
 # The first bytes of every wanted name (request-id, retry-after, x-..., anthropic-...), any case.
-_FIRST_BYTES = frozenset({b"r", b"R", b"x", b"X", b"a", b"A"})
+ANSWER_FIRST_BYTES = frozenset({b"r", b"R", b"x", b"X", b"a", b"A"})
+
+
+def answer_header_name(name: bytes) -> str | None:
+    """``name`` lowercased and decoded when a client reads it from an answer, else None. Callers
+    test ``name[:1] in ANSWER_FIRST_BYTES`` first: most headers (date, server, cf-ray...) stop
+    at that one test."""
+    lower = name.lower()
+    if lower in _ANSWER_NAMES or lower.startswith(ANSWER_HEADER_PREFIXES):
+        return lower.decode("latin-1")
+    return None
 
 
 def answer_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """The upstream answer's headers that a client reads, names lowercased (only those are
-    decoded: an answer carries twenty-odd headers, a handful of them wanted)."""
+    decoded: an answer carries twenty-odd headers, a handful of them wanted). The pooled
+    transport collects them while it parses the head; this is for answers that came another
+    way."""
     found: dict[str, str] = {}
     for name, value in raw:
-        if name[:1] not in _FIRST_BYTES:  # most headers (date, server, cf-ray...): one test
-            continue
-        lower = name.lower()
-        if lower in _ANSWER_NAMES or lower.startswith(ANSWER_HEADER_PREFIXES):
-            found[lower.decode("latin-1")] = value.decode("latin-1")
+        if name[:1] in ANSWER_FIRST_BYTES:
+            wanted = answer_header_name(name)
+            if wanted is not None:
+                found[wanted] = value.decode("latin-1")
     return found

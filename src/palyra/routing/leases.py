@@ -3,6 +3,8 @@
 A request holds one lease per limited bucket (its provider, its credential) for the length of the
 upstream call. Foreground (interactive) requests are served first; a background (cron) request
 never takes a bucket's last free slot, so a burst of scheduled jobs cannot lock people out.
+Each bucket counts what its queue did (:meth:`LeaseManager.figures`), so a limit that is
+reached shows in metrics instead of only as slower answers.
 """
 
 from __future__ import annotations
@@ -22,12 +24,29 @@ class _Bucket:
     name: str
     limit: int
     active: int = 0
+    waiting: int = 0  # requests queued for this bucket now
+    waits: int = 0  # requests that had to queue (granted later or not)
+    wait_s: float = 0.0  # time they spent queued, in total
+    refusals: int = 0  # requests whose wait ran out
 
     def fits(self, *, background: bool) -> bool:
         # With a limit of 1 "never the last slot" would starve background work forever;
         # there it only yields to waiting foreground requests (checked by the caller).
         reserve = 1 if background and self.limit > 1 else 0
         return self.active < self.limit - reserve
+
+
+@dataclass(frozen=True, slots=True)
+class BucketFigures:
+    """One limit's figures for metrics: slots held and the limit, requests queued now, and
+    totals since start (requests that queued, seconds they waited, requests refused)."""
+
+    active: int
+    limit: int
+    waiting: int
+    waits: int
+    wait_s: float
+    refusals: int
 
 
 @dataclass(eq=False)
@@ -95,23 +114,34 @@ class LeaseManager:
         started = self._clock.now()
         waiter = _Waiter(next(self._seq), background, buckets)
         self._waiters.append(waiter)
-        self._grant()
-        if not waiter.granted.done():
-            try:
-                async with self._clock.timeout(timeout_s):
-                    await asyncio.shield(waiter.granted)
-            except TimeoutError:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-                if not waiter.granted.done():
-                    raise self._limit_error(provider, buckets) from None
-            except BaseException:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-                if waiter.granted.done():
-                    self._give_back(buckets)
-                raise
-        return Lease(self, buckets, self._clock.now() - started)
+        for bucket in buckets:
+            bucket.waiting += 1
+            bucket.waits += 1
+        try:
+            self._grant()
+            if not waiter.granted.done():
+                try:
+                    async with self._clock.timeout(timeout_s):
+                        await asyncio.shield(waiter.granted)
+                except TimeoutError:
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
+                    if not waiter.granted.done():
+                        for bucket in buckets:
+                            bucket.refusals += 1
+                        raise self._limit_error(provider, buckets) from None
+                except BaseException:
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
+                    if waiter.granted.done():
+                        self._give_back(buckets)
+                    raise
+        finally:
+            waited = self._clock.now() - started
+            for bucket in buckets:
+                bucket.waiting -= 1
+                bucket.wait_s += waited
+        return Lease(self, buckets, waited)
 
     def try_acquire(
         self, provider: ProviderConfig, profile_id: str | None, *, background: bool
@@ -139,6 +169,13 @@ class LeaseManager:
         name = provider_id if profile_id is None else f"{provider_id}/{profile_id}"
         bucket = self._buckets.get(name)
         return bucket.active if bucket else 0
+
+    def figures(self) -> dict[str, BucketFigures]:
+        """Every limited bucket used so far (``provider`` or ``provider/credential``)."""
+        return {
+            name: BucketFigures(b.active, b.limit, b.waiting, b.waits, b.wait_s, b.refusals)
+            for name, b in self._buckets.items()
+        }
 
     def _buckets_for(self, provider: ProviderConfig, profile_id: str | None) -> tuple[_Bucket, ...]:
         if provider.max_concurrency is None and (

@@ -56,11 +56,14 @@ class Counter:
     def get(self, labels: Labels) -> float:
         return self.values.get(labels, 0.0)
 
+    def read(self) -> Mapping[Labels, float]:
+        return self.values
+
     def render(self, values: Mapping[Labels, float] | None = None) -> Iterable[str]:
         """The exposition of this counter's own values, or of ``values`` (merged figures)."""
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} counter"
-        for labels, value in sorted((self.values if values is None else values).items()):
+        for labels, value in sorted((self.read() if values is None else values).items()):
             yield f"{self.name}{_labels(self.labelnames, labels)} {_number(value)}"
 
 
@@ -106,6 +109,24 @@ class Histogram:
 
 
 GaugeSource = Callable[[], Mapping[Labels, float]]
+
+
+class CallbackCounter(Counter):
+    """A counter whose values its owner keeps (e.g. routing's lease queues) and that is read
+    at scrape time; summed over workers like any counter."""
+
+    def __init__(self, name: str, help_text: str, labelnames: Sequence[str]) -> None:
+        super().__init__(name, help_text, labelnames)
+        self.source: GaugeSource | None = None
+
+    def read(self) -> Mapping[Labels, float]:
+        return self.source() if self.source is not None else {}
+
+    def get(self, labels: Labels) -> float:
+        return self.read().get(labels, 0.0)
+
+    def inc(self, labels: Labels, amount: float = 1.0) -> None:
+        raise TypeError(f"{self.name} is read from its source, not incremented")
 
 
 class CallbackGauge:
@@ -195,6 +216,33 @@ class Metrics:
             "until it does), 0 while state is shared on Redis; absent without redis_url.",
             (),
         )
+        # Concurrency limits (max_concurrency, max_concurrency_per_credential), per limit:
+        # "provider" or "provider/credential". Only configured limits appear.
+        self.limit_in_use = CallbackGauge(
+            "palyra_concurrency_in_use",
+            "Upstream calls holding a slot of a configured concurrency limit.",
+            ("limit",),
+        )
+        self.limit_waiting = CallbackGauge(
+            "palyra_concurrency_waiting",
+            "Requests queued now because a configured concurrency limit is reached.",
+            ("limit",),
+        )
+        self.limit_waits = CallbackCounter(
+            "palyra_concurrency_waits_total",
+            "Requests that queued for a slot of a configured concurrency limit.",
+            ("limit",),
+        )
+        self.limit_wait_seconds = CallbackCounter(
+            "palyra_concurrency_wait_seconds_total",
+            "Seconds requests spent queued for a slot of a configured concurrency limit.",
+            ("limit",),
+        )
+        self.limit_refusals = CallbackCounter(
+            "palyra_concurrency_refusals_total",
+            "Requests refused because no slot of a concurrency limit freed within the deadline.",
+            ("limit",),
+        )
 
     def set_shared_state_source(self, degraded: Callable[[], bool]) -> None:
         """The shared-state link hands over a callable saying whether it is degraded now."""
@@ -207,6 +255,18 @@ class Metrics:
             return {(scope,): BREAKER_VALUES.get(phase, -1.0) for scope, phase in phases().items()}
 
         self.breakers.source = gauge
+
+    def set_limit_source(self, figures: Callable[[], Mapping[str, Any]]) -> None:
+        """Routing hands over a callable returning ``{limit name: BucketFigures}``."""
+
+        def read(field: str) -> GaugeSource:
+            return lambda: {(name,): float(getattr(f, field)) for name, f in figures().items()}
+
+        self.limit_in_use.source = read("active")
+        self.limit_waiting.source = read("waiting")
+        self.limit_waits.source = read("waits")
+        self.limit_wait_seconds.source = read("wait_s")
+        self.limit_refusals.source = read("refusals")
 
     def agent_label(self, agent_id: str) -> str:
         """The agent as a label value: ids beyond ``MAX_AGENT_LABELS`` distinct ones (tokens can
@@ -237,6 +297,11 @@ class Metrics:
             self.agent_requests,
             self.breakers,
             self.shared_state,
+            self.limit_in_use,
+            self.limit_waiting,
+            self.limit_waits,
+            self.limit_wait_seconds,
+            self.limit_refusals,
         )
 
     def snapshot(self) -> Snapshot:
@@ -244,7 +309,7 @@ class Metrics:
         counters, histograms, gauges = {}, {}, {}
         for family in self._families():
             if isinstance(family, Counter):
-                counters[family.name] = [[list(k), v] for k, v in sorted(family.values.items())]
+                counters[family.name] = [[list(k), v] for k, v in sorted(family.read().items())]
             elif isinstance(family, Histogram):
                 histograms[family.name] = [
                     [list(k), list(counts), family.sums[k]]

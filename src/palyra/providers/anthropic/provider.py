@@ -22,7 +22,7 @@ from palyra.model import (
     TranscriptionRequest,
     TranscriptionResponse,
 )
-from palyra.model.forwarding import ANTHROPIC_CLIENT_HEADERS, answer_headers, forwarded
+from palyra.model.forwarding import ANTHROPIC_CLIENT_HEADERS, forwarded
 from palyra.model.known_secrets import remember_secret
 from palyra.providers.anthropic.payload import (
     EFFORT_BUDGETS,
@@ -42,7 +42,12 @@ from palyra.providers.errors import (
     classify_transport_error,
     raise_for_upstream_status,
 )
-from palyra.providers.upstream.client import PreparedRequest, prepare, send_prepared
+from palyra.providers.upstream.client import (
+    PreparedRequest,
+    answer_headers_of,
+    prepare,
+    send_prepared,
+)
 from palyra.providers.upstream.limits import limits_of, why
 from palyra.providers.upstream.sse import aiter_sse
 
@@ -143,7 +148,7 @@ class AnthropicProvider:
                 status: StatusAndHeaders = reply
                 body = reply.body
                 if answer is not None:
-                    answer.update(answer_headers(reply.raw_headers))
+                    answer.update(reply.answer_headers)
             else:
                 response = await self._client.request(
                     method,
@@ -217,7 +222,7 @@ class AnthropicProvider:
                     raise_for_upstream_status(
                         response, await response.aread(), provider=self.id, model=request.model
                     )
-                parser.headers = answer_headers(response.headers.raw)
+                parser.headers = answer_headers_of(response)
                 async for sse in aiter_sse(response.aiter_bytes(), self._max_event_bytes):
                     for event in parser.feed(sse.event, sse.data):
                         yield event

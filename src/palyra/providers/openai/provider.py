@@ -22,7 +22,7 @@ from palyra.model import (
     TranscriptionRequest,
     TranscriptionResponse,
 )
-from palyra.model.forwarding import OPENAI_CLIENT_HEADERS, answer_headers, forwarded
+from palyra.model.forwarding import OPENAI_CLIENT_HEADERS, forwarded
 from palyra.model.known_secrets import remember_secret
 from palyra.model.reasoning import DEFAULT_EFFORT_BUDGETS
 from palyra.providers.base import Credential, ProviderCapabilities
@@ -46,6 +46,7 @@ from palyra.providers.openai.stream import OpenAIStreamParser, is_whole_payload
 from palyra.providers.openai.transcription import parse_openai_transcription
 from palyra.providers.upstream.client import (
     PreparedRequest,
+    answer_headers_of,
     prepare,
     send_bytes,
     send_prepared,
@@ -139,8 +140,8 @@ class OpenAIProvider:
 
     async def _post_json_reply(
         self, path: str, payload: Mapping[str, Any], call_headers: Mapping[str, str], model: str
-    ) -> tuple[dict[str, Any], list[tuple[bytes, bytes]]]:
-        """The answer to a JSON POST and its raw headers."""
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The answer to a JSON POST and its headers a client reads."""
         content = orjson.dumps(payload)
         try:
             reply = await send_prepared(
@@ -150,7 +151,7 @@ class OpenAIProvider:
             raise PalyraError(classify_transport_error(exc, provider=self.id, model=model)) from exc
         raise_for_upstream_status(reply, reply.body, provider=self.id, model=model)
         answer = load_json_object(reply.body, f"the answer to POST {path}", provider=self.id)
-        return answer, reply.raw_headers
+        return answer, reply.answer_headers
 
     def _call_headers(self, credential: Credential | None, request: ChatRequest) -> dict[str, str]:
         """The credential, and the client's headers this provider passes on (only when the
@@ -192,19 +193,17 @@ class OpenAIProvider:
     ) -> ChatResponse:
         if request.model in self.responses_models:
             payload = build_openai_responses_payload(request, stream=False)
-            answer, raw = await self._post_json_reply(
+            answer, headers = await self._post_json_reply(
                 "/responses", payload, self._call_headers(credential, request), request.model
             )
-            return parse_openai_responses_response(
-                answer, provider=self.id, headers=answer_headers(raw)
-            )
-        body, raw = await self._post_json_reply(
+            return parse_openai_responses_response(answer, provider=self.id, headers=headers)
+        body, headers = await self._post_json_reply(
             "/chat/completions",
             self._payload(request, stream=False),
             self._call_headers(credential, request),
             request.model,
         )
-        return parse_openai_chat_response(body, provider=self.id, headers=answer_headers(raw))
+        return parse_openai_chat_response(body, provider=self.id, headers=headers)
 
     async def stream_chat(
         self, request: ChatRequest, *, credential: Credential | None = None
@@ -236,7 +235,7 @@ class OpenAIProvider:
                     raise_for_upstream_status(
                         response, await response.aread(), provider=self.id, model=request.model
                     )
-                parser.headers = answer_headers(response.headers.raw)
+                parser.headers = answer_headers_of(response)
                 decoder = SSEDecoder(self._max_event_bytes)
                 async for raw in response.aiter_bytes():
                     for sse in decoder.feed(raw):

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import httpx2
 from httpx2._client import USE_CLIENT_DEFAULT, UseClientDefault
 
+from palyra.model.forwarding import answer_headers
 from palyra.providers.upstream.http1_connection import header_lines, request_head, request_line
-from palyra.providers.upstream.http1_pool import DEFAULT_PORTS
+from palyra.providers.upstream.http1_pool import ANSWER_HEADERS_EXTENSION, DEFAULT_PORTS
 from palyra.providers.upstream.limits import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_UPSTREAM_LIMITS,
@@ -37,7 +38,8 @@ RAW_ACCEPT_ENCODING = "gzip, deflate"
 
 
 class UpstreamReply(NamedTuple):
-    """A whole upstream answer: status, raw headers and the decoded body.
+    """A whole upstream answer: status, raw headers, the decoded body and the headers a client
+    reads (:func:`palyra.model.forwarding.answer_headers`, collected while the head was parsed).
 
     A named tuple, not a frozen dataclass: as immutable, and made without the three
     ``object.__setattr__`` calls a frozen dataclass's ``__init__`` costs per answer."""
@@ -45,6 +47,7 @@ class UpstreamReply(NamedTuple):
     status_code: int
     raw_headers: list[tuple[bytes, bytes]]
     body: bytes
+    answer_headers: dict[str, str]
 
     @property
     def headers(self) -> httpx2.Headers:
@@ -130,7 +133,17 @@ async def _through_httpx2(
 ) -> UpstreamReply:
     response = await client.request(method, url, headers=headers, content=content)
     body = await response.aread()
-    return UpstreamReply(response.status_code, list(response.headers.raw), body)
+    raw = list(response.headers.raw)
+    return UpstreamReply(response.status_code, raw, body, answer_headers(raw))
+
+
+def answer_headers_of(response: httpx2.Response) -> dict[str, str]:
+    """The headers a client reads from a (streamed) answer: as the pooled transport collected
+    them, or picked from the headers when the answer came through another transport."""
+    found = response.extensions.get(ANSWER_HEADERS_EXTENSION)
+    if isinstance(found, dict):
+        return found
+    return answer_headers(response.headers.raw)
 
 
 def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
@@ -368,7 +381,7 @@ class UpstreamClient(httpx2.AsyncClient):
             # in that order, so undone from its end.
             coding = codings[0] if len(codings) == 1 else b",".join(codings)
             body = _decode(body, coding, self.upstream_limits.max_body_bytes)
-        return UpstreamReply(conn.status, conn.headers, body)
+        return UpstreamReply(conn.status, conn.headers, body, conn.answer_headers)
 
     def _target(self, url: str) -> _Target:
         target = self._targets.get(url)

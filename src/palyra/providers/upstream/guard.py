@@ -32,7 +32,11 @@ from palyra.net.addresses import IPAddress, blocked_reason, is_loopback, parse_i
 from palyra.net.base_url import ADDRESS_REFUSED, OPT_IN_HINT, base_url_problem
 from palyra.providers.upstream.client import UpstreamClient
 from palyra.providers.upstream.http1_connection import Http1Connection
-from palyra.providers.upstream.http1_pool import DEFAULT_PORTS, Http1Transport
+from palyra.providers.upstream.http1_pool import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_PORTS,
+    Http1Transport,
+)
 from palyra.providers.upstream.limits import DEFAULT_UPSTREAM_LIMITS, UpstreamLimits
 
 T = TypeVar("T")
@@ -277,7 +281,7 @@ def make_upstream_client(
     *,
     allow_private: bool,
     timeout_s: float,
-    max_connections: int = 100,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
     provider_id: str | None = None,
     limits: UpstreamLimits = DEFAULT_UPSTREAM_LIMITS,
 ) -> httpx2.AsyncClient:

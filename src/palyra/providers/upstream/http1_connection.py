@@ -19,6 +19,7 @@ from typing import cast
 import httptools
 import httpx2
 
+from palyra.model.forwarding import ANSWER_FIRST_BYTES, answer_header_name
 from palyra.providers.upstream.coarse_timers import timers_for
 from palyra.providers.upstream.limits import DEFAULT_MAX_BODY_BYTES, body_too_large
 
@@ -56,6 +57,9 @@ class Http1Connection(asyncio.Protocol):
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.content_encodings: list[bytes] = []  # each content-encoding header's value
+        # The headers a client reads (rate limits, request ids, retry-after), collected as the
+        # head is parsed: a second pass over twenty-odd headers per answer cost more.
+        self.answer_headers: dict[str, str] = {}
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
@@ -121,6 +125,11 @@ class Http1Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        if name[:1] in ANSWER_FIRST_BYTES:
+            wanted = answer_header_name(name)
+            if wanted is not None:
+                self.answer_headers[wanted] = value.decode("latin-1")
+                return
         # Noted as it arrives (the length test spares a lower() per header): a whole-body reader
         # would otherwise scan every header again for it.
         if len(name) == 16 and name.lower() == b"content-encoding":
@@ -141,6 +150,7 @@ class Http1Connection(asyncio.Protocol):
             # parser reports the final response as a new message.
             self.headers = []
             self.content_encodings = []
+            self.answer_headers = {}
             self.reason = b""
             return
         self.status = status

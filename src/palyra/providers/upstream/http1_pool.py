@@ -22,7 +22,16 @@ from palyra.providers.upstream.http1_connection import Http1Connection, request_
 from palyra.providers.upstream.limits import DEFAULT_MAX_BODY_BYTES
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_MAX_CONNECTIONS = 4096
+"""Connections one provider's pool may hold. An HTTP/1.1 connection carries one exchange at a
+time, so this is also how many requests (each stream for its whole length) one provider can
+have in flight before the next waits: model traffic is long-lived streams, and a bound near 100
+queued every agent past the hundredth behind the others. A configured ``max_concurrency`` is
+the limit meant to bite first (its queue is visible in metrics); this one only bounds file
+descriptors."""
 PoolKey = tuple[str, str, int, str]
+ANSWER_HEADERS_EXTENSION = "palyra.answer_headers"
+"""A response extension: the headers a client reads, collected while the head was parsed."""
 
 
 class Http1Transport(httpx2.AsyncBaseTransport):
@@ -31,7 +40,7 @@ class Http1Transport(httpx2.AsyncBaseTransport):
     def __init__(
         self,
         *,
-        max_connections: int = 100,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         keepalive_expiry_s: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -74,7 +83,11 @@ class Http1Transport(httpx2.AsyncBaseTransport):
             conn.status,
             headers=conn.headers,
             stream=_ResponseBody(self, conn, timeouts.get("read")),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": conn.reason},
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": conn.reason,
+                ANSWER_HEADERS_EXTENSION: conn.answer_headers,
+            },
         )
 
     async def open(
