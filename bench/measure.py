@@ -1,4 +1,4 @@
-"""The three measurements: sequential latency, throughput under load, and time to first token."""
+"""Sequential latency, throughput under load, time to first token, and chunk fidelity."""
 
 from __future__ import annotations
 
@@ -69,34 +69,37 @@ def _timed_call(conn: http.client.HTTPConnection, target: Target) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def _p99(samples: list[float]) -> float:
+def percentile(samples: list[float], share: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def _p99(samples: list[float]) -> float:
+    return percentile(samples, 0.99)
 
 
 def sequential_latency(
-    direct: Target, palyra: Target, *, warmups: int = 15, rounds: int = 7, per_round: int = 25
-) -> tuple[Latency, Latency]:
-    """Alternate one call each way so drift (CPU frequency, GC, neighbours) hits both equally."""
-    conns = (_connect(direct), _connect(palyra))
+    *targets: Target, warmups: int = 15, rounds: int = 7, per_round: int = 25
+) -> list[Latency]:
+    """Alternate one call to each target in turn so drift (CPU frequency, GC, neighbours) hits
+    all of them equally; the median of the round medians, and the p99 of every call."""
+    conns = [_connect(target) for target in targets]
+    sides = range(len(targets))
     try:
         for _ in range(warmups):
-            _timed_call(conns[0], direct)
-            _timed_call(conns[1], palyra)
-        medians: tuple[list[float], list[float]] = ([], [])
-        everything: tuple[list[float], list[float]] = ([], [])
+            for side in sides:
+                _timed_call(conns[side], targets[side])
+        medians: list[list[float]] = [[] for _ in sides]
+        everything: list[list[float]] = [[] for _ in sides]
         for _ in range(rounds):
-            this_round: tuple[list[float], list[float]] = ([], [])
+            this_round: list[list[float]] = [[] for _ in sides]
             for _ in range(per_round):
-                this_round[0].append(_timed_call(conns[0], direct))
-                this_round[1].append(_timed_call(conns[1], palyra))
-            for side in (0, 1):
+                for side in sides:
+                    this_round[side].append(_timed_call(conns[side], targets[side]))
+            for side in sides:
                 medians[side].append(statistics.median(this_round[side]))
                 everything[side].extend(this_round[side])
-        direct_lat, palyra_lat = (
-            Latency(statistics.median(medians[side]), _p99(everything[side])) for side in (0, 1)
-        )
-        return direct_lat, palyra_lat
+        return [Latency(statistics.median(medians[s]), _p99(everything[s])) for s in sides]
     finally:
         for conn in conns:
             conn.close()
@@ -118,35 +121,66 @@ def _is_token(wire: str, line: bytes) -> bool:
     )
 
 
-def _ttft_once(conn: http.client.HTTPConnection, target: Target) -> float:
+def _ttft_once(conn: http.client.HTTPConnection, target: Target) -> tuple[float, int]:
+    """Milliseconds to the first text delta of one stream, and the stream's SSE data lines."""
     start = time.perf_counter()
     resp = _post(conn, target, target.stream_body)
     first: float | None = None
+    events = 0
     while line := resp.readline():
+        if line.startswith(b"data:"):
+            events += 1
         if first is None and _is_token(target.wire, line):
             first = (time.perf_counter() - start) * 1000
     if first is None:
         raise RuntimeError(f"{target.name}: the stream from {target.url} carried no text")
-    return first
+    return first, events
 
 
-def time_to_first_token(
-    direct: Target, palyra: Target, *, samples: int = 50
-) -> tuple[float, float]:
-    """Median milliseconds from sending a streaming request to the first text delta, both ways."""
-    conns = (_connect(direct), _connect(palyra))
+@dataclass(frozen=True, slots=True)
+class FirstToken:
+    """Median time to the first text delta on a kept-alive and on a fresh connection, and the
+    SSE data lines every stream carried (``events`` is -1 when streams differed)."""
+
+    kept_alive_ms: float
+    fresh_ms: float
+    events: int
+
+
+def time_to_first_token(*targets: Target, samples: int = 50) -> list[FirstToken]:
+    """Each target in turn, on one kept-alive connection and then on a new connection each."""
+    conns = [_connect(target) for target in targets]
+    sides = range(len(targets))
+    kept: list[list[float]] = [[] for _ in sides]
+    fresh: list[list[float]] = [[] for _ in sides]
+    events: list[set[int]] = [set() for _ in sides]
     try:
         for _ in range(5):
-            _ttft_once(conns[0], direct)
-            _ttft_once(conns[1], palyra)
-        times: tuple[list[float], list[float]] = ([], [])
+            for side in sides:
+                _ttft_once(conns[side], targets[side])
         for _ in range(samples):
-            times[0].append(_ttft_once(conns[0], direct))
-            times[1].append(_ttft_once(conns[1], palyra))
-        return statistics.median(times[0]), statistics.median(times[1])
+            for side in sides:
+                ms, count = _ttft_once(conns[side], targets[side])
+                kept[side].append(ms)
+                events[side].add(count)
+                new = _connect(targets[side])
+                try:
+                    ms, count = _ttft_once(new, targets[side])
+                finally:
+                    new.close()
+                fresh[side].append(ms)
+                events[side].add(count)
     finally:
         for conn in conns:
             conn.close()
+    return [
+        FirstToken(
+            statistics.median(kept[s]),
+            statistics.median(fresh[s]),
+            events[s].pop() if len(events[s]) == 1 else -1,
+        )
+        for s in sides
+    ]
 
 
 def _lua_string(text: str) -> str:
@@ -154,14 +188,14 @@ def _lua_string(text: str) -> str:
     return "[==[" + text + "]==]"
 
 
-def _wrk(wrk: str, target: Target, seconds: float, workdir: Path) -> Throughput:
+def _wrk(wrk: str, target: Target, seconds: float, workdir: Path, concurrency: int) -> Throughput:
     script = workdir / f"wrk-{re.sub(r'[^a-z0-9]+', '-', target.name.lower())}.lua"
     lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(target.body.decode())}"]
     lines += [
         f"wrk.headers[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in target.headers.items()
     ]
     script.write_text("\n".join(lines) + "\n")
-    args = [wrk, "-t2", f"-c{CONCURRENCY}", f"-d{seconds:g}s", "-s", str(script), target.url]
+    args = [wrk, "-t2", f"-c{concurrency}", f"-d{seconds:g}s", "-s", str(script), target.url]
     out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 30, check=True)
     if out.stderr.strip():  # wrk runs on, sending bare GETs, when its script does not load
         raise RuntimeError(f"wrk complained about {script}: {out.stderr.strip()}")
@@ -177,10 +211,10 @@ def _wrk(wrk: str, target: Target, seconds: float, workdir: Path) -> Throughput:
     return Throughput(float(rps.group(1)), errors, "wrk")
 
 
-async def _async_load(target: Target, seconds: float) -> Throughput:
-    """32 workers on one keep-alive pool, each sending the next request as soon as one returns."""
+async def _async_load(target: Target, seconds: float, concurrency: int) -> Throughput:
+    """Workers on one keep-alive pool, each sending the next request as soon as one returns."""
     done = failed = 0
-    limits = httpx2.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx2.AsyncClient(limits=limits, timeout=10.0) as client:
 
         async def worker(deadline: float) -> None:
@@ -197,19 +231,19 @@ async def _async_load(target: Target, seconds: float) -> Throughput:
                 failed += not ok
 
         start = time.perf_counter()
-        await asyncio.gather(*(worker(start + seconds) for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(worker(start + seconds) for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
     return Throughput(done / elapsed, failed, "httpx2")
 
 
-def _hey(hey: str, target: Target, seconds: float) -> Throughput:
+def _hey(hey: str, target: Target, seconds: float, concurrency: int) -> Throughput:
     """hey (one goroutine per connection, more CPU than wrk's event loop) at the same concurrency."""
     args = [
         hey,
         "-z",
         f"{seconds:g}s",
         "-c",
-        str(CONCURRENCY),
+        str(concurrency),
         "-m",
         "POST",
         "-d",
@@ -231,14 +265,18 @@ def _hey(hey: str, target: Target, seconds: float) -> Throughput:
     return Throughput(float(rps.group(1)), errors, "hey")
 
 
-def throughput(target: Target, seconds: float, workdir: Path) -> list[Throughput]:
-    """Requests per second at concurrency 32 by every load generator installed (wrk, hey);
-    an in-process async loop when neither is."""
-    found: list[Throughput] = []
-    wrk = shutil.which("wrk")
-    if wrk is not None:
-        found.append(_wrk(wrk, target, seconds, workdir))
-    hey = shutil.which("hey")
-    if hey is not None:
-        found.append(_hey(hey, target, seconds))
-    return found or [asyncio.run(_async_load(target, seconds))]
+def load_tools() -> list[str]:
+    """The load generators installed (wrk, hey), or the in-process fallback."""
+    found = [tool for tool in ("wrk", "hey") if shutil.which(tool)]
+    return found or ["httpx2"]
+
+
+def throughput(
+    target: Target, seconds: float, workdir: Path, tool: str, concurrency: int = CONCURRENCY
+) -> Throughput:
+    """Requests per second at ``concurrency`` with one load generator."""
+    if tool == "wrk":
+        return _wrk(shutil.which("wrk") or "wrk", target, seconds, workdir, concurrency)
+    if tool == "hey":
+        return _hey(shutil.which("hey") or "hey", target, seconds, concurrency)
+    return asyncio.run(_async_load(target, seconds, concurrency))

@@ -21,6 +21,10 @@ CLIENT_TOKEN = "palyra-bench-client-token"
 FAKE_KEY = "fake-bench-key"
 OPENAI_MODEL = "gpt-4o-mini"
 ANTHROPIC_MODEL = "claude-haiku-4-5"
+SLOW_MODEL = "slow-gpt"  # OPENAI_MODEL on the fake that waits before answering
+LITELLM_MASTER_KEY = "sk-palyra-bench-litellm"
+BENCH_DIR = Path(__file__).resolve().parent
+LITELLM_VENV = BENCH_DIR / ".litellm-venv"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +45,35 @@ def free_port() -> int:
 
 
 def daemon_config(
-    fake_url: str, state_dir: Path, *, redis_url: str = "", max_concurrency: int | None = None
+    fake_url: str,
+    state_dir: Path,
+    slow_url: str | None = None,
+    *,
+    redis_url: str = "",
+    max_concurrency: int | None = None,
 ) -> str:
-    """palyra.toml for the run: one OpenAI-compatible and one Anthropic provider, both the fake;
-    with ``redis_url`` breakers (and leases, with ``max_concurrency``) live in Redis."""
+    """palyra.toml for the run: one OpenAI-compatible and one Anthropic provider, both the fake,
+    and with ``slow_url`` a third provider on the fake that waits before it answers; with
+    ``redis_url`` breakers (and leases, with ``max_concurrency``) live in Redis."""
     db = (state_dir / "palyra.db").as_posix()
     limit = "" if max_concurrency is None else f"max_concurrency = {max_concurrency}\n"
+    slow = (
+        ""
+        if slow_url is None
+        else f"""
+[[model_provider.providers]]
+id = "fake-slow"
+kind = "openai_compatible"
+base_url = "{slow_url}/v1"
+api_key = "env:FAKE_KEY"
+timeout_ms = 60000
+{limit}
+[[model_provider.models]]
+id = "{SLOW_MODEL}"
+provider = "fake-slow"
+model = "{OPENAI_MODEL}"
+"""
+    )
     return f"""version = 1
 
 [daemon]
@@ -79,6 +106,34 @@ provider = "fake-openai"
 [[model_provider.models]]
 id = "{ANTHROPIC_MODEL}"
 provider = "fake-anthropic"
+{slow}"""
+
+
+def litellm_config(fake_url: str, slow_url: str) -> str:
+    """LiteLLM's proxy config for the same three models on the same fakes."""
+    return f"""model_list:
+  - model_name: {OPENAI_MODEL}
+    litellm_params:
+      model: openai/{OPENAI_MODEL}
+      api_base: {fake_url}/v1
+      api_key: {FAKE_KEY}
+  - model_name: {ANTHROPIC_MODEL}
+    litellm_params:
+      model: anthropic/{ANTHROPIC_MODEL}
+      api_base: {fake_url}
+      api_key: {FAKE_KEY}
+  - model_name: {SLOW_MODEL}
+    litellm_params:
+      model: openai/{OPENAI_MODEL}
+      api_base: {slow_url}/v1
+      api_key: {FAKE_KEY}
+      timeout: 60
+litellm_settings:
+  num_retries: 0
+  request_timeout: 60
+  telemetry: false
+general_settings:
+  master_key: {LITELLM_MASTER_KEY}
 """
 
 
@@ -86,9 +141,10 @@ def _spawn(
     name: str, args: list[str], env: Mapping[str, str], workdir: Path
 ) -> tuple[subprocess.Popen[bytes], Path]:
     log_path = workdir / f"{name}.log"
+    command = args if os.path.isabs(args[0]) else [str(PALYRA), *args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # own session: a Ctrl-C in the terminal reaches only us
-            [str(PALYRA), *args],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -101,7 +157,7 @@ def _spawn(
 def _wait_ready(running: Running, probe: str, headers: Mapping[str, str], timeout_s: float) -> None:
     """Poll until ``probe`` answers 200; a child that exits or stays silent is a failure."""
     deadline = time.monotonic() + timeout_s
-    with httpx2.Client(timeout=1.0) as client:
+    with httpx2.Client(timeout=5.0) as client:  # a slow fake answers its probe slowly too
         while time.monotonic() < deadline:
             if running.process.poll() is not None:
                 break
@@ -140,15 +196,99 @@ def started(
     port: int,
     probe: str,
     probe_headers: Mapping[str, str],
+    ready_s: float = 20.0,
 ) -> Iterator[Running]:
-    """A child process that is ready on ``port``, stopped when the block ends however it ends."""
+    """A child process that is ready on ``port``, stopped when the block ends however it ends.
+    ``args`` starting with an absolute path run that program, otherwise the palyra CLI."""
     process, log_path = _spawn(name, args, env, workdir)
     try:
         running = Running(name, process, f"http://127.0.0.1:{port}", log_path)
-        _wait_ready(running, probe, probe_headers, timeout_s=20.0)
+        _wait_ready(running, probe, probe_headers, timeout_s=ready_s)
         yield running
     finally:
         _stop(process)
+
+
+def litellm_env(workdir: Path) -> dict[str, str]:
+    """LiteLLM's proxy offline: its cost map from the wheel, no telemetry, its own venv first."""
+    env = dict(os.environ)
+    env.update(
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LITELLM_MASTER_KEY=LITELLM_MASTER_KEY,
+        LITELLM_TELEMETRY="False",
+        LITELLM_LOG="ERROR",
+        PYTHONUNBUFFERED="1",
+        HOME=str(workdir),
+    )
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def litellm_ready() -> bool:
+    return (LITELLM_VENV / "bin" / "litellm").exists()
+
+
+def install_litellm() -> None:
+    """bench/.litellm-venv from the hash-pinned requirements (a few minutes, once)."""
+    if litellm_ready():
+        return
+    print("Installing LiteLLM's proxy into bench/.litellm-venv (hash-pinned, once) ...", flush=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(LITELLM_VENV)], check=True)
+    pip = [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
+    requirements = BENCH_DIR / "litellm-requirements.txt"
+    subprocess.run([*pip, "--require-hashes", "-r", str(requirements)], check=True)
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants (worker processes), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def memory_kb(pid: int, field: str = "VmRSS") -> int:
+    """``VmRSS``/``VmHWM`` from status, or ``Pss`` from smaps_rollup, in kB (0 once gone)."""
+    try:
+        if field == "Pss":
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        else:
+            text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process tree has used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def tree_rss_mb(pid: int) -> float:
+    return sum(memory_kb(p) for p in tree_pids(pid)) / 1024
 
 
 def child_env(state_dir: Path) -> dict[str, str]:
