@@ -146,6 +146,25 @@ async def test_a_credential_disabled_on_one_replica_is_reset_for_all(
     assert (await first.allow(CRED)).allowed
 
 
+async def test_no_outcome_is_lost_when_many_callers_on_two_replicas_record_at_once(
+    replicas: Callable[[ManualClock], CircuitBreakers],
+) -> None:
+    clock = ManualClock()
+    first, second = replicas(clock), replicas(clock)
+
+    async def call(breakers: CircuitBreakers, ok: bool) -> None:
+        await breakers.record(TARGET, await breakers.allow(TARGET), None if ok else DOWN)
+
+    # 60 successes and 2 failures, interleaved at random by the event loop: never 3 failures in
+    # a row, and a ratio far below 0.5, so the breaker stays closed and counts every outcome.
+    calls = [call(first if i % 2 else second, i not in (7, 40)) for i in range(62)]
+    await asyncio.gather(*calls)
+    state = await first.state(TARGET)
+    assert state.phase == "closed"
+    assert sum(b[1] for b in state.buckets) == 60
+    assert sum(b[2] for b in state.buckets) == 2
+
+
 # ---- TTLs: a key lives exactly as long as its state says something a fresh one would not.
 
 

@@ -10,15 +10,18 @@ wins and every other caller then sees the probe running.
 TTLs never change a decision: a key expires only once its state decides exactly as a fresh one
 would (``fresh_after``), plus a second of margin for clocks that differ between replicas. The
 last state seen of each key is kept, so the usual transition (a success folded in) is one round
-trip; a stale copy costs one more. While Redis is unreachable each process goes on from the
+trip; a stale copy costs one more. Callers in one process that change the same key meanwhile
+share the next round trip: their transitions are applied in arrival order and written as one
+compare-and-set (so a busy key costs a round trip per batch, not per request). While Redis is unreachable each process goes on from the
 states it last saw, per process (``SharedStateLink``'s degrade rule), and back to Redis after.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import orjson
 
@@ -89,20 +92,64 @@ class RedisBreakerStore:
         # Used only while Redis is unreachable; dropped when it answers again.
         self._local: dict[str, BreakerState] = {}
         link.on_return(self._local.clear)
+        # Changes waiting for the next write of their key, and the task writing them: callers in
+        # one process share a round trip (one compare-and-set applies a whole batch in order)
+        # instead of queueing for one each or racing each other's compare-and-set.
+        self._queues: dict[
+            str,
+            list[tuple[Callable[[BreakerState], tuple[Any, BreakerState]], asyncio.Future[Any]]],
+        ] = {}
+        self._flushing: dict[str, asyncio.Task[None]] = {}
 
     async def update(
         self, key: str, change: Callable[[BreakerState], tuple[_T, BreakerState]]
     ) -> _T:
-        client = self._link.client()
-        if client is not None:
-            try:
-                return await self._update_shared(client, key, change)
-            except self._link.errors as exc:
-                self._link.failed(exc)
-        current = self._local_state(key)
-        result, updated = change(current)
+        if self._link.client() is None:
+            return self._update_local(key, change)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = []
+        queue.append((change, done))
+        if key not in self._flushing:
+            # A task of its own: a caller that is cancelled must not strand the others' changes.
+            self._flushing[key] = asyncio.get_running_loop().create_task(self._flush(key))
+        result: _T = await asyncio.shield(done)
+        return result
+
+    def _update_local(
+        self, key: str, change: Callable[[BreakerState], tuple[_T, BreakerState]]
+    ) -> _T:
+        result, updated = change(self._local_state(key))
         self._local[key] = updated
         return result
+
+    async def _flush(self, key: str) -> None:
+        """Write the queued changes of ``key``, one batch per round trip, until none is left."""
+        queue = self._queues[key]
+        try:
+            while queue:
+                batch = queue[:]
+                queue.clear()
+                client = self._link.client()
+                try:
+                    if client is None:
+                        raise ConnectionError("shared state is degraded")
+                    results = await self._commit(client, key, [c for c, _ in batch])
+                except self._link.errors as exc:
+                    if client is not None:
+                        self._link.failed(exc)
+                    results = [self._update_local(key, change) for change, _ in batch]
+                except BaseException as exc:  # a bug in a change: its callers hear of it
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    raise
+                for (_, done), result in zip(batch, results, strict=True):
+                    if not done.done():
+                        done.set_result(result)
+        finally:
+            del self._flushing[key]
 
     async def get(self, key: str) -> BreakerState | None:
         client = self._link.client()
@@ -141,27 +188,32 @@ class RedisBreakerStore:
             return None
         return math.ceil((until - now) * 1000) + TTL_MARGIN_MS
 
-    async def _update_shared(
-        self, client: Redis, key: str, change: Callable[[BreakerState], tuple[_T, BreakerState]]
-    ) -> _T:
+    async def _commit(
+        self,
+        client: Redis,
+        key: str,
+        changes: list[Callable[[BreakerState], tuple[Any, BreakerState]]],
+    ) -> list[Any]:
+        """Apply ``changes`` in order, as one compare-and-set; from the current state again
+        (and again) while another replica writes in between. Their answers, in order."""
         script = self._cas(client)
         redis_key = self._link.key("breaker", key)
-        raw, state = self._seen.get(key, (_NOTHING, None))
-        if state is None:
-            state = BreakerState()
+        raw, state = self._seen.get(key, (_NOTHING, BreakerState()))
         while True:
-            result, updated = change(state)
-            ttl = None if updated == state else self.ttl_ms(updated, self._clock.now())
+            results = []
+            updated = state
+            for change in changes:
+                result, updated = change(updated)
+                results.append(result)
             if updated == state:
-                new_raw = raw  # nothing to write: the script only checks it is still current
-            elif ttl is None:
-                new_raw = _NOTHING
+                new_raw, ttl = raw, None  # nothing to write: the script checks it is current
             else:
-                new_raw = encode(updated)
+                ttl = self.ttl_ms(updated, self._clock.now())
+                new_raw = _NOTHING if ttl is None else encode(updated)
             answer = await script(keys=[redis_key], args=[raw, new_raw, ttl or 0])
             if answer[0] == 1:
                 self._seen[key] = (new_raw, updated)
-                return result
+                return results
             raw = answer[1] or _NOTHING
             state = self._remember(key, raw)
 

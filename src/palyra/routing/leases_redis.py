@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from palyra.config.schema import ProviderConfig
+from palyra.model import PalyraError
 from palyra.routing.clock import Clock
 from palyra.routing.leases import Lease, LeaseManager, limit_error
 from palyra.sharedstate import SharedStateLink
@@ -405,7 +406,7 @@ class RedisLeaseManager(LeaseManager):
                 self._link.failed(exc)
 
     @staticmethod
-    def _full_error(provider: ProviderConfig, waiter: _SharedWaiter) -> Exception:
+    def _full_error(provider: ProviderConfig, waiter: _SharedWaiter) -> PalyraError:
         index = waiter.refused_at - 1  # only a full bucket is named; else "reserved"
         full = [waiter.buckets[index]] if 0 <= index < len(waiter.buckets) else []
         return limit_error(provider, full)
