@@ -19,7 +19,7 @@ from starlette.routing import Route
 from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
 from palyra.config.schema import DaemonConfig, default_config
 from palyra.daemon import AppState, create_app
-from palyra.daemon.security.policy import OPEN_PATHS, Authenticator, required_access
+from palyra.daemon.security.policy import Access, Authenticator, required_access
 from palyra.daemon.security.startup_tokens import resolve_client_tokens
 from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore, generate_token
 from palyra.store import open_store
@@ -34,7 +34,7 @@ CHAT: dict[str, Any] = {"model": "default", "messages": [{"role": "user", "conte
 def _routes() -> Iterator[tuple[str, str]]:
     app = create_app(AppState.from_config(default_config()))
     for route in app.routes:
-        if not isinstance(route, Route) or route.path in OPEN_PATHS:
+        if not isinstance(route, Route) or required_access(route.path) is Access.OPEN:
             continue
         path = re.sub(r"\{[^}]+\}", "x", route.path)
         for method in sorted(route.methods or ()):

@@ -29,6 +29,8 @@ from palyra.daemon.surfaces import openapi_docs as docs
 from palyra.daemon.surfaces.anthropic import messages_api as anthropic_api
 from palyra.daemon.surfaces.console.console_api import mount_console
 from palyra.daemon.surfaces.console.cron_api import mount_cron
+from palyra.daemon.surfaces.console.pages import mount_pages
+from palyra.daemon.surfaces.console.session_api import mount_session
 from palyra.daemon.surfaces.models import models_api
 from palyra.daemon.surfaces.openai import chat_api as openai_api
 from palyra.daemon.surfaces.openai import media_api as openai_media_api
@@ -144,6 +146,8 @@ def create_app(state: AppState) -> FastAPI:
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
     app.add_api_route("/console/v1/whoami", whoami, methods=["GET"])
     console = mount_console(app, state)
+    mount_session(app)
+    mount_pages(app)
     cron = CronHost(state, run_scheduler=state.run_scheduler)
     app.state.cron = cron
     mount_cron(app)

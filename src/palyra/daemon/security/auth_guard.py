@@ -1,4 +1,5 @@
-"""Plain ASGI guard in front of every route: bearer tokens, then the request body size limit."""
+"""Plain ASGI guard in front of every route: bearer tokens (or, on the console API, a console
+session cookie with its CSRF token on every state-changing call), then the body size limit."""
 
 from __future__ import annotations
 
@@ -9,8 +10,15 @@ from fastapi import HTTPException
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from palyra.daemon.security.console_sessions import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    cookie_value,
+    csrf_matches,
+)
 from palyra.daemon.security.policy import (
     Access,
+    Principal,
     admits,
     anthropic_caller,
     presented_tokens,
@@ -21,6 +29,8 @@ from palyra.model import ErrorEnvelope, FailureClass
 if TYPE_CHECKING:
     from palyra.daemon.state import AppState
 
+# Where the guard leaves the cookie value of the console session a request came with.
+SESSION_STATE = "console_session"
 # (path, envelope, whether the caller speaks Anthropic's API) -> the error response.
 ErrorRenderer = Callable[[str, ErrorEnvelope, bool], Response]
 _WANTED = {
@@ -32,6 +42,8 @@ _WANTED = {
         "x-request-id",
         "origin",
         "anthropic-version",
+        "cookie",
+        CSRF_HEADER,
     )
 }
 
@@ -96,6 +108,10 @@ class GuardMiddleware:
                 if found is not None and admits(access, found.kind):
                     principal = found
                     break
+            if principal is None and access is Access.ADMIN and "cookie" in headers:
+                principal, refusal = await self.session_principal(scope, headers)
+                if refusal is not None:
+                    return refusal
             if principal is None:
                 anthropic = anthropic_caller(path, headers)
                 response = self.render(path, unauthorized(path, access, anthropic), anthropic)
@@ -113,6 +129,35 @@ class GuardMiddleware:
             )
             return self.render(path, envelope, anthropic_caller(path, headers))
         return None
+
+    async def session_principal(
+        self, scope: Scope, headers: Mapping[str, str]
+    ) -> tuple[Principal | None, Response | None]:
+        """The admin behind a console session cookie, and the 403 for a state-changing call
+        without the session's CSRF token (a cookie alone could be any page's forged request)."""
+        value = cookie_value(headers["cookie"])
+        if value is None:
+            return None, None
+        session = await self.state.auth.sessions.find(value)
+        if session is None:
+            return None, None
+        principal = await self.state.auth.authenticate_digest(session.token_hash)
+        if principal is None or not admits(Access.ADMIN, principal.kind):
+            return None, None
+        if scope["method"] not in SAFE_METHODS and not csrf_matches(
+            value, headers.get(CSRF_HEADER)
+        ):
+            envelope = ErrorEnvelope.of(
+                FailureClass.PERMISSION_DENIED,
+                f"{scope['method']} {scope['path']} from a console session needs the "
+                f"{CSRF_HEADER} header with the session's CSRF token (GET /console/v1/session "
+                "gives it); none was sent, or it is not this session's. Nothing was changed",
+                code="csrf_token_invalid",
+                http_status=403,
+            )
+            return None, self.render(scope["path"], envelope, False)
+        scope.setdefault("state", {})[SESSION_STATE] = value
+        return principal, None
 
 
 def wanted_headers(scope: Scope) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """Who may call which route: the route policy, and the authenticator that checks bearer tokens.
 
-Route policy (``required_access``): ``/healthz`` and the OpenAI OAuth callback are open; the
-console (``/console/v1``) takes admin tokens only; ``/metrics`` takes a metrics, client or admin
+Route policy (``required_access``): ``/healthz``, the OpenAI OAuth callback, the web console's
+static pages (``/console``, ``/console/static/*``, ``/docs``: they hold no data) and its sign-in
+are open; the console API (``/console/v1``) takes admin tokens only, or a console session made
+from one (see :mod:`palyra.daemon.security.console_sessions`); ``/metrics`` takes a metrics, client or admin
 token (a Prometheus scraper needs no console powers, and the figures hold no secrets; a metrics
 token opens ``/metrics`` and nothing else, so a scraper need not hold a token that can call
 models); everything else, ``/v1`` and unknown paths alike, takes client tokens only.
@@ -27,6 +29,12 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
+from palyra.daemon.security.console_sessions import (
+    SESSIONS_SCHEMA,
+    ConsoleSessions,
+    MemorySessions,
+    StoredSessions,
+)
 from palyra.daemon.security.tokens_store import TOKENS_SCHEMA, TokenKind, TokenStore, hash_token
 from palyra.model import remember_secret
 from palyra.model.context import Principal as ModelPrincipal
@@ -35,8 +43,11 @@ from palyra.store import Store, open_store
 
 DEFAULT_CACHE_TTL_S = 30.0
 MAX_CACHED_TOKENS = 4096
-OPEN_PATHS = frozenset({"/healthz", OPENAI_OAUTH_CALLBACK_PATH})
 CONSOLE_PREFIX = "/console/v1"
+SIGN_IN_PATH = f"{CONSOLE_PREFIX}/sign-in"
+CONSOLE_PAGES = frozenset({"/console", "/console/", "/docs"})
+CONSOLE_STATIC_PREFIX = "/console/static/"
+OPEN_PATHS = frozenset({"/healthz", OPENAI_OAUTH_CALLBACK_PATH, SIGN_IN_PATH, *CONSOLE_PAGES})
 ANTHROPIC_PREFIX = "/v1/messages"
 
 
@@ -49,7 +60,7 @@ class Access(StrEnum):
 
 def required_access(path: str) -> Access:
     """The token a path needs; anything not listed needs a client token (deny by default)."""
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or path.startswith(CONSOLE_STATIC_PREFIX):
         return Access.OPEN
     if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
         return Access.ADMIN
@@ -153,20 +164,25 @@ class Authenticator:
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._store: Store | None = None
         self.tokens: TokenStore | None = None
+        self.sessions = ConsoleSessions(MemorySessions(), clock=clock)
 
     async def start(self) -> None:
         """Open the token store (in the serving event loop) when one is configured."""
         if self._store_url is not None and self._store is None:
             self._store = await open_store(
-                self._store_url, state_dir=self._state_dir, migrations=(TOKENS_SCHEMA,)
+                self._store_url,
+                state_dir=self._state_dir,
+                migrations=(TOKENS_SCHEMA, SESSIONS_SCHEMA),
             )
             self.tokens = TokenStore(self._store, clock=self._clock)
+            self.sessions = ConsoleSessions(StoredSessions(self._store), clock=self._clock)
 
     async def aclose(self) -> None:
         if self._store is not None:
             await self._store.aclose()
             self._store = None
             self.tokens = None
+            self.sessions = ConsoleSessions(MemorySessions(), clock=self._clock)
 
     def forget_all(self) -> None:
         """Drop the cache, so revocations take effect on the next request."""
@@ -181,15 +197,27 @@ class Authenticator:
     async def authenticate(self, token: str) -> Principal | None:
         """The principal a token belongs to, or None for an unknown, expired or revoked token."""
         digest = hash_token(token)
-        now = self._clock()
         cached = self._cache.get(digest)
-        if cached is not None and now < cached[1]:
+        if cached is not None and self._clock() < cached[1]:
             return cached[0]
+        principal = await self._authenticate_uncached(digest)
+        if principal is not None:
+            remember_secret(token)  # a cache miss, not the hot path
+        return principal
+
+    async def authenticate_digest(self, digest: str) -> Principal | None:
+        """As :meth:`authenticate`, from the token's SHA-256 (a console session keeps only that)."""
+        cached = self._cache.get(digest)
+        if cached is not None and self._clock() < cached[1]:
+            return cached[0]
+        return await self._authenticate_uncached(digest)
+
+    async def _authenticate_uncached(self, digest: str) -> Principal | None:
+        now = self._clock()
         principal, valid_until = await self._validate(digest, now)
         if principal is None:
             self._cache.pop(digest, None)
             return None
-        remember_secret(token)  # a cache miss, not the hot path
         if len(self._cache) >= MAX_CACHED_TOKENS:
             self._cache.clear()
         self._cache[digest] = (principal, min(valid_until, now + self._ttl))
