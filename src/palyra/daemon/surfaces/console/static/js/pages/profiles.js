@@ -181,7 +181,7 @@ function connectForm(refresh, status) {
     local.ok("Checking the key with the provider…");
     try {
       const created = await post(`/auth/providers/${enc(provider)}/api-key`, data);
-      form.elements.api_key.value = "";
+      form.reset();
       local.ok(`Connected ${created.profile_id}: the provider accepted the key and it is stored.`);
       status.clear();
       await refresh();
