@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.palyra-installed
 PYTHON ?= python3
 
-.PHONY: serve test lint fmt bench fake-upstream clean
+.PHONY: serve test lint fmt bench fake-upstream clean console-screenshots
 
 $(STAMP): pyproject.toml requirements.txt requirements-test.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 	  || echo "bench: could not install wrk/hey; throughput falls back to an in-process loop"
 	$(PY) bench/overhead.py --workers 1
 	$(PY) bench/overhead.py --workers $(shell nproc 2>/dev/null || echo 2)
+
+# The README's screenshots of the web console, taken by its browser tests from a real run.
+console-screenshots: $(STAMP)
+	PALYRA_CONSOLE_SHOTS=docs/console $(PY) -m pytest -q -p no:cacheprovider tests/daemon/browser/test_console_flows.py
 
 fake-upstream: $(STAMP)
 	$(VENV)/bin/palyra fake-upstream

@@ -144,6 +144,12 @@ def serve(
         ", ".join(state.model_ids) or "none",
         f" with {count} workers" if count > 1 else "",
     )
+    log.info(
+        "web console: http://%s:%d/console (sign in with an admin token: "
+        "palyra token create --admin)",
+        url_host,
+        bound_port,
+    )
     try:
         if count == 1:
             _run(state, cfg, tokens, states, sock)

@@ -57,6 +57,10 @@ class ConsoleSite:
     oauth: OAuthTestServer
     state_dir: Path
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.admin_token}"}
+
     def secrets(self) -> list[str]:
         """Every value that must never reach a page, a console response or browser storage."""
         issued = self.oauth.issued_access_tokens() + self.oauth.issued_refresh_tokens()
@@ -73,11 +77,12 @@ class Watched:
     errors: list[str] = field(default_factory=list)
 
 
-def shoot(page: Page, name: str) -> Path:
-    """A screenshot of the page as it is now, kept as a test artifact."""
+def shoot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """A screenshot of the page as it is now, kept as a test artifact (``make
+    console-screenshots`` takes the README's from the same tests)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 

@@ -20,6 +20,7 @@ from playwright.sync_api import expect
 
 from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
 from palyra.daemon.security.console_sessions import SESSION_COOKIE
+from palyra.testing.faults import Fault, FaultKind
 
 LONG_PROMPT = "check the disks, the queues, the certificates and the backups, then say ok"
 
@@ -80,7 +81,6 @@ def test_connect_an_api_key_rejected_then_valid_shown_as_text(
     expect(row.get_by_role("cell", name=hostile)).to_be_visible()
     assert page.evaluate("() => window.__pwned") is None
     assert site.fake.requests[-1].headers["authorization"] == f"Bearer {GOOD_KEY}"
-    shoot(page, "auth-profiles")
 
     row.get_by_role("button", name="Move work up").click()
     expect(
@@ -130,6 +130,7 @@ def test_sign_in_with_openai_in_a_popup_then_refresh_the_profile(
     row.get_by_role("button", name="Refresh openai-work").click()
     expect(page.locator("#page > .status")).to_contain_text("openai-work: refreshed")
     assert site.oauth.refresh_grants == 1
+    shoot(page, "auth-profiles")
     assert_no_secret(watched, site.secrets())
 
 
@@ -219,6 +220,14 @@ def test_providers_agents_and_docs_pages_and_sign_out(watched: Watched, site: Co
     sign_in(page, site.admin_token)
     page.get_by_role("link", name="Providers and models").click()
     expect(page.get_by_text(re.compile(r"^Updated "))).to_be_visible()
+    # A run that fails upstream while the page is open shows up without a reload.
+    site.fake.faults.push(*[Fault(FaultKind.RATE_LIMIT, retry_after_s=0) for _ in range(3)])
+    with httpx2.Client(base_url=site.url, headers=site.admin_headers) as http:
+        started = http.post("/console/v1/runs", json={"agent": "ops", "prompt": "hi"})
+        assert started.status_code == 202, started.text
+    models = page.get_by_role("region", name="Models")
+    expect(models).to_contain_text("rate_limited", timeout=20_000)
+    expect(models.locator("time")).to_have_count(1)
     shoot(page, "providers")
 
     page.get_by_role("link", name="Agents").click()
@@ -232,7 +241,7 @@ def test_providers_agents_and_docs_pages_and_sign_out(watched: Watched, site: Co
 
     page.get_by_role("link", name="API docs").click()
     expect(page.get_by_text("/console/v1/auth/profiles").first).to_be_visible()
-    shoot(page, "docs")
+    shoot(page, "docs", full_page=False)
     page.go_back()
 
     (cookie,) = page.context.cookies()
@@ -243,4 +252,37 @@ def test_providers_agents_and_docs_pages_and_sign_out(watched: Watched, site: Co
     with httpx2.Client(base_url=site.url, cookies=jar) as http:
         stale = http.get("/console/v1/session")
     assert stale.status_code == 401
+    assert_no_secret(watched, site.secrets())
+
+
+def test_keyboard_only_in_a_window_as_narrow_as_400_percent_zoom(
+    watched: Watched, site: ConsoleSite
+) -> None:
+    """1280 CSS pixels at 400% zoom leave 320: every page must fit without sideways scrolling,
+    and a keyboard alone signs in and moves between pages."""
+    page = watched.page
+    page.set_viewport_size({"width": 320, "height": 640})
+    page.goto("/console")
+    expect(page.get_by_label("Admin token")).to_be_focused()  # where the cursor starts
+    page.keyboard.type(site.admin_token)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Auth profiles", level=1)).to_be_focused()
+    for link in ("Providers and models", "Client tokens", "Agents", "Cron jobs", "Runs"):
+        page.get_by_role("link", name=link).focus()
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", level=1)).to_be_focused()
+        wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 0, f"{link} scrolls sideways by {wide}px at 320px"
+    page.get_by_role("link", name="Auth profiles").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Auth profiles", level=1)).to_be_focused()
+    assert page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth") <= 0
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll("input, select, textarea, button")]
+        .filter((el) => !el.labels?.length && !el.getAttribute("aria-label")
+                        && !(el.tagName === "BUTTON" && el.textContent.trim()))
+        .map((el) => el.outerHTML)"""
+    )
+    assert unlabelled == []
+    shoot(page, "narrow-auth-profiles")
     assert_no_secret(watched, site.secrets())

@@ -70,7 +70,8 @@ export async function render(root) {
       };
       try {
         const saved = isNew ? await post("/cron/jobs", body) : await patch(`/cron/jobs/${enc(j.id)}`, body);
-        status.ok(`Saved ${saved.name}; next run ${saved.next_run_at ? new Date(saved.next_run_at).toLocaleString() : "none"}.`);
+        status.ok(`Saved ${saved.name}; next run `);
+        status.el.append(saved.next_run_at ? inZone(saved.next_run_at, zoneOf(saved)) : "none", ".");
         editor.replaceChildren();
         await refresh();
       } catch (err) {
