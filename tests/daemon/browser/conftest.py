@@ -54,16 +54,20 @@ if sync_playwright is not None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API keeps an event loop marked running in the
+    main thread while the session's browser is open, which async tests after them could not
+    share. Without Chromium or Playwright they are skipped, saying which is missing."""
+    here = Path(__file__).parent
+    ours = [item for item in items if Path(str(item.fspath)).is_relative_to(here)]
+    mine = {id(item) for item in ours}
+    items[:] = [item for item in items if id(item) not in mine] + ours
     reason = None
     if sync_playwright is None:
         reason = "the playwright package is not installed (pip install -r requirements-test.txt)"
     elif not CHROMIUM.exists():
         reason = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run installs it)"
-    if reason is None:
-        return
-    here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.fspath)).is_relative_to(here):
+    if reason is not None:
+        for item in ours:
             item.add_marker(pytest.mark.skip(reason=reason))
 
 

@@ -10,10 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx2
 import pytest
 from browser_support import ConsoleSite, Watched, assert_no_secret, sign_in
-from playwright.sync_api import expect
 
 from palyra.daemon.surfaces.console.pages import PAGE_CSP
 
+expect = pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is not installed (requirements-test.txt)"
+).expect
 pytestmark = pytest.mark.slow  # a real browser: a few seconds per test
 
 

@@ -16,7 +16,6 @@ from browser_support import (
     shoot,
     sign_in,
 )
-from playwright.sync_api import expect
 
 from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
 from palyra.daemon.security.console_sessions import SESSION_COOKIE
@@ -24,6 +23,9 @@ from palyra.testing.faults import Fault, FaultKind
 
 LONG_PROMPT = "check the disks, the queues, the certificates and the backups, then say ok"
 
+expect = pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is not installed (requirements-test.txt)"
+).expect
 pytestmark = pytest.mark.slow  # a real browser: a few seconds per test
 
 

@@ -30,7 +30,7 @@ CSRF_HEADER = "x-palyra-csrf"
 COOKIE_PATH = "/console"
 SESSION_TTL_S = 8 * 3600
 SESSION_PREFIX = "pcs_"
-MAX_SESSIONS = 10_000  # per daemon (memory) or store: the oldest go first past it
+MAX_SESSIONS = 10_000  # kept in memory at most: the oldest go first past it
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 metadata = sa.MetaData()
