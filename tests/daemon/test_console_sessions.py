@@ -28,7 +28,7 @@ from palyra.daemon.security.console_sessions import (
     csrf_token,
     session_key,
 )
-from palyra.daemon.security.policy import Authenticator
+from palyra.daemon.security.policy import Access, Authenticator, required_access
 from palyra.daemon.security.tokens_store import TokenKind, generate_token, hash_token
 from palyra.store import open_store
 
@@ -220,3 +220,22 @@ async def test_console_pages_are_open_hold_no_data_and_refuse_unknown_files(
     ):
         assert (await http.get(missing)).status_code == 404
     assert (await http.get(f"{C}/openapi.json")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "access"),
+    [
+        ("/console", Access.OPEN),
+        ("/console/", Access.OPEN),
+        ("/console/static/js/main.js", Access.OPEN),
+        ("/docs", Access.OPEN),
+        ("/console/v1/sign-in", Access.OPEN),
+        ("/console/v1/session", Access.ADMIN),
+        ("/console/v1/openapi.json", Access.ADMIN),
+        ("/console/static", Access.CLIENT),
+        ("/consoles", Access.CLIENT),
+        ("/openapi.json", Access.CLIENT),
+    ],
+)
+def test_only_the_pages_and_the_sign_in_are_open(path: str, access: Access) -> None:
+    assert required_access(path) is access
