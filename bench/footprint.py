@@ -31,6 +31,10 @@ class Idle:
         return max(self.rss_mb[1:]) if len(self.rss_mb) > 1 else self.rss_mb[0]
 
     @property
+    def per_worker_pss_mb(self) -> float:
+        return max(self.pss_mb[1:]) if len(self.pss_mb) > 1 else self.pss_mb[0]
+
+    @property
     def total_pss_mb(self) -> float:
         return sum(self.pss_mb)
 

@@ -235,6 +235,7 @@ def _streams(sides: list[Side], results: Results, plan: Plan) -> None:
 def _idle(side: str, pid: int, results: Results, suffix: str = "") -> None:
     found = idle(pid)
     results.put(f"idle_rss_per_worker_mb{suffix}", side, found.per_worker_rss_mb)
+    results.put(f"idle_pss_per_worker_mb{suffix}", side, found.per_worker_pss_mb)
     results.put(f"idle_rss_all_mb{suffix}", side, sum(found.rss_mb))
     results.put(f"idle_pss_all_mb{suffix}", side, found.total_pss_mb)
 

@@ -34,6 +34,7 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("streams2000_peak_rss_mb", "2000 streams: peak RSS", "MB", False),
     ("streams2000_cpu_ms_per_stream", "2000 streams: gateway CPU per stream", "ms", False),
     ("idle_rss_per_worker_mb", "idle RSS, one worker", "MB", False),
+    ("idle_pss_per_worker_mb", "idle PSS, one worker", "MB", False),
     ("soak_rss_early_mb", "soak RSS at 1/5 of the run", "MB", False),
     ("soak_rss_end_mb", "soak RSS at the end", "MB", False),
     ("cli_version_s", "palyra version", "s", False),
@@ -164,6 +165,12 @@ def table(data: dict[str, Any]) -> list[str]:
             for r in (pair.get("palyra/direct"), pair.get("palyra/litellm"))
         ]
         lines.append(f"| {label} | " + " | ".join(cells + shown) + " |")
+    for metric in sorted(figures):
+        if metric.startswith("idle_") and metric.endswith("w") and "per_worker" in metric:
+            value = _cell(_get(figures, metric, "palyra"), "MB")
+            label = metric.removeprefix("idle_").replace("_per_worker_mb_", " per worker, ")
+            label = label.replace("rss", "idle RSS").replace("pss", "idle PSS")
+            lines.append(f"| {label.removesuffix('w')} workers | — | {value} | — | — | — |")
     for metric in sorted(figures):
         if metric.startswith("rps_") and metric.endswith("w"):
             cells = [_cell(_get(figures, metric, side), "") for side in ("direct", "palyra")]
