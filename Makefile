@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.palyra-installed
 PYTHON ?= python3
 
-.PHONY: serve test lint fmt bench bench-quick bench-tools fake-upstream clean console-screenshots
+.PHONY: serve test lint fmt bench bench-quick bench-stacks bench-tools fake-upstream clean console-screenshots
 
 $(STAMP): pyproject.toml requirements.txt requirements-test.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,9 +52,7 @@ bench: $(STAMP) $(LITELLM_STAMP) bench-tools
 bench-quick: $(STAMP) $(LITELLM_STAMP) bench-tools
 	$(PY) bench/overhead.py --quick --workers $(shell nproc 2>/dev/null || echo 2) $(BENCH_ARGS)
 
-# The README's screenshots of the web console, taken by its browser tests from a real run.
-console-screenshots: $(STAMP)
-	PALYRA_CONSOLE_SHOTS=docs/console $(PY) -m pytest -q -p no:cacheprovider tests/daemon/browser/test_console_flows.py
+.PHONY: serve test lint fmt bench bench-quick bench-stacks bench-tools fake-upstream clean console-screenshots
 
 fake-upstream: $(STAMP)
 	$(VENV)/bin/palyra fake-upstream
