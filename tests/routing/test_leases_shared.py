@@ -187,3 +187,26 @@ async def test_leases_are_per_process_while_redis_is_away_and_shared_after(
         await manager.aclose()
     for link in links:
         await link.aclose()
+
+
+async def test_a_replica_counts_its_own_queue_for_metrics(replicas: Replicas) -> None:
+    first, second = replicas(), replicas()
+    held = [await first.acquire(PROVIDER, None, background=False, timeout_s=1) for _ in range(2)]
+    waiting = asyncio.create_task(second.acquire(PROVIDER, None, background=False, timeout_s=5))
+    await asyncio.sleep(0.1)
+    assert second.figures()["openai-main"].waiting == 1
+    with pytest.raises(PalyraError):
+        await second.acquire(PROVIDER, None, background=False, timeout_s=0.2)
+    held[0].release()
+    lease = await asyncio.wait_for(waiting, 2)
+    figures = second.figures()["openai-main"]
+    own_slots = 2 if first is second else 1  # on memory both "replicas" are the one process
+    assert (figures.waiting, figures.waits, figures.refusals, figures.active) == (
+        0,
+        2,
+        1,
+        own_slots,
+    )
+    assert figures.wait_s >= 0.3
+    lease.release()
+    held[1].release()

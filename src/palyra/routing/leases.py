@@ -170,6 +170,10 @@ class LeaseManager:
         bucket = self._buckets.get(name)
         return bucket.active if bucket else 0
 
+    def _queue_buckets(self, limits: tuple[tuple[str, int], ...]) -> tuple[_Bucket, ...]:
+        """The buckets of ``(name, limit)`` pairs, made when first used (their queue figures)."""
+        return tuple(self._buckets.setdefault(name, _Bucket(name, limit)) for name, limit in limits)
+
     def figures(self) -> dict[str, BucketFigures]:
         """Every limited bucket used so far (``provider`` or ``provider/credential``)."""
         return {

@@ -23,13 +23,13 @@ import contextlib
 import itertools
 import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from palyra.config.schema import ProviderConfig
 from palyra.model import PalyraError
 from palyra.routing.clock import Clock
-from palyra.routing.leases import Lease, LeaseManager, limit_error
+from palyra.routing.leases import BucketFigures, Lease, LeaseManager, limit_error
 from palyra.sharedstate import SharedStateLink
 
 if TYPE_CHECKING:
@@ -184,25 +184,45 @@ class RedisLeaseManager(LeaseManager):
                 provider, profile_id, background=background, timeout_s=timeout_s
             )
         self._shared_waiters.append(waiter)
-        if not background:
-            await self._register_waiting(waiter)
-        self._ensure_pump()
+        queued = self._queue_buckets(limited)  # this process's queue figures, for metrics
+        for bucket in queued:
+            bucket.waiting += 1
+            bucket.waits += 1
         try:
-            async with self._clock.timeout(timeout_s):
-                lease = await asyncio.shield(waiter.granted)
-        except TimeoutError:
-            self._stop_waiting(waiter)
-            if not waiter.granted.done():
-                raise self._full_error(provider, waiter) from None
-            lease = waiter.granted.result()
-        except BaseException:
-            self._stop_waiting(waiter)
-            if waiter.granted.done():
-                waiter.granted.result().release()
-            raise
+            if not background:
+                await self._register_waiting(waiter)
+            self._ensure_pump()
+            try:
+                async with self._clock.timeout(timeout_s):
+                    lease = await asyncio.shield(waiter.granted)
+            except TimeoutError:
+                self._stop_waiting(waiter)
+                if not waiter.granted.done():
+                    for bucket in queued:
+                        bucket.refusals += 1
+                    raise self._full_error(provider, waiter) from None
+                lease = waiter.granted.result()
+            except BaseException:
+                self._stop_waiting(waiter)
+                if waiter.granted.done():
+                    waiter.granted.result().release()
+                raise
+        finally:
+            waited = self._clock.now() - started
+            for bucket in queued:
+                bucket.waiting -= 1
+                bucket.wait_s += waited
         self._stop_waiting(waiter)
-        lease.waited_s = self._clock.now() - started
+        lease.waited_s = waited
         return lease
+
+    def figures(self) -> dict[str, BucketFigures]:
+        """As the per-process manager's, with the slots this process holds in Redis counted."""
+        found = super().figures()
+        for name, held in self._local_held.items():
+            if name in found:
+                found[name] = replace(found[name], active=found[name].active + held)
+        return found
 
     def in_use(self, provider_id: str, profile_id: str | None = None) -> int:
         name = provider_id if profile_id is None else f"{provider_id}/{profile_id}"
