@@ -123,6 +123,12 @@ class ModelConfig(_Section):
     # over palyra.model.reasoning.DEFAULT_EFFORT_BUDGETS: what an OpenAI ``reasoning_effort``
     # becomes on an Anthropic model, and how an Anthropic budget is read as a level on OpenAI.
     reasoning_budgets: dict[ReasoningEffort, int] = Field(default_factory=dict)
+    # Anthropic models only: what the model takes of Anthropic's output_config, for clients of
+    # other APIs. output_effort: a reasoning effort level goes as output_config.effort instead
+    # of becoming a thinking budget; structured_outputs: a JSON-schema response format goes as
+    # output_config.format instead of a system instruction.
+    output_effort: bool = False
+    structured_outputs: bool = False
 
     @field_validator("reasoning_budgets")
     @classmethod

@@ -26,12 +26,25 @@ OPENAI_RESPONSES: WireFormat = "openai_responses"
 
 
 class Extensions(BaseModel):
-    """``fields`` as the ``owner`` format spelled them, in the order it sent them."""
+    """``fields`` as the ``owner`` format spelled them, in the order it sent them.
+
+    ``mapped`` names fields whose meaning the contract carries too (Anthropic's
+    ``output_config`` as the reasoning effort and response format): an upstream of the owner's
+    format gets them as sent, other formats read the contract's fields and leave them out.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     owner: WireFormat
     fields: dict[str, Any]
+    mapped: frozenset[str] = frozenset()
+
+    def unmapped(self) -> Extensions | None:
+        """The fields no other format can carry (None when every one is mapped)."""
+        if not self.mapped:
+            return self
+        rest = {k: v for k, v in self.fields.items() if k not in self.mapped}
+        return Extensions(owner=self.owner, fields=rest) if rest else None
 
 
 def unknown_fields(
@@ -42,6 +55,14 @@ def unknown_fields(
     if data.keys() <= known:
         return None
     return Extensions(owner=owner, fields={k: v for k, v in data.items() if k not in known})
+
+
+def refuse_unmapped(extensions: Extensions, target: WireFormat) -> None:
+    """Raise :func:`refuse_foreign` for the fields of another format that the contract does
+    not also carry (its ``mapped`` ones are left out: the contract's fields stand for them)."""
+    foreign = extensions.unmapped()
+    if foreign is not None:
+        raise refuse_foreign(foreign, target)
 
 
 def refuse_foreign(extensions: Extensions, target: WireFormat, where: str = "") -> PalyraError:

@@ -30,6 +30,13 @@ Rules (all pure functions of the request, so the same request always gets the sa
   properties when there is no ``required``). ``anyOf``/``oneOf`` use their first branch.
 * **Limits.** The reply is cut before the first ``stop`` string (finish ``stop``), then to
   ``max_output_tokens`` words (finish ``length``).
+* **Options.** What it cannot honour is refused with a 400 naming the field, so another
+  candidate may serve the request: ``logprobs`` / ``top_logprobs`` (it has no token
+  probabilities), ``n`` above 1, ``logit_bias``, and fields the contract does not model (a
+  wire format's extensions). Sampling knobs (``temperature``, ``top_p``, ``top_k``, ``seed``,
+  the penalties) change nothing in an answer that depends on the input alone; ``reasoning``
+  gets no reasoning (it does not think); ``service_tier``, ``store``, ``metadata``, ``user``
+  and ``prediction`` are bookkeeping and hints: all dropped by that rule.
 * **Streaming.** ``stream_chat`` yields the same answer as ``chat``: one text delta per word with its
   trailing whitespace, tool-call arguments in 12-character fragments, usage, then the end.
 * **Embeddings.** Each lowercased word adds +-1 at a bucket chosen by BLAKE2b of the word (stable
@@ -57,6 +64,7 @@ from palyra.model import (
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
+    FailureClass,
     FinishReason,
     ImagePart,
     Message,
@@ -64,6 +72,7 @@ from palyra.model import (
     MessageStart,
     ModelInfo,
     NamedToolChoice,
+    PalyraError,
     Role,
     StreamEvent,
     TextDelta,
@@ -81,6 +90,7 @@ from palyra.model import (
     UsageEvent,
 )
 from palyra.model.limits import decoded_image_size
+from palyra.model.requests import OPTION_FIELDS
 from palyra.providers.base import Credential, ProviderCapabilities
 from palyra.providers.wav import read_wav_info
 
@@ -280,6 +290,36 @@ def _request_digest(request: ChatRequest) -> str:
     return hashlib.sha256(request.model_dump_json(exclude={"stream"}).encode()).hexdigest()
 
 
+def refuse_unhonoured(request: ChatRequest) -> None:
+    """A 400 naming the first option the provider cannot honour (see *Options*); one set test
+    for the usual request, which sets none."""
+    if request.extensions is None and OPTION_FIELDS.isdisjoint(request.model_fields_set):
+        return
+    refused: str | None = None
+    foreign = request.extensions.unmapped() if request.extensions is not None else None
+    if request.logprobs:
+        refused = "logprobs"
+    elif request.n is not None and request.n > 1:
+        refused = "n"
+    elif request.logit_bias:
+        refused = "logit_bias"
+    elif foreign is not None:
+        raise PalyraError.of(
+            FailureClass.UNSUPPORTED_CAPABILITY,
+            f"{', '.join(foreign.fields)}: not a field the deterministic provider knows; remove "
+            f"it, or route to a model of the {foreign.owner} API, which receives it as sent",
+            param=next(iter(foreign.fields)),
+        )
+    if refused is not None:
+        raise PalyraError.of(
+            FailureClass.UNSUPPORTED_CAPABILITY,
+            f"{refused}: the deterministic provider cannot honour it (its answers have one "
+            "choice, no token probabilities and no token bias); remove it, or route to an "
+            "OpenAI model",
+            param=refused,
+        )
+
+
 def answer(request: ChatRequest) -> ChatResponse:
     """The whole answer to a chat request, by the rules in the module docstring."""
     digest = _request_digest(request)
@@ -362,11 +402,13 @@ class DeterministicProvider:
     async def chat(
         self, request: ChatRequest, *, credential: Credential | None = None
     ) -> ChatResponse:
+        refuse_unhonoured(request)
         return answer(request)
 
     async def stream_chat(
         self, request: ChatRequest, *, credential: Credential | None = None
     ) -> AsyncIterator[StreamEvent]:
+        refuse_unhonoured(request)
         for i, event in enumerate(response_events(answer(request))):
             if i and self.chunk_delay_s > 0:
                 await self._sleep(self.chunk_delay_s)

@@ -19,6 +19,7 @@ from palyra.config.schema import ModelConfig, ProviderConfig
 from palyra.model import FailureClass, PalyraError, ReasoningEffort
 from palyra.model.reasoning import effort_budgets
 from palyra.providers.anthropic import DEFAULT_ANTHROPIC_BASE_URL, AnthropicProvider
+from palyra.providers.anthropic.output_config import OutputOptions
 from palyra.providers.base import ModelProvider
 from palyra.providers.deterministic import DeterministicProvider
 from palyra.providers.openai import DEFAULT_OPENAI_BASE_URL, OpenAIProvider
@@ -173,6 +174,36 @@ def model_budgets(cfg: ProviderConfig, models: Sequence[ModelConfig]) -> ModelBu
     return tables
 
 
+def model_output_options(
+    cfg: ProviderConfig, models: Sequence[ModelConfig]
+) -> dict[str, OutputOptions]:
+    """What each model of ``cfg`` takes of Anthropic's ``output_config``, by upstream model name
+    (only models that set an option); a ``config`` error when a model of another kind sets one
+    or two models disagree about one upstream model."""
+    options: dict[str, OutputOptions] = {}
+    for model in models:
+        if model.provider != cfg.id or not (model.output_effort or model.structured_outputs):
+            continue
+        if cfg.kind != "anthropic":
+            raise PalyraError.of(
+                FailureClass.CONFIG,
+                f'model "{model.id}" sets output_effort or structured_outputs, which only '
+                f'Anthropic models take, but provider "{cfg.id}" has kind "{cfg.kind}"; remove them',
+                provider=cfg.id,
+            )
+        wanted = OutputOptions(effort=model.output_effort, structured=model.structured_outputs)
+        name = model.upstream_model
+        if options.get(name, wanted) != wanted:
+            raise PalyraError.of(
+                FailureClass.CONFIG,
+                f'two models send upstream model "{name}" to provider "{cfg.id}" with different '
+                "output_effort / structured_outputs; give them the same",
+                provider=cfg.id,
+            )
+        options[name] = wanted
+    return options
+
+
 def build_provider(
     cfg: ProviderConfig,
     client: httpx2.AsyncClient | None,
@@ -186,6 +217,7 @@ def build_provider(
     ``models`` the configured models (those of this provider give it their ``reasoning_budgets``).
     """
     budgets = model_budgets(cfg, models)
+    output_options = model_output_options(cfg, models)
     _refuse(responses_api_problem(cfg, responses_models), cfg)  # as palyra config check does
     factory = PROVIDER_FACTORIES.get(cfg.kind)
     if factory is None:
@@ -204,4 +236,6 @@ def build_provider(
         if budgets:
             provider.effort_budgets = dict(budgets)
         provider.forward_headers = frozenset(cfg.forward_headers)
+    if output_options and isinstance(provider, AnthropicProvider):
+        provider.output_options = output_options
     return provider

@@ -317,7 +317,35 @@ def parse_messages(body: Any, *, count_only: bool = False) -> tuple[Conversation
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise invalid("stream: Input should be a valid boolean")
+    _output_config(body.get("output_config"), conv)
     return conv, stream
+
+
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
+
+
+def _output_config(config: Any, conv: Conversation) -> None:
+    """``output_config``: a known ``effort``; a ``json_schema`` format makes the answer JSON
+    that fills the schema (structured outputs)."""
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise invalid("output_config: Input should be a valid dictionary")
+    extra = sorted(set(config) - {"effort", "format"})
+    if extra:
+        raise invalid(f"output_config.{extra[0]}: Extra inputs are not permitted")
+    effort = config.get("effort")
+    if effort is not None and effort not in EFFORTS:
+        raise invalid(
+            f"output_config.effort: Input should be {', '.join(repr(e) for e in EFFORTS)}"
+        )
+    fmt = config.get("format")
+    if fmt is not None:
+        if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+            raise invalid("output_config.format.type: Input should be 'json_schema'")
+        if not isinstance(fmt.get("schema"), dict):
+            _required("output_config.format.schema")
+        conv.json_schema = fmt["schema"]
 
 
 def _input(arguments: str) -> dict[str, Any]:

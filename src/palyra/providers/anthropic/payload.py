@@ -56,6 +56,7 @@ from palyra.model import (
 from palyra.model.extensions import ANTHROPIC_MESSAGES, refuse_foreign
 from palyra.model.reasoning import DEFAULT_EFFORT_BUDGETS
 from palyra.model.requests import OPTION_FIELDS, ReasoningConfig, ReasoningEffort
+from palyra.providers.anthropic.output_config import NO_OPTIONS, OutputOptions, plan_output
 
 PLACEHOLDER_USER_TEXT = "(continue)"
 ANTHROPIC_IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -112,8 +113,9 @@ def _cache(block: Block, marker: CacheControl | None) -> Block:
     return block
 
 
-def _system(request: ChatRequest) -> str | list[Block] | None:
-    """The top-level ``system``: blocks when the client sent blocks or marks one for caching."""
+def _system(request: ChatRequest, instruct: bool = True) -> str | list[Block] | None:
+    """The top-level ``system``: blocks when the client sent blocks or marks one for caching;
+    ``instruct`` adds the response format's instruction."""
     parts = [
         part
         for message in request.messages
@@ -121,7 +123,7 @@ def _system(request: ChatRequest) -> str | list[Block] | None:
         for part in message.content
         if isinstance(part, TextPart) and part.text.strip()
     ]
-    instruction = json_instruction(request)
+    instruction = json_instruction(request) if instruct else None
     as_blocks = any(p.cache_control is not None for p in parts) or any(
         m.content_list for m in request.messages if m.role in _SYSTEM_ROLES
     )
@@ -376,8 +378,10 @@ def build_anthropic_messages_payload(
     *,
     default_max_tokens: int = 4096,
     effort_budgets: Mapping[ReasoningEffort, int] = EFFORT_BUDGETS,
+    output: OutputOptions = NO_OPTIONS,
 ) -> dict[str, Any]:
-    """The ``/v1/messages`` body for ``request``; see the module docstring for every mapping."""
+    """The ``/v1/messages`` body for ``request``; see the module docstring for every mapping
+    (and :mod:`.output_config` for what ``output`` says the model takes)."""
     turns = _turns(request)
     _check_tool_pairs(turns)
     max_tokens = request.max_output_tokens or default_max_tokens
@@ -386,11 +390,25 @@ def build_anthropic_messages_payload(
         "max_tokens": max_tokens,
         "messages": turns,
     }
-    system = _system(request)
+    reasoning = request.reasoning
+    plan = (
+        plan_output(request, output)
+        if reasoning is not None or request.response_format is not None
+        else None
+    )
+    system = _system(request, instruct=plan is None or not plan.format_as_output)
     if system is not None:
         payload["system"] = system
-    if request.reasoning is not None:
-        payload["thinking"] = thinking_config(request.reasoning, max_tokens, effort_budgets)
+    if reasoning is not None and not (
+        plan is not None
+        and plan.effort_as_output
+        and reasoning.enabled
+        and reasoning.budget_tokens is None
+        and not reasoning.adaptive
+    ):
+        payload["thinking"] = thinking_config(reasoning, max_tokens, effort_budgets)
+    if plan is not None and plan.config is not None:
+        payload["output_config"] = plan.config
     if request.tools:
         payload["tools"] = [_tool(t) for t in request.tools]
         choice = _tool_choice(request)

@@ -24,6 +24,7 @@ from palyra.model import (
 )
 from palyra.model.forwarding import ANTHROPIC_CLIENT_HEADERS, forwarded
 from palyra.model.known_secrets import remember_secret
+from palyra.providers.anthropic.output_config import NO_OPTIONS, OutputOptions
 from palyra.providers.anthropic.payload import (
     EFFORT_BUDGETS,
     build_anthropic_count_tokens_payload,
@@ -88,6 +89,8 @@ class AnthropicProvider:
         self._prepared: dict[tuple[str, str], PreparedRequest] = {}
         # Per upstream model, for models whose config sets reasoning_budgets.
         self.effort_budgets = dict(effort_budgets or {})
+        # Per upstream model, for models whose config sets output_effort / structured_outputs.
+        self.output_options: dict[str, OutputOptions] = {}
         # Client headers passed on beyond Anthropic's own (the provider's forward_headers).
         self.forward_headers: frozenset[str] = frozenset()
 
@@ -168,6 +171,7 @@ class AnthropicProvider:
             request,
             default_max_tokens=self.default_max_tokens,
             effort_budgets=self.effort_budgets.get(request.model, EFFORT_BUDGETS),
+            output=self.output_options.get(request.model, NO_OPTIONS),
         )
 
     async def chat(

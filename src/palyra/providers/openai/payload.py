@@ -34,7 +34,7 @@ from palyra.model import (
     ToolSpec,
     TranscriptionRequest,
 )
-from palyra.model.extensions import OPENAI_CHAT, refuse_foreign
+from palyra.model.extensions import OPENAI_CHAT, refuse_unmapped
 from palyra.model.reasoning import DEFAULT_EFFORT_BUDGETS, effort_for_budget
 from palyra.model.requests import OPTION_FIELDS
 from palyra.providers.openai.quirks import OpenAIQuirks
@@ -337,8 +337,9 @@ def build_openai_chat_payload(
     extensions = request.extensions
     if extensions is not None:
         if extensions.owner != OPENAI_CHAT:
-            raise refuse_foreign(extensions, OPENAI_CHAT)
-        payload.update(extensions.fields)
+            refuse_unmapped(extensions, OPENAI_CHAT)
+        else:
+            payload.update(extensions.fields)
     if request.stream:
         payload["stream"] = True
         if quirks.stream_usage:

@@ -205,6 +205,34 @@ def _text_format(fmt: ResponseFormat) -> dict[str, Any]:
     return {"format": out}
 
 
+# Chat Completions parameters the contract does not model, with the same meaning on the
+# Responses API: (Responses name, or "text.<key>" for an option of ``text``).
+CHAT_COUNTERPARTS = {
+    "prompt_cache_key": "prompt_cache_key",
+    "prompt_cache_retention": "prompt_cache_retention",
+    "safety_identifier": "safety_identifier",
+    "verbosity": "text.verbosity",
+}
+
+
+def _chat_extensions(extensions: Extensions) -> dict[str, Any]:
+    """Another format's extra fields as Responses fields; a 400 naming those with no
+    counterpart (a Chat Completions ``web_search_options``, ``audio``..., any Anthropic one)."""
+    fields = {k: v for k, v in extensions.fields.items() if k not in extensions.mapped}
+    mapped = CHAT_COUNTERPARTS if extensions.owner == "openai_chat" else {}
+    rest = {k: v for k, v in fields.items() if k not in mapped}
+    if rest:
+        raise refuse_foreign(Extensions(owner=extensions.owner, fields=rest), OPENAI_RESPONSES)
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        target = mapped[key]
+        if target.startswith("text."):
+            out.setdefault("text", {})[target[5:]] = value
+        else:
+            out[target] = value
+    return out
+
+
 def _write_back(payload: dict[str, Any], fields: dict[str, Any]) -> None:
     """A Responses client's own fields, as it sent them: built-in tools after the function
     tools, ``text`` options beside the format, anything else as is."""
@@ -221,8 +249,9 @@ def build_openai_responses_payload(request: ChatRequest, *, stream: bool) -> dic
     """The ``/v1/responses`` body for ``request``; a ``PalyraError`` names a field the Responses
     API cannot carry."""
     extensions = request.extensions
+    chat_fields: dict[str, Any] = {}
     if extensions is not None and extensions.owner != OPENAI_RESPONSES:
-        raise refuse_foreign(extensions, "openai_responses")
+        chat_fields, extensions = _chat_extensions(extensions), None
     if request.stop:
         raise _unsupported("stop", request, "stop sequences")
     if request.top_k is not None:
@@ -251,6 +280,8 @@ def build_openai_responses_payload(request: ChatRequest, *, stream: bool) -> dic
             payload[name] = value
     if request.metadata:
         payload["metadata"] = dict(request.metadata)
+    if request.store is not None:  # a Chat Completions client's own choice
+        payload["store"] = request.store
     if request.service_tier is not None:
         payload["service_tier"] = request.service_tier
     if request.logprobs:
@@ -261,6 +292,8 @@ def build_openai_responses_payload(request: ChatRequest, *, stream: bool) -> dic
         payload["text"] = _text_format(request.response_format)
     if extensions is not None:
         _write_back(payload, extensions.fields)
+    elif chat_fields:
+        _write_back(payload, chat_fields)
     reasoning = request.reasoning
     if reasoning is not None:
         if not reasoning.enabled:

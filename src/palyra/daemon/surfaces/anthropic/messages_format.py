@@ -22,6 +22,7 @@ from palyra.daemon.surfaces.anthropic.content_blocks import (
     thinking_block,
     thinking_config,
 )
+from palyra.daemon.surfaces.anthropic.output_config import read_output_config
 from palyra.daemon.surfaces.wire_checks import (
     boolean,
     invalid,
@@ -45,6 +46,7 @@ from palyra.model import (
     MessageStart,
     NamedToolChoice,
     PalyraError,
+    ReasoningConfig,
     RedactedThinking,
     Role,
     SignatureDelta,
@@ -394,7 +396,17 @@ def parse_messages_request(
     if headers:
         options["headers"] = headers
     extensions = unknown_fields(body, BODY_KEYS, ANTHROPIC_MESSAGES)
+    reasoning = thinking_config(body.get("thinking"))
     if extensions is not None:
+        if body.get("output_config") is not None:
+            config = read_output_config(body["output_config"])
+            if config.mapped:  # the contract carries all of it: other APIs read its fields
+                extensions = extensions.model_copy(update={"mapped": frozenset({"output_config"})})
+            if config.effort is not None:
+                reasoning = (reasoning or ReasoningConfig()).model_copy(
+                    update={"effort": config.effort}
+                )
+            options["response_format"] = config.response_format
         options["extensions"] = extensions
     try:
         return ChatRequest.model_validate(
@@ -409,7 +421,7 @@ def parse_messages_request(
                 "temperature": temperature,
                 "top_p": body.get("top_p"),
                 "top_k": body.get("top_k"),
-                "reasoning": thinking_config(body.get("thinking")),
+                "reasoning": reasoning,
                 "stop": _stop_sequences(body.get("stop_sequences")),
                 "stream": boolean(body.get("stream"), "stream"),
                 "user": _user_id(body.get("metadata")),
