@@ -139,7 +139,7 @@ class RedisLeaseManager(LeaseManager):
         super().__init__(clock)
         self._link = link
         self._ttl_ms = max(1, round(ttl_s * 1000))
-        self._replica = f"{uuid.uuid4().hex[:12]}.{os.getpid()}"
+        self._replica = uuid.uuid4().hex[:12]
         self._holders = itertools.count()
         self._scripts: tuple[Redis, AsyncScript, AsyncScript, AsyncScript] | None = None
         self._held: dict[str, tuple[str, ...]] = {}  # holder -> bucket names, while running
@@ -149,6 +149,9 @@ class RedisLeaseManager(LeaseManager):
         self._pump: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._removals: list[tuple[str, str]] = []  # (set key, member) to remove next
+        self._removing = False
+        self._wake_after = False
 
     def try_acquire(
         self, provider: ProviderConfig, profile_id: str | None, *, background: bool
@@ -261,7 +264,8 @@ class RedisLeaseManager(LeaseManager):
         return tuple(wanted)
 
     def _new_holder(self) -> str:
-        return f"{self._replica}:{next(self._holders)}"
+        # With the pid of now: a manager built before a fork must not share holder names.
+        return f"{self._replica}.{os.getpid()}:{next(self._holders)}"
 
     def _bucket_key(self, name: str) -> str:
         return self._link.key("lease", name)
@@ -344,17 +348,30 @@ class RedisLeaseManager(LeaseManager):
         self._spawn(self._zrem(keys, holder, wake=True))
 
     async def _zrem(self, keys: tuple[str, ...], member: str, *, wake: bool = False) -> None:
-        client = self._link.client()
-        if client is not None:
-            try:
-                async with client.pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.zrem(key, member)
-                    await pipe.execute()
-            except self._link.errors as exc:
-                self._link.failed(exc)  # the hold runs out by its TTL instead
-        if wake:
-            self._wake.set()
+        """Remove ``member`` from ``keys``; removals queued meanwhile go in the same pipeline
+        (under load, one round trip frees many slots)."""
+        self._removals.extend((key, member) for key in keys)
+        self._wake_after |= wake
+        if self._removing:
+            return
+        self._removing = True
+        try:
+            while self._removals:
+                batch, self._removals = self._removals, []
+                wake, self._wake_after = self._wake_after, False
+                client = self._link.client()
+                if client is not None:
+                    try:
+                        async with client.pipeline(transaction=False) as pipe:
+                            for key, holder in batch:
+                                pipe.zrem(key, holder)
+                            await pipe.execute()
+                    except self._link.errors as exc:
+                        self._link.failed(exc)  # the holds run out by their TTL instead
+                if wake:
+                    self._wake.set()
+        finally:
+            self._removing = False
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
