@@ -150,6 +150,8 @@ class RedisLeaseManager(LeaseManager):
         self._heartbeat: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._removals: list[tuple[str, str]] = []  # (set key, member) to remove next
+        self._attempts: list[tuple[_SharedWaiter, asyncio.Future[int]]] = []
+        self._attempting = False
         self._removing = False
         self._wake_after = False
 
@@ -284,28 +286,72 @@ class RedisLeaseManager(LeaseManager):
         return self._scripts[1], self._scripts[2], self._scripts[3]
 
     async def _try(self, waiter: _SharedWaiter) -> bool:
-        """One atomic attempt at every bucket of ``waiter``; True when all are now held."""
-        client = self._link.client()
-        if client is None:
+        """One atomic attempt at every bucket of ``waiter``; True when all are now held.
+
+        Attempts made meanwhile by other callers of this process go to Redis in one pipeline
+        (in arrival order), so a busy replica pays a round trip per batch, not per request.
+        """
+        if self._link.client() is None:
             return False
-        acquire, _, _ = self._scripts_for(client)
-        names = [name for name, _ in waiter.buckets]
-        keys = [self._bucket_key(n) for n in names] + [self._waiting_key(n) for n in names]
-        args: list[str | int] = [waiter.holder, self._ttl_ms, "1" if waiter.background else "0"]
-        args += [limit for _, limit in waiter.buckets]
+        names = tuple(name for name, _ in waiter.buckets)
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._attempts.append((waiter, done))
+        if not self._attempting:
+            self._attempting = True
+            self._spawn(self._send_attempts())
         try:
-            refused = int(await acquire(keys=keys, args=args))
-        except self._link.errors as exc:
-            self._link.failed(exc)
-            return False
+            refused = await asyncio.shield(done)
+        except asyncio.CancelledError:
+            done.add_done_callback(lambda f: self._give_back_unclaimed(f, waiter.holder, names))
+            raise
+        except self._link.errors:
+            return False  # the sender degraded the link
         if refused:
             waiter.refused_at = refused
             return False
-        self._held[waiter.holder] = tuple(names)
+        self._held[waiter.holder] = names
         for name in names:
             self._local_held[name] = self._local_held.get(name, 0) + 1
         self._ensure_heartbeat()
         return True
+
+    def _give_back_unclaimed(
+        self, done: asyncio.Future[int], holder: str, names: tuple[str, ...]
+    ) -> None:
+        """A slot granted to a caller that was cancelled meanwhile: free it at once."""
+        if not done.cancelled() and done.exception() is None and done.result() == 0:
+            self._spawn(self._zrem(tuple(self._bucket_key(n) for n in names), holder, wake=True))
+
+    async def _send_attempts(self) -> None:
+        try:
+            while self._attempts:
+                batch, self._attempts = self._attempts, []
+                client = self._link.client()
+                if client is None:
+                    for _, done in batch:
+                        done.set_result(-1)  # not granted: the caller goes per process
+                    continue
+                acquire, _, _ = self._scripts_for(client)
+                try:
+                    async with client.pipeline(transaction=False) as pipe:
+                        for waiter, _ in batch:
+                            names = [name for name, _ in waiter.buckets]
+                            keys = [self._bucket_key(n) for n in names]
+                            keys += [self._waiting_key(n) for n in names]
+                            args: list[str | int] = [waiter.holder, self._ttl_ms]
+                            args.append("1" if waiter.background else "0")
+                            args += [limit for _, limit in waiter.buckets]
+                            await acquire(keys=keys, args=args, client=pipe)
+                        answers = await pipe.execute()
+                except self._link.errors as exc:
+                    self._link.failed(exc)
+                    for _, done in batch:
+                        done.set_exception(exc)
+                    continue
+                for (_, done), answer in zip(batch, answers, strict=True):
+                    done.set_result(int(answer))
+        finally:
+            self._attempting = False
 
     def _granted(self, waiter: _SharedWaiter, waited_s: float) -> SharedLease:
         return SharedLease(self, waiter.holder, waiter.buckets, waited_s)
