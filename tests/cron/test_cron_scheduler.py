@@ -26,7 +26,7 @@ from palyra.store import Store, open_store
 START = datetime(2026, 3, 1, tzinfo=UTC)
 MIN = 60_000
 HOUR = 60 * MIN
-SETTINGS = SchedulerSettings(heartbeat_ms=5 * MIN, stale_after_ms=20 * MIN, misfire_grace_ms=30_000)
+SETTINGS = SchedulerSettings(heartbeat_ms=5 * MIN, lease_ms=20 * MIN, misfire_grace_ms=30_000)
 
 
 @dataclass
@@ -253,7 +253,7 @@ async def test_a_run_left_by_a_dead_scheduler_is_interrupted_and_retried(store: 
         (1, RunStatus.INTERRUPTED, "a"),
         (2, RunStatus.SUCCEEDED, "b"),
     ]
-    assert runs[0].reason == "owner stopped sending heartbeats"
+    assert runs[0].reason == "its owner stopped renewing its lease"
 
 
 async def test_a_cancelled_run_stops_at_its_owners_next_beat(store: Store) -> None:
@@ -332,7 +332,7 @@ async def test_ten_thousand_ticks_with_restarts_across_both_dst_changes(sim_db: 
     store = await open_store(f"sqlite+aiosqlite:///{sim_db}")
     rng = random.Random(7)
     settings = SchedulerSettings(
-        heartbeat_ms=HOUR, stale_after_ms=3 * HOUR, misfire_grace_ms=30_000
+        heartbeat_ms=HOUR, lease_ms=3 * HOUR, misfire_grace_ms=30_000
     )
 
     def script(run: RunRecord, job: JobRecord | None) -> tuple[int, RunOutcome]:

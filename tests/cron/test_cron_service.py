@@ -31,7 +31,7 @@ async def setup(store: Store, duration_ms: int = MIN) -> tuple[CronService, Sche
     await cron.ensure()
     clock = SimClock(to_ms(START))
     executor = SimExecutor(clock, lambda run, job: ok(duration_ms))
-    settings = SchedulerSettings(heartbeat_ms=MIN, stale_after_ms=10 * MIN)
+    settings = SchedulerSettings(heartbeat_ms=MIN, lease_ms=10 * MIN)
     sched = Scheduler(cron, executor, owner="a", settings=settings, clock=clock)
     service = CronService(cron, known, clock, changed=sched.notify, cancel_local=sched.cancel_local)
     return service, sched, clock

@@ -2,13 +2,14 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 
 from conftest import StoreTarget
 from palyra.cron.ids import is_ulid, new_ulid
 from palyra.cron.records import JobSpec, RunStatus, to_ms
 from palyra.cron.schedule import parse_schedule
-from palyra.cron.store import CronStore
-from palyra.store import Store, open_store
+from palyra.cron.store import CRON_SCHEMA, DEFAULT_LEASE_MS, CronStore
+from palyra.store import MigrationSet, Store, open_store
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 NOW_MS = to_ms(NOW)
@@ -149,7 +150,7 @@ async def test_two_stores_racing_for_the_same_times_get_one_run_each(
         await b.aclose()
 
 
-async def test_finish_is_once_and_stale_runs_are_found(store: Store) -> None:
+async def test_finish_is_once_and_expired_leases_are_found(store: Store) -> None:
     cron = CronStore(store)
     await cron.ensure()
     job = await cron.add_job(spec(), next_run_at_ms=NOW_MS, now_ms=NOW_MS)
@@ -161,15 +162,25 @@ async def test_finish_is_once_and_stale_runs_are_found(store: Store) -> None:
         principal="system:daemon",
         owner="a",
         now_ms=NOW_MS,
+        lease_ms=1000,
     )
-    assert run is not None
+    assert run is not None and run.lease_until_ms == NOW_MS + 1000
     assert await cron.count_open(job.id) == (1, 0)
-    assert [r.id for r in await cron.stale_running(heartbeat_before_ms=NOW_MS + 1)] == [run.id]
-    assert await cron.heartbeat(run.id, owner="a", now_ms=NOW_MS + 10)
-    assert not await cron.heartbeat(run.id, owner="b", now_ms=NOW_MS + 10)
-    assert await cron.stale_running(heartbeat_before_ms=NOW_MS + 5) == []
+    assert await cron.expired_leases(NOW_MS + 1000) == []
+    assert [r.id for r in await cron.expired_leases(NOW_MS + 1001)] == [run.id]
+    assert await cron.heartbeat(run.id, owner="a", now_ms=NOW_MS + 10, lease_ms=1000)
+    assert not await cron.heartbeat(run.id, owner="b", now_ms=NOW_MS + 10, lease_ms=1000)
+    assert await cron.expired_leases(NOW_MS + 1001) == []
+    # A recoverer that read the run as expired before the owner renewed loses the close.
+    assert not await cron.finish(
+        run.id, RunStatus.INTERRUPTED, now_ms=NOW_MS + 1005, lease_expired_at_ms=NOW_MS + 1005
+    )
     assert await cron.finish(
-        run.id, RunStatus.INTERRUPTED, now_ms=NOW_MS + 20, reason="owner stopped"
+        run.id,
+        RunStatus.INTERRUPTED,
+        now_ms=NOW_MS + 1011,
+        reason="owner stopped",
+        lease_expired_at_ms=NOW_MS + 1011,
     )
     # The owner coming back late cannot overwrite the recoverer's verdict.
     assert not await cron.finish(run.id, RunStatus.SUCCEEDED, now_ms=NOW_MS + 30)
@@ -230,3 +241,24 @@ def test_ulids_sort_by_time() -> None:
     assert a < b and is_ulid(a) and len(a) == 26
     with pytest.raises(ValueError, match="48 bits"):
         new_ulid(2**48)
+
+
+async def test_upgrading_v1_gives_running_runs_the_v1_lease(store: Store) -> None:
+    """A database made by cron schema v1 (no lease column) is upgraded in place: rows kept,
+    a running run gets heartbeat + 30 s, the lease v1 implied."""
+    v1 = MigrationSet("cron", CRON_SCHEMA.migrations[:1])
+    await store.migrate(v1)
+    async with store.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO runs (id, attempt, status, principal, created_at_ms, heartbeat_at_ms)"
+                " VALUES ('r1', 1, 'running', 'system:daemon', 5, 7), "
+                "('r2', 1, 'succeeded', 'system:daemon', 5, 7)"
+            )
+        )
+    cron = CronStore(store)
+    await cron.ensure()
+    running = await cron.get_run("r1")
+    done = await cron.get_run("r2")
+    assert running is not None and running.lease_until_ms == 7 + DEFAULT_LEASE_MS
+    assert done is not None and done.lease_until_ms is None

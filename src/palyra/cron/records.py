@@ -112,6 +112,8 @@ class RunRecord:
     not_before_ms: int | None
     input_tokens: int | None
     output_tokens: int | None
+    # Until when the owner holds the run; past it, any scheduler may close it as interrupted.
+    lease_until_ms: int | None = None
 
     @property
     def duration_ms(self) -> int | None:

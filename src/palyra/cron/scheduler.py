@@ -2,10 +2,12 @@
 
 Every decision goes through the store first: a run exists only once its row is inserted under the
 unique (job, time, attempt) key, so any number of schedulers (workers, replicas, a restarted
-daemon) may tick over the same jobs and each scheduled time still runs once. A run's owner beats
-a heartbeat into its row; a row whose heartbeat stops (a dead process) is closed as
-``interrupted`` by whichever scheduler notices, and one whose row was closed by someone else (a
-cancel, a ``replace`` overlap) is cancelled by its owner at the next beat.
+daemon) may tick over the same jobs and each scheduled time still runs once. A run's owner holds
+it under a lease that each heartbeat renews; a run whose lease runs out (its process or replica
+died) is closed as ``interrupted`` by whichever scheduler notices first, and retried only if the
+job's retry policy says so, under the next attempt number. A run whose row was closed by
+someone else (a cancel, a ``replace`` overlap, a recoverer) is cancelled by its owner at the next
+beat.
 
 ``tick(now_ms)`` is the whole algorithm, on a time passed in, so tests drive it on simulated time;
 ``run_forever`` only adds sleeping and waking.
@@ -36,7 +38,7 @@ from palyra.cron.policies import (
     should_retry,
 )
 from palyra.cron.records import JobRecord, RunRecord, RunStatus, from_ms, to_ms
-from palyra.cron.store import CronStore
+from palyra.cron.store import DEFAULT_LEASE_MS, CronStore
 from palyra.model.context import SYSTEM_DAEMON_PRINCIPAL
 
 log = logging.getLogger("palyra.cron")
@@ -105,7 +107,7 @@ class _Active:
 @dataclass
 class SchedulerSettings:
     heartbeat_ms: int = 2_000
-    stale_after_ms: int = 30_000
+    lease_ms: int = DEFAULT_LEASE_MS  # a run not renewed for this long is taken as abandoned
     misfire_grace_ms: int = 30_000  # a time this late is still "on time", not a misfire
     poll_ms: int = 1_000  # how often changes made elsewhere (CLI, other replicas) are looked for
 
@@ -271,6 +273,7 @@ class Scheduler:
             now_ms=now_ms,
             reason=reason,
             not_before_ms=not_before_ms,
+            lease_ms=self.settings.lease_ms,
         )
 
     async def _start_queued(self, now_ms: int) -> None:
@@ -280,7 +283,9 @@ class Scheduler:
                 running, _ = await self.cron.count_open(job.id)
                 if running and job.spec.overlap is not OverlapPolicy.ALLOW:
                     continue  # queue_one: wait for the running one to end
-            if await self.cron.start_queued(run.id, owner=self.owner, now_ms=now_ms):
+            if await self.cron.start_queued(
+                run.id, owner=self.owner, now_ms=now_ms, lease_ms=self.settings.lease_ms
+            ):
                 started = await self.cron.get_run(run.id)
                 if started is not None:
                     self._spawn(started, job, now_ms)
@@ -328,7 +333,9 @@ class Scheduler:
                     ),
                 )
                 continue
-            if not await self.cron.heartbeat(active.run.id, owner=self.owner, now_ms=now_ms):
+            if not await self.cron.heartbeat(
+                active.run.id, owner=self.owner, now_ms=now_ms, lease_ms=self.settings.lease_ms
+            ):
                 # Closed by someone else (cancel, replace, a recoverer): stop working on it.
                 self._end_locally(active, RunOutcome(RunStatus.CANCELLED, "closed elsewhere"))
 
@@ -383,13 +390,12 @@ class Scheduler:
     # --- recovery -------------------------------------------------------------------------------
 
     async def _recover_stale(self, now_ms: int) -> None:
-        stale = await self.cron.stale_running(
-            heartbeat_before_ms=now_ms - self.settings.stale_after_ms
-        )
-        for run in stale:
+        for run in await self.cron.expired_leases(now_ms):
             if run.id in self._active:
                 continue
-            await self._interrupt(run, now_ms, "owner stopped sending heartbeats")
+            await self._interrupt(
+                run, now_ms, "its owner stopped renewing its lease", lease_expired=True
+            )
 
     async def _recover_dead_local(self, now_ms: int) -> None:
         """At start-up: runs of a dead process on this host need not wait for heartbeats to age."""
@@ -397,9 +403,17 @@ class Scheduler:
             if owner_is_dead_here(run.owner):
                 await self._interrupt(run, now_ms, "its process ended while it ran")
 
-    async def _interrupt(self, run: RunRecord, now_ms: int, why: str) -> None:
+    async def _interrupt(
+        self, run: RunRecord, now_ms: int, why: str, *, lease_expired: bool = False
+    ) -> None:
+        """Close another owner's run as interrupted (once: whoever closes it retries it)."""
         if not await self.cron.finish(
-            run.id, RunStatus.INTERRUPTED, now_ms=now_ms, reason=why, error_category="interrupted"
+            run.id,
+            RunStatus.INTERRUPTED,
+            now_ms=now_ms,
+            reason=why,
+            error_category="interrupted",
+            lease_expired_at_ms=now_ms if lease_expired else None,
         ):
             return
         log.warning("run %s of job %s was interrupted: %s", run.id, run.job_id, why)

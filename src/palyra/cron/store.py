@@ -4,6 +4,10 @@ Exactly-once comes from the database, not from the process: a scheduled run's ro
 key (job id, scheduled time, attempt), so when two schedulers (threads, processes or replicas) find
 the same time due, one insert wins and the other gets ``None`` from :meth:`CronStore.claim`. The
 same holds on SQLite and PostgreSQL.
+
+A running run is held under a lease (``lease_until_ms``) that its owner renews with each
+heartbeat. Once the lease has run out, any scheduler may close the run as interrupted; that close
+is conditional on the lease still being expired, so a slow owner that renewed in time keeps it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -58,33 +64,40 @@ cron_jobs = sa.Table(
     sa.Index("ix_cron_jobs_due", "enabled", "next_run_at_ms"),
 )
 
-runs = sa.Table(
-    "runs",
-    metadata,
-    sa.Column("id", sa.String(26), primary_key=True),
-    sa.Column("job_id", sa.String(26), nullable=True),
-    sa.Column("scheduled_for_ms", sa.BigInteger, nullable=True),
-    sa.Column("attempt", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("reason", sa.Text, nullable=True),
-    sa.Column("error_category", sa.String(32), nullable=True),
-    sa.Column("agent_id", sa.String(128), nullable=True),
-    sa.Column("auth_profile_id", sa.String(128), nullable=True),
-    sa.Column("principal", sa.String(128), nullable=False),
-    sa.Column("owner", sa.String(128), nullable=True),
-    sa.Column("prompt", sa.Text, nullable=True),
-    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
-    sa.Column("started_at_ms", sa.BigInteger, nullable=True),
-    sa.Column("finished_at_ms", sa.BigInteger, nullable=True),
-    sa.Column("heartbeat_at_ms", sa.BigInteger, nullable=True),
-    sa.Column("not_before_ms", sa.BigInteger, nullable=True),
-    sa.Column("input_tokens", sa.Integer, nullable=True),
-    sa.Column("output_tokens", sa.Integer, nullable=True),
-    # One row per (job, scheduled time, attempt): the claim. Ad hoc runs have NULLs, which never clash.
-    sa.UniqueConstraint("job_id", "scheduled_for_ms", "attempt", name="uq_runs_claim"),
-    sa.Index("ix_runs_job_created", "job_id", "created_at_ms"),
-    sa.Index("ix_runs_status", "status"),
-)
+def _runs_v1(meta: sa.MetaData) -> sa.Table:
+    """``runs`` as migration 1 made it (migration 2 adds ``lease_until_ms``)."""
+    return sa.Table(
+        "runs",
+        meta,
+        sa.Column("id", sa.String(26), primary_key=True),
+        sa.Column("job_id", sa.String(26), nullable=True),
+        sa.Column("scheduled_for_ms", sa.BigInteger, nullable=True),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("reason", sa.Text, nullable=True),
+        sa.Column("error_category", sa.String(32), nullable=True),
+        sa.Column("agent_id", sa.String(128), nullable=True),
+        sa.Column("auth_profile_id", sa.String(128), nullable=True),
+        sa.Column("principal", sa.String(128), nullable=False),
+        sa.Column("owner", sa.String(128), nullable=True),
+        sa.Column("prompt", sa.Text, nullable=True),
+        sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+        sa.Column("started_at_ms", sa.BigInteger, nullable=True),
+        sa.Column("finished_at_ms", sa.BigInteger, nullable=True),
+        sa.Column("heartbeat_at_ms", sa.BigInteger, nullable=True),
+        sa.Column("not_before_ms", sa.BigInteger, nullable=True),
+        sa.Column("input_tokens", sa.Integer, nullable=True),
+        sa.Column("output_tokens", sa.Integer, nullable=True),
+        # One row per (job, scheduled time, attempt): the claim. Ad hoc runs have NULLs, which
+        # never clash.
+        sa.UniqueConstraint("job_id", "scheduled_for_ms", "attempt", name="uq_runs_claim"),
+        sa.Index("ix_runs_job_created", "job_id", "created_at_ms"),
+        sa.Index("ix_runs_status", "status"),
+    )
+
+
+runs = _runs_v1(metadata)
+runs.append_column(sa.Column("lease_until_ms", sa.BigInteger, nullable=True))
 
 run_events = sa.Table(
     "run_events",
@@ -97,11 +110,40 @@ run_events = sa.Table(
 )
 
 
+# A running run's lease unless the scheduler says otherwise; also the lease that runs running
+# when a database is upgraded to v2 get (v1 took a run as dead after 30 s without a heartbeat).
+DEFAULT_LEASE_MS = 30_000
+
+
 def _create_v1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[cron_jobs, runs, run_events])
+    v1 = sa.MetaData()
+    for table in (cron_jobs, run_events):
+        table.to_metadata(v1)
+    _runs_v1(v1)
+    v1.create_all(conn)
 
 
-CRON_SCHEMA = MigrationSet("cron", [Migration(1, "create cron_jobs, runs, run_events", _create_v1)])
+def _add_lease_v2(conn: Connection) -> None:
+    Operations(MigrationContext.configure(conn)).add_column(
+        "runs", sa.Column("lease_until_ms", sa.BigInteger, nullable=True)
+    )
+    lease = sa.table(
+        "runs", sa.column("status"), sa.column("heartbeat_at_ms"), sa.column("lease_until_ms")
+    )
+    conn.execute(
+        sa.update(lease)
+        .where(lease.c.status == RunStatus.RUNNING.value)
+        .values(lease_until_ms=lease.c.heartbeat_at_ms + DEFAULT_LEASE_MS)
+    )
+
+
+CRON_SCHEMA = MigrationSet(
+    "cron",
+    [
+        Migration(1, "create cron_jobs, runs, run_events", _create_v1),
+        Migration(2, "lease column on runs", _add_lease_v2),
+    ],
+)
 
 
 def _job_values(spec: JobSpec) -> dict[str, Any]:
@@ -175,6 +217,7 @@ def _run(row: RowMapping) -> RunRecord:
         not_before_ms=row["not_before_ms"],
         input_tokens=row["input_tokens"],
         output_tokens=row["output_tokens"],
+        lease_until_ms=row["lease_until_ms"],
     )
 
 
@@ -337,8 +380,10 @@ class CronStore:
         prompt: str | None = None,
         reason: str | None = None,
         not_before_ms: int | None = None,
+        lease_ms: int = DEFAULT_LEASE_MS,
     ) -> RunRecord | None:
-        """Insert a run row; None when that (job, time, attempt) was already claimed by anyone."""
+        """Insert a run row; None when that (job, time, attempt) was already claimed by anyone.
+        A running claim holds a lease of ``lease_ms``."""
         run_id = new_ulid(now_ms)
         finished = status.finished
         values = {
@@ -359,6 +404,7 @@ class CronStore:
             "started_at_ms": now_ms if status is RunStatus.RUNNING else None,
             "finished_at_ms": now_ms if finished else None,
             "heartbeat_at_ms": now_ms if status is RunStatus.RUNNING else None,
+            "lease_until_ms": now_ms + lease_ms if status is RunStatus.RUNNING else None,
             "not_before_ms": not_before_ms,
         }
         try:
@@ -368,7 +414,9 @@ class CronStore:
             return None
         return await self.get_run(run_id)
 
-    async def start_queued(self, run_id: str, *, owner: str, now_ms: int) -> bool:
+    async def start_queued(
+        self, run_id: str, *, owner: str, now_ms: int, lease_ms: int = DEFAULT_LEASE_MS
+    ) -> bool:
         """A queued run becomes running, once: the first scheduler to flip it owns it."""
         async with self.store.begin() as conn:
             result = await conn.execute(
@@ -379,6 +427,7 @@ class CronStore:
                     owner=owner,
                     started_at_ms=now_ms,
                     heartbeat_at_ms=now_ms,
+                    lease_until_ms=now_ms + lease_ms,
                 )
             )
         return bool(result.rowcount)
@@ -393,16 +442,22 @@ class CronStore:
         error_category: str | None = None,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
+        lease_expired_at_ms: int | None = None,
     ) -> bool:
         """Close a run that is still open; a run already closed (by a recoverer) stays as it is.
-        Without a ``reason`` the claim's own (``run-now``, ``catch-up``, a retry's) is kept."""
+        Without a ``reason`` the claim's own (``run-now``, ``catch-up``, a retry's) is kept.
+        With ``lease_expired_at_ms`` only a running run whose lease ended before it is closed
+        (a recoverer's close, which loses to an owner that renewed in time)."""
+        condition = runs.c.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value])
+        if lease_expired_at_ms is not None:
+            condition = sa.and_(
+                runs.c.status == RunStatus.RUNNING.value,
+                runs.c.lease_until_ms < lease_expired_at_ms,
+            )
         async with self.store.begin() as conn:
             result = await conn.execute(
                 sa.update(runs)
-                .where(
-                    runs.c.id == run_id,
-                    runs.c.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]),
-                )
+                .where(runs.c.id == run_id, condition)
                 .values(
                     status=status.value,
                     reason=runs.c.reason if reason is None else reason,
@@ -414,7 +469,10 @@ class CronStore:
             )
         return bool(result.rowcount)
 
-    async def heartbeat(self, run_id: str, *, owner: str, now_ms: int) -> bool:
+    async def heartbeat(
+        self, run_id: str, *, owner: str, now_ms: int, lease_ms: int = DEFAULT_LEASE_MS
+    ) -> bool:
+        """Renew the owner's lease; False when the run is no longer this owner's to run."""
         async with self.store.begin() as conn:
             result = await conn.execute(
                 sa.update(runs)
@@ -423,7 +481,7 @@ class CronStore:
                     runs.c.owner == owner,
                     runs.c.status == RunStatus.RUNNING.value,
                 )
-                .values(heartbeat_at_ms=now_ms)
+                .values(heartbeat_at_ms=now_ms, lease_until_ms=now_ms + lease_ms)
             )
         return bool(result.rowcount)
 
@@ -513,15 +571,15 @@ class CronStore:
         counts = {status: int(n) for status, n in rows}
         return counts.get(RunStatus.RUNNING.value, 0), counts.get(RunStatus.QUEUED.value, 0)
 
-    async def stale_running(self, *, heartbeat_before_ms: int) -> list[RunRecord]:
-        """Running runs whose owner stopped beating: a dead process or replica left them."""
+    async def expired_leases(self, now_ms: int) -> list[RunRecord]:
+        """Running runs whose lease ran out: their owner (a process or replica) stopped beating."""
         async with self.store.connect() as conn:
             rows = (
                 (
                     await conn.execute(
                         sa.select(runs).where(
                             runs.c.status == RunStatus.RUNNING.value,
-                            runs.c.heartbeat_at_ms < heartbeat_before_ms,
+                            runs.c.lease_until_ms < now_ms,
                         )
                     )
                 )
