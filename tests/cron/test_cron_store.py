@@ -183,10 +183,10 @@ async def test_finish_is_once_and_expired_leases_are_found(store: Store) -> None
         lease_expired_at_ms=NOW_MS + 1011,
     )
     # The owner coming back late cannot overwrite the recoverer's verdict.
-    assert not await cron.finish(run.id, RunStatus.SUCCEEDED, now_ms=NOW_MS + 30)
+    assert not await cron.finish(run.id, RunStatus.SUCCEEDED, now_ms=NOW_MS + 1030)
     closed = await cron.get_run(run.id)
     assert (
-        closed is not None and closed.status is RunStatus.INTERRUPTED and closed.duration_ms == 20
+        closed is not None and closed.status is RunStatus.INTERRUPTED and closed.duration_ms == 1011
     )
     assert await cron.count_open(job.id) == (0, 0)
 
