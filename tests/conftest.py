@@ -114,3 +114,23 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def postgres_database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database of its own (dropped afterwards), as a URL: for tests whose
+    processes open the store from a URL alone (``palyra serve``, ``palyra db``), where a schema
+    on ``search_path`` cannot be passed. Skipped without ``PALYRA_TEST_POSTGRES_URL``."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_URL_ENV} is not set")
+    name = f"palyra_t_{uuid.uuid4().hex[:16]}"
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield sa.engine.make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()

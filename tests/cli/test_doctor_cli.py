@@ -11,7 +11,15 @@ import pytest
 from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 
-from palyra.cli.doctor import Check, Status, check_state_dir, daemon_check, render, schema_check
+from palyra.cli.doctor import (
+    Check,
+    Status,
+    check_state_dir,
+    daemon_check,
+    known_schemas,
+    render,
+    schema_check,
+)
 from palyra.cli.main import app
 from palyra.store import open_store
 from palyra.vault import KeyResolver, Vault
@@ -219,11 +227,17 @@ def test_loose_state_dir_permissions_warn_with_chmod_hint(tmp_path: Path) -> Non
     assert check_state_dir(loose).status is Status.OK
 
 
-def test_schema_newer_than_this_palyra_fails() -> None:
-    assert schema_check({"vault": 1}, "db").status is Status.OK
-    newer = schema_check({"vault": 99}, "db")
+def test_schema_newer_than_this_palyra_fails_and_a_partial_one_says_db_upgrade() -> None:
+    current = {s.component: s.latest for s in known_schemas()}
+    assert schema_check(current, "db").status is Status.OK
+    assert schema_check({}, "db").status is Status.OK  # nothing stored yet
+    partial = schema_check({**current, "cron": 1}, "db")
+    assert partial.status is Status.WARN
+    assert "pending: cron v1 -> v2" in partial.detail
+    assert partial.hint.startswith("run `palyra db upgrade`")
+    newer = schema_check({**current, "vault": 99}, "db")
     assert newer.status is Status.FAIL
-    assert "vault v99 (this Palyra knows v1)" in newer.detail
+    assert "vault v99 (this Palyra knows up to v1)" in newer.detail
     assert newer.hint.startswith("upgrade Palyra")
 
 

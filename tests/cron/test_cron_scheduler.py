@@ -331,9 +331,7 @@ async def test_ten_thousand_ticks_with_restarts_across_both_dst_changes(sim_db: 
     """
     store = await open_store(f"sqlite+aiosqlite:///{sim_db}")
     rng = random.Random(7)
-    settings = SchedulerSettings(
-        heartbeat_ms=HOUR, lease_ms=3 * HOUR, misfire_grace_ms=30_000
-    )
+    settings = SchedulerSettings(heartbeat_ms=HOUR, lease_ms=3 * HOUR, misfire_grace_ms=30_000)
 
     def script(run: RunRecord, job: JobRecord | None) -> tuple[int, RunOutcome]:
         assert job is not None

@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "agents": ("palyra.cli.agents", "app"),
     "models": ("palyra.cli.models", "app"),
     "cron": ("palyra.cli.cron", "app"),
+    "db": ("palyra.cli.db", "app"),
     "chat": ("palyra.cli.chat", "chat"),
     "doctor": ("palyra.cli.doctor", "doctor"),
 }

@@ -18,9 +18,7 @@ import typer
 
 from palyra.auth.credentials import ProfileCredentialSource
 from palyra.auth.doctor import Severity
-from palyra.auth.oauth_attempts import OAUTH_SCHEMA
 from palyra.auth.registry import AuthProfileRegistry
-from palyra.auth.tables import AUTH_PROFILES_SCHEMA
 from palyra.cli.common import EXIT_STATE_DAMAGED, ConfigOpt
 from palyra.cli.models import FIX_HINTS
 from palyra.config.discovery import discover_config
@@ -38,10 +36,15 @@ from palyra.store import (
     StoreCorrupt,
     expand_url,
     open_store,
-    schema_table,
 )
-from palyra.store.migrations import SCHEMA_TABLE_NAME
-from palyra.vault import VAULT_SCHEMA, KeyResolver, Vault, system_keyring
+from palyra.store.schema_status import (
+    SchemaState,
+    compare,
+    newer_problem,
+    recorded_versions,
+    with_state,
+)
+from palyra.vault import KeyResolver, Vault, system_keyring
 from palyra.vault.tables import vault_settings
 
 HEALTH_TIMEOUT_S = 2.0
@@ -49,9 +52,9 @@ HEALTH_TIMEOUT_S = 2.0
 
 def known_schemas() -> tuple[MigrationSet, ...]:
     """Every component's migrations; the daemon's are imported only when the doctor runs."""
-    from palyra.daemon.security.tokens_store import TOKENS_SCHEMA
+    from palyra.daemon.schemas import STORE_SCHEMAS
 
-    return (VAULT_SCHEMA, AUTH_PROFILES_SCHEMA, OAUTH_SCHEMA, TOKENS_SCHEMA)
+    return STORE_SCHEMAS
 
 
 class Status(StrEnum):
@@ -121,27 +124,26 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-async def _versions(store: Store) -> dict[str, int]:
-    async with store.connect() as conn:
-        if not await conn.run_sync(lambda c: sa.inspect(c).has_table(SCHEMA_TABLE_NAME)):
-            return {}
-        rows = await conn.execute(sa.select(schema_table.c.component, schema_table.c.version))
-        return {str(r.component): int(r.version) for r in rows}
-
-
 def schema_check(versions: dict[str, int], shown: str) -> Check:
     """Compare each component's recorded version with the one this Palyra knows."""
-    latest = {s.component: s.latest for s in known_schemas()}
-    newer = [f"{c} v{v} (this Palyra knows v{latest[c]})" for c, v in versions.items()
-             if c in latest and v > latest[c]]  # fmt: skip
-    if newer:
+    statuses = compare(versions, known_schemas())
+    newer = newer_problem(statuses, shown)
+    if newer is not None:
         return Check(
             "store",
             Status.FAIL,
-            f"{shown}: schema is newer than this Palyra: {', '.join(newer)}",
+            newer,
             "upgrade Palyra, or point [storage] url at a database this version wrote",
         )
     summary = ", ".join(f"{c} v{v}" for c, v in sorted(versions.items())) or "empty"
+    pending = with_state(statuses, SchemaState.PENDING)
+    if pending and versions:
+        return Check(
+            "store",
+            Status.WARN,
+            f"{shown} (schema: {summary}); pending: {', '.join(p.describe() for p in pending)}",
+            "run `palyra db upgrade` (PostgreSQL replicas refuse to start until then)",
+        )
     return Check("store", Status.OK, f"{shown} (schema: {summary})")
 
 
@@ -218,7 +220,7 @@ async def _store_checks(config: PalyraConfig, states: Path, setup: _Setup) -> li
             )
         ]
     setup.store = store
-    checks = [schema_check(await _versions(store), store.url)]
+    checks = [schema_check(await recorded_versions(store), store.url)]
     if not await _has_vault(store):
         checks.append(Check("vault", Status.OK, "no secrets stored yet"))
         return checks

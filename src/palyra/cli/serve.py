@@ -24,6 +24,7 @@ from palyra.config import ConfigError
 from palyra.config import load_config as load_effective_config
 from palyra.config.daemon_rules import split_bind
 from palyra.config.schema import PalyraConfig
+from palyra.store.migrations import SchemaError
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from palyra.daemon import AppState
     from palyra.daemon.security.startup_tokens import StartupTokens
     from palyra.daemon.server.workers import WorkerSlot
+    from palyra.store import Store
 
 log = logging.getLogger("palyra")
 
@@ -53,6 +55,27 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Paly
         for problem in exc.problems:
             typer.echo(f"palyra serve: {problem}", err=True)
         raise typer.Exit(1) from None
+
+
+async def prepare_schema(store: Store) -> None:
+    """SQLite (the embedded default) is migrated here, so ``palyra serve`` stays one command;
+    PostgreSQL is shared by replicas, so it is migrated once by ``palyra db upgrade`` and a
+    database that is not fully migrated (or was migrated by a newer Palyra) is refused."""
+    from palyra.daemon.schemas import STORE_SCHEMAS
+    from palyra.store.schema_status import (
+        newer_problem,
+        pending_problem,
+        schema_status,
+        upgrade_schema,
+    )
+
+    if store.dialect == "sqlite":
+        await upgrade_schema(store, STORE_SCHEMAS)
+        return
+    statuses = await schema_status(store, STORE_SCHEMAS)
+    problem = newer_problem(statuses, store.url) or pending_problem(statuses, store.url)
+    if problem is not None:
+        raise SchemaError(problem)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -83,7 +106,6 @@ def serve(
     from palyra.daemon import AppState
     from palyra.daemon.observe.logging_setup import configure_logging
     from palyra.daemon.security.startup_tokens import prepare_tokens
-    from palyra.daemon.security.tokens_store import TOKENS_SCHEMA
     from palyra.daemon.server.fd_limit import LOW_OPEN_FILES, raise_open_file_limit
     from palyra.daemon.state import prepare_store
     from palyra.model import PalyraError
@@ -99,10 +121,13 @@ def serve(
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
     async def start_up_once() -> StartupTokens:
-        # The token store is opened (and checked) before anything else, so a damaged database
-        # stops the start-up here, however tokens are configured.
-        store = await open_store(cfg.storage.url, state_dir=states, migrations=(TOKENS_SCHEMA,))
-        await store.aclose()
+        # The store is opened (and checked) before anything else, so a damaged or unmigrated
+        # database stops the start-up here, however tokens are configured.
+        store = await open_store(cfg.storage.url, state_dir=states)
+        try:
+            await prepare_schema(store)
+        finally:
+            await store.aclose()
         tokens = await prepare_tokens(cfg, host=host, state_dir=states, environ=os.environ)
         if count > 1:  # what every worker's start would otherwise race to do
             await prepare_store(cfg, states=states, environ=os.environ)

@@ -64,6 +64,7 @@ cron_jobs = sa.Table(
     sa.Index("ix_cron_jobs_due", "enabled", "next_run_at_ms"),
 )
 
+
 def _runs_v1(meta: sa.MetaData) -> sa.Table:
     """``runs`` as migration 1 made it (migration 2 adds ``lease_until_ms``)."""
     return sa.Table(
@@ -448,7 +449,9 @@ class CronStore:
         Without a ``reason`` the claim's own (``run-now``, ``catch-up``, a retry's) is kept.
         With ``lease_expired_at_ms`` only a running run whose lease ended before it is closed
         (a recoverer's close, which loses to an owner that renewed in time)."""
-        condition = runs.c.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value])
+        condition: sa.ColumnElement[bool] = runs.c.status.in_(
+            [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
+        )
         if lease_expired_at_ms is not None:
             condition = sa.and_(
                 runs.c.status == RunStatus.RUNNING.value,

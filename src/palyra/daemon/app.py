@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -21,6 +22,8 @@ from palyra.daemon.observe.exchange import (
     metrics_endpoint,
 )
 from palyra.daemon.observe.failures import log_unexpected
+from palyra.daemon.observe.readiness import Readiness
+from palyra.daemon.schemas import STORE_SCHEMAS
 from palyra.daemon.security.auth_guard import GuardMiddleware
 from palyra.daemon.security.policy import anthropic_caller, whoami
 from palyra.daemon.server.front import HotPath, PalyraApp, first_routes
@@ -36,6 +39,7 @@ from palyra.daemon.surfaces.openai import chat_api as openai_api
 from palyra.daemon.surfaces.openai import media_api as openai_media_api
 from palyra.daemon.surfaces.responses import api as responses_api
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
+from palyra.paths import state_dir
 
 log = logging.getLogger("palyra.daemon")
 
@@ -68,6 +72,17 @@ ERROR_RENDERERS: list[tuple[str, ErrorRenderer]] = [
 
 async def healthz(request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness (see :mod:`palyra.daemon.observe.readiness`): 200 or 503 with the reason."""
+    report = await request.app.state.readiness.check()
+    return Response(
+        orjson.dumps(report.to_json()),
+        status_code=200 if report.ready else 503,
+        media_type="application/json",
+        headers={"cache-control": "no-store"},
+    )
 
 
 def render_error(path: str, envelope: ErrorEnvelope, anthropic: bool = False) -> Response:
@@ -127,6 +142,7 @@ def create_app(state: AppState) -> FastAPI:
         try:
             yield
         finally:
+            await readiness.aclose()
             await cron.aclose()
             await console.aclose()
             await state.auth.aclose()
@@ -143,6 +159,15 @@ def create_app(state: AppState) -> FastAPI:
     app.palyra_state = state
 
     app.add_api_route("/healthz", healthz, methods=["GET"])
+    readiness = Readiness(
+        state.config,
+        state.state_dir or state_dir(),
+        STORE_SCHEMAS,
+        environ=state.environ,
+        probes=state.readiness_probes,
+    )
+    app.state.readiness = readiness
+    app.add_api_route("/readyz", readyz, methods=["GET"], responses=docs.READINESS_RESPONSES)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
     app.add_api_route("/console/v1/whoami", whoami, methods=["GET"])
     console = mount_console(app, state)

@@ -26,6 +26,7 @@ from palyra.auth.refresh import OAuthRefresher
 from palyra.auth.registry import AuthProfileRegistry
 from palyra.config.schema import ModelConfig, PalyraConfig, ProviderConfig
 from palyra.daemon.observe.metrics import Metrics
+from palyra.daemon.observe.readiness import Probe
 from palyra.daemon.security.policy import Authenticator
 from palyra.daemon.server.workers import SnapshotFiles, WorkerSlot, publish_metrics
 from palyra.model import (
@@ -137,6 +138,8 @@ class AppState:
     worker: WorkerSlot | None = None
     # ``palyra serve`` turns this on (in worker 0 only): run the cron scheduler in this process.
     run_scheduler: bool = False
+    # Further ``GET /readyz`` checks (name, probe), e.g. the shared Redis when configured.
+    readiness_probes: list[tuple[str, Probe]] = field(default_factory=list)
     runtime: Runtime = field(init=False, repr=False)
     # The Redis link of ``[storage] redis_url`` (None without it: all state is per process).
     shared: SharedStateLink | None = field(default=None, init=False, repr=False)

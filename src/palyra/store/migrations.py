@@ -48,6 +48,10 @@ class SchemaError(PalyraError):
         super().__init__(PalyraError.of(FailureClass.CONFIG, message).envelope)
 
 
+class SchemaTooNew(SchemaError):
+    """The database was migrated by a newer Palyra; nothing was changed."""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One numbered, never-edited schema step."""
@@ -101,7 +105,7 @@ def apply_migrations(conn: Connection, migrations: MigrationSet, where: str) -> 
     ensure_schema_table(conn)
     version = current_version(conn, migrations.component)
     if version > migrations.latest:
-        raise SchemaError(
+        raise SchemaTooNew(
             f"the database {where} has {migrations.component} schema version {version}, but this "
             f"Palyra only knows up to version {migrations.latest}; it was written by a newer "
             "Palyra. Upgrade Palyra, or point [storage] url at another database."

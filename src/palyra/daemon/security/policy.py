@@ -47,7 +47,9 @@ CONSOLE_PREFIX = "/console/v1"
 SIGN_IN_PATH = f"{CONSOLE_PREFIX}/sign-in"
 CONSOLE_PAGES = frozenset({"/console", "/console/", "/docs"})
 CONSOLE_STATIC_PREFIX = "/console/static/"
-OPEN_PATHS = frozenset({"/healthz", OPENAI_OAUTH_CALLBACK_PATH, SIGN_IN_PATH, *CONSOLE_PAGES})
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", OPENAI_OAUTH_CALLBACK_PATH, SIGN_IN_PATH, *CONSOLE_PAGES}
+)
 ANTHROPIC_PREFIX = "/v1/messages"
 
 

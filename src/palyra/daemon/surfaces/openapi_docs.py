@@ -198,6 +198,27 @@ TRANSCRIPTION_BODY: dict[str, Any] = {
 }
 
 
+_READINESS_CHECK = _object(
+    ["name", "ok", "detail"],
+    {"name": {"type": "string"}, "ok": {"type": "boolean"}, "detail": {"type": "string"}},
+)
+_READINESS = _object(
+    ["status", "checks"],
+    {
+        "status": {"type": "string", "enum": ["ready", "not ready"]},
+        "reason": {"type": "string", "description": "the first failing check: name: detail"},
+        "checks": {"type": "array", "items": _READINESS_CHECK},
+    },
+)
+READINESS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Ready to serve", "content": {JSON: {"schema": _READINESS}}},
+    503: {
+        "description": "Not ready: the reason names the failing check (store, vault, redis)",
+        "content": {JSON: {"schema": _READINESS}},
+    },
+}
+
+
 def _strip_validation_errors(document: dict[str, Any]) -> dict[str, Any]:
     for item in document.get("paths", {}).values():
         for operation in item.values():

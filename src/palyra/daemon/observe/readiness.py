@@ -1,0 +1,163 @@
+"""``GET /readyz``: whether this replica can serve, for a load balancer to route by.
+
+``/healthz`` says the process is alive; readiness says what it needs is there: the store
+reachable and migrated, the vault's master key present and able to open a canary secret, and
+any further probe the daemon adds (Redis, when configured). A failing check names itself and
+the fix; no check's text ever holds a secret (URLs are shown with the password hidden).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from palyra.config.schema import PalyraConfig
+from palyra.model import PalyraError
+from palyra.store import MigrationSet, Store, open_store
+from palyra.store.schema_status import newer_problem, pending_problem, schema_status
+from palyra.vault import KeyResolver, Vault, VaultRef, system_keyring
+from palyra.vault.errors import SecretNotFound, VaultNotCreated
+
+CHECK_TIMEOUT_S = 5.0
+CANARY_REF = VaultRef("global", "palyra-readiness-canary")
+"""A random value with no use but being decrypted: it proves this replica's master key opens
+what another replica sealed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessReport:
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def ready(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def reason(self) -> str | None:
+        """The first failing check, as ``name: detail``."""
+        failed = next((c for c in self.checks if not c.ok), None)
+        return None if failed is None else f"{failed.name}: {failed.detail}"
+
+    def to_json(self) -> dict[str, object]:
+        body: dict[str, object] = {"status": "ready" if self.ready else "not ready"}
+        if not self.ready:
+            body["reason"] = self.reason
+        body["checks"] = [c.to_json() for c in self.checks]
+        return body
+
+
+Probe = Callable[[], Awaitable[CheckResult]]
+"""A further readiness check (e.g. Redis); it must answer within ``CHECK_TIMEOUT_S``."""
+
+
+@dataclass
+class Readiness:
+    """The checks over one store connection pool, opened at the first check and kept."""
+
+    config: PalyraConfig
+    states: Path
+    schemas: Sequence[MigrationSet]
+    environ: Mapping[str, str] | None = None
+    probes: list[tuple[str, Probe]] = field(default_factory=list)
+    timeout_s: float = CHECK_TIMEOUT_S
+    _store: Store | None = field(default=None, init=False, repr=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+
+    async def check(self) -> ReadinessReport:
+        results: list[CheckResult] = []
+        store_result, store = await self._timed("store", self._check_store)
+        results.append(store_result)
+        if store is None:
+            results.append(CheckResult("vault", False, "not checked: the store is not usable"))
+        else:
+            vault_result, _ = await self._timed("vault", lambda: self._check_vault(store))
+            results.append(vault_result)
+        for name, probe in self.probes:
+            result, _ = await self._timed(name, functools.partial(_wrap, probe))
+            results.append(result)
+        return ReadinessReport(tuple(results))
+
+    async def _timed(
+        self, name: str, run: Callable[[], Awaitable[tuple[CheckResult, Store | None]]]
+    ) -> tuple[CheckResult, Store | None]:
+        try:
+            return await asyncio.wait_for(run(), self.timeout_s)
+        except TimeoutError:
+            return CheckResult(name, False, f"no answer within {self.timeout_s:g} s"), None
+
+    async def _open(self) -> Store:
+        async with self._lock:
+            if self._store is None:
+                self._store = await open_store(self.config.storage.url, state_dir=self.states)
+            return self._store
+
+    async def _check_store(self) -> tuple[CheckResult, Store | None]:
+        try:
+            store = await self._open()
+            statuses = await schema_status(store, self.schemas)
+        except PalyraError as exc:
+            await self._drop_store()
+            return CheckResult("store", False, exc.envelope.message), None
+        except (OSError, ConnectionError) as exc:
+            await self._drop_store()
+            return CheckResult("store", False, f"cannot reach the database: {exc}"), None
+        except Exception as exc:  # a driver error from a database that went away
+            await self._drop_store()
+            return CheckResult("store", False, f"the database failed: {type(exc).__name__}"), None
+        problem = newer_problem(statuses, store.url) or pending_problem(statuses, store.url)
+        if problem is not None:
+            return CheckResult("store", False, problem), None  # the vault check would migrate
+        return CheckResult("store", True, f"{store.url} reachable, schema up to date"), store
+
+    async def _check_vault(self, store: Store) -> tuple[CheckResult, Store | None]:
+        environ = dict(os.environ if self.environ is None else self.environ)
+        keys = KeyResolver(self.states, environ=environ, keyring=system_keyring())
+        try:
+            vault = await Vault.open(store, keys, create=False)
+        except VaultNotCreated:
+            return CheckResult("vault", True, "no secrets stored yet"), None
+        except PalyraError as exc:
+            return CheckResult("vault", False, exc.envelope.message), None
+        try:
+            await _open_canary(vault)
+        except PalyraError as exc:
+            return CheckResult("vault", False, exc.envelope.message), None
+        return CheckResult("vault", True, f"key {vault.key_id} from {vault.key_source}"), None
+
+    async def _drop_store(self) -> None:
+        """A store that failed is reopened at the next check (the database may be back)."""
+        async with self._lock:
+            if self._store is not None:
+                await self._store.aclose()
+                self._store = None
+
+    async def aclose(self) -> None:
+        await self._drop_store()
+
+
+async def _open_canary(vault: Vault) -> None:
+    """Decrypt the canary, sealing one first if no replica has yet."""
+    try:
+        await vault.get(CANARY_REF)
+    except SecretNotFound:
+        await vault.put(CANARY_REF, secrets.token_urlsafe(24))
+        await vault.get(CANARY_REF)
+
+
+async def _wrap(probe: Probe) -> tuple[CheckResult, Store | None]:
+    return await probe(), None
