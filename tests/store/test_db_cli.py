@@ -138,8 +138,11 @@ async def test_replicas_upgrading_at_once_apply_each_step_once(
     stores = [await open_store(store_target.url, schema=store_target.schema) for _ in range(6)]
     try:
         results = await asyncio.gather(*(upgrade_schema(s, STORE_SCHEMAS) for s in stores))
-        for statuses in results:
-            assert {s.component: s.recorded for s in statuses} == LATEST
+        for done in results:
+            assert {s.component: s.recorded for s in done.statuses} == LATEST
+        # Each component's steps were applied by exactly one of them.
+        applied = sorted(step for done in results for step in done.applied)
+        assert applied == sorted((c, 0, v) for c, v in LATEST.items())
         assert {
             s.component: s.recorded for s in await schema_status(stores[0], STORE_SCHEMAS)
         } == LATEST

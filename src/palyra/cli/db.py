@@ -25,6 +25,7 @@ from palyra.store.migrations import SchemaTooNew
 from palyra.store.schema_status import (
     ComponentStatus,
     SchemaState,
+    Upgrade,
     compare,
     newer_problem,
     schema_status,
@@ -97,26 +98,23 @@ def upgrade(config: ConfigOpt = None, db_url: DbUrlOpt = None) -> None:
 
     url = store_url(db_url, config)
 
-    async def go() -> tuple[str, list[ComponentStatus], list[ComponentStatus]]:
+    async def go() -> tuple[str, Upgrade]:
         store = await _open(url, create=True)
         try:
-            before = await schema_status(store, STORE_SCHEMAS)
-            after = await upgrade_schema(store, STORE_SCHEMAS)
-            return store.url, before, after
+            return store.url, await upgrade_schema(store, STORE_SCHEMAS)
         finally:
             await store.aclose()
 
     try:
-        where, before, after = asyncio.run(go())
+        where, done = asyncio.run(go())
     except SchemaTooNew as exc:
         fail(exc.envelope.message, EXIT_NEWER)
     except PalyraError as exc:
         fail(exc.envelope.message, exit_code_for(exc))
-    applied = [b for b in before if b.state is SchemaState.PENDING]
-    for line in render(where, after):
+    for line in render(where, done.statuses):
         typer.echo(line)
-    if applied:
-        done = ", ".join(f"{b.component} v{b.recorded} -> v{b.latest}" for b in applied)
-        typer.echo(f"migrated: {done}")
+    if done.applied:
+        steps = ", ".join(f"{c} v{found} -> v{reached}" for c, found, reached in done.applied)
+        typer.echo(f"migrated: {steps}")
     else:
         typer.echo("nothing to do: every component was up to date")

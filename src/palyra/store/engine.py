@@ -154,8 +154,13 @@ class Store:
                 raise
             raise StoreCorrupt(self.engine.url.database or self.url, reason) from exc
 
-    async def migrate(self, *migration_sets: MigrationSet) -> None:
-        """Bring each component's tables to its latest version; cheap when already there."""
+    async def migrate(self, *migration_sets: MigrationSet) -> list[tuple[str, int, int]]:
+        """Bring each component's tables to its latest version; cheap when already there.
+
+        Answers the steps this call applied, as (component, from, to): none for a component
+        another process migrated first (it waited for that one's lock).
+        """
+        applied: list[tuple[str, int, int]] = []
         for mset in migration_sets:
             if self._migrated.get(mset.component) == mset.latest:
                 continue
@@ -164,8 +169,11 @@ class Store:
                     await conn.execute(
                         sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY))
                     )
-                reached = await conn.run_sync(apply_migrations, mset, self.url)
+                found, reached = await conn.run_sync(apply_migrations, mset, self.url)
             self._migrated[mset.component] = reached
+            if found != reached:
+                applied.append((mset.component, found, reached))
+        return applied
 
     async def aclose(self) -> None:
         await self.engine.dispose()

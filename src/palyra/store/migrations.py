@@ -97,8 +97,9 @@ def current_version(conn: Connection, component: str) -> int:
     return int(row[0]) if row else 0
 
 
-def apply_migrations(conn: Connection, migrations: MigrationSet, where: str) -> int:
-    """Apply pending steps inside the caller's transaction; return the version reached.
+def apply_migrations(conn: Connection, migrations: MigrationSet, where: str) -> tuple[int, int]:
+    """Apply pending steps inside the caller's transaction; return the version found and the
+    version reached (equal when there was nothing to do).
 
     ``where`` names the database (password redacted) for error messages.
     """
@@ -131,4 +132,4 @@ def apply_migrations(conn: Connection, migrations: MigrationSet, where: str) -> 
                 .where(schema_table.c.component == migrations.component)
                 .values(version=migrations.latest)
             )
-    return migrations.latest
+    return version, migrations.latest

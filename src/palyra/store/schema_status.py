@@ -92,7 +92,15 @@ def pending_problem(statuses: Sequence[ComponentStatus], where: str) -> str | No
     )
 
 
-async def upgrade_schema(store: Store, sets: Sequence[MigrationSet]) -> list[ComponentStatus]:
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """Where the schema stands after an upgrade, and the steps this process applied."""
+
+    statuses: list[ComponentStatus]
+    applied: list[tuple[str, int, int]]
+
+
+async def upgrade_schema(store: Store, sets: Sequence[MigrationSet]) -> Upgrade:
     """Apply every pending migration; refuse, changing nothing, when any component is newer.
 
     Safe from several processes at once: each component migrates in one write transaction
@@ -103,5 +111,5 @@ async def upgrade_schema(store: Store, sets: Sequence[MigrationSet]) -> list[Com
     problem = newer_problem(before, store.url)
     if problem is not None:
         raise SchemaTooNew(problem)
-    await store.migrate(*sets)
-    return await schema_status(store, sets)
+    applied = await store.migrate(*sets)
+    return Upgrade(await schema_status(store, sets), applied)
