@@ -29,6 +29,7 @@ from palyra.store import open_store
 from palyra.store.schema_status import upgrade_schema
 from palyra.testing import FakeUpstream
 from palyra.vault import KeyResolver, Vault
+from redis_support import OwnRedis
 
 # Fixture types from tests/daemon/conftest.py (not importable without a tests package).
 StartDaemon = Any
@@ -193,6 +194,7 @@ def test_an_unmigrated_store_is_not_ready_and_says_db_upgrade(
     assert body["checks"][1] == {
         "name": "vault",
         "ok": False,
+        "required": True,
         "detail": "not checked: the store is not usable",
     }
 
@@ -251,3 +253,27 @@ async def _upgrade(url: str) -> None:
         await upgrade_schema(store, STORE_SCHEMAS)
     finally:
         await store.aclose()
+
+
+@pytest.mark.redis
+def test_redis_is_reported_and_its_outage_degrades_without_503(
+    start_daemon: StartDaemon, tmp_path: Path, own_redis: OwnRedis
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/palyra.db"
+    asyncio.run(_upgrade(url))
+    config = PalyraConfig(storage=StorageConfig(url=url, redis_url=own_redis.url))
+    daemon = start_daemon(AppState(config=config, state_dir=tmp_path, environ={}))
+    status, body = readyz(daemon.url)
+    assert status == 200, body
+    redis = body["checks"][2]
+    assert redis["name"] == "redis" and redis["ok"] and redis["required"] is False
+    assert "answers in" in redis["detail"]
+    own_redis.stop()
+    status, body = readyz(daemon.url)
+    assert status == 200, body  # every replica would be out otherwise
+    assert body["status"] == "ready"
+    assert body["degraded"][0].startswith("redis: redis://127.0.0.1:")
+    assert "per process until it does" in body["degraded"][0]
+    own_redis.start()
+    status, body = readyz(daemon.url)
+    assert status == 200 and "degraded" not in body, body

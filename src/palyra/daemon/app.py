@@ -22,7 +22,7 @@ from palyra.daemon.observe.exchange import (
     metrics_endpoint,
 )
 from palyra.daemon.observe.failures import log_unexpected
-from palyra.daemon.observe.readiness import Readiness
+from palyra.daemon.observe.readiness import Readiness, redis_probe
 from palyra.daemon.schemas import STORE_SCHEMAS
 from palyra.daemon.security.auth_guard import GuardMiddleware
 from palyra.daemon.security.policy import anthropic_caller, whoami
@@ -159,12 +159,15 @@ def create_app(state: AppState) -> FastAPI:
     app.palyra_state = state
 
     app.add_api_route("/healthz", healthz, methods=["GET"])
+    probes = list(state.readiness_probes)
+    if state.shared is not None:
+        probes.append(("redis", redis_probe(state.shared)))
     readiness = Readiness(
         state.config,
         state.state_dir or state_dir(),
         STORE_SCHEMAS,
         environ=state.environ,
-        probes=state.readiness_probes,
+        probes=probes,
     )
     app.state.readiness = readiness
     app.add_api_route("/readyz", readyz, methods=["GET"], responses=docs.READINESS_RESPONSES)

@@ -2,8 +2,12 @@
 
 ``/healthz`` says the process is alive; readiness says what it needs is there: the store
 reachable and migrated, the vault's master key present and able to open a canary secret, and
-any further probe the daemon adds (Redis, when configured). A failing check names itself and
-the fix; no check's text ever holds a secret (URLs are shown with the password hidden).
+any further probe the daemon adds. A failing check names itself and the fix; no check's text
+ever holds a secret (URLs are shown with the password hidden).
+
+Redis (when configured) is checked and reported, but an unreachable Redis leaves the replica
+ready, listed under ``degraded``: every replica degrades to per-process state without it, so a
+load balancer that took them all out over it would turn a degradation into an outage.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from palyra.config.schema import PalyraConfig
 from palyra.model import PalyraError
@@ -22,6 +27,9 @@ from palyra.store import MigrationSet, Store, open_store
 from palyra.store.schema_status import newer_problem, pending_problem, schema_status
 from palyra.vault import KeyResolver, Vault, VaultRef, system_keyring
 from palyra.vault.errors import SecretNotFound, VaultNotCreated
+
+if TYPE_CHECKING:
+    from palyra.sharedstate import SharedStateLink
 
 CHECK_TIMEOUT_S = 5.0
 CANARY_REF = VaultRef("global", "palyra-readiness-canary")
@@ -34,9 +42,10 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+    required: bool = True  # a failing check that is not required degrades, it does not 503
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+        return {"name": self.name, "ok": self.ok, "required": self.required, "detail": self.detail}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +54,24 @@ class ReadinessReport:
 
     @property
     def ready(self) -> bool:
-        return all(c.ok for c in self.checks)
+        return all(c.ok or not c.required for c in self.checks)
 
     @property
     def reason(self) -> str | None:
-        """The first failing check, as ``name: detail``."""
-        failed = next((c for c in self.checks if not c.ok), None)
+        """The first failing required check, as ``name: detail``."""
+        failed = next((c for c in self.checks if not c.ok and c.required), None)
         return None if failed is None else f"{failed.name}: {failed.detail}"
+
+    @property
+    def degraded(self) -> list[str]:
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.ok and not c.required]
 
     def to_json(self) -> dict[str, object]:
         body: dict[str, object] = {"status": "ready" if self.ready else "not ready"}
         if not self.ready:
             body["reason"] = self.reason
+        if self.degraded:
+            body["degraded"] = self.degraded
         body["checks"] = [c.to_json() for c in self.checks]
         return body
 
@@ -157,6 +172,33 @@ async def _open_canary(vault: Vault) -> None:
     except SecretNotFound:
         await vault.put(CANARY_REF, secrets.token_urlsafe(24))
         await vault.get(CANARY_REF)
+
+
+def redis_probe(link: SharedStateLink) -> Probe:
+    """The shared Redis: answering, or down with this replica on per-process state."""
+
+    async def probe() -> CheckResult:
+        try:
+            seconds = await link.ping()
+        except link.errors as exc:
+            return CheckResult(
+                "redis",
+                False,
+                f"{link.shown} does not answer ({type(exc).__name__}); breakers, cooldowns, "
+                "leases, rate windows and revocations are per process until it does",
+                required=False,
+            )
+        if link.degraded:
+            return CheckResult(
+                "redis",
+                False,
+                f"{link.shown} answers again; this replica returns to shared state within a second",
+                required=False,
+            )
+        detail = f"{link.shown} answers in {seconds * 1000:.1f} ms"
+        return CheckResult("redis", True, detail, required=False)
+
+    return probe
 
 
 async def _wrap(probe: Probe) -> tuple[CheckResult, Store | None]:

@@ -199,21 +199,31 @@ TRANSCRIPTION_BODY: dict[str, Any] = {
 
 
 _READINESS_CHECK = _object(
-    ["name", "ok", "detail"],
-    {"name": {"type": "string"}, "ok": {"type": "boolean"}, "detail": {"type": "string"}},
+    ["name", "ok", "required", "detail"],
+    {
+        "name": {"type": "string"},
+        "ok": {"type": "boolean"},
+        "required": {"type": "boolean", "description": "false: failing only degrades"},
+        "detail": {"type": "string"},
+    },
 )
 _READINESS = _object(
     ["status", "checks"],
     {
         "status": {"type": "string", "enum": ["ready", "not ready"]},
         "reason": {"type": "string", "description": "the first failing check: name: detail"},
+        "degraded": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "failing checks that do not stop serving (Redis)",
+        },
         "checks": {"type": "array", "items": _READINESS_CHECK},
     },
 )
 READINESS_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Ready to serve", "content": {JSON: {"schema": _READINESS}}},
     503: {
-        "description": "Not ready: the reason names the failing check (store, vault, redis)",
+        "description": "Not ready: the reason names the failing check (store or vault)",
         "content": {JSON: {"schema": _READINESS}},
     },
 }
