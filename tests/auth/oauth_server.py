@@ -411,9 +411,13 @@ class Env:
 
 
 @asynccontextmanager
-async def oauth_env(server: OAuthTestServer, store: Store, tmp_path: Path) -> AsyncIterator[Env]:
+async def oauth_env(
+    server: OAuthTestServer, store: Store, tmp_path: Path, *, vault_key: str | None = None
+) -> AsyncIterator[Env]:
+    """``vault_key`` (base64, as ``PALYRA_VAULT_KEY`` takes it) for tests whose other
+    processes open the same vault; a random one otherwise."""
     clock = Clock()
-    key = base64.b64encode(os.urandom(32)).decode()
+    key = vault_key or base64.b64encode(os.urandom(32)).decode()
     vault = await Vault.open(
         store, KeyResolver(state_dir=tmp_path, environ={"PALYRA_VAULT_KEY": key}), clock=clock
     )

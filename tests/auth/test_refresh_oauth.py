@@ -4,6 +4,7 @@ race, rotation, invalid_grant, backoff, the sibling-rotation race and the backgr
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -13,7 +14,8 @@ import httpx2
 import pytest
 from oauth_server import Env, OAuthTestServer, oauth_env, serving
 
-from palyra.auth import OAuthRefs, ProfileHealth, secret_ref
+from conftest import StoreTarget
+from palyra.auth import AuthProfileRegistry, OAuthRefs, ProfileHealth, secret_ref
 from palyra.auth.oauth_tokens import OAuthTokenError, refresh_access_token
 from palyra.auth.refresh import (
     InProcessRefreshLock,
@@ -22,11 +24,13 @@ from palyra.auth.refresh import (
     refresh_openai_profile,
 )
 from palyra.model import FailureClass, PalyraError
-from palyra.store import Store
+from palyra.store import Store, open_store
+from palyra.vault import KeyResolver, Vault
 
 PID = "openai-oauth"
 ACCESS = secret_ref(PID, "access_token")
 REFRESH = secret_ref(PID, "refresh_token")
+VAULT_KEY = base64.b64encode(b"refresh-tests-vault-key-32bytes!").decode()
 
 
 @pytest.fixture
@@ -37,7 +41,7 @@ def oauth_server() -> Iterator[OAuthTestServer]:
 
 @pytest.fixture
 async def env(oauth_server: OAuthTestServer, store: Store, tmp_path: Path) -> AsyncIterator[Env]:
-    async with oauth_env(oauth_server, store, tmp_path) as opened:
+    async with oauth_env(oauth_server, store, tmp_path, vault_key=VAULT_KEY) as opened:
         await opened.sign_in(PID)
         opened.server.token_hits = 0
         yield opened
@@ -102,6 +106,31 @@ async def test_two_refreshers_sharing_a_lock_refresh_once(env: Env) -> None:
     ]
     tokens = await asyncio.gather(*(r.access_token(PID) for r in pair for _ in range(10)))
     assert env.server.token_hits == 1 and len(set(tokens)) == 1
+
+
+async def test_refreshers_on_separate_stores_like_replicas_refresh_once(
+    env: Env, store_target: StoreTarget, tmp_path: Path
+) -> None:
+    """Three refreshers, each on a store (engine, pool) of its own as replicas have, sharing
+    nothing in memory: the store's lock lets one refresh, the others use its token."""
+    env.server.token_delay_s = 0.3
+    env.clock.now += 7200
+    old_access = await env.vault.get(ACCESS)
+    stores = [await open_store(store_target.url, schema=store_target.schema) for _ in range(3)]
+    try:
+        refreshers = []
+        for replica in stores:
+            keys = KeyResolver(state_dir=tmp_path, environ={"PALYRA_VAULT_KEY": VAULT_KEY})
+            vault = await Vault.open(replica, keys, clock=env.clock)
+            registry = AuthProfileRegistry(replica, vault, env.clock)
+            refreshers.append(OAuthRefresher(registry, vault, client=env.client, clock=env.clock))
+        tokens = await asyncio.gather(*(r.access_token(PID) for r in refreshers))
+    finally:
+        for replica in stores:
+            await replica.aclose()
+    assert env.server.refresh_grants == 1 and env.server.invalid_grants == 0
+    assert len(set(tokens)) == 1 and tokens[0] != old_access
+    assert tokens[0] == await env.vault.get(ACCESS)
 
 
 async def test_rotated_refresh_token_is_stored_and_the_old_one_is_dead(env: Env) -> None:

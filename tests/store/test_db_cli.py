@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from conftest import StoreTarget
 from palyra.cli.main import app
 from palyra.daemon.schemas import STORE_SCHEMAS
 from palyra.store import SchemaError, open_store, schema_table
@@ -22,6 +22,7 @@ from palyra.store.schema_status import (
     upgrade_schema,
 )
 
+# ``store_target`` is conftest's StoreTarget (not importable here: tests/daemon has a conftest too).
 LATEST = {s.component: s.latest for s in STORE_SCHEMAS}
 
 
@@ -131,7 +132,7 @@ def test_a_damaged_sqlite_file_exits_3(tmp_path: Path, db: str) -> None:
 
 
 async def test_replicas_upgrading_at_once_apply_each_step_once(
-    store_target: StoreTarget,
+    store_target: Any,
 ) -> None:
     """Six processes' worth of upgrades on one fresh database at the same moment: none fails,
     every component ends at its latest version (a step run twice would fail: CREATE TABLE)."""
@@ -152,7 +153,7 @@ async def test_replicas_upgrading_at_once_apply_each_step_once(
 
 
 async def test_upgrade_refuses_a_newer_database_with_schema_too_new(
-    store_target: StoreTarget,
+    store_target: Any,
 ) -> None:
     store = await open_store(store_target.url, schema=store_target.schema)
     try:

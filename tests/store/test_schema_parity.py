@@ -13,12 +13,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from conftest import POSTGRES_URL_ENV
 from palyra.daemon.schemas import STORE_SCHEMAS
 from palyra.store import Store, open_store
 from palyra.store.schema_status import upgrade_schema
 
 pytestmark = pytest.mark.postgres
+POSTGRES_URL_ENV = "PALYRA_TEST_POSTGRES_URL"
 
 # What a column's reflected type is, independent of the dialect's spelling of it.
 _KINDS = (

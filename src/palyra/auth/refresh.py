@@ -2,9 +2,10 @@
 
 Single-flight per profile: however many callers need a token while a refresh is running, one
 request goes to the token endpoint and every caller gets its result. The refresh itself runs
-under a :class:`RefreshLock`; the in-process lock here serialises one process, and a database
-lock with the same two-method shape can serialise replicas later. Under the lock the record
-is read again, so a refresh that another holder just finished is not repeated.
+under a :class:`RefreshLock`, by default the store's (:mod:`palyra.auth.refresh_lock`: an
+advisory lock on PostgreSQL, a lock file beside SQLite), so processes and replicas sharing the
+store refresh one at a time. Under the lock the record is read again, so a refresh that another
+holder (in this process or another replica) just finished is not repeated: its token is used.
 
 A rotated refresh token is written to the vault before the access token (a crash between the
 two leaves a usable refresh token, never a lost one). When the endpoint says ``invalid_grant``,
@@ -34,6 +35,7 @@ from palyra.auth.records import (
     ProfileConflict,
     ProfileHealth,
 )
+from palyra.auth.refresh_lock import StoreRefreshLock
 from palyra.auth.registry import AuthProfileRegistry
 from palyra.model import FailureClass, PalyraError
 from palyra.vault import Vault
@@ -45,13 +47,13 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class RefreshLock(Protocol):
-    """Mutual exclusion of refreshes per profile (in-process now; a DB lock for replicas)."""
+    """Mutual exclusion of refreshes per profile (the store's lock, or one process's)."""
 
     def hold(self, profile_id: str) -> AbstractAsyncContextManager[None]: ...
 
 
 class InProcessRefreshLock:
-    """One ``asyncio.Lock`` per profile id."""
+    """One ``asyncio.Lock`` per profile id: enough when nothing else uses the store."""
 
     def __init__(self) -> None:
         self._locks: dict[str, asyncio.Lock] = {}
@@ -129,7 +131,7 @@ async def refresh_openai_profile(
     ``record_failures=False`` leaves applying the failure policy (backoff, ``needs_reauth``)
     to the caller, for callers such as the routing credential source that record it already.
     """
-    async with (lock or InProcessRefreshLock()).hold(profile_id):
+    async with (lock or StoreRefreshLock(registry.store)).hold(profile_id):
         record = await registry.get(profile_id)
         cred = _oauth(record)
         now = datetime.fromtimestamp(clock(), tz=UTC)
@@ -214,7 +216,7 @@ class OAuthRefresher:
         self._vault = vault
         self._client = client
         self._clock = clock
-        self._lock = lock or InProcessRefreshLock()
+        self._lock = lock or StoreRefreshLock(registry.store)
         self._sleep = sleep
         self._inflight: dict[str, asyncio.Future[RefreshOutcome]] = {}
 
