@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from palyra.model import Capability, ReasoningEffort
 from palyra.model.forwarding import refused_forward_header
@@ -55,6 +55,19 @@ class CronConfig(_Section):
 
     webhook_allow_private: bool = False
     webhook_backoff_s: list[float] = Field(default_factory=lambda: [1.0, 5.0, 30.0], max_length=10)
+    # A running run is held under a lease its owner renews every heartbeat_s; a replica that
+    # dies mid-run loses it lease_s after its last beat, and another closes or retries the run.
+    heartbeat_s: float = Field(default=2.0, gt=0, le=300)
+    lease_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_beats(self) -> CronConfig:
+        if self.lease_s < 2 * self.heartbeat_s:
+            raise ValueError(
+                f"lease_s ({self.lease_s:g}) must be at least twice heartbeat_s "
+                f"({self.heartbeat_s:g}), or a slow beat loses a live run's lease; raise lease_s"
+            )
+        return self
 
 
 class BreakerConfig(_Section):

@@ -39,7 +39,6 @@ from palyra.daemon.surfaces.openai import chat_api as openai_api
 from palyra.daemon.surfaces.openai import media_api as openai_media_api
 from palyra.daemon.surfaces.responses import api as responses_api
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
-from palyra.paths import state_dir
 
 log = logging.getLogger("palyra.daemon")
 
@@ -164,7 +163,7 @@ def create_app(state: AppState) -> FastAPI:
         probes.append(("redis", redis_probe(state.shared)))
     readiness = Readiness(
         state.config,
-        state.state_dir or state_dir(),
+        state.state_dir,
         STORE_SCHEMAS,
         environ=state.environ,
         probes=probes,

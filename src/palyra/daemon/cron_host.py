@@ -1,7 +1,9 @@
 """The cron scheduler inside the daemon: store, agent runtime, executor, webhooks, console service.
 
-``palyra serve`` starts the scheduler (in worker 0 when there are several: claims make more
-safe, one is enough). Every worker can still serve ``/console/v1/cron`` and ``/console/v1/runs``:
+``palyra serve`` starts the scheduler in every replica (in worker 0 of each when it has several
+workers): the run claims in the store make one replica fire each scheduled time, and the
+lease on a running run (``[cron] heartbeat_s`` / ``lease_s``) lets another replica close or
+retry a run whose replica died. Every worker can still serve ``/console/v1/cron`` and ``/console/v1/runs``:
 those write the store, and the scheduler picks the change up at its next poll (at once in the
 process that runs it). Opened lazily, so a daemon whose console never touches cron and that runs
 no scheduler never opens the tables.
@@ -25,7 +27,7 @@ from palyra.cron.executor import AgentExecutor
 from palyra.cron.job_input import Known
 from palyra.cron.known import known_names, profile_scopes
 from palyra.cron.records import RunRecord
-from palyra.cron.scheduler import Scheduler
+from palyra.cron.scheduler import Scheduler, SchedulerSettings
 from palyra.cron.service import CronService
 from palyra.cron.store import CronStore
 from palyra.cron.webhook import deliver
@@ -111,6 +113,10 @@ class CronHost:
         scheduler = Scheduler(
             cron,
             AgentExecutor(agents, cron, wall_clock=self.state.clock),
+            settings=SchedulerSettings(
+                heartbeat_ms=round(config.cron.heartbeat_s * 1000),
+                lease_ms=round(config.cron.lease_s * 1000),
+            ),
             on_finished=self._finished,
             clock=clock_ms,
         )

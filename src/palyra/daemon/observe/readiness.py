@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from palyra.config.schema import PalyraConfig
 from palyra.model import PalyraError
+from palyra.paths import state_dir
 from palyra.store import MigrationSet, Store, open_store
 from palyra.store.schema_status import newer_problem, pending_problem, schema_status
 from palyra.vault import KeyResolver, Vault, VaultRef, system_keyring
@@ -85,7 +86,7 @@ class Readiness:
     """The checks over one store connection pool, opened at the first check and kept."""
 
     config: PalyraConfig
-    states: Path
+    states: Path | None  # None: the default state dir, looked up at the first check
     schemas: Sequence[MigrationSet]
     environ: Mapping[str, str] | None = None
     probes: list[tuple[str, Probe]] = field(default_factory=list)
@@ -118,7 +119,7 @@ class Readiness:
     async def _open(self) -> Store:
         async with self._lock:
             if self._store is None:
-                self._store = await open_store(self.config.storage.url, state_dir=self.states)
+                self._store = await open_store(self.config.storage.url, state_dir=self._states())
             return self._store
 
     async def _check_store(self) -> tuple[CheckResult, Store | None]:
@@ -141,7 +142,7 @@ class Readiness:
 
     async def _check_vault(self, store: Store) -> tuple[CheckResult, Store | None]:
         environ = dict(os.environ if self.environ is None else self.environ)
-        keys = KeyResolver(self.states, environ=environ, keyring=system_keyring())
+        keys = KeyResolver(self._states(), environ=environ, keyring=system_keyring())
         try:
             vault = await Vault.open(store, keys, create=False)
         except VaultNotCreated:
@@ -153,6 +154,9 @@ class Readiness:
         except PalyraError as exc:
             return CheckResult("vault", False, exc.envelope.message), None
         return CheckResult("vault", True, f"key {vault.key_id} from {vault.key_source}"), None
+
+    def _states(self) -> Path:
+        return self.states or state_dir()
 
     async def _drop_store(self) -> None:
         """A store that failed is reopened at the next check (the database may be back)."""
