@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from replica_support import palyra_env, replicas, wait_for
 
+from palyra.cron.job_input import first_run_ms
 from palyra.cron.policies import OverlapPolicy, RetryPolicy
-from palyra.cron.records import JobSpec, RunRecord, RunStatus, to_ms
+from palyra.cron.records import JobSpec, RunRecord, RunStatus, from_ms, to_ms
 from palyra.cron.schedule import parse_schedule
 from palyra.cron.store import CronStore
 from palyra.daemon.schemas import STORE_SCHEMAS
@@ -86,15 +87,14 @@ async def _add_jobs(url: str, slow_at: datetime) -> tuple[str, str]:
     store = await open_store(url)
     try:
         cron = CronStore(store)
-        now = datetime.now(UTC)
+        now_ms = to_ms(datetime.now(UTC))
+        now = from_ms(now_ms)  # as CronService does: times on the millisecond grid
         tick = parse_schedule("every 1s", now=now)
         once = parse_schedule(f"at {slow_at.strftime('%Y-%m-%dT%H:%M:%S')}", now=now)
-        first_tick = tick.next_after(now)
-        assert first_tick is not None
         ticks = await cron.add_job(
             JobSpec("tick", "tick", "ticker", tick, overlap=OverlapPolicy.ALLOW),
-            next_run_at_ms=to_ms(first_tick),
-            now_ms=to_ms(now),
+            next_run_at_ms=first_run_ms(tick, now),
+            now_ms=now_ms,
         )
         slow = await cron.add_job(
             JobSpec(
@@ -102,10 +102,10 @@ async def _add_jobs(url: str, slow_at: datetime) -> tuple[str, str]:
                 "take your time",
                 "sleeper",
                 once,
-                retry=RetryPolicy(attempts=1, backoff_s=(0.0,)),
+                retry=RetryPolicy(attempts=2, backoff_s=(0.0,)),  # one retry
             ),
-            next_run_at_ms=to_ms(slow_at),
-            now_ms=to_ms(now),
+            next_run_at_ms=first_run_ms(once, now),
+            now_ms=now_ms,
         )
         return ticks.id, slow.id
     finally:
@@ -169,6 +169,7 @@ def test_three_replicas_run_each_time_once_and_recover_a_killed_ones_run(
 
         def slow_running() -> bool:
             runs = asyncio.run(_runs(url, slow_id))
+            assert not [r for r in runs if r.status.finished], runs
             return any(r.status is RunStatus.RUNNING for r in runs)
 
         wait_for("the slow run to start", slow_running, timeout_s=40)
@@ -217,7 +218,7 @@ def test_three_replicas_run_each_time_once_and_recover_a_killed_ones_run(
     assert {_pid(r.owner) for r in ticks} == set(by_pid)
 
     # The killed replica's run: closed by another replica once its lease ran out, then
-    # retried there as the policy says (1 retry), once.
+    # retried as the policy says (2 attempts in all), once.
     assert [(r.attempt, r.status) for r in slow_runs] == [
         (1, RunStatus.INTERRUPTED),
         (2, RunStatus.SUCCEEDED),

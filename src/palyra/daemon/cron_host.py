@@ -141,7 +141,11 @@ class CronHost:
         environ = dict(self.state.environ if self.state.environ is not None else os.environ)
         try:
             keys = KeyResolver(states, environ=environ, keyring=system_keyring())
-            return await Vault.open(store, keys, clock=self.state.clock)
+            # On a shared (PostgreSQL) store a scheduler starting on a fresh replica must not
+            # mint a master key that the other replicas would then lack: only a command that
+            # stores a secret creates it there.
+            create = store.dialect == "sqlite"
+            return await Vault.open(store, keys, clock=self.state.clock, create=create)
         except PalyraError as exc:
             log.info("cron: no vault (%s); vault: references will fail", exc.envelope.message)
             return None
