@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from replica_support import palyra_env, replicas, wait_for
 
 from palyra.cron.job_input import first_run_ms
 from palyra.cron.policies import OverlapPolicy, RetryPolicy
@@ -28,6 +27,7 @@ from palyra.daemon.schemas import STORE_SCHEMAS
 from palyra.store import open_store
 from palyra.store.schema_status import upgrade_schema
 from palyra.testing import FakeUpstream, Fault, FaultKind
+from replica_support import palyra_env, replicas, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

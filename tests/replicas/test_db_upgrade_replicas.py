@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from replica_support import PALYRA, palyra_env, replicas, run_palyra
 
 from palyra.daemon.schemas import STORE_SCHEMAS
+from replica_support import PALYRA, palyra_env, replicas, run_palyra
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import openai
 import pytest
+
 from replica_support import Replica, palyra_env, replicas, wait_for
 
 NGINX = shutil.which("nginx") or next(
