@@ -14,7 +14,7 @@ from palyra.auth import AuthProfileRegistry, ProfileError, ProfileHealth, secret
 from palyra.auth.api_key import connect_anthropic_api_key, connect_openai_api_key, models_url
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
 from palyra.providers.upstream.guard import make_upstream_client
-from palyra.store import open_store
+from palyra.store import Store
 from palyra.testing import FakeUpstream, Fault, FaultKind
 from palyra.vault import KeyResolver, Vault
 
@@ -30,14 +30,11 @@ async def fake() -> AsyncIterator[FakeUpstream]:
 
 
 @pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[AuthProfileRegistry]:
-    store = await open_store(f"sqlite+aiosqlite:///{tmp_path}/palyra.db")
+async def registry(store: Store, tmp_path: Path) -> AsyncIterator[AuthProfileRegistry]:
+    """On SQLite and on PostgreSQL (conftest's ``store``)."""
     key = base64.b64encode(os.urandom(32)).decode()
     vault = await Vault.open(store, KeyResolver(tmp_path, environ={"PALYRA_VAULT_KEY": key}))
-    try:
-        yield AuthProfileRegistry(store, vault)
-    finally:
-        await store.aclose()
+    yield AuthProfileRegistry(store, vault)
 
 
 async def assert_nothing_stored(registry: AuthProfileRegistry) -> None:

@@ -23,7 +23,7 @@ from palyra.config.schema import ProviderConfig
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
 from palyra.model.context import Principal, RequestContext
 from palyra.routing import ManualClock
-from palyra.store import open_store
+from palyra.store import Store
 from palyra.vault import KeyResolver, Vault, VaultRef
 
 
@@ -39,14 +39,11 @@ class WallClock:
 
 
 @pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[AuthProfileRegistry]:
-    store = await open_store(f"sqlite+aiosqlite:///{tmp_path}/palyra.db")
+async def registry(store: Store, tmp_path: Path) -> AsyncIterator[AuthProfileRegistry]:
+    """On SQLite and on PostgreSQL (conftest's ``store``)."""
     key = base64.b64encode(os.urandom(32)).decode()
     vault = await Vault.open(store, KeyResolver(tmp_path, environ={"PALYRA_VAULT_KEY": key}))
-    try:
-        yield AuthProfileRegistry(store, vault, WallClock())
-    finally:
-        await store.aclose()
+    yield AuthProfileRegistry(store, vault, WallClock())
 
 
 async def add_key(

@@ -196,3 +196,25 @@ def test_the_vault_uses_the_configured_store_like_the_daemon(
     assert broken.exit_code == 1
     assert "cannot read the config for [storage] url" in broken.stderr
     assert "storage.url" in broken.stderr
+
+
+@pytest.mark.postgres
+def test_the_cli_round_trip_on_postgresql(
+    state: Path, postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same commands against PostgreSQL ([storage] url from the environment), and a second
+    "replica" with the same master key reads what the first stored."""
+    monkeypatch.setenv("PALYRA_STORAGE__URL", postgres_database)
+    monkeypatch.setenv("PALYRA_VAULT_KEY", new_key_b64())
+    put = run("put", "global/openai", input=OPENAI + "\n")
+    assert put.exit_code == 0, put.stderr
+    monkeypatch.setenv("PALYRA_STATE_DIR", str(state.parent / "other-replica"))
+    got = run("get", "global/openai")
+    assert (got.exit_code, got.stdout) == (0, OPENAI + "\n")
+    listed = run("list", "--json")
+    assert [e["ref"] for e in json.loads(listed.stdout)] == ["global/openai"]
+    assert run("delete", "global/openai").exit_code == 0
+    monkeypatch.setenv("PALYRA_VAULT_KEY", new_key_b64())
+    assert run("put", "global/other", input=OTHER).exit_code == 1  # another key: refused
+    for result in (put, listed):
+        assert_no_leak(result)
