@@ -24,7 +24,6 @@ from palyra.config import ConfigError
 from palyra.config import load_config as load_effective_config
 from palyra.config.daemon_rules import split_bind
 from palyra.config.schema import PalyraConfig
-from palyra.store.migrations import SchemaError
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -62,6 +61,7 @@ async def prepare_schema(store: Store) -> None:
     PostgreSQL is shared by replicas, so it is migrated once by ``palyra db upgrade`` and a
     database that is not fully migrated (or was migrated by a newer Palyra) is refused."""
     from palyra.daemon.schemas import STORE_SCHEMAS
+    from palyra.store.migrations import SchemaError
     from palyra.store.schema_status import (
         newer_problem,
         pending_problem,
