@@ -28,6 +28,7 @@ from palyra.testing import FakeUpstream
 CLIENT_TOKEN = generate_token(TokenKind.CLIENT)
 ADMIN_TOKEN = generate_token(TokenKind.ADMIN)
 API_KEY_ROUTE = "/console/v1/auth/providers/{provider}/api-key"
+READYZ = "/readyz"
 
 
 def _app() -> object:
@@ -74,7 +75,10 @@ def test_no_operation_answers_a_server_error(
     case: schemathesis.Case, upstream: FakeUpstream
 ) -> None:
     _keep_local(case, upstream)
-    case.call_and_validate(headers=_headers(case.path), checks=[not_a_server_error])
+    # /readyz answers its documented 503 on this unmigrated test store: a verdict, not a fault,
+    # so it is held to its declared statuses instead.
+    checks = [status_code_conformance] if case.path == READYZ else [not_a_server_error]
+    case.call_and_validate(headers=_headers(case.path), checks=checks)
 
 
 @schema.parametrize()

@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.operations import Operations
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -125,9 +123,7 @@ def _create_v1(conn: Connection) -> None:
 
 
 def _add_lease_v2(conn: Connection) -> None:
-    Operations(MigrationContext.configure(conn)).add_column(
-        "runs", sa.Column("lease_until_ms", sa.BigInteger, nullable=True)
-    )
+    conn.execute(sa.text("ALTER TABLE runs ADD COLUMN lease_until_ms BIGINT"))
     lease = sa.table(
         "runs", sa.column("status"), sa.column("heartbeat_at_ms"), sa.column("lease_until_ms")
     )
