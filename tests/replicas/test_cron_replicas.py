@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from palyra.daemon.schemas import STORE_SCHEMAS
 from palyra.store import open_store
 from palyra.store.schema_status import upgrade_schema
 from palyra.testing import FakeUpstream, Fault, FaultKind
-from replica_support import palyra_env, replicas, wait_for
+from replica_support import Replica, Replicas
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -132,6 +132,14 @@ async def _stop_ticking(url: str, job_id: str) -> None:
         await store.aclose()
 
 
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
 def _pid(owner: str | None) -> int:
     assert owner is not None
     return int(owner.split(":")[1])
@@ -142,26 +150,13 @@ def test_three_replicas_run_each_time_once_and_recover_a_killed_ones_run(
 ) -> None:
     url = postgres_database
     asyncio.run(_setup(url))
-    config = tmp_path / "palyra.toml"
-    config.write_text(CONFIG.format(url=url, base=fake.openai_base_url, lease=LEASE_S))
+    config = CONFIG.format(url=url, base=fake.openai_base_url, lease=LEASE_S)
     fake.faults.push(Fault(FaultKind.SLOW_FIRST_BYTE, delay_ms=SLOW_DELAY_MS, model="gpt-4.1"))
-    with replicas(tmp_path) as group:
-        started = []
-        for name in ("r1", "r2", "r3"):
-            state = tmp_path / name
-            state.mkdir(mode=0o700)
-            (state / "agents.toml").write_text(AGENTS)
-            env = palyra_env(
-                state,
-                {
-                    "CRON_REPLICAS_UPSTREAM_KEY": UPSTREAM_KEY,
-                    "PALYRA_CLIENT_TOKEN": "plk_cron-replicas-client-token",
-                },
-            )
-            started.append(group.start(name, config, env=env, wait=False))
-        for replica in started:
-            group.wait_serving(replica)
-        by_pid = {r.pid: r for r in started}
+    env = {"CRON_REPLICAS_UPSTREAM_KEY": UPSTREAM_KEY}
+    with Replicas(tmp_path / "replicas", config, count=3, env=env) as started:
+        for replica in started:  # read by each replica's agent runtime at each run
+            (replica.state_dir / "agents.toml").write_text(AGENTS)
+        by_pid: dict[int, Replica] = {r.process.pid: r for r in started}
 
         began = time.time()
         slow_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
@@ -176,7 +171,8 @@ def test_three_replicas_run_each_time_once_and_recover_a_killed_ones_run(
         first = next(r for r in asyncio.run(_runs(url, slow_id)) if r.attempt == 1)
         victim = by_pid[_pid(first.owner)]
         time.sleep(1.0)  # well inside its upstream call
-        victim.kill9()
+        victim.process.kill()
+        victim.process.wait(timeout=10)
         killed_at = time.time()
 
         def retried() -> bool:
@@ -194,8 +190,6 @@ def test_three_replicas_run_each_time_once_and_recover_a_killed_ones_run(
 
         wait_for("the last ticks to finish", ticks_settled, timeout_s=30)
         survivors = [r for r in started if r is not victim]
-        for replica in survivors:
-            assert replica.stop() == 0, replica.log_text()
 
     ticks = asyncio.run(_runs(url, tick_id))
     slow_runs = sorted(asyncio.run(_runs(url, slow_id)), key=lambda r: r.attempt)
@@ -211,7 +205,7 @@ def test_three_replicas_run_each_time_once_and_recover_a_killed_ones_run(
     statuses = Counter(r.status for r in ticks)
     interrupted = [r for r in ticks if r.status is RunStatus.INTERRUPTED]
     assert statuses[RunStatus.SUCCEEDED] + len(interrupted) == len(ticks), statuses
-    assert all(_pid(r.owner) == victim.pid for r in interrupted)  # only the killed one's
+    assert all(_pid(r.owner) == victim.process.pid for r in interrupted)  # only the killed one's
     # One upstream request per run that started: never two for one scheduled time.
     assert statuses[RunStatus.SUCCEEDED] <= requests["gpt-4o-mini"] <= len(ticks)
     # Every replica's scheduler took part.
@@ -224,7 +218,7 @@ def test_three_replicas_run_each_time_once_and_recover_a_killed_ones_run(
         (2, RunStatus.SUCCEEDED),
     ]
     assert slow_runs[0].reason == "its owner stopped renewing its lease"
-    assert _pid(slow_runs[0].owner) == victim.pid
-    assert _pid(slow_runs[1].owner) in {r.pid for r in survivors}
+    assert _pid(slow_runs[0].owner) == victim.process.pid
+    assert _pid(slow_runs[1].owner) in {r.process.pid for r in survivors}
     assert requests["gpt-4.1"] == 2  # the killed attempt's request and the retry's
     assert recovered_in < 20, recovered_in

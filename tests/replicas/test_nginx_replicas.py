@@ -5,17 +5,18 @@ costs no request. Skipped where nginx is not installed (``.ci/run`` installs it)
 
 from __future__ import annotations
 
-import re
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import openai
 import pytest
 
-from replica_support import Replica, palyra_env, replicas, wait_for
+from replica_support import CLIENT_TOKEN, Replica, Replicas
 
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
@@ -26,7 +27,6 @@ pytestmark = [
 ]
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
-TOKEN = "plk_nginx-replicas-client-token-0123456789"
 REPLICA_PORTS = ("7142", "7143", "7144")
 
 
@@ -36,11 +36,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def nginx_config(tmp_path: Path) -> tuple[Path, int, list[int]]:
+def port_of(replica: Replica) -> int:
+    return int(replica.url.rsplit(":", 1)[1])
+
+
+def nginx_config(tmp_path: Path, ports: list[int]) -> tuple[Path, int]:
     """The repo's file with each replica's and the listener's port replaced, nothing else."""
     text = CONFIG.read_text()
-    ports = [free_port() for _ in REPLICA_PORTS]
     for default, port in zip(REPLICA_PORTS, ports, strict=True):
         assert f"server 127.0.0.1:{default} " in text
         text = text.replace(f"server 127.0.0.1:{default} ", f"server 127.0.0.1:{port} ")
@@ -49,12 +51,12 @@ def nginx_config(tmp_path: Path) -> tuple[Path, int, list[int]]:
     text = text.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{listen};")
     path = tmp_path / "nginx.conf"
     path.write_text(text)
-    return path, listen, ports
+    return path, listen
 
 
-@pytest.fixture
-def nginx(tmp_path: Path, nginx_config: tuple[Path, int, list[int]]) -> Iterator[str]:
-    path, listen, _ = nginx_config
+@contextmanager
+def nginx(tmp_path: Path, ports: list[int]) -> Iterator[str]:
+    path, listen = nginx_config(tmp_path, ports)
     prefix = tmp_path / "nginx"
     (prefix / "logs").mkdir(parents=True)
     assert NGINX is not None
@@ -76,7 +78,10 @@ def nginx(tmp_path: Path, nginx_config: tuple[Path, int, list[int]]) -> Iterator
             return sock.connect_ex(("127.0.0.1", listen)) == 0
 
     try:
-        wait_for("nginx to listen", listening, timeout_s=10)
+        deadline = time.monotonic() + 10
+        while not listening():
+            assert process.poll() is None and time.monotonic() < deadline, "nginx did not listen"
+            time.sleep(0.05)
         yield f"http://127.0.0.1:{listen}"
     finally:
         process.terminate()
@@ -84,7 +89,7 @@ def nginx(tmp_path: Path, nginx_config: tuple[Path, int, list[int]]) -> Iterator
 
 
 def requests_served(replica: Replica) -> float:
-    text = replica.get("/metrics", TOKEN).text
+    text = replica.metrics()
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
@@ -92,29 +97,17 @@ def requests_served(replica: Replica) -> float:
     )
 
 
-def test_three_replicas_behind_nginx_share_the_load_and_survive_a_kill(
-    tmp_path: Path, nginx_config: tuple[Path, int, list[int]], nginx: str
-) -> None:
-    _, _, ports = nginx_config
-    config = tmp_path / "palyra.toml"
-    config.write_text(
+def test_three_replicas_behind_nginx_share_the_load_and_survive_a_kill(tmp_path: Path) -> None:
+    config = (
         "version = 1\n[daemon]\n"
         'client_tokens = ["env:PALYRA_CLIENT_TOKEN"]\n'
         f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path}/shared.db"\n'
     )
-    with replicas(tmp_path) as group:
-        started = []
-        for index, port in enumerate(ports):
-            state = tmp_path / f"r{index}"
-            state.mkdir(mode=0o700)
-            env = palyra_env(state, {"PALYRA_CLIENT_TOKEN": TOKEN})
-            started.append(
-                group.start(f"r{index}", config, env=env, bind=f"127.0.0.1:{port}", wait=False)
-            )
-        for replica in started:
-            group.wait_serving(replica)
-
-        client = openai.OpenAI(base_url=f"{nginx}/v1", api_key=TOKEN, max_retries=0)
+    with (
+        Replicas(tmp_path / "replicas", config, count=3) as started,
+        nginx(tmp_path, [port_of(r) for r in started]) as balancer,
+    ):
+        client = openai.OpenAI(base_url=f"{balancer}/v1", api_key=CLIENT_TOKEN, max_retries=0)
         for n in range(30):
             answer = client.chat.completions.create(
                 model="default", messages=[{"role": "user", "content": f"hello {n}"}]
@@ -134,14 +127,14 @@ def test_three_replicas_behind_nginx_share_the_load_and_survive_a_kill(
         ]
         assert len(chunks) > 1 and "".join(chunks) == "You said: one two three four five six"
 
-        ready = client.with_options(base_url=nginx).get("/readyz", cast_to=object)
+        ready = client.with_options(base_url=balancer).get("/readyz", cast_to=object)
         assert isinstance(ready, dict) and ready["status"] == "ready"
 
-        started[0].kill9()
+        started[0].process.kill()
+        started[0].process.wait(timeout=10)
         for n in range(20):
             answer = client.chat.completions.create(
                 model="default", messages=[{"role": "user", "content": f"after {n}"}]
             )
             assert answer.choices[0].message.content == f"You said: after {n}"
         assert sum(requests_served(r) for r in started[1:]) >= 20
-    assert re.search(r"palyra serving on http://127\.0\.0\.1:\d+/v1", started[1].log_text())
