@@ -159,6 +159,7 @@ async def test_a_session_needs_its_csrf_token_to_change_anything_and_bearer_need
         assert forged.json()["error"]["code"] == "csrf_token_invalid"
     made = await http.post(f"{C}/tokens", json={"name": "ok"}, headers={CSRF_HEADER: csrf})
     assert made.status_code == 201
+    assert made.headers["cache-control"] == "no-store"  # the one response with a new token
     async with httpx2.AsyncClient(base_url=daemon.url) as bearer:
         auth = {"authorization": f"Bearer {admin}"}
         listed = await bearer.get(f"{C}/tokens", headers=auth)

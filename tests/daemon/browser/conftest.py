@@ -76,7 +76,7 @@ def _free_socket() -> socket.socket:
 
 
 async def _seed(url: str, state_dir: Path, key: str) -> None:
-    """The profile the cron runs use, stored before the daemon starts."""
+    """The profile the cron runs use, and a broken one, stored before the daemon starts."""
     store = await open_store(url)
     try:
         keys = KeyResolver(state_dir, environ={"PALYRA_VAULT_KEY": key})
@@ -94,6 +94,17 @@ async def _seed(url: str, state_dir: Path, key: str) -> None:
             )
         )
         await registry.vault.put(ref, CRON_KEY)
+        # A profile whose secret is gone from the vault: the doctor has a finding to show.
+        await registry.create(
+            AuthProfileRecord(
+                profile_id="old-claude",
+                provider="anthropic",
+                display_name="Old Claude key",
+                credential=ApiKeyRefs(api_key_ref=str(secret_ref("old-claude", "api_key"))),
+                created_at=now,
+                updated_at=now,
+            )
+        )
     finally:
         await store.aclose()
 

@@ -97,6 +97,9 @@ def test_connect_an_api_key_rejected_then_valid_shown_as_text(
     page.get_by_role("button", name="Delete work").click()
     expect(page.get_by_role("row", name=re.compile(r"^work "))).to_have_count(0)
     expect(page.locator("#page > .status")).to_contain_text("Deleted work")
+    finding = page.locator(".finding", has_text="old-claude")
+    expect(finding).to_contain_text("is not in the vault")
+    expect(finding.locator("code")).to_contain_text("palyra auth")
     assert_no_secret(watched, site.secrets())
 
 
@@ -210,10 +213,29 @@ def test_add_a_cron_job_run_it_now_and_watch_its_events_arrive(
     expect(page.locator(".summary")).to_contain_text("succeeded")
     shoot(page, "run-events")
 
-    page.get_by_role("link", name="All runs").click()
+    page.get_by_role("link", name="Cron jobs").click()
+    row.get_by_role("button", name="Disable morning-check").click()
+    expect(row.get_by_role("cell", name="no", exact=True)).to_be_visible()
+    row.get_by_role("button", name="Enable morning-check").click()
+    expect(row.get_by_role("cell", name="yes", exact=True)).to_be_visible()
+    row.get_by_role("button", name="Edit morning-check").click()
+    page.get_by_label("Schedule").fill("not a schedule")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#page > .status")).to_contain_text("schedule")
+    page.get_by_label("Schedule").fill("0 9 * * *")
+    page.get_by_role("button", name="Save").click()
+    expect(row).to_contain_text("0 9 * * * (Asia/Tokyo)")
+    expect(row.locator("time")).to_contain_text("9:00:00")
+
+    page.get_by_role("link", name="Runs", exact=True).click()
     run = page.get_by_role("row").filter(has_text="succeeded").first
     expect(run).to_contain_text(re.compile(r"\d+ in / \d+ out"))
     shoot(page, "runs")
+
+    page.get_by_role("link", name="Cron jobs").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete morning-check").click()
+    expect(page.get_by_text("Jobs: none yet.")).to_be_visible()
     assert_no_secret(watched, site.secrets())
 
 

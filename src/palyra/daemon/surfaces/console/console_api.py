@@ -464,7 +464,8 @@ async def create_token(request: Request, body: TokenBody) -> Response:
     token, record = await store.create(
         body.kind, name=body.name, expires_in_s=expires, agent_id=body.agent
     )
-    return json_response({**record.public_dict(store.now_ms()), "token": token}, status=201)
+    created = {**record.public_dict(store.now_ms()), "token": token}
+    return json_response(created, status=201, headers={"cache-control": "no-store"})
 
 
 async def revoke_token(request: Request, token_id: str) -> Response:
