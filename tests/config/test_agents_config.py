@@ -68,7 +68,7 @@ def test_every_agent_problem_is_reported_with_line_and_key() -> None:
         "each agent its own id",
         'agents.toml:13: agents[2].colour: unknown key "colour" (known: approval_required, '
         "auth_profile_id, display_name, id, max_turns, mcp_servers, model, system_prompt, "
-        "time_budget_s, token_budget, tools); rename or remove it",
+        "task, time_budget_s, token_budget, tools); rename or remove it",
     ]
 
 

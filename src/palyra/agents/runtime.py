@@ -112,6 +112,7 @@ class AgentRuntime:
             context,
             agent_id=agent.id,
             auth_profile_id=context.auth_profile_id or agent.auth_profile_id,
+            task=context.task or agent.task_class,
         )
         async with contextlib.AsyncExitStack() as stack:
             tools: list[Tool] = self.tools.pick(agent.tools)

@@ -1,4 +1,5 @@
-"""``palyra models list|test``: the configured models, what upstreams offer, and free probes.
+"""``palyra models list|test|explain``: the configured models, what upstreams offer, free probes,
+and where a request to a model or routing group would go.
 
 ``test`` lists the provider's models with the model's credential: an authenticated call that
 costs no tokens, so it proves the key, the base URL and the network without spending money.
@@ -8,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import orjson
 import typer
@@ -23,10 +25,17 @@ from palyra.config.loader import load_config
 from palyra.config.problems import ConfigError
 from palyra.config.schema import ModelConfig, PalyraConfig, ProviderConfig
 from palyra.model import FailureClass, PalyraError
+from palyra.model.context import TASK_CLASSES, TaskClass, task_class_problem
 from palyra.paths import state_dir
 from palyra.routing.assembly import Runtime, build_runtime
+from palyra.routing.clock import SystemClock
 from palyra.routing.config_credentials import KEYED_KINDS
 from palyra.routing.discovery import ModelDiscovery, ProbeResult, ProviderListing
+from palyra.routing.explain import explain_route
+from palyra.routing.groups import GroupRouter
+from palyra.routing.health import HealthTracker
+from palyra.routing.leases import LeaseManager
+from palyra.routing.registry import ModelRegistry
 from palyra.store import Store, open_store
 from palyra.vault import KeyResolver, Vault, system_keyring
 
@@ -122,6 +131,8 @@ def _model_row(model: ModelConfig) -> dict[str, Any]:
         "context_window": model.context_window,
         "fallbacks": list(model.fallbacks),
         "aliases": list(model.aliases),
+        "cost_tier": model.cost_tier,
+        "latency_tier": model.latency_tier,
     }
 
 
@@ -248,3 +259,43 @@ def test_models(
     if failed:
         typer.echo(f"{failed} of {len(results)} probes failed.", err=True)
         raise typer.Exit(1)
+
+
+@app.command(name="explain")
+def explain_model(
+    model_id: Annotated[str, typer.Argument(metavar="MODEL", help="Model id, alias or group.")],
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            help="Task class of the request (as x-palyra-task): " + ", ".join(TASK_CLASSES) + ".",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Where a chat request to MODEL would go, in order, and why (no request is sent).
+
+    A routing group is decided as a daemon that just started would decide it: no leases held
+    and no latency measured yet (a live decision is in each answer's x-palyra-route header)."""
+    cfg = _load(config)
+    if task is not None and (problem := task_class_problem(task)) is not None:
+        fail(f"--task: {problem}")
+    mp = cfg.model_provider
+    clock = SystemClock()
+    try:
+        registry = ModelRegistry.from_config(mp)
+        groups = GroupRouter(registry, LeaseManager(clock), HealthTracker(), clock, random.Random())
+        found = explain_route(
+            groups,
+            model_id,
+            task=cast("TaskClass | None", task),
+            task_source="--task" if task else None,
+        )
+    except PalyraError as exc:
+        fail(exc.envelope.message)
+    if as_json:
+        typer.echo(orjson.dumps(found.to_dict(), option=orjson.OPT_INDENT_2).decode())
+        return
+    for line in found.lines():
+        typer.echo(line)

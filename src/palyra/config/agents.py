@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from palyra.config.loader import parse_toml_file, place_findings
 from palyra.config.problems import ConfigError, Finding
 from palyra.config.references import model_names
 from palyra.config.schema import PalyraConfig
 from palyra.config.schema_check import check_schema
+from palyra.model.context import TaskClass, task_class_problem
 
 AGENT_ID_PATTERN = r"^[a-z0-9._-]{1,128}$"
 AGENTS_FILE_NAME = "agents.toml"
@@ -74,6 +75,20 @@ class AgentConfig(BaseModel):
     time_budget_s: float = Field(default=300.0, gt=0, le=86400)
     token_budget: int | None = Field(default=None, ge=1)  # input + output tokens of one run
     mcp_servers: list[McpServerConfig] = Field(default_factory=list)
+    # The task class of this agent's requests, for ``task`` routing groups (see palyra.toml).
+    task: str | None = None
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, name: str | None) -> str | None:
+        problem = None if name is None else task_class_problem(name)
+        if problem is not None:
+            raise ValueError(problem)
+        return name
+
+    @property
+    def task_class(self) -> TaskClass | None:
+        return cast("TaskClass | None", self.task)  # checked by _task
 
     @property
     def label(self) -> str:
@@ -97,7 +112,14 @@ def _check_agents(document: dict[str, object], config: PalyraConfig) -> list[Fin
     if not isinstance(raw, list):
         return []
     names = model_names({"model_provider": config.model_provider.model_dump()})
-    known = ", ".join(m.id for m in config.model_provider.models) or "none"
+    names.update({g.id: g.id for g in config.model_provider.routing_groups})
+    known = (
+        ", ".join(
+            [m.id for m in config.model_provider.models]
+            + [g.id for g in config.model_provider.routing_groups]
+        )
+        or "none"
+    )
     findings: list[Finding] = []
     first: dict[str, int] = {}
     for i, table in enumerate(raw):

@@ -19,6 +19,7 @@ from palyra.config.env_overrides import (
     override_for,
     parse_env_overrides,
 )
+from palyra.config.group_rules import check_groups
 from palyra.config.locate import KeyLines
 from palyra.config.pricing_rules import check_pricing
 from palyra.config.problems import ConfigError, ConfigProblem, Finding, KeyPath, format_path
@@ -187,6 +188,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     findings += check_references(merged, checked_defaults=checked)
     findings += check_security(merged)
     findings += check_providers(merged)
+    findings += check_groups(merged)
     findings += check_storage(merged)
     findings += check_daemon(merged)
     findings += check_pricing(merged)

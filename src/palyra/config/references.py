@@ -169,6 +169,7 @@ def _defaults(document: Mapping[str, Any], checked: set[str]) -> list[Finding]:
             capabilities[model_id] = (
                 {c for c in value if isinstance(c, str)} if isinstance(value, list) else set()
             )
+    groups = _group_members(document)
     mp = section(document, MP)
     findings: list[Finding] = []
     for key, capability, noun in DEFAULT_KEYS:
@@ -176,6 +177,17 @@ def _defaults(document: Mapping[str, Any], checked: set[str]) -> list[Finding]:
             continue
         name = mp.get(key, ModelProviderRegistryConfig.model_fields[key].default)
         if not isinstance(name, str):
+            continue
+        if name in groups and name not in names:
+            reached = _models_of(name, groups, names)
+            if not any(capability in capabilities.get(m, set()) for m in reached):
+                findings.append(
+                    Finding(
+                        (MP, key),
+                        f'default {noun} model "{name}" is a routing group with no member that '
+                        f"can do {capability}; add one or pick another model",
+                    )
+                )
             continue
         if name not in names:
             findings.append(
@@ -195,6 +207,34 @@ def _defaults(document: Mapping[str, Any], checked: set[str]) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _group_members(document: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Each routing group id -> its member names (the group rules check them)."""
+    found: dict[str, list[str]] = {}
+    for _, table in entries(document, "routing_groups"):
+        group_id = text(table, "id")
+        if group_id is not None:
+            found.setdefault(group_id, [m for _, m in texts(table, "members")])
+    return found
+
+
+def _models_of(name: str, groups: Mapping[str, list[str]], names: Mapping[str, str]) -> set[str]:
+    """The model ids a routing group reaches through its members and member groups."""
+    reached: set[str] = set()
+    seen: set[str] = set()
+    queue = [name]
+    while queue:
+        current = queue.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for member in groups.get(current, []):
+            if member in names:
+                reached.add(names[member])
+            elif member in groups:
+                queue.append(member)
+    return reached
 
 
 def check_references(document: Mapping[str, Any], *, checked_defaults: set[str]) -> list[Finding]:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from palyra.model import Capability, ReasoningEffort
+from palyra.model.context import TaskClass, task_class_problem
 from palyra.model.forwarding import refused_forward_header
 
 MIN_THINKING_BUDGET = 1024
 
 ProviderKind = Literal["openai", "anthropic", "openai_compatible", "deterministic"]
+CostTier = Literal["low", "standard", "premium"]
+LatencyTier = Literal["low", "standard", "high"]
+ProfileSelection = Literal["ordered", "round_robin", "rate_limit"]
+Strategy = Literal["ordered", "weighted", "least_busy", "lowest_latency", "cheapest", "task"]
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 
 
@@ -102,6 +108,10 @@ class ProviderConfig(_Section):
     # Client headers passed on to this provider beyond the vendor's own (anthropic-beta, ...);
     # credentials and hop-by-hop headers are refused.
     forward_headers: list[str] = Field(default_factory=list)
+    # How requests spread over several auth profiles: in order (the next only on failure),
+    # round_robin, or rate_limit (the profile with the most remaining rate limit first, from
+    # the upstream's x-ratelimit-remaining-* / anthropic-ratelimit-* answer headers).
+    profile_selection: ProfileSelection = "ordered"
 
     @field_validator("forward_headers")
     @classmethod
@@ -142,6 +152,9 @@ class ModelConfig(_Section):
     # output_config.format instead of a system instruction.
     output_effort: bool = False
     structured_outputs: bool = False
+    # What routing groups order by (``task`` and the explanation): unset reads as "standard".
+    cost_tier: CostTier | None = None
+    latency_tier: LatencyTier | None = None
 
     @field_validator("reasoning_budgets")
     @classmethod
@@ -191,6 +204,52 @@ class PricingConfig(_Section):
     models: list[PriceConfig] = Field(default_factory=list)
 
 
+class RoutingGroupConfig(_Section):
+    """``[[model_provider.routing_groups]]``: a name clients send as ``model`` that routes to
+    one of its members by ``strategy`` (see palyra.routing.strategies); the other members, then
+    their fallbacks, are the failover order."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    strategy: Strategy = "ordered"
+    members: list[str] = Field(min_length=1, max_length=32)
+    # weighted: relative share per member (a member left out weighs 1).
+    weights: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    # lowest_latency: a member not called for this long is tried next, to measure it again.
+    explore_after_s: float = Field(default=300.0, gt=0)
+    # task: the task class of a request that names none (cron runs are "background").
+    default_task: str = "interactive"
+
+    @field_validator("members")
+    @classmethod
+    def _distinct(cls, members: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for member in members:
+            if member in seen:
+                raise ValueError(f'member "{member}" is listed twice; list each member once')
+            seen.add(member)
+        return members
+
+    @field_validator("weights")
+    @classmethod
+    def _finite(cls, weights: dict[str, float]) -> dict[str, float]:
+        for name, value in weights.items():
+            if not math.isfinite(value):
+                raise ValueError(f"weights.{name} must be a finite number above 0")
+        return weights
+
+    @field_validator("default_task")
+    @classmethod
+    def _task(cls, name: str) -> str:
+        problem = task_class_problem(name)
+        if problem is not None:
+            raise ValueError(problem)
+        return name
+
+    @property
+    def task(self) -> TaskClass:
+        return cast("TaskClass", self.default_task)  # checked by _task
+
+
 class ModelProviderRegistryConfig(_Section):
     """The ``[model_provider]`` section: providers, models, defaults, retries and breakers."""
 
@@ -211,6 +270,7 @@ class ModelProviderRegistryConfig(_Section):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
+    routing_groups: list[RoutingGroupConfig] = Field(default_factory=list)
 
 
 class PalyraConfig(_Section):

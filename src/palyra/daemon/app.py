@@ -49,6 +49,7 @@ EXPOSED_HEADERS = (
     "x-palyra-request-id",
     "x-palyra-model",
     "x-palyra-attempts",
+    "x-palyra-route",
     "x-palyra-overhead-ms",
     "request-id",
 )

@@ -43,7 +43,7 @@ from palyra.paths import state_dir
 from palyra.providers.base import Credential, ModelProvider
 from palyra.routing.assembly import ClientFactory, Runtime, build_runtime
 from palyra.routing.config_credentials import KEYED_KINDS, ConfigCredentialSource
-from palyra.routing.router import CredentialSource, Router
+from palyra.routing.router import TASK_HEADER, CredentialSource, Router
 from palyra.sharedstate import RevocationListener, SharedStateLink
 from palyra.store import Store, open_store
 from palyra.store.responses import RESPONSES_SCHEMA, ResponseStore
@@ -109,6 +109,8 @@ def _with_providers(runtime: Runtime, injected: Mapping[str, ModelProvider]) -> 
         runtime.breakers,
         runtime.leases,
         runtime.health,
+        groups=runtime.router.groups,
+        agent_tasks=runtime.router.agent_tasks,
     )
     return replace(runtime, providers=providers, router=router)
 
@@ -170,7 +172,9 @@ class AppState:
         self.runtime = _with_providers(runtime, self.providers) if self.providers else runtime
         self.providers = self.runtime.providers
         allowed = {n for p in self.config.model_provider.providers for n in p.forward_headers}
-        self.forward_names = frozenset(n.encode("latin-1") for n in VENDOR_CLIENT_HEADERS | allowed)
+        # ``x-palyra-task`` rides along in the same pass, for routing groups (never sent on).
+        wanted = VENDOR_CLIENT_HEADERS | allowed | {TASK_HEADER}
+        self.forward_names = frozenset(n.encode("latin-1") for n in wanted)
 
     @classmethod
     def from_config(
@@ -201,8 +205,11 @@ class AppState:
     def resolve(self, name: str, capability: Capability) -> ModelConfig:
         """The configured model a client named (id or alias), checked for the endpoint's
         capability; unknown names are a 404 listing the configured ids."""
-        entry = self.runtime.registry.resolve(name)
-        if capability not in entry.capabilities:
+        registry = self.runtime.registry
+        entry = registry.resolve(name)
+        if capability not in entry.capabilities and not (
+            registry.group(name) is not None and registry.can(name, capability)
+        ):
             able = [m.id for m in self.config.model_provider.models if capability in m.capabilities]
             raise PalyraError.of(
                 FailureClass.UNSUPPORTED_CAPABILITY,

@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from palyra.model import ErrorEnvelope, FailureClass
 
@@ -36,6 +37,12 @@ class _Stats:
     def __post_init__(self) -> None:
         self.latencies = deque(maxlen=self.window)
         self.outcomes = deque(maxlen=self.window)
+
+
+class TargetLatency(NamedTuple):
+    p50_s: float | None
+    calls: int  # in the window, failures included
+    last_call_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,19 @@ class HealthTracker:
                 stats = self._stats[scope] = _Stats(self._window)
             found.append(stats)
         return tuple(found)
+
+    def target_latency(self, provider_id: str, model_id: str) -> TargetLatency:
+        """A target's recent calls, p50 of its successes and when it was last called (routing
+        clock): what ``lowest_latency`` groups order by. Read, never created here."""
+        stats = self._stats.get(f"target:{provider_id}/{model_id}")
+        if stats is None:
+            return TargetLatency(None, 0, None)
+        last = max(stats.last_success_at or -math.inf, stats.last_failure_at or -math.inf)
+        return TargetLatency(
+            percentile(stats.latencies, 50),
+            len(stats.outcomes),
+            None if last == -math.inf else last,
+        )
 
     def _wall(self, at: float | None) -> float | None:
         return None if at is None else at + self._wall_offset_s

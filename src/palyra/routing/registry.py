@@ -6,7 +6,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from palyra.config.schema import ModelConfig, ModelProviderRegistryConfig, ProviderConfig
+from palyra.config.group_rules import group_problems
+from palyra.config.schema import (
+    ModelConfig,
+    ModelProviderRegistryConfig,
+    ProviderConfig,
+    RoutingGroupConfig,
+)
 from palyra.model import Capability, ChatRequest, FailureClass, PalyraError
 
 Role = Literal["chat", "embeddings", "transcription"]
@@ -28,11 +34,13 @@ class RoutePlan:
     """Targets in the order to try them, and the models passed over with the reason.
 
     ``ModelRegistry.plan`` hands out the same plan for the same name and capabilities: read it,
-    do not change its lists.
+    do not change its lists. A routing group's plan names the ``group``: its targets are every
+    member in the group's own order, which the router reorders by the group's strategy.
     """
 
     targets: list[Target]
     skipped: list[tuple[str, str]]
+    group: RoutingGroupConfig | None = None
 
 
 def _caps(vision: bool, tools: bool, json: bool) -> frozenset[Capability]:
@@ -85,9 +93,11 @@ class ModelRegistry:
         *,
         defaults: dict[Role, str],
         auto_fallback: bool,
+        groups: Iterable[RoutingGroupConfig] = (),
     ) -> None:
         self._models = {m.id: m for m in models}
         self._providers = {p.id: p for p in providers}
+        self._groups = {g.id: g for g in groups}
         self._defaults = defaults
         self._auto_fallback = auto_fallback
         self._names: dict[str, str] = {}
@@ -101,6 +111,21 @@ class ModelRegistry:
                         f'model name "{name}" is used by both "{owner}" and "{model.id}"; '
                         "rename one id or alias in [[model_provider.models]] of palyra.toml",
                     )
+        if self._groups:
+            self._check_groups()
+
+    def _check_groups(self) -> None:
+        """The config check's rules (palyra.config.group_rules), for configs built in code."""
+        limited = frozenset(p.id for p in self._providers.values() if p.max_concurrency)
+        provider_of = {m.id: m.provider for m in self._models.values()}
+        groups = list(self._groups.values())
+        problems = group_problems(groups, self._names, provider_of, limited)
+        if problems:
+            raise PalyraError.of(
+                FailureClass.CONFIG,
+                "; ".join(message for _, _, message in problems)
+                + " (in [[model_provider.routing_groups]] of palyra.toml)",
+            )
 
     @classmethod
     def from_config(cls, cfg: ModelProviderRegistryConfig) -> ModelRegistry:
@@ -113,11 +138,37 @@ class ModelRegistry:
                 "transcription": cfg.default_transcription_model,
             },
             auto_fallback=cfg.auto_fallback,
+            groups=cfg.routing_groups,
         )
 
     @property
     def model_ids(self) -> list[str]:
         return list(self._models)
+
+    @property
+    def group_ids(self) -> list[str]:
+        return list(self._groups)
+
+    def group(self, name: str) -> RoutingGroupConfig | None:
+        """The routing group ``name`` names, if it names one."""
+        return self._groups.get(name)
+
+    def model(self, model_id: str) -> ModelConfig:
+        return self._models[model_id]
+
+    def member_models(self, name: str) -> list[str]:
+        """The model ids a group member stands for, in the group's own order (a model: itself)."""
+        group = self._groups.get(name)
+        if group is None:
+            return [self.resolve(name).id]
+        found: list[str] = []
+        for member in group.members:
+            found += [m for m in self.member_models(member) if m not in found]
+        return found
+
+    def can(self, name: str, capability: Capability) -> bool:
+        """Whether the model ``name`` names, or any model of the group it names, can do it."""
+        return any(capability in self._models[m].capabilities for m in self.member_models(name))
 
     def default_model(self, role: Role) -> str:
         """The model id used when a caller names none for this role."""
@@ -138,8 +189,10 @@ class ModelRegistry:
     def resolve(self, name: str) -> ModelConfig:
         """The model a client named by id or alias; unknown names are a 404 listing the ids."""
         model_id = self._names.get(name)
+        if model_id is None and name in self._groups:
+            model_id = self.member_models(name)[0]  # a group stands for its first model
         if model_id is None:
-            known = ", ".join(self._models) or "none"
+            known = ", ".join([*self._models, *self._groups]) or "none"
             raise PalyraError.of(
                 FailureClass.NOT_FOUND,
                 f'model "{name}" is not configured (known: {known}); send one of those ids or '
@@ -161,9 +214,20 @@ class ModelRegistry:
         return plan
 
     def _plan(self, name: str, required: frozenset[Capability]) -> RoutePlan:
-        first = self.resolve(name)
-        order = [first.id]
-        queue = [first.id]
+        group = self._groups.get(name)
+        if group is not None and name not in self._names:
+            plan = self.plan_order(name, self.member_models(name), required)
+            return RoutePlan(plan.targets, plan.skipped, group)
+        return self.plan_order(name, [self.resolve(name).id], required)
+
+    def plan_order(
+        self, name: str, first_ids: list[str], required: frozenset[Capability]
+    ) -> RoutePlan:
+        """``first_ids`` in that order, then their fallbacks breadth-first (each once), then
+        any capable model if ``auto_fallback``; capability skips as for :meth:`plan`."""
+        first = self._models[first_ids[0]]
+        order = list(first_ids)
+        queue = list(first_ids)
         while queue:
             current = self._models[queue.pop(0)]
             for fallback in current.fallbacks:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import Generic, NamedTuple, Protocol, TypeVar, cast
 
 from palyra.config.schema import ModelProviderRegistryConfig, ProviderConfig
 from palyra.model import (
@@ -26,14 +26,15 @@ from palyra.model import (
     TranscriptionRequest,
     TranscriptionResponse,
 )
-from palyra.model.context import RequestContext
+from palyra.model.context import RequestContext, TaskClass, task_class_problem
 from palyra.providers.base import Credential, ModelProvider
 from palyra.routing.breaker import CircuitBreakers
 from palyra.routing.breaker_state import Admission, BreakerKey, KeyKind
 from palyra.routing.clock import Clock
+from palyra.routing.groups import GroupRouter, TaskLookup
 from palyra.routing.health import HealthTracker
 from palyra.routing.leases import Lease, LeaseManager
-from palyra.routing.registry import ModelRegistry, Target, required_capabilities
+from palyra.routing.registry import ModelRegistry, RoutePlan, Target, required_capabilities
 from palyra.routing.retry import RetryPolicy, decide_retry
 from palyra.routing.stream import RoutedStream, with_model
 from palyra.routing.trail import Attempt, AttemptTrail, Skip
@@ -87,6 +88,12 @@ class Run:
     deadline: float
     background: bool
     context: RequestContext | None
+    # The client's headers a provider may pass on (``x-palyra-task`` among them); read only
+    # when the request names a routing group.
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+TASK_HEADER = "x-palyra-task"
 
 
 @dataclass
@@ -131,6 +138,9 @@ class Router:
         breakers: CircuitBreakers,
         leases: LeaseManager,
         health: HealthTracker,
+        *,
+        groups: GroupRouter | None = None,
+        agent_tasks: TaskLookup | None = None,
     ) -> None:
         self.registry = registry
         self._providers = providers
@@ -145,6 +155,9 @@ class Router:
         self.breakers = breakers
         self.leases = leases
         self.health = health
+        self.groups = groups or GroupRouter(registry, leases, health, clock, rng)
+        # The task class of an agent a client token is bound to (the daemon sets it).
+        self.agent_tasks = agent_tasks
         # Bounded by the configured targets and the credentials' profiles.
         self._keys: dict[tuple[KeyKind, str, str], BreakerKey] = {}
         # Per (provider id, model id) and per provider id: bounded by the configuration.
@@ -172,7 +185,7 @@ class Router:
             )
 
         model = request.model  # read once: a pydantic model's attributes are slow to read
-        run = self._start(model, deadline_s, background, context)
+        run = self._start(model, deadline_s, background, context, request.headers)
         response, call = await self.route(run, model, required_capabilities(request), attempt)
         await self.settle(run, call, None)
         run.trail.finished_at = self.clock.now()
@@ -196,7 +209,9 @@ class Router:
     ) -> RoutedStream:
         """A stream of events; iterate it with ``async for``; ``.trail`` is filled as it goes."""
         return RoutedStream(
-            self, request, self._start(request.model, deadline_s, background, context)
+            self,
+            request,
+            self._start(request.model, deadline_s, background, context, request.headers),
         )
 
     async def embed(
@@ -244,10 +259,14 @@ class Router:
         deadline_s: float | None,
         background: bool,
         context: RequestContext | None,
+        headers: Mapping[str, str] | None = None,
     ) -> Run:
         now = self.clock.now()
         budget = deadline_s if deadline_s is not None else self._deadline_s
-        return Run(AttemptTrail(model, now, [], []), now + budget, background, context)
+        trail = AttemptTrail(model, now, [], [])
+        if headers:
+            return Run(trail, now + budget, background, context, headers)
+        return Run(trail, now + budget, background, context)
 
     def time_left(self, run: Run) -> float:
         return run.deadline - self.clock.now()
@@ -303,6 +322,8 @@ class Router:
         """Try candidates in order until one answers; raise the last error otherwise."""
         try:
             plan = self.registry.plan(name, caps)
+            if plan.group is not None:
+                plan = self._group_plan(run, name, plan, caps)
         except PalyraError as exc:
             raise RoutingError(exc.envelope, run.trail) from exc
         if plan.skipped:
@@ -333,6 +354,43 @@ class Router:
                 min_window = max(min_window or 0, target.context_window or 0)
         run.trail.finished_at = self.clock.now()
         raise RoutingError(last or self._deadline_error(run, name), run.trail)
+
+    def _group_plan(
+        self, run: Run, name: str, plan: RoutePlan, caps: frozenset[Capability]
+    ) -> RoutePlan:
+        """The group's members in the order its strategy picks now (noted in the trail for
+        ``x-palyra-route``), then their fallbacks."""
+        task, source = self.task_of(run)
+        plan, run.trail.route = self.groups.plan(name, plan, caps, task, source)
+        return plan
+
+    def task_of(self, run: Run) -> tuple[TaskClass | None, str | None]:
+        """The request's task class and where it came from: the ``x-palyra-task`` header,
+        else the caller's context (its agent or client token), else the agent a token is
+        bound to, else ``background`` for background runs; None leaves the group's default."""
+        sent = run.headers.get(TASK_HEADER) if run.headers else None
+        if sent is not None:
+            name = sent.strip().lower()
+            problem = task_class_problem(name)
+            if problem is not None:
+                raise PalyraError.of(
+                    FailureClass.INVALID_REQUEST,
+                    f"{TASK_HEADER}: {problem}; send one of those or leave the header out",
+                    param=TASK_HEADER,
+                    code="invalid_task_class",
+                )
+            return cast("TaskClass", name), "header"
+        context = run.context
+        if context is not None:
+            if context.task is not None:
+                return context.task, "agent" if context.agent_id else "token"
+            if context.agent_id and self.agent_tasks is not None:
+                found = self.agent_tasks(context.agent_id)
+                if found is not None:
+                    return found, "agent"
+        if run.background:
+            return "background", "background-run"
+        return None, None
 
     @staticmethod
     def _prefer(last: ErrorEnvelope | None, new: ErrorEnvelope) -> ErrorEnvelope:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from palyra.model import FailureClass
+
+if TYPE_CHECKING:
+    from palyra.routing.route_decision import RouteDecision
 
 
 class Attempt(NamedTuple):
@@ -68,6 +71,7 @@ class AttemptTrail:
     attempts: list[Attempt] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     finished_at: float | None = None
+    route: RouteDecision | None = None  # set when the request named a routing group
 
     @property
     def failovers(self) -> int:
@@ -117,7 +121,7 @@ class AttemptTrail:
         return ",".join(entries)
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        body: dict[str, object] = {
             "requested_model": self.requested_model,
             "attempts": [a.to_dict() for a in self.attempts],
             "skipped": [s.to_dict() for s in self.skipped],
@@ -125,3 +129,6 @@ class AttemptTrail:
             "retries": self.retries,
             "total_elapsed_s": self.total_elapsed_s,
         }
+        if self.route is not None:
+            body["route"] = self.route.to_dict()
+        return body

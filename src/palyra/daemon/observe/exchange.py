@@ -4,7 +4,8 @@ Handlers talk to this middleware through ``request.state`` (all optional):
 
 - ``attempt_trail``: a string, or an object with ``header_value()`` (or ``header()``), sent as
   ``x-palyra-attempts``; when it also has ``attempts`` (items with ``provider_id``,
-  ``upstream_model``, ``outcome``) and ``failovers``, those are counted in ``/metrics``.
+  ``upstream_model``, ``outcome``) and ``failovers``, those are counted in ``/metrics``; when
+  it has a ``route`` (a routing group's ``RouteDecision``), that is sent as ``x-palyra-route``.
 - ``upstream_timer``: an :class:`UpstreamTimer` this middleware puts there; handlers wrap
   provider calls in ``timer.waiting()`` or ``timer.stream(events)`` so ``x-palyra-overhead-ms``
   (time in Palyra minus time waiting for the upstream) can be sent. Unused, the header is omitted.
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 REQUEST_ID_HEADER = "x-palyra-request-id"
 REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
 ATTEMPTS_HEADER_BYTES = b"x-palyra-attempts"
+ROUTE_HEADER_BYTES = b"x-palyra-route"
 OVERHEAD_HEADER_BYTES = b"x-palyra-overhead-ms"
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 T = TypeVar("T")
@@ -192,9 +194,14 @@ class Exchange:
             if name.lower() == b"x-palyra-model":
                 self.model = value.decode("latin-1")
         out.append((REQUEST_ID_HEADER_BYTES, self.request_id.encode("ascii", "replace")))
-        self.attempts = attempts = _trail_header(self.hooks.get("attempt_trail"))
+        trail = self.hooks.get("attempt_trail")
+        self.attempts = attempts = _trail_header(trail)
         if attempts:
             out.append((ATTEMPTS_HEADER_BYTES, attempts.encode("ascii", "replace")))
+            # A routing group's decision; a plain model's trail has none (one attribute read).
+            route = getattr(trail, "route", None)
+            if route is not None:
+                out.append((ROUTE_HEADER_BYTES, route.header().encode("ascii", "replace")))
         timer = self.timer
         if timer.used:
             overhead = max(0.0, self.clock() - self.started - timer.waited_s)

@@ -38,6 +38,7 @@ from palyra.model import (
 from palyra.model.context import RequestContext
 from palyra.providers.tokens import refuse_if_too_long
 from palyra.routing.registry import required_capabilities
+from palyra.routing.route_decision import RouteDecision
 from palyra.routing.router import RoutedResponse, RoutingError
 from palyra.routing.stream import with_model
 from palyra.routing.trail import Attempt, AttemptTrail
@@ -155,6 +156,10 @@ class StreamTrail:
     @property
     def failovers(self) -> int:
         return self.trail.failovers
+
+    @property
+    def route(self) -> RouteDecision | None:
+        return self.trail.route
 
     def header_value(self) -> str:
         settled = self.trail.header()
