@@ -25,6 +25,7 @@ from palyra.auth.records import OAuthRefs
 from palyra.auth.refresh import OAuthRefresher
 from palyra.auth.registry import AuthProfileRegistry
 from palyra.config.schema import ModelConfig, PalyraConfig, ProviderConfig
+from palyra.daemon.agent_tasks import AgentTasks
 from palyra.daemon.observe.metrics import Metrics
 from palyra.daemon.observe.readiness import Probe
 from palyra.daemon.security.policy import Authenticator
@@ -170,6 +171,9 @@ class AppState:
                 shared=self.shared,
             )
         self.runtime = _with_providers(runtime, self.providers) if self.providers else runtime
+        self.runtime.router.agent_tasks = AgentTasks(
+            lambda: self.state_dir or state_dir(), self.config
+        )
         self.providers = self.runtime.providers
         allowed = {n for p in self.config.model_provider.providers for n in p.forward_headers}
         # ``x-palyra-task`` rides along in the same pass, for routing groups (never sent on).

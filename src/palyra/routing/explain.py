@@ -89,7 +89,7 @@ def explain_route(
     decision: RouteDecision | None = None
     if plan.group is not None:
         plan, decision = groups.plan(name, plan, required, task, task_source)
-    tiers = {}
+    tiers: dict[str, tuple[str, str]] = {}
     for target in plan.targets:
         model = registry.model(target.model_id)
         tiers[target.model_id] = (model.cost_tier or "standard", model.latency_tier or "standard")
