@@ -110,6 +110,32 @@ def test_named_profiles_are_explained_in_the_config_order_and_order_says_where_t
     assert 'provider "main" names its profiles in palyra.toml (ghost, b, a)' in refused.stderr
 
 
+def test_a_provider_spreading_requests_over_its_profiles_says_how(
+    fake: FakeUpstream, tmp_path: Path, state: Path
+) -> None:
+    config = write_config(
+        tmp_path,
+        'id = "main"\nkind = "openai"\nauth_profile_ids = ["a", "b"]\n'
+        'profile_selection = "rate_limit"',
+    )
+    connect(fake, config, "a", "b")
+    explained = cli(config, "profiles", "explain-selection", "main")
+    assert explained.exit_code == 0, explained.stderr
+    assert explained.stdout.splitlines()[-1] == (
+        "  profile_selection = rate_limit: the usable profile with the largest share of its rate "
+        "limit left (from the x-ratelimit-* / anthropic-ratelimit-* headers of its last answer) "
+        "goes first; one never read or past its reset counts as full, ties keep this order, a "
+        "429 empties a profile until its retry-after"
+    )
+    as_json = json.loads(cli(config, "profiles", "explain-selection", "main", "--json").stdout)
+    assert as_json["profile_selection"] == "rate_limit"
+    config.write_text(config.read_text().replace('"rate_limit"', '"round_robin"'))
+    explained = cli(config, "profiles", "explain-selection", "main")
+    assert "profile_selection = round_robin: each request starts one usable profile further " in (
+        explained.stdout
+    )
+
+
 def test_a_kind_naming_one_provider_and_that_provider_id_order_and_explain_alike(
     fake: FakeUpstream, tmp_path: Path, state: Path
 ) -> None:

@@ -45,6 +45,7 @@ from palyra.cli.auth_selection import (
     explain_ranked,
     order_problem,
     resolve_target,
+    with_spread,
 )
 from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, fail_on, read_config, store_url
 from palyra.model import PalyraError
@@ -412,7 +413,7 @@ def explain_selection(
     target = _target(provider, config)
     if agent is not None:
         _scope(agent)
-    explanation = _explain(target, agent, db_url, config)
+    explanation = with_spread(_explain(target, agent, db_url, config))
     if as_json:
         typer.echo(json.dumps(explanation.as_dict(), indent=2, default=_json_default))
     else:

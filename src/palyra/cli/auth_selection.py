@@ -10,7 +10,7 @@ ranked; else no credential (fine only for ``openai_compatible``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -72,6 +72,8 @@ class Explanation:
     usable: bool
     lines: tuple[str, ...] = ()
     selection: Selection | None = field(default=None, compare=False)
+    profile_selection: str | None = None
+    """How the provider spreads requests over its profiles (see :func:`with_spread`)."""
 
     def headline(self, agent_id: str | None) -> str:
         who = f" for agent {agent_id}" if agent_id else ""
@@ -87,6 +89,8 @@ class Explanation:
             "usable": self.usable,
             "notes": list(self.lines),
         }
+        if self.profile_selection is not None:
+            body["profile_selection"] = self.profile_selection
         if self.selection is not None:
             body |= {k: v for k, v in self.selection.as_dict().items() if k != "provider"}
             body["chosen"] = self.chosen
@@ -163,6 +167,31 @@ def explain_ranked(target: Target, selection: Selection) -> Explanation:
     elif not selection.candidates:
         lines.append(f"no {target.kind} profiles; connect one: {_connect_hint(target.kind)}")
     return Explanation(target, "profile_selection", None, False, tuple(lines), selection)
+
+
+SPREAD_RULES = {
+    "ordered": "the first usable profile serves every request; the next only after it fails "
+    "with a credential error (401, 403, 429, quota)",
+    "round_robin": "each request starts one usable profile further along, so each carries an "
+    "equal share; the others follow in order if it fails",
+    "rate_limit": "the usable profile with the largest share of its rate limit left (from the "
+    "x-ratelimit-* / anthropic-ratelimit-* headers of its last answer) goes first; one never "
+    "read or past its reset counts as full, ties keep this order, a 429 empties a profile "
+    "until its retry-after",
+}
+
+
+def with_spread(explanation: Explanation) -> Explanation:
+    """The explanation with how the provider spreads requests over its profiles
+    (``profile_selection`` in palyra.toml), when it uses profiles."""
+    provider = explanation.target.provider
+    if provider is None or explanation.source not in ("named_profiles", "profile_selection"):
+        return explanation
+    mode = provider.profile_selection
+    if mode == "ordered":  # the lines above already say it: first usable, then in order
+        return replace(explanation, profile_selection=mode)
+    note = f"profile_selection = {mode}: {SPREAD_RULES[mode]}"
+    return replace(explanation, lines=(*explanation.lines, note), profile_selection=mode)
 
 
 def order_problem(target: Target) -> str | None:

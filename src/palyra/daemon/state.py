@@ -112,6 +112,7 @@ def _with_providers(runtime: Runtime, injected: Mapping[str, ModelProvider]) -> 
         runtime.health,
         groups=runtime.router.groups,
         agent_tasks=runtime.router.agent_tasks,
+        balancer=runtime.router.balancer,
     )
     return replace(runtime, providers=providers, router=router)
 

@@ -34,6 +34,7 @@ from palyra.routing.clock import Clock
 from palyra.routing.groups import GroupRouter, TaskLookup
 from palyra.routing.health import HealthTracker
 from palyra.routing.leases import Lease, LeaseManager
+from palyra.routing.profile_balance import ProfileBalancer
 from palyra.routing.registry import ModelRegistry, RoutePlan, Target, required_capabilities
 from palyra.routing.retry import RetryPolicy, decide_retry
 from palyra.routing.stream import RoutedStream, with_model
@@ -113,12 +114,14 @@ class InFlight:
 
 
 class _Prepared(NamedTuple):
-    """A target's provider, provider config, breaker key and per-attempt timeout (seconds)."""
+    """A target's provider, provider config, breaker key, per-attempt timeout (seconds) and
+    profile selection (None for "ordered": the credential source's order as it is)."""
 
     provider: ModelProvider
     config: ProviderConfig
     key: BreakerKey
     per_attempt_s: float
+    balance: str | None
 
 
 Attempter = Callable[[ModelProvider, Target, Credential | None], Awaitable[T]]
@@ -141,6 +144,7 @@ class Router:
         *,
         groups: GroupRouter | None = None,
         agent_tasks: TaskLookup | None = None,
+        balancer: ProfileBalancer | None = None,
     ) -> None:
         self.registry = registry
         self._providers = providers
@@ -156,6 +160,7 @@ class Router:
         self.leases = leases
         self.health = health
         self.groups = groups or GroupRouter(registry, leases, health, clock, rng)
+        self.balancer = balancer or ProfileBalancer()
         # The task class of an agent a client token is bound to (the daemon sets it).
         self.agent_tasks = agent_tasks
         # Bounded by the configured targets and the credentials' profiles.
@@ -300,11 +305,13 @@ class Router:
                 ),
                 run.trail,
             )
+        pcfg = self.registry.provider(target.provider_id)
         prepared = _Prepared(
             provider,
-            self.registry.provider(target.provider_id),
+            pcfg,
             self._key("target", target.provider_id, target.model_id),
             self._per_attempt_s(target.provider_id),
+            None if pcfg.profile_selection == "ordered" else pcfg.profile_selection,
         )
         self._prepared[target.provider_id, target.model_id] = prepared
         return prepared
@@ -409,7 +416,7 @@ class Router:
         prepared = self._prepared.get((target.provider_id, target.model_id))
         if prepared is None:
             prepared = self._prepare(run, target)
-        provider, pcfg, target_key, per_attempt_s = prepared
+        provider, pcfg, target_key, per_attempt_s, balance = prepared
         try:
             # Only read, never changed: the source's list is used as it is.
             creds: Sequence[Credential | None] = await self._credentials.credentials_for(
@@ -420,6 +427,8 @@ class Router:
                 Skip(target.model_id, f"no credential: {exc.envelope.message}")
             )
             return exc.envelope
+        if balance is not None:
+            creds = self.balancer.order(pcfg.id, balance, creds, _profile_of, self.clock.now())
         breakers = self.breakers
         last: ErrorEnvelope | None = None
         for cred_index, cred in enumerate(creds):
@@ -509,9 +518,21 @@ class Router:
                     await self.abandon(run, call)
                     raise
                 if envelope is None:
+                    if balance == "rate_limit" and profile is not None:
+                        self.balancer.observe(
+                            pcfg.id, profile, _answer_headers(result), self.clock.now()
+                        )
                     return result, call
                 await self.settle(run, call, envelope)
                 last = envelope
+                if (
+                    balance == "rate_limit"
+                    and profile is not None
+                    and envelope.failure_class is FailureClass.RATE_LIMITED
+                ):
+                    self.balancer.exhausted(
+                        pcfg.id, profile, envelope.retry_after_s, self.clock.now()
+                    )
                 if envelope.failure_class in ROTATE_CREDENTIAL and cred_index < len(creds) - 1:
                     break
                 if has_next and envelope.failover_allowed:
@@ -630,6 +651,18 @@ class Router:
             provider=target.provider_id,
             model=target.model_id,
         )
+
+
+def _profile_of(credential: Credential | None) -> str | None:
+    return None if credential is None else credential.profile_id
+
+
+def _answer_headers(result: object) -> Mapping[str, str]:
+    """The upstream answer's headers a result carries (a stream: its first event's)."""
+    if isinstance(result, tuple):
+        result = result[0]
+    headers = getattr(result, "headers", None)
+    return headers if isinstance(headers, Mapping) else {}
 
 
 def _circuit_label(target: Target) -> str:

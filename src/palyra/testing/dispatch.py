@@ -14,6 +14,7 @@ import random
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -68,6 +69,14 @@ def dialect_of(request: HttpRequest) -> Dialect:
 def _bearer(request: HttpRequest) -> str:
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     return key.strip() if scheme.lower() == "bearer" else ""
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's reset format: ``6ms``, ``17.5s``, ``1m0s``."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:.0f}s" if minutes else f"{rest:.3g}s"
 
 
 def _presented_key(request: HttpRequest, dialect: Dialect) -> str:
@@ -132,7 +141,8 @@ class FakeApp:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._scripts: deque[list[ScriptedToolCall]] = deque()
-        self._window: deque[float] = deque()
+        # Per API key, as a vendor counts rate limits per key: request times in the last minute.
+        self._windows: dict[str, deque[float]] = {}
         self._ids = itertools.count(1)
         self._cache: set[bytes] = set()
 
@@ -147,7 +157,7 @@ class FakeApp:
         self.faults.clear()
         with self._lock:
             self._scripts.clear()
-            self._window.clear()
+            self._windows.clear()
             self._cache.clear()
 
     # --- pipeline ---
@@ -239,13 +249,19 @@ class FakeApp:
         if settings.rate_limit_rpm:
             now = self._clock()
             with self._lock:
-                while self._window and self._window[0] <= now - RATE_WINDOW_S:
-                    self._window.popleft()
-                if len(self._window) >= settings.rate_limit_rpm:
-                    wait = self._window[0] + RATE_WINDOW_S - now
+                window = self._window(_presented_key(request, dialect), now)
+                if len(window) >= settings.rate_limit_rpm:
+                    wait = window[0] + RATE_WINDOW_S - now
                     raise rate_limited(wait, f"{settings.rate_limit_rpm} requests per minute")
-                self._window.append(now)
+                window.append(now)
         self._authenticate(request, dialect)
+
+    def _window(self, key: str, now: float) -> deque[float]:
+        """The key's request times in the last minute (call with the lock held)."""
+        window = self._windows.setdefault(key, deque())
+        while window and window[0] <= now - RATE_WINDOW_S:
+            window.popleft()
+        return window
 
     def _authenticate(self, request: HttpRequest, dialect: Dialect) -> None:
         key = _presented_key(request, dialect)
@@ -265,14 +281,17 @@ class FakeApp:
     ) -> None:
         match request.path:
             case "/v1/chat/completions":
-                injected = _injected_event(fault, dialect, _presented_key(request, dialect))
-                await self._openai_chat(body, fault, injected, out)
+                key = _presented_key(request, dialect)
+                injected = _injected_event(fault, dialect, key)
+                await self._openai_chat(body, fault, injected, out, key)
             case "/v1/responses":
-                injected = _injected_event(fault, dialect, _presented_key(request, dialect))
-                await self._openai_responses(body, fault, injected, out)
+                key = _presented_key(request, dialect)
+                injected = _injected_event(fault, dialect, key)
+                await self._openai_responses(body, fault, injected, out, key)
             case "/v1/messages":
-                injected = _injected_event(fault, dialect, _presented_key(request, dialect))
-                await self._anthropic_messages(body, fault, injected, out)
+                key = _presented_key(request, dialect)
+                injected = _injected_event(fault, dialect, key)
+                await self._anthropic_messages(body, fault, injected, out, key)
             case "/v1/messages/count_tokens":
                 conv, _ = anthropic_messages.parse_messages(body, count_only=True)
                 await self._json(out, {"input_tokens": conv.input_tokens}, fault)
@@ -310,7 +329,7 @@ class FakeApp:
         )
 
     async def _openai_chat(
-        self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder
+        self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder, key: str
     ) -> None:
         conv, options = openai_chat.parse_chat(body)
         conv.thinking = self.settings.reasoning_content
@@ -321,7 +340,7 @@ class FakeApp:
             answer = openai_chat.completion(
                 reply, id=ident, model=conv.model, created=created, options=options
             )
-            await self._json(out, answer, fault, self.limit_headers(Dialect.OPENAI, n))
+            await self._json(out, answer, fault, self.limit_headers(Dialect.OPENAI, n, key))
             return
         chunks = openai_chat.chunks(
             reply,
@@ -333,10 +352,10 @@ class FakeApp:
             options=options,
         )
         events = itertools.chain((_sse(c) for c in chunks), [b"data: [DONE]\n\n"])
-        await self._stream(out, events, fault, injected, self.limit_headers(Dialect.OPENAI, n))
+        await self._stream(out, events, fault, injected, self.limit_headers(Dialect.OPENAI, n, key))
 
     async def _openai_responses(
-        self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder
+        self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder, key: str
     ) -> None:
         conv, options = openai_responses.parse_responses(body)
         if self.settings.responses_future_item:
@@ -349,7 +368,7 @@ class FakeApp:
             answer = openai_responses.response(
                 reply, id=ident, model=conv.model, created=created, summary=summary, options=options
             )
-            await self._json(out, answer, fault, self.limit_headers(Dialect.OPENAI, n))
+            await self._json(out, answer, fault, self.limit_headers(Dialect.OPENAI, n, key))
             return
         events = openai_responses.events(
             reply,
@@ -361,16 +380,16 @@ class FakeApp:
             options=options,
         )
         frames = (_sse(e, e["type"]) for e in events)
-        await self._stream(out, frames, fault, injected, self.limit_headers(Dialect.OPENAI, n))
+        await self._stream(out, frames, fault, injected, self.limit_headers(Dialect.OPENAI, n, key))
 
     async def _anthropic_messages(
-        self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder
+        self, body: Any, fault: Fault | None, injected: bytes | None, out: Responder, key: str
     ) -> None:
         conv, stream = anthropic_messages.parse_messages(body)
         n = next(self._ids)
         reply = self._cached(self._reply_for(conv, Dialect.ANTHROPIC, n), body)
         ident = f"msg_fake{n:012x}"
-        limits = self.limit_headers(Dialect.ANTHROPIC, n)
+        limits = self.limit_headers(Dialect.ANTHROPIC, n, key)
         if not stream:
             answer = anthropic_messages.message(reply, id=ident, model=conv.model)
             await self._json(out, answer, fault, limits)
@@ -396,16 +415,22 @@ class FakeApp:
             reply, cache_creation_tokens=tokens, cache_creation_1h_tokens=min(long_lived, tokens)
         )
 
-    def limit_headers(self, dialect: Dialect, n: int) -> dict[str, str]:
-        """The rate-limit and request-id headers the vendor sends with every answer."""
+    def limit_headers(self, dialect: Dialect, n: int, key: str = "") -> dict[str, str]:
+        """The rate-limit and request-id headers the vendor sends with every answer, counted
+        for the API key the request carried; the reset is when that key's window is empty."""
         limit = self.settings.rate_limit_rpm or 10_000
+        now = self._clock()
         with self._lock:
-            remaining = max(limit - len(self._window), 0)
+            window = self._window(key, now)
+            remaining = max(limit - len(window), 0)
+            reset_s = window[-1] + RATE_WINDOW_S - now if window else 0.0
         if dialect is Dialect.ANTHROPIC:
+            at = datetime.now(UTC) + timedelta(seconds=reset_s)
             return {
                 "request-id": f"req_fake{n:012x}",
                 "anthropic-ratelimit-requests-limit": str(limit),
                 "anthropic-ratelimit-requests-remaining": str(remaining),
+                "anthropic-ratelimit-requests-reset": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "anthropic-ratelimit-tokens-limit": "1000000",
                 "anthropic-ratelimit-tokens-remaining": "999000",
             }
@@ -415,7 +440,7 @@ class FakeApp:
             "x-ratelimit-remaining-requests": str(remaining),
             "x-ratelimit-limit-tokens": "1000000",
             "x-ratelimit-remaining-tokens": "999000",
-            "x-ratelimit-reset-requests": "6ms",
+            "x-ratelimit-reset-requests": _duration(reset_s),
         }
 
     async def _json(
