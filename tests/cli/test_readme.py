@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from palyra.cli.main import app
 from palyra.config.loader import load_config
-from palyra.config.schema import ModelConfig, PalyraConfig, ProviderConfig
+from palyra.config.schema import ModelConfig, PalyraConfig, ProviderConfig, RoutingGroupConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -32,7 +32,7 @@ def _leaves(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
         annotation: Any = info.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             yield from _leaves(annotation, f"{prefix}{name}.")
-        elif name not in ("providers", "models"):
+        elif name not in ("providers", "models", "routing_groups"):
             yield f"{prefix}{name}"
 
 
@@ -53,6 +53,8 @@ def test_the_config_example_is_a_valid_config(tmp_path: Path) -> None:
         *_leaves(PalyraConfig),
         *(f"providers.{k}" for k in _leaves(ProviderConfig)),
         *(f"models.{k}" for k in _leaves(ModelConfig)),
+        "routing_groups",
+        *(f"routing_groups.{k}" for k in _leaves(RoutingGroupConfig)),
     ],
 )
 def test_every_setting_of_the_schema_is_documented(key: str) -> None:

@@ -57,9 +57,10 @@ def check(
         raise _fail(exc) from None
     mp = loaded.config.model_provider
     source = str(loaded.path) if loaded.path else "built-in defaults"
+    groups = f"{_plural(len(mp.routing_groups), 'routing group')}, " if mp.routing_groups else ""
     typer.echo(
         f"OK: {_plural(len(mp.providers), 'provider')}, {_plural(len(mp.models), 'model')}, "
-        f"{_plural(len(agent_list), 'agent')} ({source})"
+        f"{groups}{_plural(len(agent_list), 'agent')} ({source})"
     )
 
 
