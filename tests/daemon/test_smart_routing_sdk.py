@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from palyra.config.schema import (
     ModelConfig,
     ModelProviderRegistryConfig,
     PalyraConfig,
+    PriceConfig,
+    PricingConfig,
     ProviderConfig,
     RoutingGroupConfig,
     StorageConfig,
@@ -193,3 +196,66 @@ def test_a_token_bound_to_an_agent_routes_by_the_agents_task(
         model="smart", messages=ASK, extra_headers={"x-palyra-task": "interactive"}
     )
     assert fake.requests[-1].body["model"] == "gpt-4.1"
+
+
+def cheapest_config(fake: FakeUpstream) -> PalyraConfig:
+    """gpt-4o-mini and gpt-4.1 priced by the shipped table, claude-haiku-4-5 by palyra.toml,
+    and a local model with no price at all."""
+    base = smart_config(fake)
+    mp = base.model_provider
+    local = ProviderConfig(
+        id="local",
+        kind="openai_compatible",
+        base_url=fake.openai_base_url,
+        api_key=f"env:{KEY_ENV}",
+        allow_private_base_url=True,
+    )
+    group = RoutingGroupConfig(
+        id="thrifty", strategy="cheapest", members=["llama", "big", "mini", "haiku"]
+    )
+    haiku_price = PriceConfig(
+        kind="anthropic",
+        model="claude-haiku-4-5",
+        effective_from=date(2025, 1, 1),
+        input=0.1,
+        output=0.2,
+    )
+    return base.model_copy(
+        update={
+            "model_provider": mp.model_copy(
+                update={
+                    "providers": [*mp.providers, local],
+                    "models": [
+                        *mp.models,
+                        ModelConfig(id="llama", provider="local", model="gpt-4o"),
+                    ],
+                    "routing_groups": [*mp.routing_groups, group],
+                }
+            ),
+            "pricing": PricingConfig(models=[haiku_price]),
+        }
+    )
+
+
+def test_cheapest_orders_by_the_price_table_and_sorts_an_unknown_price_last(
+    fake: FakeUpstream, start_daemon: StartDaemon
+) -> None:
+    daemon = start_daemon(cheapest_config(fake))
+    client = anthropic.Anthropic(base_url=daemon.url, api_key=daemon.client_token, max_retries=0)
+    raw = client.messages.with_raw_response.create(
+        model="thrifty", max_tokens=32, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert raw.parse().content
+    assert fake.requests[-1].body["model"] == "claude-haiku-4-5"
+    assert raw.headers["x-palyra-route"] == (
+        "thrifty cheapest: haiku ($0.2 per 1M in + 0.5M out, palyra.toml) > "
+        "mini ($0.45 per 1M in + 0.5M out) > big ($6 per 1M in + 0.5M out) > "
+        "llama (price unknown (sorted last))"
+    )
+    fake.faults.push(Fault(FaultKind.SERVER_ERROR, status=500, model="claude-haiku-4-5"))
+    raw2 = daemon.openai_client().chat.completions.with_raw_response.create(
+        model="thrifty", messages=ASK
+    )
+    assert raw2.headers["x-palyra-attempts"] == (
+        "an/claude-haiku-4-5:upstream_unavailable,oa/gpt-4o-mini:ok"
+    )

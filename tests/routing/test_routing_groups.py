@@ -13,7 +13,11 @@ from palyra.config.schema import ModelConfig, ModelProviderRegistryConfig, Provi
 from palyra.model import ChatRequest, FailureClass, Message
 from palyra.model.context import Principal, RequestContext
 from palyra.routing import ManualClock, RoutingError
+from palyra.routing.clock import SystemClock
 from palyra.routing.groups import GroupRouter
+from palyra.routing.leases_redis import RedisLeaseManager
+from palyra.sharedstate import SharedStateLink
+from redis_support import machine_redis_url
 
 F = FailureClass
 TIERS = {"a": ("premium", "standard"), "b": ("low", "high"), "c": ("low", "low")}
@@ -298,3 +302,33 @@ def test_group_router_decides_the_same_way_for_the_explanation() -> None:
     assert decision.to_dict()["excluded"] == [
         {"member": "a", "reason": "cost premium is above the default b's"}
     ]
+
+
+@pytest.mark.redis
+async def test_least_busy_counts_the_leases_other_replicas_hold(redis_namespace: str) -> None:
+    cfg = config(
+        [{"id": "smart", "strategy": "least_busy", "members": ["a", "b"]}], max_concurrency=4
+    )
+    links = [SharedStateLink(machine_redis_url(), namespace=redis_namespace) for _ in range(2)]
+    here, there = (RedisLeaseManager(SystemClock(), link) for link in links)
+    clock = ManualClock(0.0)
+    providers = {f"p-{n}": ScriptedProvider(f"p-{n}", clock) for n in "abc"}
+    router = build_router(cfg, providers, clock)
+    router.groups = GroupRouter(router.registry, here, router.health, clock, random.Random(1))
+    try:
+        held = [
+            await there.acquire(
+                router.registry.provider("p-a"), None, background=False, timeout_s=1
+            )
+            for _ in range(2)
+        ]
+        routed = await router.chat(chat_request("smart"))
+        assert answered(routed) == ["b"]  # p-a's two leases are held by the other replica
+        assert routed.trail.route.ranked[1].reason == "2 of 4 slots in use"
+        for lease in held:
+            lease.release()
+    finally:
+        for manager in (here, there):
+            await manager.aclose()
+        for link in links:
+            await link.aclose()

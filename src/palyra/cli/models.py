@@ -27,6 +27,8 @@ from palyra.config.schema import ModelConfig, PalyraConfig, ProviderConfig
 from palyra.model import FailureClass, PalyraError
 from palyra.model.context import TASK_CLASSES, TaskClass, task_class_problem
 from palyra.paths import state_dir
+from palyra.pricing import pricing_table
+from palyra.pricing.routing_prices import TablePrices
 from palyra.routing.assembly import Runtime, build_runtime
 from palyra.routing.clock import SystemClock
 from palyra.routing.config_credentials import KEYED_KINDS
@@ -285,12 +287,17 @@ def explain_model(
     clock = SystemClock()
     try:
         registry = ModelRegistry.from_config(mp)
-        groups = GroupRouter(registry, LeaseManager(clock), HealthTracker(), clock, random.Random())
-        found = explain_route(
-            groups,
-            model_id,
-            task=cast("TaskClass | None", task),
-            task_source="--task" if task else None,
+        prices = TablePrices(pricing_table(cfg.pricing))
+        groups = GroupRouter(
+            registry, LeaseManager(clock), HealthTracker(), clock, random.Random(), prices
+        )
+        found = asyncio.run(
+            explain_route(
+                groups,
+                model_id,
+                task=cast("TaskClass | None", task),
+                task_source="--task" if task else None,
+            )
         )
     except PalyraError as exc:
         fail(exc.envelope.message)

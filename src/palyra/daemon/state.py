@@ -41,6 +41,8 @@ from palyra.model import (
 from palyra.model.context import RequestContext
 from palyra.model.forwarding import VENDOR_CLIENT_HEADERS
 from palyra.paths import state_dir
+from palyra.pricing import pricing_table
+from palyra.pricing.routing_prices import TablePrices
 from palyra.providers.base import Credential, ModelProvider
 from palyra.routing.assembly import ClientFactory, Runtime, build_runtime
 from palyra.routing.config_credentials import KEYED_KINDS, ConfigCredentialSource
@@ -162,14 +164,18 @@ class AppState:
     def __post_init__(self) -> None:
         self._credentials = DeferredCredentials()
         self.shared = SharedStateLink.from_url(self.config.storage.redis_url)
+        prices = TablePrices(pricing_table(self.config.pricing))
         if self.client_factory is None:
-            runtime = build_runtime(self.config, credentials=self._credentials, shared=self.shared)
+            runtime = build_runtime(
+                self.config, credentials=self._credentials, shared=self.shared, prices=prices
+            )
         else:
             runtime = build_runtime(
                 self.config,
                 credentials=self._credentials,
                 client_factory=self.client_factory,
                 shared=self.shared,
+                prices=prices,
             )
         self.runtime = _with_providers(runtime, self.providers) if self.providers else runtime
         self.runtime.router.agent_tasks = AgentTasks(

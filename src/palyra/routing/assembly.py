@@ -25,6 +25,7 @@ from palyra.routing.breaker import BreakerStore, CircuitBreakers, InMemoryBreake
 from palyra.routing.breaker_redis import RedisBreakerStore
 from palyra.routing.clock import Clock, SystemClock, WallClock
 from palyra.routing.config_credentials import ConfigCredentialSource
+from palyra.routing.groups import GroupRouter, PriceSource
 from palyra.routing.health import HealthTracker
 from palyra.routing.leases import LeaseManager
 from palyra.routing.leases_redis import RedisLeaseManager
@@ -108,6 +109,7 @@ def build_runtime(
     rng: random.Random | None = None,
     client_factory: ClientFactory | None = None,
     shared: SharedStateLink | None = None,
+    prices: PriceSource | None = None,
 ) -> Runtime:
     """Everything routing needs, built from ``config``; raises ``PalyraError`` (``config``).
 
@@ -116,7 +118,8 @@ def build_runtime(
     cooldown's end alike.
     ``credentials`` replaces the default :class:`ConfigCredentialSource` entirely; ``profiles``
     is the auth-profile source that default source falls back to. Nothing is left open when
-    building fails part-way.
+    building fails part-way. ``prices`` is what ``cheapest`` routing groups compare (else
+    every price is unknown).
     """
     mp = config.model_provider
     _check_models(mp)
@@ -153,16 +156,18 @@ def build_runtime(
     leases = LeaseManager(clock) if shared is None else RedisLeaseManager(clock, shared)
     # Health times are shown as wall-clock times: the offset from the routing clock, read once.
     health = HealthTracker(wall_offset_s=time.time() - clock.now())
+    rng = rng or random.Random()
     router = Router(
         registry,
         providers,
         source,
         mp,
         clock,
-        rng or random.Random(),
+        rng,
         breakers,
         leases,
         health,
+        groups=GroupRouter(registry, leases, health, clock, rng, prices),
     )
     return Runtime(
         config=config,

@@ -74,7 +74,7 @@ class RouteExplanation:
         return out
 
 
-def explain_route(
+async def explain_route(
     groups: GroupRouter,
     name: str,
     *,
@@ -88,7 +88,7 @@ def explain_route(
     plan = registry.plan(name, required)
     decision: RouteDecision | None = None
     if plan.group is not None:
-        plan, decision = groups.plan(name, plan, required, task, task_source)
+        plan, decision = await groups.plan(name, plan, required, task, task_source)
     tiers: dict[str, tuple[str, str]] = {}
     for target in plan.targets:
         model = registry.model(target.model_id)

@@ -9,7 +9,7 @@ the router's own parts (``LeaseManager.in_use``, ``HealthTracker.target_latency`
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from palyra.config.schema import ModelConfig, ProviderConfig, RoutingGroupConfig
@@ -68,7 +68,7 @@ class GroupRouter:
         self._rng = rng
         self.prices: PriceSource = prices or NoPrices()
 
-    def plan(
+    async def plan(
         self,
         name: str,
         plan: RoutePlan,
@@ -79,16 +79,38 @@ class GroupRouter:
         """A group's plan reordered as its strategy decides now: the members in that order,
         then their fallbacks; excluded members are noted as skipped."""
         assert plan.group is not None
-        decision = self.decide(plan.group, task, task_source)
+        loads = await self._loads(plan.group)
+        decision = self.decide(plan.group, task, task_source, loads)
         ordered = self.registry.plan_order(name, list(decision.order), required)
         excluded = [(r.name, f"excluded: {r.reason}") for r in decision.excluded]
         return RoutePlan(ordered.targets, ordered.skipped + excluded, plan.group), decision
 
+    async def _loads(self, group: RoutingGroupConfig) -> dict[str, int]:
+        """Leases held per provider (every replica's, with shared leases) for the providers
+        of ``least_busy`` groups in ``group``; empty when there are none."""
+        loads: dict[str, int] = {}
+        pending = [group]
+        while pending:
+            current = pending.pop()
+            for member in current.members:
+                inner = self.registry.group(member)
+                if inner is not None:
+                    pending.append(inner)
+                elif current.strategy == "least_busy":
+                    provider = self.registry.resolve(member).provider
+                    if provider not in loads:
+                        loads[provider] = await self._leases.held(provider)
+        return loads
+
     def decide(
-        self, group: RoutingGroupConfig, task: TaskClass | None, task_source: str | None
+        self,
+        group: RoutingGroupConfig,
+        task: TaskClass | None,
+        task_source: str | None,
+        loads: Mapping[str, int] | None = None,
     ) -> RouteDecision:
         """The order of ``group``'s members now; nested groups decide first (their head model
-        stands for them)."""
+        stands for them). ``loads``: leases held per provider (else this process's count)."""
         now = self._clock.now()
         nested: list[RouteDecision] = []
         heads: list[tuple[str, list[str]]] = []  # member -> the model ids it stands for
@@ -97,10 +119,10 @@ class GroupRouter:
             if inner is None:
                 heads.append((name, [self.registry.resolve(name).id]))
             else:
-                decided = self.decide(inner, task, task_source)
+                decided = self.decide(inner, task, task_source, loads)
                 nested.append(decided)
                 heads.append((name, list(decided.order)))
-        members = [self._member(group, name, models[0], now) for name, models in heads]
+        members = [self._member(group, name, models[0], now, loads) for name, models in heads]
         ordering = self._order(group, members, task or group.task)
         standing = dict(heads)
         order: list[str] = []
@@ -132,7 +154,14 @@ class GroupRouter:
             return by_task(members, task)
         return ordered(members)
 
-    def _member(self, group: RoutingGroupConfig, name: str, model_id: str, now: float) -> Member:
+    def _member(
+        self,
+        group: RoutingGroupConfig,
+        name: str,
+        model_id: str,
+        now: float,
+        loads: Mapping[str, int] | None,
+    ) -> Member:
         model = self.registry.model(model_id)
         provider = self.registry.provider(model.provider)
         strategy = group.strategy
@@ -141,7 +170,9 @@ class GroupRouter:
             return Member(
                 name,
                 weight,
-                in_use=self._leases.in_use(provider.id),
+                in_use=loads[provider.id]
+                if loads and provider.id in loads
+                else self._leases.in_use(provider.id),
                 capacity=provider.max_concurrency,
             )
         if strategy == "lowest_latency":

@@ -181,6 +181,11 @@ class LeaseManager:
             for name, b in self._buckets.items()
         }
 
+    async def held(self, provider_id: str, profile_id: str | None = None) -> int:
+        """Slots held now by every process sharing these limits: here, this one's (a shared
+        manager counts every replica's); what ``least_busy`` routing groups compare."""
+        return self.in_use(provider_id, profile_id)
+
     def _buckets_for(self, provider: ProviderConfig, profile_id: str | None) -> tuple[_Bucket, ...]:
         if provider.max_concurrency is None and (
             profile_id is None or provider.max_concurrency_per_credential is None

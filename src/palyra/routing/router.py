@@ -330,7 +330,7 @@ class Router:
         try:
             plan = self.registry.plan(name, caps)
             if plan.group is not None:
-                plan = self._group_plan(run, name, plan, caps)
+                plan = await self._group_plan(run, name, plan, caps)
         except PalyraError as exc:
             raise RoutingError(exc.envelope, run.trail) from exc
         if plan.skipped:
@@ -362,13 +362,13 @@ class Router:
         run.trail.finished_at = self.clock.now()
         raise RoutingError(last or self._deadline_error(run, name), run.trail)
 
-    def _group_plan(
+    async def _group_plan(
         self, run: Run, name: str, plan: RoutePlan, caps: frozenset[Capability]
     ) -> RoutePlan:
         """The group's members in the order its strategy picks now (noted in the trail for
         ``x-palyra-route``), then their fallbacks."""
         task, source = self.task_of(run)
-        plan, run.trail.route = self.groups.plan(name, plan, caps, task, source)
+        plan, run.trail.route = await self.groups.plan(name, plan, caps, task, source)
         return plan
 
     def task_of(self, run: Run) -> tuple[TaskClass | None, str | None]:
