@@ -184,7 +184,13 @@ def list_models(
 
         listings = {listing.provider_id: listing for listing in _run(cfg, fetch)}
     if as_json:
-        document: dict[str, Any] = {"models": [_model_row(m) for m in models]}
+        document: dict[str, Any] = {
+            "models": [_model_row(m) for m in models],
+            "routing_groups": [
+                {"id": g.id, "strategy": g.strategy, "members": list(g.members)}
+                for g in cfg.model_provider.routing_groups
+            ],
+        }
         if discover:
             document["providers"] = [_listing_row(x) for x in listings.values()]
         typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
@@ -203,6 +209,13 @@ def list_models(
         rows.append(row + ([_listed_mark(listings, m)] if discover else []))
     for line in _table(rows):
         typer.echo(line)
+    groups = cfg.model_provider.routing_groups
+    if groups:
+        typer.echo("")
+        group_rows = [["GROUP", "STRATEGY", "MEMBERS"]]
+        group_rows += [[g.id, g.strategy, ",".join(g.members)] for g in groups]
+        for line in _table(group_rows):
+            typer.echo(line)
     for listing in listings.values():
         typer.echo("")
         where = f"provider {listing.provider_id} ({listing.kind})"

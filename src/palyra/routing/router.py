@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, NamedTuple, Protocol, TypeVar, cast
 
 from palyra.config.schema import ModelProviderRegistryConfig, ProviderConfig
@@ -89,9 +89,9 @@ class Run:
     deadline: float
     background: bool
     context: RequestContext | None
-    # The client's headers a provider may pass on (``x-palyra-task`` among them); read only
-    # when the request names a routing group.
-    headers: Mapping[str, str] = field(default_factory=dict)
+    # The chat request, whose client headers (``x-palyra-task`` among them) are read only when
+    # it names a routing group.
+    request: ChatRequest | None = None
 
 
 TASK_HEADER = "x-palyra-task"
@@ -190,7 +190,7 @@ class Router:
             )
 
         model = request.model  # read once: a pydantic model's attributes are slow to read
-        run = self._start(model, deadline_s, background, context, request.headers)
+        run = self._start(model, deadline_s, background, context, request)
         response, call = await self.route(run, model, required_capabilities(request), attempt)
         await self.settle(run, call, None)
         run.trail.finished_at = self.clock.now()
@@ -216,7 +216,7 @@ class Router:
         return RoutedStream(
             self,
             request,
-            self._start(request.model, deadline_s, background, context, request.headers),
+            self._start(request.model, deadline_s, background, context, request),
         )
 
     async def embed(
@@ -264,14 +264,11 @@ class Router:
         deadline_s: float | None,
         background: bool,
         context: RequestContext | None,
-        headers: Mapping[str, str] | None = None,
+        request: ChatRequest | None = None,
     ) -> Run:
         now = self.clock.now()
         budget = deadline_s if deadline_s is not None else self._deadline_s
-        trail = AttemptTrail(model, now, [], [])
-        if headers:
-            return Run(trail, now + budget, background, context, headers)
-        return Run(trail, now + budget, background, context)
+        return Run(AttemptTrail(model, now, [], []), now + budget, background, context, request)
 
     def time_left(self, run: Run) -> float:
         return run.deadline - self.clock.now()
@@ -375,7 +372,8 @@ class Router:
         """The request's task class and where it came from: the ``x-palyra-task`` header,
         else the caller's context (its agent or client token), else the agent a token is
         bound to, else ``background`` for background runs; None leaves the group's default."""
-        sent = run.headers.get(TASK_HEADER) if run.headers else None
+        headers = run.request.headers if run.request is not None else None
+        sent = headers.get(TASK_HEADER) if headers else None
         if sent is not None:
             name = sent.strip().lower()
             problem = task_class_problem(name)
@@ -518,7 +516,7 @@ class Router:
                     await self.abandon(run, call)
                     raise
                 if envelope is None:
-                    if balance == "rate_limit" and profile is not None:
+                    if balance is not None and balance == "rate_limit" and profile is not None:
                         self.balancer.observe(
                             pcfg.id, profile, _answer_headers(result), self.clock.now()
                         )
@@ -526,7 +524,8 @@ class Router:
                 await self.settle(run, call, envelope)
                 last = envelope
                 if (
-                    balance == "rate_limit"
+                    balance is not None
+                    and balance == "rate_limit"
                     and profile is not None
                     and envelope.failure_class is FailureClass.RATE_LIMITED
                 ):
