@@ -46,7 +46,8 @@ from palyra.pricing.routing_prices import TablePrices
 from palyra.providers.base import Credential, ModelProvider
 from palyra.routing.assembly import ClientFactory, Runtime, build_runtime
 from palyra.routing.config_credentials import KEYED_KINDS, ConfigCredentialSource
-from palyra.routing.router import TASK_HEADER, CredentialSource, Router
+from palyra.routing.router import CredentialSource, Router
+from palyra.routing.task_class import TASK_HEADER
 from palyra.sharedstate import RevocationListener, SharedStateLink
 from palyra.store import Store, open_store
 from palyra.store.responses import RESPONSES_SCHEMA, ResponseStore

@@ -9,7 +9,7 @@ the router's own parts (``LeaseManager.in_use``, ``HealthTracker.target_latency`
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 from palyra.config.schema import ModelConfig, ProviderConfig, RoutingGroupConfig
@@ -190,7 +190,4 @@ class GroupRouter:
         )
 
 
-TaskLookup = Callable[[str], TaskClass | None]
-"""``agent id -> its task class``: how the router learns an agent-bound token's task."""
-
-__all__ = ["GroupRouter", "NoPrices", "PriceSource", "Ranked", "TaskLookup"]
+__all__ = ["GroupRouter", "NoPrices", "PriceSource", "Ranked"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, NamedTuple, Protocol, TypeVar, cast
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from palyra.config.schema import ModelProviderRegistryConfig, ProviderConfig
 from palyra.model import (
@@ -26,18 +26,19 @@ from palyra.model import (
     TranscriptionRequest,
     TranscriptionResponse,
 )
-from palyra.model.context import RequestContext, TaskClass, task_class_problem
+from palyra.model.context import RequestContext
 from palyra.providers.base import Credential, ModelProvider
 from palyra.routing.breaker import CircuitBreakers
 from palyra.routing.breaker_state import Admission, BreakerKey, KeyKind
 from palyra.routing.clock import Clock
-from palyra.routing.groups import GroupRouter, TaskLookup
+from palyra.routing.groups import GroupRouter
 from palyra.routing.health import HealthTracker
 from palyra.routing.leases import Lease, LeaseManager
 from palyra.routing.profile_balance import ProfileBalancer
 from palyra.routing.registry import ModelRegistry, RoutePlan, Target, required_capabilities
 from palyra.routing.retry import RetryPolicy, decide_retry
 from palyra.routing.stream import RoutedStream, with_model
+from palyra.routing.task_class import TaskLookup, task_of
 from palyra.routing.trail import Attempt, AttemptTrail, Skip
 
 T = TypeVar("T")
@@ -92,9 +93,6 @@ class Run:
     # The chat request, whose client headers (``x-palyra-task`` among them) are read only when
     # it names a routing group.
     request: ChatRequest | None = None
-
-
-TASK_HEADER = "x-palyra-task"
 
 
 @dataclass
@@ -364,38 +362,15 @@ class Router:
     ) -> RoutePlan:
         """The group's members in the order its strategy picks now (noted in the trail for
         ``x-palyra-route``), then their fallbacks."""
-        task, source = self.task_of(run)
+        request = run.request
+        task, source = task_of(
+            request.headers if request is not None else None,
+            run.context,
+            background=run.background,
+            agent_tasks=self.agent_tasks,
+        )
         plan, run.trail.route = await self.groups.plan(name, plan, caps, task, source)
         return plan
-
-    def task_of(self, run: Run) -> tuple[TaskClass | None, str | None]:
-        """The request's task class and where it came from: the ``x-palyra-task`` header,
-        else the caller's context (its agent or client token), else the agent a token is
-        bound to, else ``background`` for background runs; None leaves the group's default."""
-        headers = run.request.headers if run.request is not None else None
-        sent = headers.get(TASK_HEADER) if headers else None
-        if sent is not None:
-            name = sent.strip().lower()
-            problem = task_class_problem(name)
-            if problem is not None:
-                raise PalyraError.of(
-                    FailureClass.INVALID_REQUEST,
-                    f"{TASK_HEADER}: {problem}; send one of those or leave the header out",
-                    param=TASK_HEADER,
-                    code="invalid_task_class",
-                )
-            return cast("TaskClass", name), "header"
-        context = run.context
-        if context is not None:
-            if context.task is not None:
-                return context.task, "agent" if context.agent_id else "token"
-            if context.agent_id and self.agent_tasks is not None:
-                found = self.agent_tasks(context.agent_id)
-                if found is not None:
-                    return found, "agent"
-        if run.background:
-            return "background", "background-run"
-        return None, None
 
     @staticmethod
     def _prefer(last: ErrorEnvelope | None, new: ErrorEnvelope) -> ErrorEnvelope:
