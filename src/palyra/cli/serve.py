@@ -162,11 +162,13 @@ def serve(
     sock = _listen(host, port)
     bound_port = sock.getsockname()[1]
     url_host = f"[{host}]" if ":" in host else host
+    groups = state.runtime.registry.group_ids
     log.info(
-        "palyra serving on http://%s:%d/v1 (models: %s)%s",
+        "palyra serving on http://%s:%d/v1 (models: %s%s)%s",
         url_host,
         bound_port,
         ", ".join(state.model_ids) or "none",
+        f"; routing groups: {', '.join(groups)}" if groups else "",
         f" with {count} workers" if count > 1 else "",
     )
     log.info(
