@@ -166,7 +166,8 @@ def test_a_bad_fault_spec_is_a_usage_error_naming_the_fix(spec: str, message: st
 
 def _command() -> Any:
     group: Any = typer.main.get_command(app)  # typer's own click: not a click.Group subclass
-    return group.commands["fake-upstream"]
+    # Sub-commands load lazily (palyra.cli.app.LazyGroup): ask the group, not its dict.
+    return group.get_command(typer.Context(group), "fake-upstream")
 
 
 FLAG_OF_SETTING = {
