@@ -163,7 +163,6 @@ def test_tool_choice_maps_to_neutral_choice(choice: Any, expected: Any, parallel
     [
         ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens: Field"),
         (body(temperature=1.5), "temperature is 1.5; Anthropic accepts 0 to 1"),
-        (body(tools=[{"type": "web_search_20250305", "name": "s"}]), "no server tools"),
         (body(tools=[{"name": "w"}]), "tools[0].input_schema must be a JSON object"),
         (body(tools=[{"name": "bad name", "input_schema": {}}]), "tools[0].name"),
         (body(tool_choice={"type": "sometimes"}), "tool_choice.type is 'sometimes'"),

@@ -25,6 +25,11 @@ WEATHER_OPENAI = {
     "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
 }
 WEATHER_ANTHROPIC = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
+CITED = {"type": "text", "text": "a", "citations": [{"type": "char_location", "cited_text": "a"}]}
+SEARCH = {"type": "search_result", "source": "s", "title": "t", "content": []}
+AUDIO = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+SERVER_CALL = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
 
 
 def openai_body(**fields: Any) -> dict[str, Any]:
@@ -123,7 +128,7 @@ ROWS: dict[str, list[Case]] = {
     ],
     "n": [
         Case(O2O, openai_body(n=1), {"n": 1}),
-        Case(O2O, openai_body(n=2), refused="n"),
+        Case(O2O, openai_body(n=2), {"n": 2}),
         Case(O2A, openai_body(n=2), refused="n"),
         Case(O2A, openai_body(n=1), {"n": None}),
     ],
@@ -229,6 +234,92 @@ ROWS: dict[str, list[Case]] = {
             ),
             {"tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
         ),
+    ],
+    "input_examples": [
+        Case(
+            A2A,
+            anthropic_body(tools=[{**WEATHER_ANTHROPIC, "input_examples": [{}], "x_new": 1}]),
+            {"tools": [{**WEATHER_ANTHROPIC, "input_examples": [{}], "x_new": 1}]},
+        ),
+        Case(
+            A2A,
+            anthropic_body(
+                messages=[{"role": "user", "content": [{**CITED, "cache_control": {"t": 1}}]}]
+            ),
+            {"messages": [{"role": "user", "content": [{**CITED, "cache_control": {"t": 1}}]}]},
+        ),
+        Case(
+            O2O,
+            openai_body(
+                tools=[{**WEATHER_OPENAI, "x_tool": 1}],
+                messages=[{"role": "user", "content": [{"type": "text", "text": "a", "x": 2}]}],
+            ),
+            {
+                "tools": [{**WEATHER_OPENAI, "x_tool": 1}],
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "x": 2}]}],
+            },
+        ),
+        Case(
+            A2O,
+            anthropic_body(
+                tools=[{**WEATHER_ANTHROPIC, "input_examples": [{}]}],
+                messages=[{"role": "user", "content": [CITED]}],
+            ),
+            {
+                "tools": [WEATHER_OPENAI],
+                "messages": [{"role": "user", "content": "a"}],
+            },
+        ),
+        Case(
+            O2A,
+            openai_body(
+                tools=[{**WEATHER_OPENAI, "x_tool": 1}],
+                messages=[{"role": "user", "content": [{"type": "text", "text": "a", "x": 2}]}],
+            ),
+            {
+                "tools": [WEATHER_ANTHROPIC],
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]}],
+            },
+        ),
+    ],
+    "search_result": [
+        Case(
+            A2A,
+            anthropic_body(messages=[{"role": "user", "content": [SEARCH]}]),
+            {"messages": [{"role": "user", "content": [SEARCH]}]},
+        ),
+        Case(
+            O2O,
+            openai_body(messages=[{"role": "user", "content": [AUDIO]}]),
+            {"messages": [{"role": "user", "content": [AUDIO]}]},
+        ),
+        Case(
+            A2O,
+            anthropic_body(messages=[{"role": "user", "content": [SEARCH]}]),
+            refused="messages",
+        ),
+        Case(O2A, openai_body(messages=[{"role": "user", "content": [AUDIO]}]), refused="messages"),
+        Case(
+            A2O,
+            anthropic_body(
+                messages=[
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": [SERVER_CALL, {"type": "text", "text": "a"}]},
+                    {"role": "user", "content": "more"},
+                ]
+            ),
+            {
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": "a"},
+                    {"role": "user", "content": "more"},
+                ]
+            },
+        ),
+    ],
+    "web_search_20250305": [
+        Case(A2A, anthropic_body(tools=[WEB_SEARCH]), {"tools": [WEB_SEARCH]}),
+        Case(A2O, anthropic_body(tools=[WEB_SEARCH]), refused="tools[0].type"),
     ],
 }
 

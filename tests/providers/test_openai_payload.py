@@ -9,11 +9,9 @@ import pytest
 from palyra.model import (
     ChatRequest,
     EmbeddingRequest,
-    FailureClass,
     ImagePart,
     Message,
     NamedToolChoice,
-    PalyraError,
     Prediction,
     ResponseFormat,
     Role,
@@ -584,10 +582,6 @@ def test_user_content_takes_the_same_form_with_or_without_the_shortcut(
     assert wire == {"role": "user", "content": content, **({"name": name} if name else {})}
 
 
-def test_more_than_one_choice_is_refused_naming_n() -> None:
-    """The neutral answer holds one choice; the others would be lost on the way back."""
-    with pytest.raises(PalyraError) as info:
-        build_openai_chat_payload(_req(_u(), n=3))
-    assert info.value.failure_class is FailureClass.UNSUPPORTED_CAPABILITY
-    assert info.value.envelope.param == "n"
-    assert "n=3" in info.value.envelope.message
+def test_more_than_one_choice_is_asked_for_as_sent() -> None:
+    """Every choice comes back (ChatResponse.other_choices), so n goes to the upstream."""
+    assert build_openai_chat_payload(_req(_u(), n=3))["n"] == 3

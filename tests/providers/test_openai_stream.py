@@ -373,3 +373,20 @@ def test_done_is_told_apart_exactly_as_by_stripping(payload: str) -> None:
     else:
         assert not parser.done
         assert events in ([], FailureClass.MALFORMED_RESPONSE)
+
+
+def test_the_accumulated_answer_keeps_the_streams_tier_and_fingerprint() -> None:
+    from palyra.model import StreamAccumulator
+
+    parser = OpenAIStreamParser(provider="oa")
+    chunk = (
+        '{"id":"c1","model":"m","service_tier":"priority","system_fingerprint":"fp_1",'
+        '"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}'
+    )
+    events = [*parser.feed(chunk), *parser.feed("[DONE]")]
+    answer = StreamAccumulator().extend(events).response()
+    assert (answer.service_tier, answer.system_fingerprint, answer.content) == (
+        "priority",
+        "fp_1",
+        "hi",
+    )

@@ -1,12 +1,14 @@
 """Same format, lossless: a client body parsed at our edge and built for an upstream of the same
 API is the body the client sent (modulo ``model``, and ``stream_options`` where Palyra asks for
-usage), unknown fields included at the top and on messages; across formats an unknown top-level
-field is refused naming it, and unknown message fields are left out by rule."""
+usage), unknown fields included at the top, on messages, on content blocks and on tools, and
+blocks and tools of types the contract does not model; across formats an unknown top-level field
+is refused naming it, and unknown message, block and tool fields are left out by rule."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -36,14 +38,40 @@ def extras(known: frozenset[str]) -> st.SearchStrategy[dict[str, Any]]:
 
 
 MESSAGE_EXTRAS = extras(frozenset({"role", "content", "name", "tool_calls", "tool_call_id"}))
+# Part types neither API's contract models (a newer vendor type, say), with fields of their own.
+FOREIGN_TYPES = NAME.filter(
+    lambda n: (
+        n
+        not in {"text", "image", "image_url", "file", "document", "tool_use", "tool_result"}
+        | {"thinking", "redacted_thinking", "refusal"}
+    )
+)
+
+
+@st.composite
+def openai_text(draw: st.DrawFn) -> dict[str, Any]:
+    """A text part, now and then with fields of an OpenAI-compatible server's own."""
+    return {"type": "text", "text": draw(TEXT), **draw(extras(frozenset({"type", "text"})))}
+
+
+@st.composite
+def openai_content(draw: st.DrawFn, role: str) -> str | list[dict[str, Any]]:
+    if draw(st.booleans()):
+        return draw(TEXT)
+    parts = draw(st.lists(openai_text(), min_size=1, max_size=3))
+    if role == "user" and draw(st.booleans()):
+        foreign = {"type": draw(FOREIGN_TYPES), **draw(extras(frozenset({"type"})))}
+        parts.insert(draw(st.integers(0, len(parts))), foreign)
+    return parts
 
 
 @st.composite
 def openai_messages(draw: st.DrawFn) -> list[dict[str, Any]]:
     messages = []
     for role in draw(st.lists(st.sampled_from(["system", "user", "assistant"]), max_size=3)):
-        messages.append({"role": role, "content": draw(TEXT), **draw(MESSAGE_EXTRAS)})
-    user = {"role": "user", "content": draw(TEXT)}
+        content = draw(openai_content(role))
+        messages.append({"role": role, "content": content, **draw(MESSAGE_EXTRAS)})
+    user = {"role": "user", "content": draw(openai_content("user"))}
     if draw(st.booleans()):
         user["name"] = draw(NAME)
     messages.append({**user, **draw(MESSAGE_EXTRAS)})
@@ -54,6 +82,18 @@ TOOL = {
     "type": "function",
     "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}},
 }
+
+
+@st.composite
+def openai_tool(draw: st.DrawFn) -> dict[str, Any]:
+    """A function tool, with fields of the tool's and of the function's own now and then."""
+    function = {
+        **TOOL["function"],
+        **draw(extras(frozenset({"name", "description", "parameters", "strict"}))),
+    }
+    if draw(st.booleans()):
+        function["strict"] = draw(st.booleans())
+    return {"type": "function", "function": function, **draw(extras(frozenset({"type"})))}
 
 
 @st.composite
@@ -87,7 +127,7 @@ def openai_bodies(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.booleans()):
             body["top_logprobs"] = draw(st.integers(0, 20))
     if draw(st.booleans()):
-        body["tools"] = [TOOL]
+        body["tools"] = [draw(openai_tool())]
         body["tool_choice"] = draw(
             st.sampled_from(
                 ["auto", "none", "required", {"type": "function", "function": {"name": "lookup"}}]
@@ -98,13 +138,69 @@ def openai_bodies(draw: st.DrawFn) -> dict[str, Any]:
     return body
 
 
+# Cache markers the contract models, and variants it does not (carried as sent all the same).
+MARKERS = st.sampled_from(
+    [
+        {"type": "ephemeral"},
+        {"type": "ephemeral", "ttl": "5m"},
+        {"type": "ephemeral", "ttl": "1h"},
+        {"type": "ephemeral", "ttl": "24h"},
+        {"type": "ephemeral", "scope": "org"},
+        {"type": "persistent"},
+    ]
+)
+
+
+@st.composite
+def anthropic_text(draw: st.DrawFn) -> dict[str, Any]:
+    """A text block, now and then marked for caching or with fields the contract does not model
+    (``citations`` on a text block of an earlier answer, a newer field)."""
+    block: dict[str, Any] = {"type": "text", "text": draw(TEXT)}
+    if draw(st.booleans()):
+        block["cache_control"] = draw(MARKERS)
+    if draw(st.booleans()):
+        block["citations"] = [{"type": "char_location", "cited_text": draw(TEXT)}]
+    block.update(draw(extras(frozenset({"type", "text", "cache_control", "citations"}))))
+    return block
+
+
+@st.composite
+def anthropic_content(draw: st.DrawFn) -> list[dict[str, Any]]:
+    blocks = draw(st.lists(anthropic_text(), min_size=1, max_size=3))
+    if draw(st.booleans()):
+        foreign = {"type": draw(FOREIGN_TYPES), **draw(extras(frozenset({"type"})))}
+        blocks.insert(draw(st.integers(0, len(blocks))), foreign)
+    return blocks
+
+
+@st.composite
+def anthropic_tool(draw: st.DrawFn) -> dict[str, Any]:
+    """A custom tool with fields the contract does not model now and then, or a server tool."""
+    if draw(st.booleans()):
+        return {
+            "type": draw(st.sampled_from(["web_search_20250305", "code_execution_20250825"])),
+            "name": "lookup",
+            **draw(extras(frozenset({"type", "name"}))),
+        }
+    tool: dict[str, Any] = {"name": "lookup", "input_schema": {"type": "object", "properties": {}}}
+    if draw(st.booleans()):
+        tool["type"] = "custom"
+    if draw(st.booleans()):
+        tool["cache_control"] = draw(MARKERS)
+    if draw(st.booleans()):
+        tool["input_examples"] = [{"q": draw(TEXT)}]
+    known = frozenset({"type", "name", "description", "strict", "input_schema", "cache_control"})
+    tool.update(draw(extras(known | {"input_examples"})))
+    return tool
+
+
 @st.composite
 def anthropic_bodies(draw: st.DrawFn) -> dict[str, Any]:
     turns = draw(st.integers(0, 2)) * 2 + 1  # user, (assistant, user)*
     messages = [
         {
             "role": "user" if i % 2 == 0 else "assistant",
-            "content": [{"type": "text", "text": draw(TEXT)}],
+            "content": draw(anthropic_content()),
             **draw(extras(frozenset({"role", "content"}))),
         }
         for i in range(turns)
@@ -115,7 +211,7 @@ def anthropic_bodies(draw: st.DrawFn) -> dict[str, Any]:
         "messages": messages,
     }
     options = {
-        "system": TEXT,
+        "system": TEXT | st.lists(anthropic_text(), min_size=1, max_size=2),
         "temperature": st.floats(0, 1, allow_nan=False),
         "top_p": st.floats(0, 1, allow_nan=False),
         "top_k": st.integers(1, 500),
@@ -128,7 +224,7 @@ def anthropic_bodies(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.booleans()):
             body[key] = draw(strategy)
     if draw(st.booleans()):
-        body["tools"] = [{"name": "lookup", "input_schema": {"type": "object", "properties": {}}}]
+        body["tools"] = [draw(anthropic_tool())]
         body["tool_choice"] = draw(
             st.sampled_from([{"type": "auto"}, {"type": "any"}, {"type": "tool", "name": "lookup"}])
         )
@@ -277,3 +373,117 @@ def test_stream_events_the_contract_does_not_know_reach_an_anthropic_client_in_o
     assert b'event: new_thing\ndata: {"type":"new_thing","detail":{"x":1}}\n\n' in frames
     gpt = ChunkEncoder(fallback_id="x", model="c", created=1, include_usage=False)
     assert all(gpt.encode(e) == b"" for e in unknown)
+
+
+def test_block_and_tool_extras_are_left_out_across_formats() -> None:
+    anthropic_body = {
+        "model": "m",
+        "max_tokens": 5,
+        "system": [{"type": "text", "text": "sys", "cache_control": {"type": "persistent"}}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "q", "x_note": 1}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "a", "citations": [{"type": "char_location"}]},
+                    {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search"},
+                ],
+            },
+            {"role": "user", "content": "more"},
+        ],
+        "tools": [
+            {
+                "name": "lookup",
+                "input_schema": {"type": "object"},
+                "input_examples": [{"q": "x"}],
+                "defer_loading": True,
+            }
+        ],
+    }
+    payload = build_openai_chat_payload(parse_messages_request(anthropic_body))
+    assert payload["messages"] == [
+        {"role": "system", "content": [{"type": "text", "text": "sys"}]},
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a"},
+        {"role": "user", "content": "more"},
+    ]
+    assert payload["tools"] == [
+        {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    ]
+    openai_body = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "q", "cache_control": {}}]}
+        ],
+        "tools": [{**TOOL, "x_tool": 1, "function": {**TOOL["function"], "x_fn": 2}}],
+    }
+    payload = build_anthropic_messages_payload(parse_chat_request(openai_body).request)
+    assert payload["messages"] == [{"role": "user", "content": [{"type": "text", "text": "q"}]}]
+    assert payload["tools"] == [
+        {"name": "lookup", "input_schema": {"type": "object", "properties": {}}}
+    ]
+
+
+def test_a_block_only_its_api_reads_is_refused_in_user_content_across_formats() -> None:
+    search = {"type": "search_result", "source": "s", "title": "t", "content": []}
+    anthropic_body = {
+        "model": "m",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": [search, {"type": "text", "text": "q"}]}],
+    }
+    with pytest.raises(PalyraError) as info:
+        build_openai_chat_payload(parse_messages_request(anthropic_body))
+    assert info.value.failure_class is FailureClass.UNSUPPORTED_CAPABILITY
+    assert "'search_result' from the anthropic_messages API" in info.value.envelope.message
+    audio = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+    openai_body = {"model": "m", "messages": [{"role": "user", "content": [audio]}]}
+    with pytest.raises(PalyraError) as info:
+        build_anthropic_messages_payload(parse_chat_request(openai_body).request)
+    assert "'input_audio' from the openai_chat API" in info.value.envelope.message
+    # Same format, the block reaches the upstream whole, in its place.
+    assert build_openai_chat_payload(parse_chat_request(openai_body).request)["messages"] == [
+        {"role": "user", "content": [audio]}
+    ]
+
+
+def test_a_server_tool_is_refused_across_formats_naming_it() -> None:
+    body = {
+        "model": "m",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "q"}],
+        "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
+    }
+    request = parse_messages_request(body)
+    assert build_anthropic_messages_payload(request)["tools"] == body["tools"]
+    with pytest.raises(PalyraError) as info:
+        build_openai_chat_payload(request)
+    assert info.value.envelope.param == "tools[0].type"
+    assert "'web_search' is a 'web_search_20250305' tool" in info.value.envelope.message
+
+
+def test_server_tool_blocks_are_left_out_for_an_openai_client() -> None:
+    """An OpenAI client cannot offer a server tool, but an Anthropic-compatible server may add
+    such blocks on its own: the client gets the answer's text, whole and streamed."""
+    from palyra.daemon.surfaces.openai.chat_format import ChunkEncoder, chat_completion
+    from palyra.model import ExtensionEvent
+    from palyra.providers.anthropic import AnthropicStreamParser, parse_anthropic_message
+    from palyra.testing import anthropic_messages
+    from palyra.testing.conversation import Conversation, plan_reply
+
+    reply = plan_reply(
+        Conversation(model="c", last_user_text="q"), scripted=None, call_id=lambda i: f"c{i}"
+    )
+    whole = anthropic_messages.message(reply, id="msg_1", model="c", search="web_search", query="q")
+    answer = chat_completion(parse_anthropic_message(whole), created=1)
+    assert answer["choices"][0]["message"]["content"] == "You said: q"
+    assert "citations" not in str(answer) and "server_tool_use" not in str(answer)
+    parser = AnthropicStreamParser()
+    encoder = ChunkEncoder(fallback_id="x", model="c", created=1, include_usage=False)
+    wire = anthropic_messages.events(
+        reply, id="msg_1", model="c", words_per_chunk=2, search="web_search", query="q"
+    )
+    events = [e for name, data in wire for e in parser.feed(name, orjson.dumps(data).decode())]
+    assert any(isinstance(e, ExtensionEvent) for e in events)  # kept, for an Anthropic client
+    frames = b"".join(encoder.encode(e) for e in events)
+    assert b"server_tool_use" not in frames and b"citation" not in frames
+    assert frames.count(b'"content":"') >= 2 and b"You said: " in frames

@@ -92,6 +92,19 @@ def command(
         help="/v1/responses adds an item kind, an event type and a Response field no client "
         "knows yet, as a newer API version would.",
     ),
+    reasoning_field: str = typer.Option(
+        "reasoning_content",
+        "--reasoning-field",
+        help="With --reasoning-content, the field reasoning comes in: reasoning_content "
+        "(DeepSeek, vLLM), reasoning (OpenRouter), reasoning_details (OpenRouter, signed) or "
+        "thinking_blocks (LiteLLM, signed).",
+    ),
+    answer_extras: bool = typer.Option(
+        False,
+        "--answer-extras",
+        help="The OpenAI endpoint adds fields Palyra does not model, as Azure OpenAI does "
+        "(prompt_filter_results, content_filter_results, obfuscation).",
+    ),
     embedding_dimensions: int = typer.Option(
         1536, "--embedding-dimensions", help="Embedding size when the request names none."
     ),
@@ -137,6 +150,8 @@ def command(
             cached_tokens=cached_tokens,
             reasoning_content=reasoning_content,
             responses_future_item=responses_future_item,
+            reasoning_field=reasoning_field,
+            answer_extras=answer_extras,
             default_embedding_dimensions=embedding_dimensions,
             openai_models=tuple(openai_model) or DEFAULT_OPENAI_MODELS,
             anthropic_models=tuple(anthropic_model) or DEFAULT_ANTHROPIC_MODELS,

@@ -59,11 +59,15 @@ class StreamAccumulator:
     stop_sequence: str | None = None
     error: ErrorEvent | None = None
     logprobs: Logprobs | None = None
+    service_tier: str | None = None
+    system_fingerprint: str | None = None
 
     def add(self, event: StreamEvent) -> None:
         match event:
             case MessageStart():
                 self.id, self.model, self.created = event.id, event.model, event.created
+                self.service_tier = event.service_tier
+                self.system_fingerprint = event.system_fingerprint
             case TextDelta():
                 self.text.append(event.text)
                 if event.logprobs is not None:
@@ -117,4 +121,6 @@ class StreamAccumulator:
             usage=self.usage or Usage(source="estimated"),
             created=self.created,
             logprobs=self.logprobs,
+            service_tier=self.service_tier,
+            system_fingerprint=self.system_fingerprint,
         )

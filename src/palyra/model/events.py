@@ -19,7 +19,8 @@ class MessageStart(_Event):
     """The answer has begun. ``usage`` is what the upstream reported at the start (Anthropic
     sends the input and cache counts before any output); ``None`` when it says nothing yet.
     ``service_tier`` is the tier serving the answer, when the upstream says so at the start;
-    ``headers`` the upstream answer's headers a client reads (rate limits, request id)."""
+    ``headers`` the upstream answer's headers a client reads (rate limits, request id);
+    ``system_fingerprint`` OpenAI's backend configuration, which it repeats on every chunk."""
 
     type: Literal["message_start"] = "message_start"
     id: str
@@ -28,6 +29,7 @@ class MessageStart(_Event):
     usage: Usage | None = None
     service_tier: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    system_fingerprint: str | None = None
 
 
 class TextDelta(_Event):
@@ -96,8 +98,13 @@ class MessageEnd(_Event):
 
 class ExtensionEvent(_Event):
     """An upstream stream event the contract does not model (a new event type, Anthropic's
-    ``ping``), kept in its place in the stream for a client of the ``owner`` API, which gets it
-    as sent; encoders of other APIs leave it out."""
+    ``ping``, a server tool's block), kept in its place in the stream for a client of the
+    ``owner`` API, which gets it as sent; encoders of other APIs leave it out.
+
+    OpenAI chunks are not events of their own kinds: a chunk's fields the contract does not
+    model come as one ``event="chunk"`` just before the chunk's other events, ``data`` holding
+    them by level (``chunk``, ``choice``, ``delta``) and the chunk's other choices (``choices``,
+    for ``n > 1``) as sent."""
 
     type: Literal["extension"] = "extension"
     owner: WireFormat

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from palyra.model.extensions import Extensions
+from palyra.model.extensions import Extensions, WireFormat
 
 
 class Role(StrEnum):
@@ -21,6 +21,14 @@ class Role(StrEnum):
 
 class _Part(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Block(_Part):
+    """A content part of a message. ``extensions`` holds the part's wire fields the contract
+    does not model (Anthropic ``citations`` on a text block, a ``cache_control`` variant, an
+    OpenAI-compatible server's own part options), for an upstream of the API that sent them."""
+
+    extensions: Extensions | None = None
 
 
 CacheTTL = Literal["5m", "1h"]
@@ -37,7 +45,7 @@ class CacheControl(_Part):
     ttl: CacheTTL | None = None
 
 
-class TextPart(_Part):
+class TextPart(_Block):
     type: Literal["text"] = "text"
     text: str
     cache_control: CacheControl | None = None
@@ -46,7 +54,7 @@ class TextPart(_Part):
 ImageDetail = Literal["auto", "low", "high"]
 
 
-class ImagePart(_Part):
+class ImagePart(_Block):
     """An image by URL or inline base64; exactly one of ``url`` and ``data``."""
 
     type: Literal["image"] = "image"
@@ -84,7 +92,7 @@ class ImagePart(_Part):
         return f"data:{self.media_type};base64,{self.data}"
 
 
-class ToolCallPart(_Part):
+class ToolCallPart(_Block):
     """A call the assistant asked for. ``arguments`` is the JSON text exactly as produced."""
 
     type: Literal["tool_call"] = "tool_call"
@@ -103,7 +111,7 @@ class ToolCallPart(_Part):
             return {"raw": self.arguments}
 
 
-class ToolResultPart(_Part):
+class ToolResultPart(_Block):
     """The answer to one tool call: text, or JSON content."""
 
     type: Literal["tool_result"] = "tool_result"
@@ -118,7 +126,7 @@ class ToolResultPart(_Part):
         return orjson.dumps(self.content).decode()
 
 
-class ThinkingPart(_Part):
+class ThinkingPart(_Block):
     """The model's reasoning before its answer. ``signature`` is the upstream's opaque proof
     (Anthropic's); it must go back byte for byte with the assistant turn it came in, or the
     upstream refuses the history. Reasoning from OpenAI-compatible servers has none."""
@@ -128,7 +136,7 @@ class ThinkingPart(_Part):
     signature: str | None = None
 
 
-class RedactedThinkingPart(_Part):
+class RedactedThinkingPart(_Block):
     """Reasoning the upstream encrypted (Anthropic's ``redacted_thinking``): ``data`` is opaque
     and goes back unchanged with its assistant turn."""
 
@@ -139,7 +147,7 @@ class RedactedThinkingPart(_Part):
 ReasoningPart = ThinkingPart | RedactedThinkingPart
 
 
-class DocumentPart(_Part):
+class DocumentPart(_Block):
     """A document the model reads: a PDF (inline base64 ``data`` or a ``url``), plain ``text``,
     or a ``file_id`` the upstream already holds. Exactly one source.
 
@@ -171,6 +179,17 @@ class DocumentPart(_Part):
         return self
 
 
+class ExtensionPart(_Part):
+    """A content block the contract does not model, exactly as the ``owner`` API sent it
+    (Anthropic ``server_tool_use``, ``web_search_tool_result``, ``search_result``, any newer
+    type): an upstream of that API gets it back in its place; payload builders of another API
+    leave it out of assistant history and refuse it elsewhere (README, "Field mapping")."""
+
+    type: Literal["extension"] = "extension"
+    owner: WireFormat
+    block: dict[str, Any]
+
+
 ContentPart = Annotated[
     TextPart
     | ImagePart
@@ -178,7 +197,8 @@ ContentPart = Annotated[
     | ToolResultPart
     | ThinkingPart
     | RedactedThinkingPart
-    | DocumentPart,
+    | DocumentPart
+    | ExtensionPart,
     Field(discriminator="type"),
 ]
 

@@ -22,6 +22,21 @@ class ToolSpec(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: StrictBool | None = None
     cache_control: CacheControl | None = None
+    extensions: Extensions | None = None
+    """The tool definition's fields the contract does not model (Anthropic ``input_examples``,
+    ``defer_loading``, a server tool's ``type`` and options; OpenAI-compatible extras), for an
+    upstream of the API that sent them. A ``type`` other than ``custom`` / ``function`` among
+    them makes it a tool the upstream runs itself (:attr:`server_type`)."""
+
+    @property
+    def server_type(self) -> str | None:
+        """The type of a tool the upstream runs itself (Anthropic ``web_search_20250305``,
+        ``code_execution_...``), or None for a function the client runs."""
+        ext = self.extensions
+        if ext is None:
+            return None
+        kind = ext.fields.get("type")
+        return kind if isinstance(kind, str) and kind not in ("custom", "function") else None
 
 
 class NamedToolChoice(BaseModel):

@@ -104,6 +104,19 @@ class ChatResponse(BaseModel):
     """The answer's top-level fields the contract does not model, for a client of its API."""
     message_extensions: Extensions | None = None
     """Likewise for the answer's message (OpenAI's ``choices[0].message``)."""
+    choice_extensions: Extensions | None = None
+    """The answer's first choice's fields the contract does not model (Azure's
+    ``content_filter_results``, ...), for a client of its API."""
+    other_choices: Extensions | None = None
+    """The choices after the first (OpenAI ``n > 1``), as the upstream sent them
+    (``fields["choices"]``): the contract's answer is the first choice; a client of the same API
+    gets every one, index kept."""
+    content_blocks: Extensions | None = None
+    """The answer's content blocks exactly as the upstream sent them (``fields["content"]``),
+    when they hold what the fields above cannot: blocks of types the contract does not model
+    (Anthropic ``server_tool_use``, ``web_search_tool_result``), or block fields such as a text
+    block's ``citations``. A client of the same API gets them in their order; the fields above
+    still hold the answer's text, calls and reasoning for everyone else."""
     service_tier: str | None = None
     """The tier that served the answer, in OpenAI's words (``default``, ``priority``, ``flex``...);
     Anthropic's ``standard`` is ``default`` here."""

@@ -30,6 +30,7 @@ import tiktoken.model
 
 from palyra.model import (
     ChatRequest,
+    ExtensionPart,
     FailureClass,
     ImagePart,
     Message,
@@ -169,6 +170,9 @@ def _message_tokens(
             tokens, exact = _image_tokens(part, anthropic)
             tally.images += tokens
             tally.estimated |= not exact
+        elif isinstance(part, ExtensionPart):  # a block Palyra does not model: its JSON text
+            tally.text += count(orjson.dumps(part.block).decode())
+            tally.estimated = True
 
 
 def estimate_token_count(request: ChatRequest, model: str) -> TokenEstimate:

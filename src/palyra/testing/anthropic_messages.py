@@ -30,8 +30,17 @@ from palyra.testing.wire_errors import invalid
 
 BLOCK_TYPES = {
     "user": ("text", "image", "document", "tool_result", "search_result"),
-    "assistant": ("text", "tool_use", "thinking", "redacted_thinking"),
+    "assistant": (
+        "text",
+        "tool_use",
+        "thinking",
+        "redacted_thinking",
+        "server_tool_use",
+        "web_search_tool_result",
+    ),
 }
+WEB_SEARCH_URL = "https://example.com/palyra"
+WEB_SEARCH_TITLE = "Palyra, a model gateway"
 TOOL_CHOICES = ("auto", "any", "tool", "none")
 STOP_REASONS = {
     "stop": "end_turn",
@@ -264,8 +273,46 @@ def _tools(body: dict[str, Any]) -> list[ToolDef]:
         custom = tool.get("type") in (None, "custom")
         if custom and not isinstance(tool.get("input_schema"), dict):
             _required(f"tools.{i}.custom.input_schema")
-        out.append(ToolDef(tool["name"], tool.get("input_schema") or {}))
+        if custom:  # a server tool is run by the fake itself (see web_search_tool)
+            out.append(ToolDef(tool["name"], tool.get("input_schema") or {}))
     return out
+
+
+def web_search_tool(body: Any) -> str | None:
+    """The name of the web search server tool the request offers (``web_search_...``), if any:
+    the fake then searches once before it answers, as Anthropic does."""
+    tools = body.get("tools") if isinstance(body, dict) else None
+    for tool in tools if isinstance(tools, list) else []:
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str) and kind.startswith("web_search_"):
+            return str(tool.get("name") or "web_search")
+    return None
+
+
+def _search_blocks(search: str, id: str, query: str) -> list[dict[str, Any]]:
+    """The server tool call and its result that come before a searched answer's text."""
+    result = {
+        "type": "web_search_result",
+        "url": WEB_SEARCH_URL,
+        "title": WEB_SEARCH_TITLE,
+        "encrypted_content": base64.b64encode(query.encode()).decode(),
+        "page_age": None,
+    }
+    tool_id = f"srvtoolu_{id.removeprefix('msg_')}"
+    return [
+        {"type": "server_tool_use", "id": tool_id, "name": search, "input": {"query": query}},
+        {"type": "web_search_tool_result", "tool_use_id": tool_id, "content": [result]},
+    ]
+
+
+def _citation(text: str) -> dict[str, Any]:
+    return {
+        "type": "web_search_result_location",
+        "url": WEB_SEARCH_URL,
+        "title": WEB_SEARCH_TITLE,
+        "encrypted_index": "ZmFrZQ==",
+        "cited_text": text[:40],
+    }
 
 
 def _tool_choice(body: dict[str, Any], tools: list[ToolDef]) -> tuple[str, bool]:
@@ -356,9 +403,9 @@ def _input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def usage(reply: Reply) -> dict[str, Any]:
+def usage(reply: Reply, searched: bool = False) -> dict[str, Any]:
     created = reply.cache_creation_tokens
-    return {
+    out: dict[str, Any] = {
         "input_tokens": max(reply.input_tokens - reply.cached_tokens - created, 0),
         "output_tokens": reply.output_tokens,
         "cache_creation_input_tokens": created,
@@ -369,13 +416,20 @@ def usage(reply: Reply) -> dict[str, Any]:
         },
         "service_tier": "standard",
     }
+    if searched:
+        out["server_tool_use"] = {"web_search_requests": 1}
+    return out
 
 
 def _shell(id: str, model: str) -> dict[str, Any]:
     return {"id": id, "type": "message", "role": "assistant", "model": model, "content": []}
 
 
-def message(reply: Reply, *, id: str, model: str) -> dict[str, Any]:
+def message(
+    reply: Reply, *, id: str, model: str, search: str | None = None, query: str = ""
+) -> dict[str, Any]:
+    """A whole message; with ``search`` (a web search tool's name) the text is preceded by the
+    search and its result, and cites it."""
     out = _shell(id, model)
     if reply.thinking is not None:
         out["content"].append(
@@ -385,20 +439,53 @@ def message(reply: Reply, *, id: str, model: str) -> dict[str, Any]:
                 "signature": sign_thinking(reply.thinking),
             }
         )
+    if search is not None:
+        out["content"] += _search_blocks(search, id, query)
     if reply.text or not reply.calls:
-        out["content"].append({"type": "text", "text": reply.text})
+        text: dict[str, Any] = {"type": "text", "text": reply.text}
+        if search is not None:
+            text["citations"] = [_citation(reply.text)]
+        out["content"].append(text)
     for call in reply.calls:
         out["content"].append(
             {"type": "tool_use", "id": call.id, "name": call.name, "input": _input(call.arguments)}
         )
     out["stop_reason"] = STOP_REASONS[reply.finish]
     out["stop_sequence"] = reply.stop_sequence
-    out["usage"] = usage(reply)
+    out["usage"] = usage(reply, search is not None)
     return out
 
 
+def _search_events(
+    search: str, id: str, query: str, index: int
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The streamed search: the server tool call (its input in JSON pieces), then its result."""
+    call, result = _search_blocks(search, id, query)
+    yield (
+        "content_block_start",
+        {"type": "content_block_start", "index": index, "content_block": {**call, "input": {}}},
+    )
+    arguments = orjson.dumps(call["input"]).decode()
+    for cut in range(0, len(arguments), TOOL_INPUT_FRAGMENT_CHARS):
+        delta = {
+            "type": "input_json_delta",
+            "partial_json": arguments[cut : cut + TOOL_INPUT_FRAGMENT_CHARS],
+        }
+        yield "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+    yield "content_block_stop", {"type": "content_block_stop", "index": index}
+    start = {"type": "content_block_start", "index": index + 1, "content_block": result}
+    yield "content_block_start", start
+    yield "content_block_stop", {"type": "content_block_stop", "index": index + 1}
+
+
 def events(
-    reply: Reply, *, id: str, model: str, words_per_chunk: int
+    reply: Reply,
+    *,
+    id: str,
+    model: str,
+    words_per_chunk: int,
+    search: str | None = None,
+    query: str = "",
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """The exact SSE sequence of a streamed message: (event name, data)."""
     start = _shell(id, model)
@@ -408,17 +495,25 @@ def events(
     if reply.thinking is not None:
         yield from _thinking_events(reply.thinking, words_per_chunk)
         index = 1
+    if search is not None:
+        yield from _search_events(search, id, query, index)
+        index += 2
     if reply.text or not reply.calls:
+        block: dict[str, Any] = {"type": "text", "text": ""}
+        if search is not None:
+            block["citations"] = []
         yield (
             "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": index,
-                "content_block": {"type": "text", "text": ""},
-            },
+            {"type": "content_block_start", "index": index, "content_block": block},
         )
         if index == 0:
             yield "ping", {"type": "ping"}
+        if search is not None:
+            delta = {"type": "citations_delta", "citation": _citation(reply.text)}
+            yield (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
         pieces = split_words(reply.text)
         for at in range(0, len(pieces), words_per_chunk):
             delta = {"type": "text_delta", "text": "".join(pieces[at : at + words_per_chunk])}
@@ -456,7 +551,10 @@ def events(
                 "stop_reason": STOP_REASONS[reply.finish],
                 "stop_sequence": reply.stop_sequence,
             },
-            "usage": {"output_tokens": reply.output_tokens},
+            "usage": {
+                "output_tokens": reply.output_tokens,
+                **({"server_tool_use": {"web_search_requests": 1}} if search else {}),
+            },
         },
     )
     yield "message_stop", {"type": "message_stop"}

@@ -144,6 +144,7 @@ class FakeApp:
         # Per API key, as a vendor counts rate limits per key: request times in the last minute.
         self._windows: dict[str, deque[float]] = {}
         self._ids = itertools.count(1)
+        self._error_ids = itertools.count(1)
         self._cache: set[bytes] = set()
 
     def script(self, calls: list[ScriptedToolCall]) -> None:
@@ -197,7 +198,9 @@ class FakeApp:
                 raise parse_error
             await self._route(request, dialect, body, fields, fault, out)
         except WireError as err:
-            await out.send(err.status, err.body(dialect), headers=err.headers)
+            key = _presented_key(request, dialect)
+            headers = {**self.error_headers(dialect, key), **err.headers}
+            await out.send(err.status, err.body(dialect), headers=headers)
 
     def _parse(
         self, request: HttpRequest
@@ -336,9 +339,13 @@ class FakeApp:
         n = next(self._ids)
         reply = self._reply_for(conv, Dialect.OPENAI, n)
         ident, created = f"chatcmpl-fake{n:012x}", int(self._clock())
+        shape: dict[str, Any] = {
+            "reasoning_field": self.settings.reasoning_field,
+            "extras": self.settings.answer_extras,
+        }
         if not options.stream:
             answer = openai_chat.completion(
-                reply, id=ident, model=conv.model, created=created, options=options
+                reply, id=ident, model=conv.model, created=created, options=options, **shape
             )
             await self._json(out, answer, fault, self.limit_headers(Dialect.OPENAI, n, key))
             return
@@ -350,6 +357,7 @@ class FakeApp:
             words_per_chunk=self.settings.stream_chunk_tokens,
             include_usage=options.include_usage,
             options=options,
+            **shape,
         )
         events = itertools.chain((_sse(c) for c in chunks), [b"data: [DONE]\n\n"])
         await self._stream(out, events, fault, injected, self.limit_headers(Dialect.OPENAI, n, key))
@@ -390,12 +398,21 @@ class FakeApp:
         reply = self._cached(self._reply_for(conv, Dialect.ANTHROPIC, n), body)
         ident = f"msg_fake{n:012x}"
         limits = self.limit_headers(Dialect.ANTHROPIC, n, key)
+        search = anthropic_messages.web_search_tool(body)
+        query = conv.last_user_text
         if not stream:
-            answer = anthropic_messages.message(reply, id=ident, model=conv.model)
+            answer = anthropic_messages.message(
+                reply, id=ident, model=conv.model, search=search, query=query
+            )
             await self._json(out, answer, fault, limits)
             return
         events = anthropic_messages.events(
-            reply, id=ident, model=conv.model, words_per_chunk=self.settings.stream_chunk_tokens
+            reply,
+            id=ident,
+            model=conv.model,
+            words_per_chunk=self.settings.stream_chunk_tokens,
+            search=search,
+            query=query,
         )
         await self._stream(out, (_sse(d, e) for e, d in events), fault, injected, limits)
 
@@ -414,6 +431,14 @@ class FakeApp:
         return dataclasses.replace(
             reply, cache_creation_tokens=tokens, cache_creation_1h_tokens=min(long_lived, tokens)
         )
+
+    def error_headers(self, dialect: Dialect, key: str = "") -> dict[str, str]:
+        """The headers the vendor sends with an error answer too: its rate limits (for ``key``)
+        and a request id (``req_fakeerr...``, numbered apart from the answers' ids)."""
+        headers = self.limit_headers(dialect, 0, key)
+        name = "request-id" if dialect is Dialect.ANTHROPIC else "x-request-id"
+        headers[name] = f"req_fakeerr{next(self._error_ids):09x}"
+        return headers
 
     def limit_headers(self, dialect: Dialect, n: int, key: str = "") -> dict[str, str]:
         """The rate-limit and request-id headers the vendor sends with every answer, counted

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from palyra.testing.anthropic_messages import sign_thinking
 from palyra.testing.conversation import (
     Conversation,
     Reply,
@@ -24,6 +25,12 @@ TOOL_ARGUMENT_FRAGMENT_CHARS = 10
 SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority")
 
 
+REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_details", "thinking_blocks")
+"""How OpenAI-compatible servers spell reasoning: DeepSeek and vLLM (``reasoning_content``),
+OpenRouter and newer vLLM (``reasoning``), OpenRouter's typed and signed ``reasoning_details``
+(beside ``reasoning``), LiteLLM's signed ``thinking_blocks`` (beside ``reasoning_content``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChatOptions:
     stream: bool
@@ -31,6 +38,7 @@ class ChatOptions:
     logprobs: bool = False
     top_logprobs: int = 0
     service_tier: str = "default"
+    n: int = 1
 
 
 def _choices(value: str, allowed: tuple[str, ...]) -> str:
@@ -188,6 +196,7 @@ def _options(body: dict[str, Any]) -> ChatOptions:
         logprobs=logprobs is True,
         top_logprobs=top or 0,
         service_tier="default" if tier in (None, "auto") else str(tier),
+        n=body.get("n") or 1,
     )
 
 
@@ -209,8 +218,8 @@ def _sampling(body: dict[str, Any]) -> None:
             "Invalid 'logit_bias': expected an object of token ids to numbers.", "logit_bias"
         )
     n = body.get("n")
-    if n is not None and n != 1:
-        raise invalid("The fake upstream answers with one choice; send n=1.", "n")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128):
+        raise invalid("Invalid 'n': expected an integer from 1 to 128.", "n")
 
 
 def token_logprobs(pieces: list[str], top: int) -> dict[str, Any]:
@@ -385,11 +394,14 @@ def _finish(reply: Reply) -> str:
     return "stop" if reply.finish == "stop_sequence" else reply.finish
 
 
-def usage(reply: Reply) -> dict[str, Any]:
+def usage(reply: Reply, n: int = 1) -> dict[str, Any]:
+    """Usage of an answer of ``n`` choices: each choice's output counts (the later ones carry
+    their two-word mark, see :func:`choice_text`)."""
+    output = reply.output_tokens * n + 2 * (n - 1)
     return {
         "prompt_tokens": reply.input_tokens,
-        "completion_tokens": reply.output_tokens,
-        "total_tokens": reply.input_tokens + reply.output_tokens,
+        "completion_tokens": output,
+        "total_tokens": reply.input_tokens + output,
         "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
@@ -400,41 +412,84 @@ def usage(reply: Reply) -> dict[str, Any]:
     }
 
 
+def choice_text(reply: Reply, index: int) -> str:
+    """The text of choice ``index`` (``n > 1``): the first choice's, and the others' marked."""
+    return reply.text if index == 0 else f"{reply.text} (choice {index})"
+
+
+def _reasoning(text: str, field: str, signature: str | None) -> dict[str, Any]:
+    """A message's (or a delta's) reasoning, spelled as the server of ``field`` spells it."""
+    if field == "reasoning_details":
+        detail: dict[str, Any] = {"type": "reasoning.text", "text": text, "index": 0}
+        if signature is not None:
+            detail["signature"] = signature
+        return {"reasoning": text, "reasoning_details": [detail]}
+    if field == "thinking_blocks":
+        block: dict[str, Any] = {"type": "thinking", "thinking": text}
+        if signature is not None:
+            block["signature"] = signature
+        return {"reasoning_content": text, "thinking_blocks": [block]}
+    return {field: text}
+
+
 def completion(
-    reply: Reply, *, id: str, model: str, created: int, options: ChatOptions | None = None
+    reply: Reply,
+    *,
+    id: str,
+    model: str,
+    created: int,
+    options: ChatOptions | None = None,
+    reasoning_field: str = "reasoning_content",
+    extras: bool = False,
 ) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": reply.text if not reply.calls else None,
-        "refusal": None,
-        "annotations": [],
-    }
-    if reply.calls:
-        message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in reply.calls
-        ]
-    if reply.thinking is not None:  # as DeepSeek and vLLM send reasoning
-        message["reasoning_content"] = reply.thinking
-    return {
+    """A whole answer. ``extras`` adds fields Palyra does not model, as Azure OpenAI sends
+    them: ``prompt_filter_results`` on the answer, ``content_filter_results`` on each choice."""
+    n = options.n if options is not None else 1
+    choices = []
+    for index in range(n):
+        text = choice_text(reply, index)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": text if not reply.calls else None,
+            "refusal": None,
+            "annotations": [],
+        }
+        if reply.calls:
+            message["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in reply.calls
+            ]
+        if reply.thinking is not None:  # as OpenAI-compatible servers send reasoning
+            signature = sign_thinking(reply.thinking)
+            message.update(_reasoning(reply.thinking, reasoning_field, signature))
+        choice: dict[str, Any] = {
+            "index": index,
+            "message": message,
+            "logprobs": token_logprobs(split_words(text), options.top_logprobs)
+            if options is not None and options.logprobs
+            else None,
+            "finish_reason": _finish(reply),
+        }
+        if extras:
+            choice["content_filter_results"] = {"hate": {"filtered": False, "severity": "safe"}}
+        choices.append(choice)
+    answer = {
         "id": id,
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": token_logprobs(split_words(reply.text), options.top_logprobs)
-                if options is not None and options.logprobs
-                else None,
-                "finish_reason": _finish(reply),
-            }
-        ],
-        "usage": usage(reply),
+        "choices": choices,
+        "usage": usage(reply, n),
         "service_tier": options.service_tier if options is not None else "default",
         "system_fingerprint": "fp_palyra_fake",
     }
+    if extras:
+        answer["prompt_filter_results"] = [{"prompt_index": 0, "content_filter_results": {}}]
+    return answer
 
 
 def chunks(
@@ -446,16 +501,30 @@ def chunks(
     words_per_chunk: int,
     include_usage: bool,
     options: ChatOptions | None = None,
+    reasoning_field: str = "reasoning_content",
+    extras: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """The streamed answer: role, text pieces (with their logprobs when asked), tool-call
-    pieces by index, finish, usage."""
+    """The streamed answer: role, reasoning, text pieces (with their logprobs when asked),
+    tool-call pieces by index, finish, usage; with ``n > 1`` each choice's chunk in turn.
+    ``extras`` adds an ``obfuscation`` pad to every chunk and ``content_filter_results`` to
+    every choice, fields Palyra does not model."""
     tier = options.service_tier if options is not None else "default"
     want_logprobs = options is not None and options.logprobs
     top = options.top_logprobs if options is not None else 0
+    n = options.n if options is not None else 1
+    count = iter(range(1 << 30))
 
     def chunk(
-        delta: dict[str, Any], finish: str | None = None, logprobs: Any = None
+        delta: dict[str, Any], finish: str | None = None, logprobs: Any = None, index: int = 0
     ) -> dict[str, Any]:
+        choice: dict[str, Any] = {
+            "index": index,
+            "delta": delta,
+            "logprobs": logprobs,
+            "finish_reason": finish,
+        }
+        if extras:
+            choice["content_filter_results"] = {}
         out: dict[str, Any] = {
             "id": id,
             "object": "chat.completion.chunk",
@@ -463,23 +532,32 @@ def chunks(
             "model": model,
             "service_tier": tier,
             "system_fingerprint": "fp_palyra_fake",
-            "choices": [
-                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
-            ],
+            "choices": [choice],
         }
         if include_usage:
             out["usage"] = None
+        if extras:
+            out["obfuscation"] = "x" * (next(count) % 5 + 1)
         return out
 
-    yield chunk({"role": "assistant", "content": "", "refusal": None})
-    thinking = split_words(reply.thinking or "")
-    for start in range(0, len(thinking), words_per_chunk):
-        yield chunk({"reasoning_content": "".join(thinking[start : start + words_per_chunk])})
-    pieces = split_words(reply.text)
-    for start in range(0, len(pieces), words_per_chunk):
-        run = pieces[start : start + words_per_chunk]
-        logprobs = token_logprobs(run, top) if want_logprobs else None
-        yield chunk({"content": "".join(run)}, logprobs=logprobs)
+    for index in range(n):
+        yield chunk({"role": "assistant", "content": "", "refusal": None}, index=index)
+    if reply.thinking is not None:
+        thinking = split_words(reply.thinking)
+        for start in range(0, len(thinking), words_per_chunk):
+            piece = "".join(thinking[start : start + words_per_chunk])
+            yield chunk(_reasoning(piece, reasoning_field, None))
+        if reasoning_field in ("reasoning_details", "thinking_blocks"):  # signed at the end
+            signed = _reasoning("", reasoning_field, sign_thinking(reply.thinking))
+            yield chunk({k: v for k, v in signed.items() if isinstance(v, list)})
+    texts = [split_words(choice_text(reply, index)) for index in range(n)]
+    for start in range(0, max(len(t) for t in texts), words_per_chunk):
+        for index, pieces in enumerate(texts):
+            run = pieces[start : start + words_per_chunk]
+            if not run:
+                continue
+            logprobs = token_logprobs(run, top) if want_logprobs else None
+            yield chunk({"content": "".join(run)}, logprobs=logprobs, index=index)
     for index, call in enumerate(reply.calls):
         yield chunk(
             {
@@ -497,9 +575,10 @@ def chunks(
         for start in range(0, len(args), TOOL_ARGUMENT_FRAGMENT_CHARS):
             fragment = args[start : start + TOOL_ARGUMENT_FRAGMENT_CHARS]
             yield chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
-    yield chunk({}, _finish(reply))
+    for index in range(n):
+        yield chunk({}, _finish(reply), index=index)
     if include_usage:
         final = chunk({})
         final["choices"] = []
-        final["usage"] = usage(reply)
+        final["usage"] = usage(reply, n)
         yield final

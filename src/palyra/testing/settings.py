@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 DEFAULT_OPENAI_MODELS = ("gpt-4o-mini", "gpt-4.1", "text-embedding-3-small", "whisper-1")
 DEFAULT_ANTHROPIC_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5")
+# The spellings of reasoning the OpenAI endpoint knows (kept beside openai_chat.REASONING_FIELDS,
+# which this module cannot import without a cycle).
+_REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_details", "thinking_blocks")
 
 
 @dataclass(slots=True)
@@ -28,6 +31,13 @@ class FakeSettings:
     responses_future_item: bool = False
     """``/v1/responses`` adds an item kind, a stream event type and a Response field no client
     knows yet (as a newer API version would; see ``palyra.testing.openai_builtin_tools``)."""
+    reasoning_field: str = "reasoning_content"
+    """The field that reasoning comes in (``openai_chat.REASONING_FIELDS``): ``reasoning_content``
+    (DeepSeek, vLLM), ``reasoning`` (OpenRouter, newer vLLM), ``reasoning_details`` (OpenRouter,
+    signed) or ``thinking_blocks`` (LiteLLM, signed)."""
+    answer_extras: bool = False
+    """The OpenAI endpoint adds fields Palyra does not model, as Azure OpenAI and newer API
+    versions do: ``prompt_filter_results``, ``content_filter_results``, ``obfuscation``."""
     context_window: int = 128_000
     default_embedding_dimensions: int = 1536
     openai_models: tuple[str, ...] = DEFAULT_OPENAI_MODELS
@@ -65,6 +75,11 @@ class FakeSettings:
             )
         if any(not m for m in (*self.openai_models, *self.anthropic_models)):
             problems.append("openai_models and anthropic_models must not contain an empty name")
+        if self.reasoning_field not in _REASONING_FIELDS:
+            problems.append(
+                f"reasoning_field must be one of {', '.join(_REASONING_FIELDS)}, "
+                f"got {self.reasoning_field!r}"
+            )
         if any(not k for k in self.api_keys):
             problems.append("api_keys must not contain an empty key")
         if problems:

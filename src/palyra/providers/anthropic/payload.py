@@ -40,6 +40,8 @@ from palyra.model import (
     CacheControl,
     ChatRequest,
     DocumentPart,
+    ExtensionPart,
+    Extensions,
     FailureClass,
     ImagePart,
     Message,
@@ -113,6 +115,27 @@ def _cache(block: Block, marker: CacheControl | None) -> Block:
     return block
 
 
+def _own(block: Block, extensions: Extensions | None) -> Block:
+    """The block with its Anthropic extensions (fields the contract does not model) written
+    back as sent; another API's are left out by rule (they are that API's own options)."""
+    if extensions is not None and extensions.owner == ANTHROPIC_MESSAGES:
+        block.update(extensions.fields)
+    return block
+
+
+def _part(part: TextPart | ImagePart | DocumentPart | ToolCallPart | ToolResultPart) -> Block:
+    """The block of a part of the kinds every message may carry across APIs."""
+    if isinstance(part, ImagePart):
+        return _own(_image_block(part), part.extensions)
+    if isinstance(part, ToolCallPart):
+        return _own(_tool_use_block(part), part.extensions)
+    if isinstance(part, ToolResultPart):
+        return _own(_tool_result_block(part), part.extensions)
+    if isinstance(part, DocumentPart):
+        return _own(_document_block(part), part.extensions)
+    return _own(_cache({"type": "text", "text": part.text}, part.cache_control), part.extensions)
+
+
 def _system(request: ChatRequest, instruct: bool = True) -> str | list[Block] | None:
     """The top-level ``system``: blocks when the client sent blocks or marks one for caching;
     ``instruct`` adds the response format's instruction."""
@@ -124,11 +147,11 @@ def _system(request: ChatRequest, instruct: bool = True) -> str | list[Block] | 
         if isinstance(part, TextPart) and part.text.strip()
     ]
     instruction = json_instruction(request) if instruct else None
-    as_blocks = any(p.cache_control is not None for p in parts) or any(
+    as_blocks = any(p.cache_control is not None or p.extensions for p in parts) or any(
         m.content_list for m in request.messages if m.role in _SYSTEM_ROLES
     )
     if as_blocks:
-        blocks = [_cache({"type": "text", "text": p.text}, p.cache_control) for p in parts]
+        blocks = [_part(p) for p in parts]
         if instruction is not None:
             blocks.append({"type": "text", "text": instruction})
         return blocks or None
@@ -218,25 +241,28 @@ def _blocks(message: Message) -> list[Block]:
     for part in message.content:
         if isinstance(part, TextPart):
             if part.text.strip():
-                block: Block = {"type": "text", "text": part.text}
-                blocks.append(
-                    block if part.cache_control is None else _cache(block, part.cache_control)
-                )
-        elif isinstance(part, ImagePart):
-            blocks.append(_image_block(part))
-        elif isinstance(part, ToolCallPart):
-            blocks.append(_tool_use_block(part))
-        elif isinstance(part, ToolResultPart):
-            blocks.append(_tool_result_block(part))
+                if part.cache_control is None and part.extensions is None:  # the usual one
+                    blocks.append({"type": "text", "text": part.text})
+                else:
+                    blocks.append(_part(part))
         elif isinstance(part, ThinkingPart):
             if part.signature is not None:  # unsigned reasoning is refused by Anthropic
-                blocks.append(
-                    {"type": "thinking", "thinking": part.thinking, "signature": part.signature}
-                )
+                block: Block = {
+                    "type": "thinking",
+                    "thinking": part.thinking,
+                    "signature": part.signature,
+                }
+                blocks.append(_own(block, part.extensions))
         elif isinstance(part, RedactedThinkingPart):
-            blocks.append({"type": "redacted_thinking", "data": part.data})
+            blocks.append(_own({"type": "redacted_thinking", "data": part.data}, part.extensions))
+        elif isinstance(part, ExtensionPart):
+            if part.owner == ANTHROPIC_MESSAGES:
+                blocks.append(dict(part.block))
+            elif message.role is not _ASSISTANT:
+                raise _foreign_block(part)
+            # (another API's block in assistant history: left out, by rule)
         else:
-            blocks.append(_document_block(part))
+            blocks.append(_part(part))
     if message.role is _ASSISTANT and len(blocks) > 1:
         # Anthropic reads tool_use blocks after the text of the same turn.
         blocks.sort(key=lambda b: b["type"] == "tool_use")
@@ -317,14 +343,35 @@ def _check_tool_pairs(turns: list[Block]) -> None:
         )
 
 
+def _foreign_block(part: ExtensionPart) -> PalyraError:
+    kind = part.block.get("type")
+    return PalyraError.of(
+        FailureClass.UNSUPPORTED_CAPABILITY,
+        f"messages: a content block of type {kind!r} from the {part.owner} API has no "
+        "counterpart in the Anthropic Messages API, and the model would answer without it; "
+        f"remove it, or route to a model of the {part.owner} API",
+        param="messages",
+        provider="anthropic",
+    )
+
+
 def _tool(spec: ToolSpec) -> Block:
+    extensions = spec.extensions
+    if spec.server_type is not None and extensions is not None:
+        if extensions.owner != ANTHROPIC_MESSAGES:
+            raise _invalid(
+                f"tool {spec.name!r} is a {spec.server_type!r} tool of the {extensions.owner} "
+                "API, which Anthropic does not run; remove it, or route to a model of that API",
+                param="tools",
+            )
+        return {"name": spec.name, **extensions.fields}  # a tool the upstream runs, as sent
     schema = spec.parameters if "type" in spec.parameters else {"type": "object", **spec.parameters}
     tool: Block = {"name": spec.name, "input_schema": schema}
     if spec.description:
         tool["description"] = spec.description
     if spec.strict is not None:
         tool["strict"] = spec.strict
-    return _cache(tool, spec.cache_control)
+    return _own(_cache(tool, spec.cache_control), extensions)
 
 
 def _tool_choice(request: ChatRequest) -> Block | None:

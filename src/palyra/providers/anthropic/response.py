@@ -19,7 +19,7 @@ from palyra.model import (
     ToolCallPart,
     Usage,
 )
-from palyra.model.extensions import ANTHROPIC_MESSAGES, unknown_fields
+from palyra.model.extensions import ANTHROPIC_MESSAGES, Extensions, unknown_fields
 
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -37,6 +37,14 @@ STOP_REASONS: dict[str, FinishReason] = {
 ANSWER_KEYS = frozenset(
     {"id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "usage"}
 )
+# Each content block type's fields the contract models (a text block's ``citations`` only when
+# null); a block of another type, or with another field, keeps the content as sent.
+BLOCK_KEYS = {
+    "text": frozenset({"type", "text", "citations"}),
+    "thinking": frozenset({"type", "thinking", "signature"}),
+    "redacted_thinking": frozenset({"type", "data"}),
+    "tool_use": frozenset({"type", "id", "name", "input", "caller"}),
+}
 
 
 def malformed(message: str, *, provider: str | None = None) -> PalyraError:
@@ -98,17 +106,23 @@ def parse_anthropic_message(
     body: dict[str, Any], *, provider: str | None = None, headers: Mapping[str, str] | None = None
 ) -> ChatResponse:
     """A ``Message`` object -> ``ChatResponse``: thinking and redacted thinking (signatures and
-    data exactly as sent), text, tool calls, the stop sequence; server-tool blocks are left out."""
+    data exactly as sent), text, tool calls, the stop sequence; blocks of other types (server
+    tools) and block fields the contract does not model (``citations``) keep the content list
+    as sent, for an Anthropic client (``content_blocks``)."""
     content = body.get("content")
     if not isinstance(body.get("id"), str) or not isinstance(content, list):
         raise malformed("the message has no 'id' or no 'content' list", provider=provider)
     texts: list[str] = []
     calls: list[ToolCallPart] = []
     reasoning: list[dict[str, Any]] = []
+    kept = False  # whether the content holds what only its own list can carry
     for block in content:
         if not isinstance(block, dict):
             raise malformed("a content block is not an object", provider=provider)
         kind = block.get("type")
+        if not kept:
+            known = BLOCK_KEYS.get(kind) if isinstance(kind, str) else None
+            kept = known is None or not block.keys() <= known or bool(block.get("citations"))
         if kind == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
         elif kind == "thinking":
@@ -149,6 +163,8 @@ def parse_anthropic_message(
     extensions = unknown_fields(body, ANSWER_KEYS, ANTHROPIC_MESSAGES)
     if extensions is not None:
         fields["extensions"] = extensions
+    if kept:
+        fields["content_blocks"] = Extensions(owner=ANTHROPIC_MESSAGES, fields={"content": content})
     return ChatResponse.model_validate(fields)
 
 

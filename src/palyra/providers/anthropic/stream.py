@@ -47,6 +47,7 @@ ERROR_TYPE_STATUS: dict[str, int] = {
     "overloaded_error": 529,
 }
 
+_TEXT_START_KEYS = frozenset({"type", "text"})
 _USAGE_KEYS = (
     "input_tokens",
     "output_tokens",
@@ -81,6 +82,12 @@ class AnthropicStreamParser:
     _usage: dict[str, Any] = field(default_factory=dict)
     _tools: dict[int, _ToolBlock] = field(default_factory=dict)
     _thinking: dict[int, int] = field(default_factory=dict)
+    # Upstream indexes of blocks of types the contract does not model (server tool use and
+    # results): their start, deltas and stop pass as extension events.
+    _foreign: set[int] = field(default_factory=set)
+    # Upstream indexes of text blocks with fields of their own (``citations``): opened and
+    # closed as sent, their text still neutral text.
+    _kept_text: set[int] = field(default_factory=set)
     _stop_reason: str | None = None
     _stop_sequence: str | None = None
 
@@ -99,11 +106,8 @@ class AnthropicStreamParser:
         if not self.started:
             return []
         # An event the contract does not know (``ping`` too): kept, in order, for an Anthropic
-        # client (built without a second validation: both fields come from the wire as-is).
-        unknown = ExtensionEvent.model_construct(
-            owner=ANTHROPIC_MESSAGES, event=str(kind), data=payload
-        )
-        return [unknown]
+        # client.
+        return [_kept(str(kind), payload)]
 
     def finish(self) -> list[StreamEvent]:
         """End of the byte stream: fine after ``message_stop``, an interruption otherwise."""
@@ -164,11 +168,20 @@ class AnthropicStreamParser:
         kind = block.get("type")
         if kind == "text":
             text = block.get("text")
-            return [TextDelta(text=text)] if isinstance(text, str) and text else []
+            events: list[StreamEvent] = []
+            if not block.keys() <= _TEXT_START_KEYS:
+                self._kept_text.add(index)
+                opened = {**payload, "content_block": {**block, "text": ""}}
+                events.append(_kept("content_block_start", opened))
+            if isinstance(text, str) and text:
+                events.append(TextDelta(text=text))
+            return events
         if kind == "thinking" or kind == "redacted_thinking":
             return self._thinking_start(index, block)
         if kind != "tool_use":
-            return []
+            # server_tool_use, web_search_tool_result, a newer type: whole, in its place.
+            self._foreign.add(index)
+            return [_kept("content_block_start", payload)]
         if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
             raise malformed("a streamed tool_use block has no id or name", provider=self.provider)
         tool = _ToolBlock(index=len(self._tools), start_input=block.get("input"))
@@ -206,6 +219,8 @@ class AnthropicStreamParser:
         delta = payload.get("delta")
         if not isinstance(delta, dict):
             raise malformed("content_block_delta has no delta", provider=self.provider)
+        if self._foreign and payload.get("index") in self._foreign:
+            return [_kept("content_block_delta", payload)]
         kind = delta.get("type")
         if kind == "text_delta" and isinstance(delta.get("text"), str):
             return [TextDelta(text=delta["text"])] if delta["text"] else []
@@ -224,10 +239,18 @@ class AnthropicStreamParser:
                 return []
             tool.streamed = True
             return [ToolCallDelta(index=tool.index, arguments=part)]
-        return []
+        # A delta the contract does not model (a text block's citations_delta, a newer kind).
+        return [_kept("content_block_delta", payload)]
 
     def _block_stop(self, payload: dict[str, Any]) -> list[StreamEvent]:
-        tool = self._tools.get(payload.get("index", -1))
+        index = payload.get("index", -1)
+        if (self._foreign or self._kept_text) and (
+            index in self._foreign or index in self._kept_text
+        ):
+            self._foreign.discard(index)
+            self._kept_text.discard(index)
+            return [_kept("content_block_stop", payload)]
+        tool = self._tools.get(index)
         if tool is None:
             return []
         events: list[StreamEvent] = []
@@ -255,6 +278,12 @@ class AnthropicStreamParser:
             events.append(UsageEvent(usage=usage_from_anthropic(self._usage)))
         events.append(MessageEnd(finish_reason=reason, stop_sequence=self._stop_sequence))
         return events
+
+
+def _kept(event: str, payload: dict[str, Any]) -> ExtensionEvent:
+    """An upstream event (or one of a block) the contract does not model, for an Anthropic
+    client (built without a second validation: both fields come from the wire as they are)."""
+    return ExtensionEvent.model_construct(owner=ANTHROPIC_MESSAGES, event=event, data=payload)
 
 
 _HANDLERS = {

@@ -18,6 +18,8 @@ from palyra.model import (
     ChatRequest,
     DocumentPart,
     EmbeddingRequest,
+    ExtensionPart,
+    Extensions,
     FailureClass,
     ImagePart,
     Message,
@@ -45,15 +47,41 @@ TOOL_ERROR_PREFIX = "Error: "
 _DEFAULT_QUIRKS = OpenAIQuirks()
 
 
+def _own(wire: dict[str, Any], extensions: Extensions | None) -> dict[str, Any]:
+    """``wire`` with its OpenAI extensions (fields the contract does not model) written back as
+    sent; another API's are left out by rule (they are that API's own options)."""
+    if extensions is not None and extensions.owner == OPENAI_CHAT:
+        wire.update(extensions.fields)
+    return wire
+
+
 def _text_part(part: TextPart) -> dict[str, Any]:
-    return {"type": "text", "text": part.text}
+    return _own({"type": "text", "text": part.text}, part.extensions)
 
 
 def _image_part(part: ImagePart) -> dict[str, Any]:
     image: dict[str, Any] = {"url": part.as_url()}
     if part.detail is not None:
         image["detail"] = part.detail
-    return {"type": "image_url", "image_url": image}
+    return _own({"type": "image_url", "image_url": image}, part.extensions)
+
+
+def _plain(part: TextPart) -> bool:
+    """Whether a text part can go as a plain string: it has no OpenAI fields of its own."""
+    extensions = part.extensions
+    return extensions is None or extensions.owner != OPENAI_CHAT
+
+
+def _foreign_part(part: ExtensionPart) -> PalyraError:
+    kind = part.block.get("type")
+    return PalyraError.of(
+        FailureClass.UNSUPPORTED_CAPABILITY,
+        f"messages: a content block of type {kind!r} from the {part.owner} API has no "
+        "counterpart in OpenAI Chat Completions, and the model would answer without it; remove "
+        f"it, or route to a model of the {part.owner} API",
+        param="messages",
+        provider="openai",
+    )
 
 
 def _invalid(message: str, param: str = "messages") -> PalyraError:
@@ -82,29 +110,39 @@ def _document_part(doc: DocumentPart) -> dict[str, Any]:
     return {"type": "file", "file": {"filename": filename, "file_data": data}}
 
 
-def _user_part(part: TextPart | ImagePart | DocumentPart) -> dict[str, Any]:
+def _user_part(part: TextPart | ImagePart | DocumentPart | ExtensionPart) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return _text_part(part)
     if isinstance(part, ImagePart):
         return _image_part(part)
-    return _document_part(part)
+    if isinstance(part, ExtensionPart):
+        if part.owner != OPENAI_CHAT:
+            raise _foreign_part(part)
+        return dict(part.block)
+    return _own(_document_part(part), part.extensions)
 
 
-def _content(parts: list[TextPart | ImagePart | DocumentPart]) -> str | list[dict[str, Any]]:
-    """One text part collapses to a plain string, the form every compatible server reads."""
+def _content(
+    parts: list[TextPart | ImagePart | DocumentPart | ExtensionPart], as_list: bool = False
+) -> str | list[dict[str, Any]]:
+    """One plain text part collapses to a plain string, the form every compatible server reads,
+    unless the client sent a list (``as_list``)."""
     if not parts:
         return ""
-    if len(parts) == 1 and isinstance(parts[0], TextPart):
-        return parts[0].text
+    if len(parts) == 1 and not as_list:
+        only = parts[0]
+        if isinstance(only, TextPart) and _plain(only):
+            return only.text
     return [_user_part(p) for p in parts]
 
 
 def _tool_call(part: ToolCallPart) -> dict[str, Any]:
-    return {
+    wire = {
         "id": part.id,
         "type": "function",
         "function": {"name": part.name, "arguments": part.arguments},
     }
+    return wire if part.extensions is None else _own(wire, part.extensions)
 
 
 def _tool_result_text(part: ToolResultPart) -> str:
@@ -125,7 +163,7 @@ _USER = Role.USER
 _ASSISTANT = Role.ASSISTANT
 _TOOL = Role.TOOL
 _DEVELOPER = Role.DEVELOPER
-_USER_PARTS = (TextPart, ImagePart, DocumentPart)
+_USER_PARTS = (TextPart, ImagePart, DocumentPart, ExtensionPart)
 
 
 def _add_messages(out: list[dict[str, Any]], message: Message, quirks: OpenAIQuirks) -> None:
@@ -141,10 +179,17 @@ def _add_message(out: list[dict[str, Any]], message: Message, quirks: OpenAIQuir
     role = message.role
     if role is _USER:
         content = message.content
-        if len(content) == 1 and type(content[0]) is TextPart:  # the usual one: a plain text
+        if (
+            len(content) == 1
+            and type(content[0]) is TextPart
+            and not message.content_list
+            and content[0].extensions is None
+        ):  # the usual one: a plain text
             wire: str | list[dict[str, Any]] = content[0].text
         else:
-            wire = _content([p for p in content if isinstance(p, _USER_PARTS)])
+            wire = _content(
+                [p for p in content if isinstance(p, _USER_PARTS)], message.content_list
+            )
         out.append(_with_name({"role": "user", "content": wire}, message, quirks))
     elif role is _ASSISTANT:
         out.append(_assistant(message, quirks))
@@ -153,10 +198,17 @@ def _add_message(out: list[dict[str, Any]], message: Message, quirks: OpenAIQuir
     else:
         wire_role = "developer" if role is _DEVELOPER and quirks.developer_role else "system"
         texts = [p for p in message.content if isinstance(p, TextPart)]
-        text: str | list[dict[str, Any]] = (
-            texts[0].text if len(texts) == 1 else [_text_part(t) for t in texts] if texts else ""
+        out.append(
+            _with_name({"role": wire_role, "content": _texts(texts, message)}, message, quirks)
         )
-        out.append(_with_name({"role": wire_role, "content": text}, message, quirks))
+
+
+def _texts(texts: list[TextPart], message: Message) -> str | list[dict[str, Any]]:
+    """System, developer or assistant text: a string, or parts when the client sent parts (or
+    there are several, or one carries fields a string cannot)."""
+    if len(texts) == 1 and not message.content_list and _plain(texts[0]):
+        return texts[0].text
+    return [_text_part(t) for t in texts] if texts else ""
 
 
 def _assistant(message: Message, quirks: OpenAIQuirks) -> dict[str, Any]:
@@ -164,7 +216,7 @@ def _assistant(message: Message, quirks: OpenAIQuirks) -> dict[str, Any]:
     calls = message.tool_calls
     assistant: dict[str, Any] = {"role": "assistant"}
     if texts:
-        assistant["content"] = texts[0].text if len(texts) == 1 else [_text_part(t) for t in texts]
+        assistant["content"] = _texts(texts, message)
     else:
         assistant["content"] = None if calls else ""
     if calls:
@@ -185,13 +237,33 @@ def _tool_messages(message: Message) -> list[dict[str, Any]]:
     return out
 
 
-def _tool(spec: ToolSpec, quirks: OpenAIQuirks) -> dict[str, Any]:
+def _tool(spec: ToolSpec, quirks: OpenAIQuirks, position: int = 0) -> dict[str, Any]:
+    if spec.server_type is not None:
+        where = f"tools[{position}].type"
+        raise PalyraError.of(
+            FailureClass.UNSUPPORTED_CAPABILITY,
+            f"{where}: tool {spec.name!r} is a {spec.server_type!r} tool, which the upstream of "
+            "the API that defines it runs; OpenAI Chat Completions has no such tool: remove it, "
+            "or route to a model of that API",
+            param=where,
+            provider="openai",
+        )
     function: dict[str, Any] = {"name": spec.name, "parameters": spec.parameters}
     if spec.description is not None:
         function["description"] = spec.description
     if spec.strict is not None and quirks.strict_schemas:
         function["strict"] = spec.strict
-    return {"type": "function", "function": function}
+    tool = {"type": "function", "function": function}
+    extensions = spec.extensions
+    if extensions is not None and extensions.owner == OPENAI_CHAT:
+        # The function's own extras ride under "function" (a tool-level field of that name is
+        # the function itself, never an extra); the others are the tool's.
+        fields = extensions.fields
+        inner = fields.get("function")
+        if isinstance(inner, dict):
+            function.update(inner)
+        tool.update({k: v for k, v in fields.items() if k != "function"})
+    return tool
 
 
 def _tool_choice(choice: str | NamedToolChoice) -> str | dict[str, Any]:
@@ -241,14 +313,7 @@ def _add_options(payload: dict[str, Any], request: ChatRequest) -> None:
     if OPTION_FIELDS.isdisjoint(request.model_fields_set):
         return
     if request.n is not None:
-        if request.n > 1:
-            # The neutral answer holds one choice: more would be lost on the way back.
-            raise PalyraError.of(
-                FailureClass.UNSUPPORTED_CAPABILITY,
-                f"n={request.n}: Palyra returns one choice per answer; send n=1 or omit it "
-                "(or send the request n times)",
-                param="n",
-            )
+        # n > 1: the answer's other choices come back as sent (ChatResponse.other_choices).
         payload["n"] = request.n
     if request.seed is not None:
         payload["seed"] = request.seed
@@ -297,7 +362,7 @@ def build_openai_chat_payload(
         _add_messages(messages, message, quirks)
     payload: dict[str, Any] = {"model": request.model, "messages": messages}
     if request.tools:
-        payload["tools"] = [_tool(t, quirks) for t in request.tools]
+        payload["tools"] = [_tool(t, quirks, i) for i, t in enumerate(request.tools)]
         if request.parallel_tool_calls is not None and quirks.parallel_tool_calls:
             payload["parallel_tool_calls"] = request.parallel_tool_calls
         # OpenAI rejects tool_choice without tools (400); without tools none/auto mean the same.

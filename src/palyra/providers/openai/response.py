@@ -19,7 +19,7 @@ from palyra.model import (
     ToolCallPart,
     Usage,
 )
-from palyra.model.extensions import OPENAI_CHAT, unknown_fields
+from palyra.model.extensions import OPENAI_CHAT, Extensions, unknown_fields
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -35,17 +35,14 @@ FINISH_REASONS: dict[str, FinishReason] = {
 ANSWER_KEYS = frozenset(
     {"id", "object", "created", "model", "choices", "usage", "service_tier", "system_fingerprint"}
 )
-ANSWER_MESSAGE_KEYS = frozenset(
-    {
-        "role",
-        "content",
-        "refusal",
-        "tool_calls",
-        "function_call",
-        "reasoning_content",
-        "thinking_blocks",
-    }
-)
+ANSWER_MESSAGE_KEYS = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
+ANSWER_CHOICE_KEYS = frozenset({"index", "message", "finish_reason", "logprobs"})
+# The reasoning fields of OpenAI-compatible servers, most informative first: LiteLLM's
+# ``thinking_blocks`` (signed), OpenRouter's ``reasoning_details`` (typed, signed or
+# encrypted), and the bare text of DeepSeek and vLLM (``reasoning_content``) or OpenRouter and
+# newer vLLM (``reasoning``). Read into reasoning parts, and kept as sent among the message's
+# extensions for an OpenAI client, which gets them as they came.
+REASONING_KEYS = ("thinking_blocks", "reasoning_details", "reasoning_content", "reasoning")
 
 
 def malformed(message: str, *, provider: str | None = None) -> PalyraError:
@@ -208,9 +205,9 @@ def parse_openai_chat_response(
     tier = body.get("service_tier")
     if type(tier) is str:
         fields["service_tier"] = tier
-    thinking = reasoning_text(message)
-    if thinking is not None:
-        fields["reasoning"] = [{"type": "thinking", "thinking": thinking}]
+    reasoning = reasoning_parts(message)
+    if reasoning:
+        fields["reasoning"] = reasoning
     if headers:
         fields["headers"] = headers
     extensions = unknown_fields(body, ANSWER_KEYS, OPENAI_CHAT)
@@ -219,6 +216,11 @@ def parse_openai_chat_response(
     extensions = unknown_fields(message, ANSWER_MESSAGE_KEYS, OPENAI_CHAT)
     if extensions is not None:
         fields["message_extensions"] = extensions
+    extensions = unknown_fields(choice, ANSWER_CHOICE_KEYS, OPENAI_CHAT)
+    if extensions is not None:
+        fields["choice_extensions"] = extensions
+    if len(choices) > 1:  # n > 1: the others as they came, for an OpenAI client
+        fields["other_choices"] = Extensions(owner=OPENAI_CHAT, fields={"choices": choices[1:]})
     # One validation of the whole answer, usage nested: a Usage built on its own first would
     # be a second pass through pydantic's model machinery (about an eighth of this function).
     return ChatResponse.model_validate(
@@ -235,6 +237,49 @@ def parse_openai_chat_response(
             "system_fingerprint": fingerprint if isinstance(fingerprint, str) else None,
         }
     )
+
+
+def _thinking(text: object, signature: object) -> dict[str, Any] | None:
+    if not isinstance(text, str):
+        return None
+    signed = signature if isinstance(signature, str) and signature else None
+    return {"type": "thinking", "thinking": text, "signature": signed}
+
+
+def _redacted(data: object) -> dict[str, Any] | None:
+    return {"type": "redacted_thinking", "data": data} if isinstance(data, str) else None
+
+
+def reasoning_block(block: object) -> dict[str, Any] | None:
+    """One entry of ``thinking_blocks`` (``thinking`` with its signature, ``redacted_thinking``
+    with its data) or of ``reasoning_details`` (``reasoning.text``, ``reasoning.summary``,
+    ``reasoning.encrypted``) as a reasoning part's fields; None for anything else."""
+    if not isinstance(block, dict):
+        return None
+    kind = block.get("type")
+    if kind == "thinking":
+        return _thinking(block.get("thinking"), block.get("signature"))
+    if kind == "redacted_thinking" or kind == "reasoning.encrypted":
+        return _redacted(block.get("data"))
+    if kind == "reasoning.text":
+        return _thinking(block.get("text"), block.get("signature"))
+    if kind == "reasoning.summary":
+        return _thinking(block.get("summary"), None)
+    return None
+
+
+def reasoning_parts(message: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The reasoning an OpenAI-compatible server sent on a message, as reasoning parts' fields,
+    from the most informative field it sent (:data:`REASONING_KEYS`); None when it sent none
+    (OpenAI's own Chat Completions, most answers: four key tests)."""
+    for key in ("thinking_blocks", "reasoning_details"):
+        blocks = message.get(key)
+        if isinstance(blocks, list) and blocks:
+            parts = [p for p in map(reasoning_block, blocks) if p is not None]
+            if parts:
+                return parts
+    text = reasoning_text(message)
+    return None if text is None else [{"type": "thinking", "thinking": text}]
 
 
 def reasoning_text(message: Mapping[str, Any]) -> str | None:

@@ -9,11 +9,14 @@ from typing import Any
 import orjson
 
 from palyra.model import (
+    ExtensionEvent,
     FinishReason,
     Logprobs,
     MessageEnd,
     MessageStart,
     PalyraError,
+    RedactedThinking,
+    SignatureDelta,
     StreamEvent,
     TextDelta,
     ThinkingDelta,
@@ -22,16 +25,26 @@ from palyra.model import (
     ToolCallStart,
     UsageEvent,
 )
+from palyra.model.extensions import OPENAI_CHAT
 from palyra.providers.errors import classify_http_error, stream_ended_early
 from palyra.providers.openai.response import (
     finish_reason,
     logprobs_fields,
     malformed,
+    reasoning_block,
     reasoning_text,
     usage_from_openai,
 )
 
 DONE = "[DONE]"
+# A chunk's fields the contract models, at each level; any other (``obfuscation``, Groq's
+# ``x_groq``, a choice's ``content_filter_results``, a delta's reasoning as the server spelled
+# it) travels in an extension event for an OpenAI client.
+CHUNK_KEYS = frozenset(
+    {"id", "object", "created", "model", "choices", "usage", "service_tier", "system_fingerprint"}
+)
+CHOICE_KEYS = frozenset({"index", "delta", "logprobs", "finish_reason"})
+DELTA_KEYS = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
 
 
 def is_whole_payload(data: str) -> bool:
@@ -80,6 +93,11 @@ class OpenAIStreamParser:
         self._calls: dict[int, _Call] = {}
         self._saw_calls = False
         self._next_index = 0
+        # The reasoning part being streamed, its text so far, and whether a signature (or
+        # redacted data) closed it: the next reasoning then starts a new part.
+        self._part = 0
+        self._part_text: list[str] = []
+        self._part_closed = False
 
     def feed(self, data: str) -> list[StreamEvent]:
         if self.done:
@@ -102,6 +120,7 @@ class OpenAIStreamParser:
             self.started = True
             created = chunk.get("created")
             tier = chunk.get("service_tier")
+            fingerprint = chunk.get("system_fingerprint")
             events.append(
                 MessageStart(
                     id=str(chunk.get("id") or ""),
@@ -109,13 +128,35 @@ class OpenAIStreamParser:
                     created=created if isinstance(created, int) else None,
                     service_tier=tier if type(tier) is str else None,
                     headers=self.headers,
+                    system_fingerprint=fingerprint if type(fingerprint) is str else None,
                 )
             )
+        kept: dict[str, Any] | None = None
+        if not chunk.keys() <= CHUNK_KEYS:
+            kept = {"chunk": {k: v for k, v in chunk.items() if k not in CHUNK_KEYS}}
+        at = len(events)  # the extension event, if any, goes before the chunk's own events
         choices = chunk.get("choices")
         if isinstance(choices, list):
             for choice in choices:
-                if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                    self._choice(choice, events)
+                if not isinstance(choice, dict):
+                    continue
+                if choice.get("index", 0) != 0:  # n > 1: the others go as they came
+                    kept = kept or {}
+                    kept.setdefault("choices", []).append(choice)
+                    continue
+                self._choice(choice, events)
+                if not choice.keys() <= CHOICE_KEYS:
+                    kept = kept or {}
+                    kept["choice"] = {k: v for k, v in choice.items() if k not in CHOICE_KEYS}
+                delta = choice.get("delta")
+                if type(delta) is dict and not delta.keys() <= DELTA_KEYS:
+                    kept = kept or {}
+                    kept["delta"] = {k: v for k, v in delta.items() if k not in DELTA_KEYS}
+        if kept is not None:
+            # Built without a second validation: the fields come from the wire as they are.
+            events.insert(
+                at, ExtensionEvent.model_construct(owner=OPENAI_CHAT, event="chunk", data=kept)
+            )
         usage = chunk.get("usage")
         groq = chunk.get("x_groq")
         if not isinstance(usage, dict) and isinstance(groq, dict):
@@ -154,9 +195,8 @@ class OpenAIStreamParser:
             )
             delta = {k: v for k, v in delta.items() if k != "content"} if delta else None
         if isinstance(delta, dict):
-            thinking = reasoning_text(delta)
-            if thinking is not None:
-                events.append(ThinkingDelta(index=0, thinking=thinking))
+            if not delta.keys() <= DELTA_KEYS:  # reasoning, or a field the contract lacks
+                self._reasoning(delta, events)
             text = delta.get("content")
             if isinstance(text, str) and text:
                 events.append(TextDelta(text=text))
@@ -175,6 +215,42 @@ class OpenAIStreamParser:
         if isinstance(reason, str) and reason:
             self._finish = finish_reason(reason, has_tool_calls=self._saw_calls)
             events.extend(self._end_calls())
+
+    def _reasoning(self, delta: Mapping[str, Any], events: list[StreamEvent]) -> None:
+        """The reasoning of a delta, from the most informative field it has (as for whole
+        answers, :func:`reasoning_parts`). Servers that stream the text and then the signed
+        block (LiteLLM, Palyra) repeat the text in the block: only its signature is new then."""
+        for key in ("thinking_blocks", "reasoning_details"):
+            blocks = delta.get(key)
+            if isinstance(blocks, list) and blocks:
+                for block in blocks:
+                    part = reasoning_block(block)
+                    if part is not None:
+                        self._reasoning_part(part, events)
+                return
+        text = reasoning_text(delta)
+        if text is not None:
+            self._thinking_text(text, events)
+
+    def _thinking_text(self, text: str, events: list[StreamEvent]) -> None:
+        if self._part_closed:
+            self._part, self._part_text, self._part_closed = self._part + 1, [], False
+        self._part_text.append(text)
+        events.append(ThinkingDelta(index=self._part, thinking=text))
+
+    def _reasoning_part(self, part: Mapping[str, Any], events: list[StreamEvent]) -> None:
+        if part["type"] == "redacted_thinking":
+            if self._part_text or self._part_closed:
+                self._part, self._part_text = self._part + 1, []
+            events.append(RedactedThinking(index=self._part, data=part["data"]))
+            self._part_closed = True
+            return
+        text, signature = part["thinking"], part["signature"]
+        if text and (self._part_closed or text != "".join(self._part_text)):
+            self._thinking_text(text, events)
+        if signature is not None:
+            events.append(SignatureDelta(index=self._part, signature=signature))
+            self._part_closed = True
 
     def _tool_fragment(self, call: Mapping[str, Any], position: int) -> list[StreamEvent]:
         raw_index = call.get("index")

@@ -15,43 +15,75 @@ from palyra.daemon.surfaces.wire_checks import invalid, obj, string
 from palyra.model import (
     CacheControl,
     DocumentPart,
+    Extensions,
     ReasoningConfig,
     ReasoningPart,
     RedactedThinkingPart,
     ThinkingPart,
 )
+from palyra.model.extensions import ANTHROPIC_MESSAGES, unknown_fields
 
 _TTLS = ("5m", "1h")
+_MARKER_KEYS = frozenset({"type", "ttl"})
+# Each block type's fields the contract models; any other travels in the part's extensions.
+TEXT_KEYS = frozenset({"type", "text", "cache_control"})
+IMAGE_KEYS = frozenset({"type", "source", "cache_control"})
+DOCUMENT_KEYS = frozenset({"type", "source", "title", "context", "citations", "cache_control"})
+TOOL_USE_KEYS = frozenset({"type", "id", "name", "input", "cache_control"})
+TOOL_RESULT_KEYS = frozenset({"type", "tool_use_id", "content", "is_error", "cache_control"})
+THINKING_KEYS = frozenset({"type", "thinking", "signature"})
+REDACTED_THINKING_KEYS = frozenset({"type", "data"})
 # Parsed once: most marked blocks carry one of these two markers.
 _EPHEMERAL = CacheControl()
 _DISPLAYS = ("summarized", "omitted")
 
 
 def cache_control(raw: Any, where: str) -> CacheControl | None:
-    """A block's ``cache_control`` (``{"type": "ephemeral", "ttl"?: "5m" | "1h"}``) or None."""
+    """A block's ``cache_control`` when it is a marker the contract models (``ephemeral``, with
+    an optional ``ttl`` of ``5m`` or ``1h``); None when there is none, or when it is a variant
+    the contract does not model (:func:`block_extensions` then carries it as sent, for an
+    Anthropic upstream to judge). Anything but an object is a 400."""
     if raw is None:
         return None
     marker = obj(raw, f"{where}.cache_control")
     if marker.get("type") != "ephemeral":
-        raise invalid(
-            f"{where}.cache_control.type is {marker.get('type')!r}; use 'ephemeral'",
-            f"{where}.cache_control",
-        )
+        return None
     ttl = marker.get("ttl")
     if ttl is None and len(marker) == 1:
         return _EPHEMERAL
-    if ttl is not None and ttl not in _TTLS:
-        raise invalid(
-            f"{where}.cache_control.ttl is {ttl!r}; use '5m' or '1h'", f"{where}.cache_control"
-        )
-    extra = sorted(set(marker) - {"type", "ttl"})
-    if extra:
-        raise invalid(
-            f"{where}.cache_control has unknown field(s) {', '.join(extra)}; "
-            "it takes 'type' and 'ttl'",
-            f"{where}.cache_control",
-        )
-    return CacheControl(ttl=ttl)
+    if marker.keys() <= _MARKER_KEYS and ttl in _TTLS:
+        return CacheControl(ttl=ttl)
+    return None
+
+
+def block_extensions(
+    block: dict[str, Any], known: frozenset[str], marker: CacheControl | None
+) -> Extensions | None:
+    """The block's fields the contract does not model, for an Anthropic upstream: those outside
+    ``known``, and its ``cache_control`` when that is a variant ``marker`` could not hold."""
+    extensions = unknown_fields(block, known, ANTHROPIC_MESSAGES)
+    raw = block.get("cache_control")
+    if raw is None or marker is not None:
+        return extensions
+    fields = {} if extensions is None else dict(extensions.fields)
+    fields["cache_control"] = raw
+    return Extensions(owner=ANTHROPIC_MESSAGES, fields=fields)
+
+
+def marked(block: dict[str, Any], known: frozenset[str], where: str) -> dict[str, Any]:
+    """``cache_control`` and ``extensions`` of a block, as keyword arguments of its part (empty
+    for a block holding only fields the contract models and no marker: the usual block)."""
+    raw = block.get("cache_control")
+    if raw is None and block.keys() <= known:
+        return {}
+    marker = cache_control(raw, where)
+    extra: dict[str, Any] = {}
+    if marker is not None:
+        extra["cache_control"] = marker
+    extensions = block_extensions(block, known, marker)
+    if extensions is not None:
+        extra["extensions"] = extensions
+    return extra
 
 
 def _citations(raw: Any, where: str) -> bool | None:
@@ -76,7 +108,7 @@ def document(block: dict[str, Any], where: str) -> DocumentPart:
         "title": _optional_string(block, "title", where),
         "context": _optional_string(block, "context", where),
         "citations": _citations(block.get("citations"), where),
-        "cache_control": cache_control(block.get("cache_control"), where),
+        **marked(block, DOCUMENT_KEYS, where),
     }
     at = f"{where}.source"
     if kind == "base64":
@@ -104,12 +136,17 @@ def document(block: dict[str, Any], where: str) -> DocumentPart:
 def thinking_block(block: dict[str, Any], where: str) -> ReasoningPart:
     """A ``thinking`` or ``redacted_thinking`` block of assistant history, kept exactly."""
     if block.get("type") == "redacted_thinking":
-        return RedactedThinkingPart(data=string(block.get("data"), f"{where}.data"))
+        extensions = unknown_fields(block, REDACTED_THINKING_KEYS, ANTHROPIC_MESSAGES)
+        return RedactedThinkingPart(
+            data=string(block.get("data"), f"{where}.data"), extensions=extensions
+        )
     raw = block.get("signature")
     # An empty signature is what Palyra renders for unsigned reasoning: still unsigned.
     signature = None if raw is None else string(raw, f"{where}.signature") or None
     return ThinkingPart(
-        thinking=string(block.get("thinking"), f"{where}.thinking"), signature=signature
+        thinking=string(block.get("thinking"), f"{where}.thinking"),
+        signature=signature,
+        extensions=unknown_fields(block, THINKING_KEYS, ANTHROPIC_MESSAGES),
     )
 
 

@@ -16,8 +16,12 @@ import orjson
 from pydantic import ValidationError
 
 from palyra.daemon.surfaces.anthropic.content_blocks import (
-    cache_control,
+    IMAGE_KEYS,
+    TEXT_KEYS,
+    TOOL_RESULT_KEYS,
+    TOOL_USE_KEYS,
     document,
+    marked,
     reasoning_json,
     thinking_block,
     thinking_config,
@@ -38,6 +42,8 @@ from palyra.model import (
     ErrorEnvelope,
     ErrorEvent,
     ExtensionEvent,
+    ExtensionPart,
+    Extensions,
     FailureClass,
     FinishReason,
     ImagePart,
@@ -94,6 +100,10 @@ _STOP_REASONS: dict[FinishReason, str] = {
 _TOOL_CHOICES: dict[str, ToolChoice] = {"auto": "auto", "any": "required", "none": "none"}
 
 _THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
+# Block types the contract models that belong to one side of the conversation only: refused on
+# the other (any type it does not model is kept whole, see ``_foreign``).
+_ASSISTANT_ONLY = frozenset({"tool_use", "thinking", "redacted_thinking"})
+_USER_ONLY = frozenset({"image", "document", "tool_result"})
 
 _WIRE_NAMES = {"max_output_tokens": "max_tokens", "stop": "stop_sequences"}
 
@@ -138,8 +148,7 @@ def _unsupported(kind: Any, where: str, allowed: str) -> PalyraError:
 def _image(block: dict[str, Any], where: str) -> ImagePart:
     source = obj(block.get("source"), f"{where}.source")
     kind = source.get("type")
-    marker = block.get("cache_control")
-    extra = {} if marker is None else {"cache_control": cache_control(marker, where)}
+    extra = marked(block, IMAGE_KEYS, where)
     try:
         if kind == "base64":
             return ImagePart(
@@ -156,10 +165,18 @@ def _image(block: dict[str, Any], where: str) -> ImagePart:
 
 def _text(block: dict[str, Any], where: str) -> TextPart:
     text = string(block.get("text"), f"{where}.text")
-    marker = block.get("cache_control")
-    if marker is None:
+    if block.keys() <= _PLAIN_TEXT_KEYS:  # the usual block: nothing more to look for
         return TextPart(text=text)
-    return TextPart(text=text, cache_control=cache_control(marker, where))
+    return TextPart(text=text, **marked(block, TEXT_KEYS, where))
+
+
+_PLAIN_TEXT_KEYS = frozenset({"type", "text"})
+
+
+def _foreign(block: dict[str, Any]) -> ExtensionPart:
+    """A block of a type the contract does not model, kept whole for an Anthropic upstream
+    (built without a second validation: both fields come as they are)."""
+    return ExtensionPart.model_construct(owner=ANTHROPIC_MESSAGES, block=block)
 
 
 def _system(raw: Any) -> list[Message]:
@@ -197,7 +214,7 @@ def _tool_result(block: dict[str, Any], where: str) -> Message:
         tool_call_id=call_id,
         content="".join(texts),
         is_error=boolean(block.get("is_error"), f"{where}.is_error"),
-        cache_control=cache_control(block.get("cache_control"), where),
+        **marked(block, TOOL_RESULT_KEYS, where),
     )
     return _message(Role.TOOL, [result, *images])
 
@@ -216,6 +233,8 @@ def _user_turn(blocks: list[dict[str, Any]], where: str) -> list[Message]:
             results.append(_tool_result(block, block_where))
         elif kind == "document":
             parts.append(document(block, block_where))
+        elif isinstance(kind, str) and kind not in _ASSISTANT_ONLY:
+            parts.append(_foreign(block))  # search_result, container_upload, a newer type
         else:
             raise _unsupported(
                 kind, block_where, "'text', 'image', 'document' or 'tool_result' blocks"
@@ -238,11 +257,13 @@ def _assistant_turn(blocks: list[dict[str, Any]], where: str) -> Message:
                     id=string(block.get("id"), f"{block_where}.id"),
                     name=string(block.get("name"), f"{block_where}.name"),
                     arguments=orjson.dumps(tool_input).decode(),
-                    cache_control=cache_control(block.get("cache_control"), block_where),
+                    **marked(block, TOOL_USE_KEYS, block_where),
                 )
             )
         elif kind in _THINKING_BLOCKS:
             parts.append(thinking_block(block, block_where))
+        elif isinstance(kind, str) and kind not in _USER_ONLY:
+            parts.append(_foreign(block))  # server_tool_use, web_search_tool_result, ...
         else:
             raise _unsupported(
                 kind, block_where, "'text', 'tool_use', 'thinking' or 'redacted_thinking' blocks"
@@ -294,22 +315,39 @@ BODY_KEYS = frozenset(
 )
 
 
+# A custom tool's fields the contract models; any other (``type``, ``input_examples``,
+# ``defer_loading``, ...) travels in the tool's extensions.
+_TOOL_KEYS = frozenset({"name", "description", "strict", "cache_control", "input_schema"})
+# A server tool (one the upstream runs) is its name and its own options, all kept as sent.
+_SERVER_TOOL_KEYS = frozenset({"name"})
+
+
 def _tool(raw: Any, i: int) -> ToolSpec:
     where = f"tools[{i}]"
     tool = obj(raw, where)
-    if tool.get("type") not in (None, "custom"):
-        raise invalid(
-            f"{where}.type is {tool['type']!r}; Palyra runs no server tools, only custom tools "
-            "with name, description and input_schema",
-            where,
-        )
-    spec: dict[str, Any] = {"name": tool.get("name")}
+    kind = tool.get("type")
+    if kind is not None and kind != "custom":
+        if not isinstance(kind, str):
+            raise invalid(f"{where}.type must be a string", where)
+        # A tool the upstream runs (web search, code execution, ...): an Anthropic upstream
+        # gets it as sent; a model of another API has no such tool and refuses it (payload).
+        spec = {
+            "name": tool.get("name"),
+            "extensions": Extensions(
+                owner=ANTHROPIC_MESSAGES,
+                fields={k: v for k, v in tool.items() if k not in _SERVER_TOOL_KEYS},
+            ),
+        }
+        try:
+            return ToolSpec.model_validate(spec)
+        except ValidationError as exc:
+            raise invalid(f"{where}.{_first_error(exc)}", where) from exc
+    spec = {"name": tool.get("name")}
     if tool.get("description") is not None:
         spec["description"] = tool["description"]
     if tool.get("strict") is not None:
         spec["strict"] = tool["strict"]
-    if tool.get("cache_control") is not None:
-        spec["cache_control"] = cache_control(tool["cache_control"], where)
+    spec.update(marked(tool, _TOOL_KEYS, where))
     spec["parameters"] = obj(tool.get("input_schema"), f"{where}.input_schema")
     try:
         return ToolSpec.model_validate(spec)
@@ -494,8 +532,12 @@ def tool_input(call: ToolCallPart) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"raw": call.arguments}
 
 
-def message_json(response: ChatResponse) -> dict[str, Any]:
-    """A neutral answer as an Anthropic ``message`` object."""
+def _content_json(response: ChatResponse) -> list[dict[str, Any]]:
+    """The answer's content blocks: an Anthropic upstream's own list when it kept one (blocks
+    and fields the contract does not model, in their order), else built from the answer."""
+    kept = response.content_blocks
+    if kept is not None and kept.owner == ANTHROPIC_MESSAGES:
+        return list(kept.fields["content"])
     content: list[dict[str, Any]] = [reasoning_json(r) for r in response.reasoning]
     if response.content:
         content.append({"type": "text", "text": response.content, "citations": None})
@@ -509,6 +551,12 @@ def message_json(response: ChatResponse) -> dict[str, Any]:
         }
         for c in response.tool_calls
     ]
+    return content
+
+
+def message_json(response: ChatResponse) -> dict[str, Any]:
+    """A neutral answer as an Anthropic ``message`` object."""
+    content = _content_json(response)
     body = {
         "id": message_id(response.id),
         "type": "message",
@@ -562,6 +610,8 @@ class MessageEventEncoder:
         self._text_block: int | None = None
         self._tool_blocks: dict[int, int] = {}
         self._thinking_blocks: dict[int, int] = {}
+        # An Anthropic upstream's blocks of types the contract does not model: its index -> ours.
+        self._foreign_blocks: dict[int, int] = {}
         self._open: list[int] = []
         self._usage: Usage | None = None
         self._finish: FinishReason | None = None
@@ -680,8 +730,38 @@ class MessageEventEncoder:
             case ExtensionEvent():
                 # An Anthropic upstream's own event, as it came, in its place in the stream.
                 if event.owner == ANTHROPIC_MESSAGES:
+                    if event.event.startswith("content_block_"):
+                        return self._kept_block_event(event.event, event.data)
                     return sse(event.event, event.data)
         return b""
+
+    def _kept_block_event(self, name: str, data: dict[str, Any]) -> bytes:
+        """A block event the contract does not model, renumbered into this stream's blocks: a
+        new block (a server tool's) closes the open ones first, as Anthropic streams one block
+        at a time; a delta or stop goes to that block, or (a text block's citations) to the
+        block open now."""
+        upstream = data.get("index")
+        if name == "content_block_start":
+            head = self._close_open()
+            index = self._blocks
+            self._blocks += 1
+            self._open.append(index)
+            if isinstance(upstream, int):
+                self._foreign_blocks[upstream] = index
+            block = data.get("content_block")
+            if isinstance(block, dict) and block.get("type") == "text":
+                self._text_block = index  # its text deltas go into it
+            return head + sse(name, {**data, "index": index})
+        found = self._foreign_blocks.get(upstream) if isinstance(upstream, int) else None
+        if found is None:
+            if not self._open:
+                return b""  # a delta for a block this stream never opened: nothing to join
+            found = self._open[-1]
+        if name == "content_block_stop":
+            if isinstance(upstream, int):
+                self._foreign_blocks.pop(upstream, None)
+            return self._stop_block(found)
+        return sse(name, {**data, "index": found})
 
     def _close_open(self) -> bytes:
         return b"".join(self._stop_block(index) for index in list(self._open))

@@ -35,6 +35,8 @@ from palyra.model import (
     ContentPart,
     ErrorEnvelope,
     ErrorEvent,
+    ExtensionEvent,
+    ExtensionPart,
     FailureClass,
     FinishReason,
     ImagePart,
@@ -62,6 +64,7 @@ from palyra.model import (
     UsageEvent,
 )
 from palyra.model.extensions import OPENAI_CHAT, Extensions, unknown_fields
+from palyra.providers.openai.response import REASONING_KEYS
 
 DONE = b"data: [DONE]\n\n"
 
@@ -143,7 +146,7 @@ def _text_only(content: Any, where: str, *, allow_refusal: bool = False) -> list
         part = obj(raw, f"{where}[{j}]")
         kind = part.get("type")
         if kind == "text":
-            parts.append(TextPart(text=string(part.get("text"), f"{where}[{j}].text")))
+            parts.append(_text(part, f"{where}[{j}]"))
         elif kind == "refusal" and allow_refusal:
             parts.append(TextPart(text=string(part.get("refusal"), f"{where}[{j}].refusal")))
         else:
@@ -151,6 +154,22 @@ def _text_only(content: Any, where: str, *, allow_refusal: bool = False) -> list
                 f"{where}[{j}] has type {kind!r}; only 'text' parts are allowed here", where
             )
     return parts
+
+
+# Each part type's fields the contract models; any other travels in the part's extensions.
+_TEXT_KEYS = frozenset({"type", "text"})
+_IMAGE_KEYS = frozenset({"type", "image_url"})
+_FILE_KEYS = frozenset({"type", "file"})
+_CALL_KEYS = frozenset({"id", "type", "function"})
+_TOOL_KEYS = frozenset({"type", "function"})
+_FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
+
+
+def _text(part: dict[str, Any], where: str) -> TextPart:
+    text = string(part.get("text"), f"{where}.text")
+    if part.keys() <= _TEXT_KEYS:  # the usual part
+        return TextPart(text=text)
+    return TextPart(text=text, extensions=unknown_fields(part, _TEXT_KEYS, OPENAI_CHAT))
 
 
 def _user_content(content: Any, where: str) -> list[ContentPart]:
@@ -161,22 +180,30 @@ def _user_content(content: Any, where: str) -> list[ContentPart]:
         part = obj(raw, f"{where}[{j}]")
         kind = part.get("type")
         if kind == "text":
-            parts.append(TextPart(text=string(part.get("text"), f"{where}[{j}].text")))
+            parts.append(_text(part, f"{where}[{j}]"))
         elif kind == "image_url":
             image = obj(part.get("image_url"), f"{where}[{j}].image_url")
             url = string(image.get("url"), f"{where}[{j}].image_url.url")
             try:
-                parts.append(ImagePart.from_data_url(url, detail=image.get("detail")))
+                image_part = ImagePart.from_data_url(url, detail=image.get("detail"))
             except (ValueError, ValidationError) as exc:
                 raise invalid(f"{where}[{j}].image_url: {_first_error(exc)}", where) from exc
+            extensions = unknown_fields(part, _IMAGE_KEYS, OPENAI_CHAT)
+            if extensions is not None:
+                image_part = image_part.model_copy(update={"extensions": extensions})
+            parts.append(image_part)
         elif kind == "file":
-            parts.append(file_part(part, f"{where}[{j}]"))
+            file = file_part(part, f"{where}[{j}]")
+            extensions = unknown_fields(part, _FILE_KEYS, OPENAI_CHAT)
+            if extensions is not None:
+                file = file.model_copy(update={"extensions": extensions})
+            parts.append(file)
+        elif isinstance(kind, str):
+            # input_audio, or a part type newer than Palyra: kept whole for an OpenAI upstream
+            # (a model of another API refuses it, naming it: it cannot read it).
+            parts.append(ExtensionPart.model_construct(owner=OPENAI_CHAT, block=part))
         else:
-            raise invalid(
-                f"{where}[{j}] has type {kind!r}, which Palyra does not accept yet; "
-                "send 'text', 'image_url' or 'file' parts",
-                where,
-            )
+            raise invalid(f"{where}[{j}].type must be a string, got {json_kind(kind)}", where)
     return parts
 
 
@@ -189,6 +216,7 @@ def _tool_call(raw: Any, where: str) -> ToolCallPart:
         id=string(call.get("id"), f"{where}.id"),
         name=string(function.get("name"), f"{where}.function.name"),
         arguments=string(function.get("arguments", "{}"), f"{where}.function.arguments"),
+        extensions=unknown_fields(call, _CALL_KEYS, OPENAI_CHAT),
     )
 
 
@@ -304,9 +332,24 @@ def _message_of(
     # Built without a second validation: the role is one of the five checked above, every part
     # was validated as it was built, each kind only under the role that may hold it (tool calls
     # for assistant, tool results for tool, images for user), and ``name`` is a string or None.
-    # Every field given, so model_construct resolves no default (a deep copy each).
+    # Every field given, so model_construct resolves no default (a deep copy each). Content
+    # sent as a list of parts goes on as a list to an upstream of the same API.
+    if type(content) is list and role != "tool":
+        return Message.model_construct(
+            {"role", "content", "name", "content_list"},
+            role=Role(role),
+            content=parts,
+            name=name,
+            content_list=True,
+            extensions=None,
+        )
     return Message.model_construct(
-        {"role", "content", "name"}, role=Role(role), content=parts, name=name, content_list=False
+        {"role", "content", "name"},
+        role=Role(role),
+        content=parts,
+        name=name,
+        content_list=False,
+        extensions=None,
     )
 
 
@@ -320,6 +363,14 @@ def _tool(raw: Any, i: int) -> ToolSpec:
     for key in ("description", "parameters", "strict"):
         if function.get(key) is not None:
             spec[key] = function[key]
+    if not (tool.keys() <= _TOOL_KEYS and function.keys() <= _FUNCTION_KEYS):
+        # Fields the contract does not model, for an OpenAI upstream: the tool's own, and the
+        # function's under "function" (see the payload builder).
+        fields = {k: v for k, v in tool.items() if k not in _TOOL_KEYS}
+        inner = {k: v for k, v in function.items() if k not in _FUNCTION_KEYS}
+        if inner:
+            fields["function"] = inner
+        spec["extensions"] = Extensions(owner=OPENAI_CHAT, fields=fields)
     try:
         return ToolSpec.model_validate(spec)
     except ValidationError as exc:
@@ -529,7 +580,10 @@ def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
     }
     if calls:
         message["tool_calls"] = [_call_json(None, c) for c in calls]
-    if response.reasoning:
+    own = response.message_extensions
+    if own is not None and own.owner != OPENAI_CHAT:
+        own = None
+    if response.reasoning and not (own is not None and _carries_reasoning(own)):
         add_reasoning(message, response.reasoning)
     answered_at = response.created
     body: dict[str, Any] = {
@@ -556,10 +610,22 @@ def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
     extensions = response.extensions
     if extensions is not None and extensions.owner == OPENAI_CHAT:
         body.update(extensions.fields)
-    extensions = response.message_extensions
+    if own is not None:
+        message.update(own.fields)
+    extensions = response.choice_extensions
     if extensions is not None and extensions.owner == OPENAI_CHAT:
-        message.update(extensions.fields)
+        body["choices"][0].update(extensions.fields)
+    extensions = response.other_choices
+    if extensions is not None and extensions.owner == OPENAI_CHAT:
+        body["choices"] += extensions.fields["choices"]
     return body
+
+
+def _carries_reasoning(extensions: Extensions) -> bool:
+    """Whether an OpenAI-compatible upstream's message carried its reasoning in its own fields,
+    which then reach the client as they came, in place of Palyra's rendering of them."""
+    fields = extensions.fields
+    return any(key in fields for key in REASONING_KEYS)
 
 
 def error_code(envelope: ErrorEnvelope) -> str | None:
@@ -601,7 +667,13 @@ class ChunkEncoder:
         self.include_usage = include_usage
         self._usage: Usage | None = None
         self.service_tier: str | None = None
+        self.system_fingerprint: str | None = None
         self._thinking: dict[int, list[str]] = {}
+        # An OpenAI upstream's chunk fields the contract does not model, waiting for the next
+        # chunk written (see ``ExtensionEvent``); and whether its reasoning comes in its own
+        # fields, as it sent them (Palyra's rendering of that reasoning then stays out).
+        self._kept: dict[str, Any] | None = None
+        self._raw_reasoning = False
 
     def _chunk(
         self,
@@ -628,9 +700,31 @@ class ChunkEncoder:
         }
         if self.service_tier is not None:
             payload["service_tier"] = self.service_tier
+        if self.system_fingerprint is not None:
+            payload["system_fingerprint"] = self.system_fingerprint
         if usage is not None:
             payload["usage"] = usage_json(usage)
+        if self._kept is not None:
+            self._merge_kept(payload)
         return sse(payload)
+
+    def _merge_kept(self, payload: dict[str, Any]) -> None:
+        """Write the waiting upstream fields into ``payload``: the chunk's own at the top, the
+        first choice's and its delta's into that choice, the other choices after it."""
+        kept, self._kept = self._kept or {}, None
+        payload.update(kept.get("chunk", ()))
+        choices: list[dict[str, Any]] = payload["choices"]
+        if "choice" in kept or "delta" in kept:
+            if not choices:
+                choices.append({"index": 0, "delta": {}})
+            choices[0].update(kept.get("choice", ()))
+            choices[0]["delta"].update(kept.get("delta", ()))
+        choices += kept.get("choices", ())
+
+    def _flush_kept(self) -> bytes:
+        """The waiting upstream fields as a chunk of their own (the chunk that brought them
+        gave no other frame: an other choice's delta, a delta Palyra does not render)."""
+        return b"" if self._kept is None else self._chunk(None)
 
     def encode(self, event: StreamEvent) -> bytes:
         """The SSE bytes for one event (empty when the event has no OpenAI counterpart)."""
@@ -641,22 +735,38 @@ class ChunkEncoder:
                 if event.created is not None:
                     self.created = event.created
                 self.service_tier = event.service_tier
+                self.system_fingerprint = event.system_fingerprint
                 return self._chunk({"role": "assistant", "content": ""})
             case TextDelta():
                 if event.logprobs is not None:
                     return self._chunk({"content": event.text}, logprobs=event.logprobs)
                 return self._chunk({"content": event.text}) if event.text else b""
             case ThinkingDelta():
+                if self._raw_reasoning:
+                    return b""
                 self._thinking.setdefault(event.index, []).append(event.thinking)
                 return self._chunk({"reasoning_content": event.thinking})
             case SignatureDelta():
+                if self._raw_reasoning:
+                    return b""
                 # The whole signed block once its signature arrives: what a client sends back.
                 text = "".join(self._thinking.get(event.index, ()))
                 block = {"type": "thinking", "thinking": text, "signature": event.signature}
                 return self._chunk({"thinking_blocks": [block]})
             case RedactedThinking():
+                if self._raw_reasoning:
+                    return b""
                 block = {"type": "redacted_thinking", "data": event.data}
                 return self._chunk({"thinking_blocks": [block]})
+            case ExtensionEvent():
+                if event.owner != OPENAI_CHAT:
+                    return b""
+                out = self._flush_kept()
+                self._kept = event.data
+                delta = event.data.get("delta")
+                if delta and any(key in delta for key in REASONING_KEYS):
+                    self._raw_reasoning = True
+                return out
             case ToolCallStart():
                 call = ToolCallPart(id=event.id, name=event.name, arguments="")
                 return self._chunk({"tool_calls": [_call_json(event.index, call)]})
@@ -678,4 +788,4 @@ class ChunkEncoder:
         """The usage chunk (only when the client asked for it) and ``[DONE]``."""
         if self.include_usage:
             return self._chunk(None, usage=self._usage or Usage(source="estimated")) + DONE
-        return DONE
+        return self._flush_kept() + DONE
