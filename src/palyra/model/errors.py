@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from palyra.model.known_secrets import KNOWN_SECRETS, REPLACEMENT
 
@@ -183,6 +183,9 @@ class ErrorEnvelope(BaseModel):
     upstream_status: int | None = None
     code: str | None = None
     param: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    """The upstream error answer's headers a client reads (rate limits, request id,
+    ``retry-after``: palyra.model.forwarding), returned with the error as with an answer."""
 
     @classmethod
     def of(

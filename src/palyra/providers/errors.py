@@ -17,6 +17,7 @@ import orjson
 
 from palyra.model import ErrorEnvelope, FailureClass, PalyraError
 from palyra.model.errors import MAX_ERROR_MESSAGE_CHARS
+from palyra.model.forwarding import answer_headers
 from palyra.providers.upstream.limits import UpstreamTooLarge
 
 MAX_RETRY_AFTER_S = 3600.0
@@ -253,13 +254,18 @@ class StatusAndHeaders(Protocol):
 def raise_for_upstream_status(
     response: StatusAndHeaders, body: bytes, *, provider: str, model: str | None
 ) -> None:
-    """Raise the classified ``PalyraError`` for a non-2xx upstream answer; 2xx passes."""
+    """Raise the classified ``PalyraError`` for a non-2xx upstream answer, with the answer's
+    headers a client reads (rate limits, request id: the client of a 4xx passed back, or of the
+    last failure after failover, gets them as with an answer); 2xx passes."""
     if not 200 <= response.status_code < 300:
-        raise PalyraError(
-            classify_http_error(
-                response.status_code, body, response.headers, provider=provider, model=model
-            )
+        headers = response.headers
+        envelope = classify_http_error(
+            response.status_code, body, headers, provider=provider, model=model
         )
+        wanted = answer_headers(headers.raw)
+        if wanted:
+            envelope = envelope.model_copy(update={"headers": wanted})
+        raise PalyraError(envelope)
 
 
 def stream_ended_early(

@@ -39,8 +39,8 @@ JSON = "application/json"
 
 def anthropic_error_response(envelope: ErrorEnvelope) -> Response:
     """An envelope as Anthropic's error JSON, with its status and ``Retry-After`` when known."""
-    headers = {}
-    if envelope.retry_after_s is not None:
+    headers = dict(envelope.headers)  # the upstream's rate-limit and request-id headers
+    if envelope.retry_after_s is not None:  # after failover, the soonest of the attempts
         headers["retry-after"] = str(math.ceil(envelope.retry_after_s))
     return Response(
         orjson.dumps(error_json(envelope)),
