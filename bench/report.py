@@ -23,12 +23,12 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("rps_c128_hey", "rq/s c=128 hey", "", False),
     ("cpu_us_c32_wrk", "gateway CPU per request, c=32 wrk", "us", False),
     ("cpu_us_c128_wrk", "gateway CPU per request, c=128 wrk", "us", False),
-    ("streams500_success", "500 streams: success", "", False),
+    ("streams500_success", "500 streams: success", "%", False),
     ("streams500_p50_s", "500 streams: p50", "s", False),
     ("streams500_p99_s", "500 streams: p99", "s", False),
     ("streams500_peak_rss_mb", "500 streams: peak RSS", "MB", False),
     ("streams500_cpu_ms_per_stream", "500 streams: gateway CPU per stream", "ms", False),
-    ("streams2000_success", "2000 streams: success", "", False),
+    ("streams2000_success", "2000 streams: success", "%", False),
     ("streams2000_p50_s", "2000 streams: p50", "s", False),
     ("streams2000_p99_s", "2000 streams: p99", "s", False),
     ("streams2000_peak_rss_mb", "2000 streams: peak RSS", "MB", False),
@@ -125,6 +125,13 @@ def summary(figures: dict[str, dict[str, Any]], workers: int) -> dict[str, Any]:
             _get(figures, f"idle_rss_per_worker_mb_{workers}w", "palyra"),
             90,
         )
+        # Pages the workers share (tables loaded before the fork) count in full in each one's
+        # RSS; PSS splits them between the processes sharing them.
+        target(
+            f"idle PSS per worker, {workers} workers (MB)",
+            _get(figures, f"idle_pss_per_worker_mb_{workers}w", "palyra"),
+            90,
+        )
     target("soak RSS growth", _get(figures, "soak_growth", "palyra"), 0.05)
     target("palyra version (s)", _get(figures, "cli_version_s", "palyra"), 0.3)
     return {"ratios": ratios, "targets": targets}
@@ -137,6 +144,8 @@ def _cell(value: float | None, unit: str) -> str:
         return f"{value:.3f} {unit}" if unit == "ms" else f"{value:.2f} s"
     if unit == "MB":
         return f"{value:.0f} MB"
+    if unit == "%":
+        return f"{value:.1%}"
     if unit == "us":
         return f"{value:.0f} µs"
     if value <= 1.0 and value != int(value):
@@ -158,7 +167,7 @@ def table(data: dict[str, Any]) -> list[str]:
         cells = [_cell(_get(figures, metric, side), unit) for side in SIDES]
         palyra, direct = _get(figures, metric, "palyra"), _get(figures, metric, "direct")
         if show_added and palyra is not None and direct is not None:
-            cells[1] += f" (+{palyra - direct:.3f})"
+            cells[1] += f" ({palyra - direct:+.3f})"
         pair = ratios.get(metric, {})
         shown = [
             f"{r:.2f}" if r is not None else "—"
