@@ -3,6 +3,7 @@ OpenAI sign-in against the authlib test server, provider health and daemon token
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import sys
@@ -20,6 +21,7 @@ from palyra.config.schema import StorageConfig, default_config
 from palyra.daemon import AppState
 from palyra.daemon.security.policy import Authenticator
 from palyra.daemon.security.tokens_store import TokenKind, generate_token
+from palyra.sharedstate import RevocationListener, SharedStateLink
 from palyra.testing import FakeUpstream
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "auth"))
@@ -398,3 +400,40 @@ async def test_another_worker_or_a_restarted_daemon_sees_the_same_sign_in(
         )
     assert polled.status_code == 200, polled.text
     assert polled.json()["status"] == "pending"
+
+
+@pytest.mark.redis
+async def test_a_console_revoke_is_announced_to_every_replica_through_redis(
+    start_daemon: StartDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    monkeypatch.setenv("PALYRA_STATE_DIR", str(tmp_path))
+    url = f"sqlite+aiosqlite:///{tmp_path}/palyra.db"
+    storage = StorageConfig(url=url, redis_url=redis_url)
+    config = default_config().model_copy(update={"storage": storage})
+    admin = generate_token(TokenKind.ADMIN)
+    auth = Authenticator(store_url=url, state_dir=tmp_path, fixed_tokens={admin: TokenKind.ADMIN})
+    daemon = start_daemon(AppState.from_config(config), auth=auth)
+    # Another replica: its own token cache (an hour long), listening on the same Redis.
+    other = Authenticator(store_url=url, cache_ttl_s=3600)
+    await other.start()
+    link = SharedStateLink(redis_url)
+    listener = RevocationListener(link, revoked=other.forget_token, missed=other.forget_all)
+    listener.start()
+    await asyncio.wait_for(listener.subscribed.wait(), 5)
+    try:
+        async with httpx2.AsyncClient(base_url=daemon.url, timeout=10) as http:
+            headers = {"authorization": f"Bearer {admin}"}
+            created = await http.post(f"{C}/tokens", json={"name": "ci"}, headers=headers)
+            token, token_id = created.json()["token"], created.json()["id"]
+            assert await other.authenticate(token) is not None  # cached by the other replica
+            revoked = await http.delete(f"{C}/tokens/{token_id}", headers=headers)
+            assert revoked.json()["status"] == "revoked"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while await other.authenticate(token) is not None:
+            assert loop.time() - started < 1.0, "the other replica still accepts it"
+            await asyncio.sleep(0.01)
+    finally:
+        await listener.aclose()
+        await other.aclose()
+        await link.aclose()
