@@ -27,6 +27,7 @@ from palyra.store import Store, open_store
 from redis_support import OwnRedis, fresh_namespace, machine_redis_url
 
 POSTGRES_URL_ENV = "PALYRA_TEST_POSTGRES_URL"
+POSTGRES_EXAMPLE = "e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/palyra_test"
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +73,7 @@ async def store_target(
         return
     url = os.environ.get(POSTGRES_URL_ENV)
     if not url:
-        pytest.skip(f"{POSTGRES_URL_ENV} is not set")
+        pytest.skip(f"{POSTGRES_URL_ENV} is not set ({POSTGRES_EXAMPLE})")
     schema = f"t_{uuid.uuid4().hex[:16]}"
     admin = create_async_engine(url)
     try:
@@ -123,7 +124,7 @@ async def postgres_database() -> AsyncIterator[str]:
     on ``search_path`` cannot be passed. Skipped without ``PALYRA_TEST_POSTGRES_URL``."""
     url = os.environ.get(POSTGRES_URL_ENV)
     if not url:
-        pytest.skip(f"{POSTGRES_URL_ENV} is not set")
+        pytest.skip(f"{POSTGRES_URL_ENV} is not set ({POSTGRES_EXAMPLE})")
     name = f"palyra_t_{uuid.uuid4().hex[:16]}"
     admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
     try:
