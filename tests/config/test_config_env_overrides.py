@@ -89,7 +89,7 @@ def test_unknown_override_names_the_variable_and_suggests_the_key(config_file: P
         'PALYRA_DAEMON__BINDD: daemon.bindd: unknown setting "bindd" in daemon '
         '(did you mean "bind"?); rename or unset the variable',
         'PALYRA_NOPE__KEY: nope.key: unknown setting "nope" in the top level '
-        "(known: cron, daemon, model_provider, pricing, responses, storage, version); rename or unset the variable",
+        "(known: cron, daemon, limits, model_provider, pricing, responses, storage, usage, version); rename or unset the variable",
     ]
 
 

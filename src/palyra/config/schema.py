@@ -250,6 +250,59 @@ class RoutingGroupConfig(_Section):
         return cast("TaskClass", self.default_task)  # checked by _task
 
 
+class LimitSpec(_Section):
+    """Limits on one client token, agent or provider; each absent one is no limit.
+
+    ``models``: the model ids (or aliases) it may call; ``rpm``/``tpm``: requests and tokens
+    per minute (sliding window); ``concurrency``: requests in flight; budgets per UTC day and
+    calendar month in tokens or USD, refused once reached; ``soft_ratio``: the share of a
+    budget past which answers carry a warning header and a warning is logged."""
+
+    models: list[str] | None = Field(default=None, max_length=1000)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    concurrency: int | None = Field(default=None, ge=1)
+    budget_tokens_day: int | None = Field(default=None, ge=1)
+    budget_tokens_month: int | None = Field(default=None, ge=1)
+    budget_usd_day: float | None = Field(default=None, gt=0)
+    budget_usd_month: float | None = Field(default=None, gt=0)
+    soft_ratio: float = Field(default=0.8, gt=0, le=1)
+
+    def is_empty(self) -> bool:
+        """Whether nothing is limited (such a token skips every limit check)."""
+        return all(getattr(self, name) is None for name in LIMIT_NAMES)
+
+
+LIMIT_NAMES = (
+    "models",
+    "rpm",
+    "tpm",
+    "concurrency",
+    "budget_tokens_day",
+    "budget_tokens_month",
+    "budget_usd_day",
+    "budget_usd_month",
+)
+
+
+class LimitsConfig(_Section):
+    """``[limits]``: limits per agent id and per provider id (client tokens carry their own,
+    set with ``palyra token create/update``)."""
+
+    agents: dict[str, LimitSpec] = Field(default_factory=dict)
+    providers: dict[str, LimitSpec] = Field(default_factory=dict)
+
+
+class UsageConfig(_Section):
+    """``[usage]``: the usage ledger. Rows are written in batches every ``flush_interval_s``
+    (so a crash loses at most that much); a full queue drops rows and counts them."""
+
+    ledger: bool = True
+    retention_days: float = Field(default=90.0, ge=0)
+    flush_interval_s: float = Field(default=0.5, gt=0, le=1.0)
+    queue_size: int = Field(default=10_000, ge=100, le=1_000_000)
+
+
 class ModelProviderRegistryConfig(_Section):
     """The ``[model_provider]`` section: providers, models, defaults, retries and breakers."""
 
@@ -280,6 +333,8 @@ class PalyraConfig(_Section):
     responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     cron: CronConfig = Field(default_factory=CronConfig)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     model_provider: ModelProviderRegistryConfig = Field(default_factory=ModelProviderRegistryConfig)
 
 
