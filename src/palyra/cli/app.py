@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "db": ("palyra.cli.db", "app"),
     "chat": ("palyra.cli.chat", "chat"),
     "doctor": ("palyra.cli.doctor", "doctor"),
+    "usage": ("palyra.cli.usage", "usage"),
 }
 
 

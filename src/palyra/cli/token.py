@@ -1,4 +1,5 @@
-"""``palyra token``: create, list and revoke the daemon's client, admin and metrics tokens.
+"""``palyra token``: create, list, revoke and update the daemon's client, admin and metrics
+tokens, and a client token's limits and budgets (``--models``, ``--rpm``, ``--budget-usd-month``...).
 
 ``create`` prints the token once, alone on stdout (so ``TOKEN=$(palyra token create)`` works),
 with its id and kind on stderr; only its hash is stored. ``list`` never shows a token. A running
@@ -15,9 +16,11 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from palyra.cli.common import ConfigOpt, DbUrlOpt, fail, fail_on, read_config, store_url
 from palyra.config import ConfigError, agents_path, load_agents
+from palyra.config.schema import LimitSpec
 from palyra.daemon.security.tokens_store import (
     MAX_LIFETIME_DAYS,
     TOKENS_SCHEMA,
@@ -31,10 +34,39 @@ from palyra.sharedstate import SharedStateLink, publish_revoked
 from palyra.store import Store, StoreMissing, open_store
 
 T = TypeVar("T")
+ModelsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--models", help="Models (ids or aliases) this client token may call; a,b."),
+]
+RpmOpt = Annotated[int | None, typer.Option("--rpm", min=0, help="Requests per minute.")]
+TpmOpt = Annotated[int | None, typer.Option("--tpm", min=0, help="Tokens per minute.")]
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option("--concurrency", min=0, help="Requests in flight at once.")
+]
+UsdDayOpt = Annotated[
+    float | None, typer.Option("--budget-usd-day", min=0, help="USD per UTC day.")
+]
+UsdMonthOpt = Annotated[
+    float | None, typer.Option("--budget-usd-month", min=0, help="USD per calendar month.")
+]
+TokensDayOpt = Annotated[
+    int | None, typer.Option("--budget-tokens-day", min=0, help="Tokens per UTC day.")
+]
+TokensMonthOpt = Annotated[
+    int | None, typer.Option("--budget-tokens-month", min=0, help="Tokens per calendar month.")
+]
+SoftOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--soft-ratio", min=0, max=1, help="Warn past this share of a budget (default 0.8)."
+    ),
+]
 SECONDS_PER_DAY = 86_400
 
 app = typer.Typer(
-    help="Daemon access tokens: create, list, revoke.", no_args_is_help=True, add_completion=False
+    help="Daemon access tokens: create, list, revoke, update limits.",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 
@@ -103,6 +135,15 @@ def create(
             "agent's auth profiles.",
         ),
     ] = None,
+    models: ModelsOpt = None,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    budget_usd_day: UsdDayOpt = None,
+    budget_usd_month: UsdMonthOpt = None,
+    budget_tokens_day: TokensDayOpt = None,
+    budget_tokens_month: TokensMonthOpt = None,
+    soft_ratio: SoftOpt = None,
     db_url: DbUrlOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -113,9 +154,23 @@ def create(
     lifetime = None if expires_days is None else expires_days * SECONDS_PER_DAY
     if agent is not None and not admin:
         _require_agent(agent, config)
+    given = _given(
+        models,
+        rpm,
+        tpm,
+        concurrency,
+        budget_usd_day,
+        budget_usd_month,
+        budget_tokens_day,
+        budget_tokens_month,
+        soft_ratio,
+    )
+    limits = _limits({}, given, config) if given else None
     token, record = _run(
         db_url,
-        lambda tokens: tokens.create(kind, name=name, expires_in_s=lifetime, agent_id=agent),
+        lambda tokens: tokens.create(
+            kind, name=name, expires_in_s=lifetime, agent_id=agent, limits=limits
+        ),
         config,
     )
     expiry = f", expires {record.public_dict(record.created_at_ms)['expires']}"
@@ -125,7 +180,126 @@ def create(
         f"{expiry if record.expires_at_ms else ''}{bound}); it is shown once, store it now:",
         err=True,
     )
+    if record.limits is not None:
+        typer.echo(f"limits: {_limits_text(record.limits)}", err=True)
     typer.echo(token)
+
+
+@app.command()
+def update(
+    token_id: Annotated[str, typer.Argument(help="Token id from `palyra token list`.")],
+    models: ModelsOpt = None,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    budget_usd_day: UsdDayOpt = None,
+    budget_usd_month: UsdMonthOpt = None,
+    budget_tokens_day: TokensDayOpt = None,
+    budget_tokens_month: TokensMonthOpt = None,
+    soft_ratio: SoftOpt = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Lift every limit first (then set the ones given).")
+    ] = False,
+    db_url: DbUrlOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Change a client token's limits: the ones given are set (0 lifts a number, --models ''
+    lifts the allowlist), the others kept. A running daemon applies them within 30 s."""
+    given = _given(
+        models,
+        rpm,
+        tpm,
+        concurrency,
+        budget_usd_day,
+        budget_usd_month,
+        budget_tokens_day,
+        budget_tokens_month,
+        soft_ratio,
+    )
+    if not given and not clear:
+        fail("nothing to change: give --models, --rpm, --tpm, --concurrency, --budget-* or --clear")
+
+    async def change(tokens: TokenStore) -> TokenRecord | None:
+        current = next((r for r in await tokens.list() if r.id == token_id), None)
+        if current is None:
+            return None
+        base = (
+            {}
+            if clear or current.limits is None
+            else current.limits.model_dump(exclude_defaults=True)
+        )
+        return await tokens.update_limits(token_id, _limits(base, given, config))
+
+    record: TokenRecord | None = _run(db_url, change, config, empty=lambda: None)
+    if record is None:
+        fail(f"there is no token {token_id!r}; see: palyra token list")
+    shown_limits = _limits_text(record.limits) if record.limits else "none"
+    typer.echo(
+        f"updated {record.kind.value} token {record.id} ({shown(record.name)}): limits {shown_limits}"
+    )
+
+
+def _given(
+    models: list[str] | None,
+    rpm: int | None,
+    tpm: int | None,
+    concurrency: int | None,
+    budget_usd_day: float | None,
+    budget_usd_month: float | None,
+    budget_tokens_day: int | None,
+    budget_tokens_month: int | None,
+    soft_ratio: float | None,
+) -> dict[str, object]:
+    """The limit flags given, by LimitSpec field (``--models a,b`` and repeats joined)."""
+    found: dict[str, object] = {}
+    if models is not None:
+        found["models"] = [m.strip() for item in models for m in item.split(",") if m.strip()]
+    numbers = {
+        "rpm": rpm,
+        "tpm": tpm,
+        "concurrency": concurrency,
+        "budget_usd_day": budget_usd_day,
+        "budget_usd_month": budget_usd_month,
+        "budget_tokens_day": budget_tokens_day,
+        "budget_tokens_month": budget_tokens_month,
+        "soft_ratio": soft_ratio,
+    }
+    found.update({k: v for k, v in numbers.items() if v is not None})
+    return found
+
+
+def _limits(base: dict[str, object], given: dict[str, object], config: Path | None) -> LimitSpec:
+    """``base`` with ``given`` applied (0, or an empty --models, lifts that limit), checked;
+    an allowlist must name models (or aliases) of palyra.toml."""
+    merged = dict(base)
+    for key, value in given.items():
+        if value == 0 or value == []:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    try:
+        limits = LimitSpec.model_validate(merged)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        flag = "--" + str(error["loc"][0]).replace("_", "-")
+        fail(f"{flag}: {error['msg'].lower()}")
+    if limits.models:
+        cfg = read_config(config, "--models")
+        known = [n for m in cfg.model_provider.models for n in (m.id, *m.aliases)]
+        unknown = [m for m in limits.models if m not in known]
+        if unknown:
+            fail(
+                f"--models: {', '.join(unknown)} not configured (known: {', '.join(known)}); "
+                "see: palyra models list"
+            )
+    return limits
+
+
+def _limits_text(limits: LimitSpec) -> str:
+    parts = []
+    for key, value in limits.model_dump(exclude_defaults=True).items():
+        parts.append(f"{key}={','.join(value) if isinstance(value, list) else value}")
+    return " ".join(parts) or "none"
 
 
 def shown(text: str) -> str:
@@ -141,8 +315,14 @@ def _row(record: dict[str, object]) -> str:
         f"{record['id']}  {record['kind']:<7}  {record['status']:<7}  "
         f"created {record['created']}  expires {record['expires'] or 'never'}  "
         f"last used {record['last_used'] or 'never'}  agent {record['agent'] or '-'}  "
-        f"{shown(str(record['name']))}"
+        f"{shown(str(record['name']))}{_limits_row(record.get('limits'))}"
     )
+
+
+def _limits_row(limits: object) -> str:
+    if not isinstance(limits, dict) or not limits:
+        return ""
+    return "  limits " + _limits_text(LimitSpec.model_validate(limits))
 
 
 def _require_agent(agent_id: str, config: Path | None) -> None:

@@ -30,6 +30,7 @@ from palyra.daemon.observe.metrics import Metrics
 from palyra.daemon.observe.readiness import Probe
 from palyra.daemon.security.policy import Authenticator
 from palyra.daemon.server.workers import SnapshotFiles, WorkerSlot, publish_metrics
+from palyra.daemon.usage_host import UsageHost, prepare_usage_store
 from palyra.model import (
     DEFAULT_LIMITS,
     Capability,
@@ -150,6 +151,7 @@ class AppState:
     runtime: Runtime = field(init=False, repr=False)
     # The Redis link of ``[storage] redis_url`` (None without it: all state is per process).
     shared: SharedStateLink | None = field(default=None, init=False, repr=False)
+    usage: UsageHost = field(init=False, repr=False)
     _credentials: DeferredCredentials = field(init=False, repr=False)
     _store: Store | None = field(default=None, init=False, repr=False)
     _oauth_client: httpx2.AsyncClient | None = field(default=None, init=False, repr=False)
@@ -183,6 +185,9 @@ class AppState:
             lambda: self.state_dir or state_dir(), self.config
         )
         self.providers = self.runtime.providers
+        self.usage = UsageHost(
+            self.config, self.runtime.registry, self.metrics, self.shared, self.clock
+        )
         allowed = {n for p in self.config.model_provider.providers for n in p.forward_headers}
         # ``x-palyra-task`` rides along in the same pass, for routing groups (never sent on).
         wanted = VENDOR_CLIENT_HEADERS | allowed | {TASK_HEADER}
@@ -270,6 +275,7 @@ class AppState:
         self.metrics.set_limit_source(self.runtime.leases.figures)
         if self.worker is not None:
             self._share_metrics(self.worker)
+        await self.usage.start(self.state_dir or state_dir())
         if not any(needs_store(p) for p in self.config.model_provider.providers):
             return
         states = self.state_dir or state_dir()
@@ -321,7 +327,8 @@ class AppState:
 
     async def aclose(self) -> None:
         """Stop the refresher, close the runtime (providers and their clients), then the store;
-        a worker writes its final metrics snapshot."""
+        a worker writes its final metrics snapshot. The usage ledger is flushed first."""
+        await self.usage.aclose()
         if self._publish_task is not None:
             self._publish_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -369,6 +376,7 @@ async def prepare_store(config: PalyraConfig, *, states: Path, environ: Mapping[
     """The store work ``start()`` does, done once before several workers start: tables migrated,
     the vault's master key chosen and recorded, so workers never race to do it. Failures are
     left for each worker's ``start()`` to report."""
+    await prepare_usage_store(config, states)
     if not any(needs_store(p) for p in config.model_provider.providers):
         return
     try:

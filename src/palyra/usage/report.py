@@ -126,9 +126,7 @@ async def usage_report(
     return out
 
 
-async def spent(
-    store: Store, *, column: str, value: str, since_ms: int
-) -> tuple[int, int]:
+async def spent(store: Store, *, column: str, value: str, since_ms: int) -> tuple[int, int]:
     """(tokens, nano-USD) a token or agent (``column`` token_id or agent_id) spent since then:
     what a budget starts from when a process first meets it."""
     c = usage_ledger.c

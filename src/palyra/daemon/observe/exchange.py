@@ -35,6 +35,8 @@ from palyra.daemon.server.http_protocol import COALESCE
 from palyra.daemon.server.json_response import JSONBytes
 from palyra.model import Usage
 from palyra.routing.trail import AttemptTrail
+from palyra.usage.facts import UsageFact
+from palyra.usage.limiter import Admission
 
 if TYPE_CHECKING:
     from palyra.daemon.state import AppState
@@ -44,6 +46,7 @@ REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
 ATTEMPTS_HEADER_BYTES = b"x-palyra-attempts"
 ROUTE_HEADER_BYTES = b"x-palyra-route"
 OVERHEAD_HEADER_BYTES = b"x-palyra-overhead-ms"
+BUDGET_WARNING_HEADER_BYTES = b"x-palyra-budget-warning"
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 T = TypeVar("T")
 # uuid.uuid4(): version nibble 4 (bits 76-79) and RFC 4122 variant 0b10 (bits 62-63).
@@ -202,6 +205,9 @@ class Exchange:
             route = getattr(trail, "route", None)
             if route is not None:
                 out.append((ROUTE_HEADER_BYTES, route.header().encode("ascii", "replace")))
+        warning = self.hooks.get("budget_warning")
+        if warning is not None:
+            out.append((BUDGET_WARNING_HEADER_BYTES, warning.encode("ascii", "replace")))
         timer = self.timer
         if timer.used:
             overhead = max(0.0, self.clock() - self.started - timer.waited_s)
@@ -302,6 +308,19 @@ class ObservabilityMiddleware:
             raise
         finally:
             self.finish(scope, exchange, failed=failed)
+            admission = exchange.hooks.get("admission")
+            if admission is not None:
+                await self.settle(exchange.hooks, admission)
+
+    async def settle(self, state: dict[str, Any], admission: Admission) -> None:
+        """Charge a limited request's usage to its limits (after its response went out)."""
+        usage = state.get("usage")
+        try:
+            await self.state.usage.metering.settle(
+                admission, usage if type(usage) is Usage else None, _routed_trail(state)
+            )
+        except Exception as exc:  # limits must never turn an answered request into a failure
+            log_unexpected(failure_log, exc, "settling a request's limits", state.get("request_id"))
 
     def begin(self, scope: Scope, send: Send, incoming_id: str | None) -> Exchange:
         """Start observing one request: its id, upstream timer and the hooks handlers fill in.
@@ -367,6 +386,8 @@ class ObservabilityMiddleware:
         elif trail is not None:
             _count_attempts(metrics, trail, model)
         usage = state.get("usage")
+        if "requested_model" in state:
+            self.record_usage(state, status, duration, cause)
         if type(usage) is Usage:
             metrics.add_tokens(model, usage.input_tokens, usage.output_tokens)
         elif usage is not None:
@@ -398,6 +419,52 @@ class ObservabilityMiddleware:
         if agent is not None:
             fields["agent"] = agent
         log_access(fields)
+
+    def record_usage(
+        self, state: dict[str, Any], status: int, duration: float, cause: str | None
+    ) -> None:
+        """Queue the ledger fact of a model request (one tuple; priced by the ledger later).
+        A request that did not route (a count, a refused body) and did not fail is left out."""
+        trail = _routed_trail(state)
+        refused = state.get("refused")
+        if trail is None and refused is None and status < 400:
+            return
+        usage = state.get("usage")
+        if refused is not None:
+            outcome = refused
+        elif cause is not None:
+            outcome = "stream_interrupted" if cause == "upstream" else f"cut_{cause}"
+        elif trail is not None and trail.attempts and trail.attempts[-1].outcome != "ok":
+            outcome = trail.attempts[-1].outcome
+        elif status >= 400:
+            outcome = f"http_{status}"
+        else:
+            outcome = "ok"
+        principal = state.get("principal")
+        self.state.usage.metering.record(
+            UsageFact(
+                self.state.clock(),
+                state["request_id"],
+                None if principal is None else principal.token_id,
+                None if principal is None else principal.agent_id,
+                None,
+                state.get("requested_model"),
+                trail,
+                usage if type(usage) is Usage else None,
+                status,
+                outcome,
+                duration,
+            )
+        )
+
+
+def _routed_trail(state: dict[str, Any]) -> AttemptTrail | None:
+    """The router's trail of a request (a stream's is inside its ``StreamTrail``)."""
+    trail = state.get("attempt_trail")
+    if type(trail) is AttemptTrail:
+        return trail
+    inner = getattr(trail, "trail", None)
+    return inner if type(inner) is AttemptTrail else None
 
 
 def _count_attempts(metrics: Metrics, trail: object, model: str) -> None:

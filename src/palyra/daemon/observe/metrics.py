@@ -17,6 +17,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from palyra.usage.facts import UsageFact
+
 Labels = tuple[str, ...]
 # One registry's figures as plain JSON data: {"counters": {name: [[labels, value], ...]},
 # "histograms": {name: [[labels, per-bucket counts, sum], ...]}, "gauges": {name: [[labels,
@@ -165,6 +167,7 @@ def _worker_key(worker: str) -> tuple[int, str]:
 
 
 MAX_AGENT_LABELS = 100
+MAX_PRINCIPAL_LABELS = 200
 
 
 class Metrics:
@@ -210,6 +213,32 @@ class Metrics:
             "Circuit breaker phase per scope: 0 closed, 1 half-open, 2 open.",
             ("scope",),
         )
+        self._principal_labels: set[str] = set()
+        self.usage_tokens = Counter(
+            "palyra_usage_tokens_total",
+            "Tokens of answered requests, by model, principal and kind (as the ledger has them).",
+            ("model", "principal", "kind"),
+        )
+        self.usage_cost = Counter(
+            "palyra_usage_cost_usd_total",
+            "Cost of answered requests in USD at the pricing table's rates, by model and principal.",
+            ("model", "principal"),
+        )
+        self.unpriced = Counter(
+            "palyra_usage_unpriced_requests_total",
+            "Answered requests whose model has no price (their cost is unknown).",
+            ("model",),
+        )
+        self.budget_soft = Counter(
+            "palyra_budget_soft_limit_total",
+            "Requests let through past a budget's soft threshold, by scope kind and budget.",
+            ("scope", "budget"),
+        )
+        self.ledger = CallbackGauge(
+            "palyra_usage_ledger",
+            "The usage ledger's queue: facts dropped since start (queue full), facts queued now.",
+            ("state",),
+        )
         self.shared_state = CallbackGauge(
             "palyra_shared_state_degraded",
             "1 while [storage] redis_url is set but Redis does not answer (state is per process "
@@ -243,6 +272,56 @@ class Metrics:
             "Requests refused because no slot of a concurrency limit freed within the deadline.",
             ("limit",),
         )
+
+    def principal_label(self, token_id: str | None, agent_id: str | None) -> str:
+        """Who a request is charged to, as a bounded label value: ``token:<id>``, else
+        ``agent:<id>``, else ``none``; past ``MAX_PRINCIPAL_LABELS`` distinct ones, ``other``."""
+        if token_id is not None:
+            label = f"token:{token_id}"
+        elif agent_id is not None:
+            label = f"agent:{agent_id}"
+        else:
+            return "none"
+        known = self._principal_labels
+        if label in known:
+            return label
+        if len(known) >= MAX_PRINCIPAL_LABELS:
+            return "other"
+        known.add(label)
+        return label
+
+    def add_usage(
+        self, fact: UsageFact, provider: str | None, upstream: str | None, cost: int | None
+    ) -> None:
+        """One ledger fact, as the ledger's writer prices it (off the request's path)."""
+        usage = fact.usage
+        trail = fact.trail
+        if usage is None or trail is None or not trail.attempts:
+            return
+        model = trail.attempts[-1].model_id
+        who = self.principal_label(fact.token_id, fact.agent_id)
+        for kind, amount in (
+            ("input", usage.input_tokens),
+            ("cached_input", usage.cached_input_tokens),
+            ("cache_write", usage.cache_creation_input_tokens),
+            ("output", usage.output_tokens),
+            ("reasoning", usage.reasoning_tokens),
+        ):
+            if amount:
+                self.usage_tokens.inc((model, who, kind), amount)
+        if cost is None:
+            self.unpriced.inc((model,))
+        elif cost:
+            self.usage_cost.inc((model, who), cost / 1e9)
+
+    def set_ledger_source(self, figures: Callable[[], tuple[int, int]]) -> None:
+        """The ledger hands over a callable returning (dropped, queued) facts."""
+
+        def gauge() -> Mapping[Labels, float]:
+            dropped, queued = figures()
+            return {("dropped",): float(dropped), ("queued",): float(queued)}
+
+        self.ledger.source = gauge
 
     def set_shared_state_source(self, degraded: Callable[[], bool]) -> None:
         """The shared-state link hands over a callable saying whether it is degraded now."""
@@ -302,6 +381,11 @@ class Metrics:
             self.limit_waits,
             self.limit_wait_seconds,
             self.limit_refusals,
+            self.usage_tokens,
+            self.usage_cost,
+            self.unpriced,
+            self.budget_soft,
+            self.ledger,
         )
 
     def snapshot(self) -> Snapshot:

@@ -29,6 +29,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
+from palyra.config.schema import LimitSpec
 from palyra.daemon.security.console_sessions import (
     SESSIONS_SCHEMA,
     ConsoleSessions,
@@ -128,6 +129,7 @@ class Principal:
     # Built once when the token is validated (then cached with it): the hot path passes this
     # object to the router as it is, with no per-request work.
     context: RequestContext | None = None
+    limits: LimitSpec | None = None  # a client token's limits (None: nothing limited)
 
     def public_dict(self) -> dict[str, object]:
         return {
@@ -246,7 +248,14 @@ class Authenticator:
         expires = float("inf") if record.expires_at_ms is None else record.expires_at_ms / 1000
         context = _context(record.kind, record.id, record.agent_id)
         principal = Principal(
-            record.kind, "store", record.id, record.name, record.id, record.agent_id, context
+            record.kind,
+            "store",
+            record.id,
+            record.name,
+            record.id,
+            record.agent_id,
+            context,
+            record.limits,
         )
         return principal, expires
 

@@ -20,6 +20,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from palyra.config.schema import LimitSpec
 from palyra.model import FailureClass, PalyraError
 from palyra.store import Migration, MigrationSet, Store
 
@@ -59,6 +60,7 @@ daemon_tokens = sa.Table(
     # Added by step 2: the agent a client token is bound to (its requests use that agent's
     # auth profiles).
     sa.Column("agent_id", sa.String(MAX_AGENT_ID_CHARS), nullable=True),
+    sa.Column("limits_json", sa.Text, nullable=True),
 )
 
 
@@ -85,13 +87,36 @@ def _add_agent_v2(conn: Connection) -> None:
     )
 
 
+def _add_limits_v3(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE daemon_tokens ADD COLUMN limits_json TEXT"))
+
+
 TOKENS_SCHEMA = MigrationSet(
     "daemon_tokens",
     [
         Migration(1, "create daemon_tokens", _create_v1),
         Migration(2, "bind client tokens to an agent", _add_agent_v2),
+        Migration(3, "limits and budgets per client token", _add_limits_v3),
     ],
 )
+
+
+def limits_problem(kind: TokenKind, limits: LimitSpec | None) -> PalyraError | None:
+    """Why a token of ``kind`` cannot carry ``limits`` (only client tokens call models)."""
+    if limits is not None and not limits.is_empty() and kind is not TokenKind.CLIENT:
+        return PalyraError.of(
+            FailureClass.INVALID_REQUEST,
+            f"only a client token calls models, so only it takes limits; this is a {kind.value} "
+            "token: drop --models, --rpm, --tpm, --concurrency and --budget-*",
+            param="limits",
+        )
+    return None
+
+
+def _limits_json(limits: LimitSpec | None) -> str | None:
+    if limits is None or limits.is_empty():
+        return None
+    return limits.model_dump_json(exclude_defaults=True)
 
 
 def generate_token(kind: TokenKind, randbytes: Callable[[int], bytes] = secrets.token_bytes) -> str:
@@ -124,6 +149,7 @@ class TokenRecord:
     revoked_at_ms: int | None
     token_hash: str = field(repr=False)
     agent_id: str | None = None
+    limits: LimitSpec | None = None  # None: nothing limited
 
     def status(self, now_ms: int) -> str:
         """``active``, ``expired`` or ``revoked``."""
@@ -144,6 +170,9 @@ class TokenRecord:
             "last_used": _iso(self.last_used_at_ms),
             "revoked": _iso(self.revoked_at_ms),
             "agent": self.agent_id,
+            "limits": None
+            if self.limits is None
+            else self.limits.model_dump(mode="json", exclude_defaults=True),
         }
 
 
@@ -159,6 +188,9 @@ def _record(row: sa.Row[tuple[object, ...]]) -> TokenRecord:
         revoked_at_ms=m["revoked_at_ms"],
         token_hash=m["token_hash"],
         agent_id=m["agent_id"],
+        limits=None
+        if m["limits_json"] is None
+        else LimitSpec.model_validate_json(m["limits_json"]),
     )
 
 
@@ -186,6 +218,7 @@ class TokenStore:
         name: str = "",
         expires_in_s: float | None = None,
         agent_id: str | None = None,
+        limits: LimitSpec | None = None,
     ) -> tuple[str, TokenRecord]:
         """A new token and its record; the token itself is returned once and never stored.
         ``agent_id`` binds a client token to an agent."""
@@ -203,6 +236,9 @@ class TokenStore:
                     "see: palyra agents list",
                     param="agent",
                 )
+        refused = limits_problem(kind, limits)
+        if refused is not None:
+            raise refused
         name = name.strip() or f"{kind.value} token"
         if len(name) > MAX_NAME_CHARS:
             raise PalyraError.of(
@@ -238,6 +274,7 @@ class TokenStore:
             revoked_at_ms=None,
             token_hash=hash_token(token),
             agent_id=agent_id,
+            limits=None if limits is None or limits.is_empty() else limits,
         )
         async with self.store.begin() as conn:
             await conn.execute(
@@ -249,9 +286,32 @@ class TokenStore:
                     created_at_ms=record.created_at_ms,
                     expires_at_ms=record.expires_at_ms,
                     agent_id=record.agent_id,
+                    limits_json=_limits_json(record.limits),
                 )
             )
         return token, record
+
+    async def update_limits(self, token_id: str, limits: LimitSpec) -> TokenRecord | None:
+        """Replace a token's limits (an empty spec lifts them all); None when there is no such
+        token. A running daemon applies them within its token cache TTL (30 s)."""
+        async with self.store.begin() as conn:
+            row = (
+                await conn.execute(sa.select(daemon_tokens).where(daemon_tokens.c.id == token_id))
+            ).first()
+            if row is None:
+                return None
+            refused = limits_problem(TokenKind(row._mapping["kind"]), limits)
+            if refused is not None:
+                raise refused
+            await conn.execute(
+                sa.update(daemon_tokens)
+                .where(daemon_tokens.c.id == token_id)
+                .values(limits_json=_limits_json(limits))
+            )
+            row = (
+                await conn.execute(sa.select(daemon_tokens).where(daemon_tokens.c.id == token_id))
+            ).first()
+        return _record(row) if row else None
 
     async def list(self) -> list[TokenRecord]:
         async with self.store.connect() as conn:

@@ -95,6 +95,31 @@ async def _routed(
     return routed.response, trail.attempts[-1], state
 
 
+async def admit(request: Request, state: AppState, model: str) -> None:
+    """Check the caller's limits (token, bound agent, provider) before routing; raises the
+    limit's error. A caller with no limits passes with two attribute reads."""
+    state_hooks = hooks(request)
+    principal = state_hooks.get("principal")
+    metering = state.usage.metering
+    token_limits = None if principal is None else principal.limits
+    if token_limits is None and not metering.config_limited:
+        return
+    try:
+        admission = await metering.admit(
+            token_id=None if principal is None else principal.token_id,
+            token_limits=token_limits,
+            agent_id=None if principal is None else principal.agent_id,
+            model=model,
+        )
+    except PalyraError as exc:
+        state_hooks["refused"] = exc.envelope.code or exc.failure_class.value
+        raise
+    if admission is not None:
+        state_hooks["admission"] = admission
+        if admission.warnings:
+            state_hooks["budget_warning"] = "; ".join(admission.warnings)
+
+
 def request_context(request: Request) -> RequestContext | None:
     """The caller's context, prebuilt with its token (see ``security.policy.Principal``)."""
     principal = request.scope.get("state", {}).get("principal")
@@ -104,6 +129,7 @@ def request_context(request: Request) -> RequestContext | None:
 async def chat(request: Request, state: AppState, chat: ChatRequest) -> tuple[ChatResponse, str]:
     """A whole answer and the configured model that gave it. The body names the upstream model,
     as the provider's own API would."""
+    await admit(request, state, chat.model)
     routed = state.router.chat(chat, context=request_context(request))
     response, served, state_hooks = await _routed(request, routed)
     state_hooks["usage"] = response.usage
@@ -113,6 +139,7 @@ async def chat(request: Request, state: AppState, chat: ChatRequest) -> tuple[Ch
 async def embed(
     request: Request, state: AppState, body: EmbeddingRequest
 ) -> tuple[EmbeddingResponse, str]:
+    await admit(request, state, body.model)
     routed = state.router.embed(body, context=request_context(request))
     response, served, state_hooks = await _routed(request, routed)
     state_hooks["usage"] = response.usage
@@ -122,6 +149,7 @@ async def embed(
 async def transcribe(
     request: Request, state: AppState, body: TranscriptionRequest
 ) -> tuple[TranscriptionResponse, str]:
+    await admit(request, state, body.model)
     routed = state.router.transcribe(body, context=request_context(request))
     response, served, _ = await _routed(request, routed)
     return response, served.model_id
@@ -179,6 +207,7 @@ class OpenedStream:
 
 async def open_stream(request: Request, state: AppState, chat: ChatRequest) -> OpenedStream:
     """Route a stream up to its first event; a ``RoutingError`` here is a plain error response."""
+    await admit(request, state, chat.model)
     routed = state.router.stream_chat(chat, context=request_context(request))
     request.state.attempt_trail = routed.trail
     events = upstream_timer(request).stream(aiter(routed))

@@ -39,6 +39,7 @@ from palyra.auth.oauth_config import DEFAULT_VALIDATION_BASE_URL, OpenAIOAuthCon
 from palyra.auth.records import GLOBAL_SCOPE, agent_scope
 from palyra.auth.refresh import OAuthRefresher
 from palyra.auth.registry import DEFAULT_PAGE, AuthProfileRegistry
+from palyra.config.schema import LimitSpec
 from palyra.daemon.security.policy import Principal
 from palyra.daemon.security.tokens_store import MAX_LIFETIME_DAYS, TokenKind, TokenStore
 from palyra.daemon.state import AppState
@@ -60,6 +61,7 @@ from palyra.daemon.surfaces.console.upstream_urls import (
     check_console_url,
     refused,
 )
+from palyra.daemon.surfaces.console.usage_api import check_models, mount_usage
 from palyra.daemon.surfaces.openapi_docs import error_responses, html_responses
 from palyra.model import FailureClass, PalyraError
 from palyra.net.base_url import base_url_problem
@@ -455,14 +457,17 @@ class TokenBody(BaseModel):
         default=None, gt=0, le=MAX_LIFETIME_DAYS, allow_inf_nan=False
     )
     agent: str | None = None  # bind a client token to an agent (its requests use its profiles)
+    limits: LimitSpec | None = None  # a client token's limits and budgets (see palyra usage)
 
 
 async def create_token(request: Request, body: TokenBody) -> Response:
     """The new token is in this response only; the store keeps its hash."""
     store = _tokens(request)
     expires = None if body.expires_days is None else body.expires_days * 86400
+    if body.limits is not None:
+        check_models(_hub(request).state, body.limits)
     token, record = await store.create(
-        body.kind, name=body.name, expires_in_s=expires, agent_id=body.agent
+        body.kind, name=body.name, expires_in_s=expires, agent_id=body.agent, limits=body.limits
     )
     created = {**record.public_dict(store.now_ms()), "token": token}
     return json_response(created, status=201, headers={"cache-control": "no-store"})
@@ -515,6 +520,7 @@ def mount_console(app: FastAPI, state: AppState) -> ConsoleHub:
     for path, endpoint, method, statuses in routes:
         app.add_api_route(path, endpoint, methods=[method], responses=error_responses(statuses))
     mount_agents(app)
+    mount_usage(app)
     # The one open path answers a browser: an HTML page whatever the outcome.
     app.add_api_route(
         OPENAI_OAUTH_CALLBACK_PATH,
