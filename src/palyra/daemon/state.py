@@ -275,7 +275,7 @@ class AppState:
         self.metrics.set_limit_source(self.runtime.leases.figures)
         if self.worker is not None:
             self._share_metrics(self.worker)
-        await self.usage.start(self.state_dir or state_dir())
+        await self.usage.start(self.state_dir)
         if not any(needs_store(p) for p in self.config.model_provider.providers):
             return
         states = self.state_dir or state_dir()

@@ -12,6 +12,7 @@ from pathlib import Path
 from palyra.config.schema import PalyraConfig
 from palyra.daemon.observe.metrics import Metrics
 from palyra.model import PalyraError
+from palyra.paths import state_dir
 from palyra.pricing import pricing_table
 from palyra.routing.registry import ModelRegistry
 from palyra.sharedstate import SharedStateLink
@@ -39,6 +40,7 @@ class UsageHost:
         self.metrics = metrics
         self._clock = clock
         self._store: Store | None = None
+        self._states: Path | None = None
         windows: Windows = RedisWindows(shared) if shared is not None else MemoryWindows()
         self.metering = Metering(
             limits=config.limits,
@@ -51,39 +53,40 @@ class UsageHost:
             clock=clock,
         )
 
-    @property
-    def store(self) -> Store | None:
-        """The ledger's store (None without a ledger)."""
-        return self._store
-
     async def _seed(self, kind: ScopeKind, ident: str, since: float) -> tuple[int, int]:
         """What a token or agent spent since ``since``, from the ledger (0 without one: the
         budget then counts from this process's start)."""
-        if self._store is None or kind == "provider":
+        if self.metering.ledger is None or kind == "provider":
             return 0, 0
         column = "token_id" if kind == "token" else "agent_id"
         try:
-            return await spent(self._store, column=column, value=ident, since_ms=int(since * 1000))
+            return await spent(
+                await self._open(), column=column, value=ident, since_ms=int(since * 1000)
+            )
         except Exception as exc:
             log.warning("usage: cannot read %s %s's spend (%s)", kind, ident, type(exc).__name__)
             return 0, 0
 
-    async def start(self, states: Path) -> None:
-        """Open the ledger (when ``[usage] ledger``) and start its writer; a store that cannot
-        open is logged and the daemon serves on without a ledger."""
-        usage = self.config.usage
-        if not usage.ledger:
-            return
-        try:
+    async def _open(self) -> Store:
+        if self._store is None:
             self._store = await open_store(
-                self.config.storage.url, state_dir=states, migrations=(USAGE_SCHEMA,)
+                self.config.storage.url,
+                state_dir=self._states or state_dir(),
+                migrations=(USAGE_SCHEMA,),
             )
-        except PalyraError as exc:
-            log.warning("usage: the ledger's store is not available (%s)", exc.envelope.message)
+        return self._store
+
+    async def start(self, states: Path | None) -> None:
+        """Start the ledger's writer (when ``[usage] ledger``); its store opens with the first
+        batch, so a daemon that answers nothing creates no database. A store that cannot open
+        is logged by the writer, and the batch retried."""
+        usage = self.config.usage
+        self._states = states
+        if not usage.ledger:
             return
         metrics = self.metrics
         ledger = UsageLedger(
-            self._store,
+            self._open,
             self.metering.pricing,
             self.metering.provider_kinds,
             flush_interval_s=usage.flush_interval_s,
@@ -95,6 +98,12 @@ class UsageHost:
         metrics.set_ledger_source(lambda: (ledger.dropped, ledger.pending))
         self.metering.ledger = ledger
         ledger.start()
+
+    async def ledger_store(self) -> Store | None:
+        """The ledger's store for reports (opened if needed); None without a ledger."""
+        if self.metering.ledger is None:
+            return None
+        return await self._open()
 
     async def aclose(self) -> None:
         ledger = self.metering.ledger

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,7 +39,7 @@ class UsageLedger:
 
     def __init__(
         self,
-        store: Store,
+        store: Store | Callable[[], Awaitable[Store]],
         pricing: PricingTable,
         provider_kinds: Mapping[str, str],
         *,
@@ -49,7 +49,10 @@ class UsageLedger:
         clock: Callable[[], float] = time.time,
         on_priced: Priced | None = None,
     ) -> None:
-        self.store = store
+        # A store, or how to open it: on the first batch, so a daemon that answers nothing
+        # creates no database.
+        self._store = store if isinstance(store, Store) else None
+        self._open = None if isinstance(store, Store) else store
         self._pricing = pricing
         self._kinds = dict(provider_kinds)
         self._interval = flush_interval_s
@@ -71,6 +74,13 @@ class UsageLedger:
             self.dropped += 1
             return
         queue.append(fact)
+
+    async def store(self) -> Store:
+        """The ledger's store, opened now if it was not yet."""
+        if self._store is None:
+            assert self._open is not None
+            self._store = await self._open()
+        return self._store
 
     @property
     def pending(self) -> int:
@@ -102,7 +112,8 @@ class UsageLedger:
             for fact in batch:
                 rows.extend(rows_of(fact, self._pricing, self._kinds))
             try:
-                async with self.store.begin() as conn:
+                store = await self.store()
+                async with store.begin() as conn:
                     await conn.execute(sa.insert(usage_ledger), rows)
             except Exception:
                 room = max(0, self._max - len(self._queue))
@@ -118,11 +129,11 @@ class UsageLedger:
 
     async def _maybe_prune(self) -> None:
         now = self._clock()
-        if self._retention_s <= 0 or now - self._pruned_at < PRUNE_EVERY_S:
+        if self._store is None or self._retention_s <= 0 or now - self._pruned_at < PRUNE_EVERY_S:
             return
         self._pruned_at = now
         cutoff = int((now - self._retention_s) * 1000)
-        async with self.store.begin() as conn:
+        async with self._store.begin() as conn:
             await conn.execute(sa.delete(usage_ledger).where(usage_ledger.c.at_ms < cutoff))
 
     async def aclose(self) -> None:

@@ -40,12 +40,11 @@ async def get_usage(request: Request, by: str = "", since: str = "", until: str 
         until_at = parse_since(until, now) if until else None
     except ValueError as exc:
         raise _bad(str(exc), "since") from None
-    store = state.usage.store
+    store = await state.usage.ledger_store()
     if store is None:
         raise PalyraError.of(
             FailureClass.CONFIG,
-            "this daemon keeps no usage ledger ([usage] ledger = false, or its store did not "
-            "open: see the daemon's log)",
+            "this daemon keeps no usage ledger ([usage] ledger = false)",
             http_status=409,
         )
     ledger = state.usage.metering.ledger
