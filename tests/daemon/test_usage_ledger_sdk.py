@@ -4,15 +4,12 @@ through a real daemon to the fake upstream); its cost is the pricing table's."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from usage_support import KEY, KEY_ENV, make_tokens, store_auth, usage_config, wait_rows
 
 from palyra.daemon import AppState

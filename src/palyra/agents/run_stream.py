@@ -46,9 +46,15 @@ from palyra.model import (
 )
 from palyra.model.accumulate import StreamAccumulator
 from palyra.model.context import RequestContext
+from palyra.model.responses import Usage
 from palyra.routing.router import Router
+from palyra.routing.stream import RoutedStream
+from palyra.usage.facts import UsageFact
+from palyra.usage.limiter import Admission
+from palyra.usage.metering import Metering
 
 Emit = Callable[[RunEvent], None]
+
 _TIMEOUT_SLACK_S = 0.05
 
 
@@ -79,8 +85,10 @@ class RunStream:
         cancel: asyncio.Event | None = None,
         wall_clock: Callable[[], float] = time.time,
         attended: bool = False,
+        metering: Metering | None = None,
     ) -> None:
         self._router = router
+        self._metering = metering
         self._agent = agent
         self._prompt = prompt
         self._context = context
@@ -191,6 +199,17 @@ class RunStream:
         for turn in range(1, self._limits.max_turns + 1):
             self.turns = turn
             request = ChatRequest(model=agent.model, messages=messages, tools=specs, stream=True)
+            admission = None
+            if self._metering is not None:
+                try:
+                    admission = await self._metering.admit(
+                        token_id=None, token_limits=None, agent_id=agent.id, model=agent.model
+                    )
+                except PalyraError as exc:
+                    emit(self._refused(exc))
+                    return
+            started = loop.time()
+            routed = None
             try:
                 routed = self._router.stream_chat(
                     request,
@@ -205,6 +224,7 @@ class RunStream:
                         emit(RunEvent(MODEL_DELTA, {"turn": turn, "text": event.text}))
                 response = acc.response()
             except PalyraError as exc:
+                await self._account(turn, routed, None, admission, exc.failure_class.value, started)
                 if exc.failure_class is FailureClass.TIMEOUT and (
                     ends_at - loop.time() <= _TIMEOUT_SLACK_S
                 ):
@@ -220,6 +240,7 @@ class RunStream:
                 )
                 return
             used = response.usage
+            await self._account(turn, routed, used, admission, "ok", started)
             self.usage.input_tokens += used.input_tokens
             self.usage.output_tokens += used.output_tokens
             emit(
@@ -293,6 +314,50 @@ class RunStream:
                 f"{self._limits.max_turns} turns",
             )
         )
+
+    def _refused(self, exc: PalyraError) -> RunEvent:
+        """The terminal event of a turn the agent's limits refused."""
+        exhausted = exc.envelope.code == "budget_exhausted"
+        return self._terminal(
+            RUN_FAILED,
+            "budget_exhausted" if exhausted else "limit_reached",
+            exc.failure_class.value,
+            message=exc.envelope.message,
+        )
+
+    async def _account(
+        self,
+        turn: int,
+        routed: RoutedStream | None,
+        usage: Usage | None,
+        admission: Admission | None,
+        outcome: str,
+        started: float,
+    ) -> None:
+        """Write the turn to the usage ledger and charge it to the agent's limits."""
+        metering = self._metering
+        if metering is None:
+            return
+        ctx = self._context
+        principal = ctx.principal
+        trail = None if routed is None else routed.trail
+        metering.record(
+            UsageFact(
+                self._wall(),
+                f"{ctx.run_id or 'run'}:{turn}",
+                principal.id if principal.kind == "client_token" else None,
+                self._agent.id,
+                ctx.run_id,
+                self._agent.model,
+                trail,
+                usage,
+                None,
+                outcome,
+                asyncio.get_running_loop().time() - started,
+            )
+        )
+        if admission is not None:
+            await metering.settle(admission, usage, trail)
 
     async def _call(self, call: ToolCallPart) -> tuple[ToolOutcome, bool]:
         """Run one tool call; (outcome, denied). Errors become error outcomes the model reads."""

@@ -27,6 +27,7 @@ from palyra.config.schema import PalyraConfig
 from palyra.model import FailureClass
 from palyra.model.context import RequestContext
 from palyra.routing.router import Router
+from palyra.usage.metering import Metering
 from palyra.vault import Vault
 
 AgentSource = Callable[[], Sequence[AgentConfig]]
@@ -65,8 +66,10 @@ class AgentRuntime:
         vault: Vault | None = None,
         environ: Mapping[str, str] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        metering: Metering | None = None,
     ) -> None:
         self.router = router
+        self.metering = metering
         self._agents: AgentSource = agents if callable(agents) else (lambda: list(agents))
         self.tools = tools if tools is not None else default_registry(wall_clock)
         self._vault = vault
@@ -126,7 +129,14 @@ class AgentRuntime:
                 yield _failed("tool_server_unavailable", FailureClass.CONNECTION, str(exc))
                 return
             stream = RunStream(
-                self.router, agent, prompt, context, tools, cancel=cancel, wall_clock=self._wall
+                self.router,
+                agent,
+                prompt,
+                context,
+                tools,
+                cancel=cancel,
+                wall_clock=self._wall,
+                metering=self.metering,
             )
             async for event in stream:
                 yield event

@@ -105,6 +105,7 @@ class CronHost:
             lambda: load_agents(path, config),
             vault=vault,
             environ=self.state.environ,
+            metering=self.state.usage.metering,
         )
 
         def clock_ms() -> int:

@@ -27,6 +27,7 @@ ScopeKind = Literal["token", "agent", "provider"]
 WINDOW_S = 60.0
 BUDGET_STATUS = 402
 """Budget exhaustion: 402 Payment Required, so SDKs (which retry 429s) do not retry it."""
+_ADVERB = {"day": "daily", "month": "monthly"}
 _SCOPE_WORDS = {"token": "client token", "agent": "agent", "provider": "provider"}
 Seed = Callable[[ScopeKind, str, float], Awaitable[tuple[int, int]]]
 """(scope, id, period start) -> (tokens, nano-USD) spent since then, read from the ledger."""
@@ -76,7 +77,10 @@ def _nano(usd: float) -> int:
 def _shown(budget: _Budget, amount: int) -> str:
     if budget.metric == "tokens":
         return f"{amount} tokens"
-    return f"{Decimal(amount) / NANO_PER_USD:.2f} USD"
+    usd = Decimal(amount) / NANO_PER_USD
+    if usd == 0 or usd >= Decimal("0.01"):
+        return f"{usd:.2f} USD"
+    return f"{format(usd.normalize(), 'f')} USD"  # a budget of cents' fractions, shown whole
 
 
 @dataclass
@@ -187,7 +191,7 @@ class Limiter:
             raise PalyraError(
                 ErrorEnvelope.of(
                     FailureClass.QUOTA_EXHAUSTED,
-                    f"{scope.words} has used its {budget.period}ly budget ({budget.name}) of "
+                    f"{scope.words} has used its {_ADVERB[budget.period]} budget ({budget.name}) of "
                     f"{_shown(budget, budget.limit)}: {_shown(budget, spent)} spent; it resets "
                     f"at {iso(end)} (in {int(end - now)} s)",
                     http_status=BUDGET_STATUS,
