@@ -2,30 +2,42 @@
 Redis counts the same windows and budgets; while Redis is unreachable, the per-process
 :class:`~palyra.usage.windows.MemoryWindows` serves (see :mod:`palyra.sharedstate`).
 
-A window's two buckets are two keys (``palyra:win:<key>:<bucket>``) expiring after two windows;
-the check and the increment run in one Lua script, so two processes cannot both take the last
-slot. Bucket numbers come from each process's wall clock, as the per-process store's do.
+A window is one hash (``palyra:win:<key>``) of per-second counts, expiring a window after its
+last count; the check, the clean-up of old seconds and the increment run in one Lua script, so
+two processes cannot both take the last slot. Seconds come from each process's wall clock, as
+the per-process store's do (hosts behind one Redis keep their clocks in step with NTP).
 """
 
 from __future__ import annotations
 
 from palyra.sharedstate import SharedStateLink
-from palyra.usage.windows import MemoryWindows, Taken, bucket_of, wait_below, weighted_total
+from palyra.usage.windows import MemoryWindows, Taken, second_of, wait_below
 
 _TAKE = """
-local curr = tonumber(redis.call('GET', KEYS[1]) or '0')
-local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
-local elapsed = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local add = tonumber(ARGV[3])
-if prev * (1 - elapsed) + curr < limit then
-  if add > 0 then
-    redis.call('INCRBY', KEYS[1], add)
-    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local flat = redis.call('HGETALL', KEYS[1])
+local total = 0
+local live = {}
+for i = 1, #flat, 2 do
+  if tonumber(flat[i]) <= now - window then
+    redis.call('HDEL', KEYS[1], flat[i])
+  else
+    total = total + tonumber(flat[i + 1])
+    table.insert(live, flat[i])
+    table.insert(live, flat[i + 1])
   end
-  return {1, curr + add, prev}
 end
-return {0, curr, prev}
+if total < tonumber(ARGV[3]) then
+  if tonumber(ARGV[4]) > 0 then
+    redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[4])
+    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  end
+  return {1, total}
+end
+table.insert(live, 1, total)
+table.insert(live, 1, 0)
+return live
 """
 _SEED = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PXAT', ARGV[2]) then
@@ -47,38 +59,40 @@ class RedisWindows:
         self.link = link
         self.local = local or MemoryWindows()
 
-    def _keys(self, key: str, now: float, window_s: float) -> tuple[str, str]:
-        bucket = bucket_of(now, window_s)
-        return self.link.key("win", key, str(bucket)), self.link.key("win", key, str(bucket - 1))
-
     async def take(self, key: str, limit: int, add: int, now: float, window_s: float) -> Taken:
         client = self.link.client()
         if client is not None:
-            curr_key, prev_key = self._keys(key, now, window_s)
-            elapsed = (now % window_s) / window_s
-            ttl_ms = int(window_s * 2000)
+            ttl_ms = int(window_s * 1000) + 1000
             try:
                 found = await client.eval(
-                    _TAKE, 2, curr_key, prev_key, repr(elapsed), limit, add, ttl_ms
+                    _TAKE,
+                    1,
+                    self.link.key("win", key),
+                    second_of(now),
+                    int(window_s),
+                    limit,
+                    add,
+                    ttl_ms,
                 )
             except self.link.errors as exc:
                 self.link.failed(exc)
             else:
-                admitted, curr, prev = (int(v) for v in found)
+                admitted, total = int(found[0]), int(found[1])
                 if admitted:
-                    return Taken(True, weighted_total(prev, curr, now, window_s), 0.0)
-                total = weighted_total(prev, curr, now, window_s)
-                return Taken(False, total, wait_below(prev, curr, now, window_s, limit))
+                    return Taken(True, total, 0.0)
+                rest = [int(v) for v in found[2:]]
+                counts = sorted(zip(rest[0::2], rest[1::2], strict=True))
+                return Taken(False, total, wait_below(counts, now, window_s, limit))
         return self.local.take_now(key, limit, add, now, window_s)
 
     async def add(self, key: str, amount: int, now: float, window_s: float) -> None:
         client = self.link.client()
         if client is not None:
-            curr_key, _ = self._keys(key, now, window_s)
+            name = self.link.key("win", key)
             try:
                 async with client.pipeline(transaction=True) as pipe:
-                    pipe.incrby(curr_key, amount)
-                    pipe.pexpire(curr_key, int(window_s * 2000))
+                    pipe.hincrby(name, str(second_of(now)), amount)
+                    pipe.pexpire(name, int(window_s * 1000) + 1000)
                     await pipe.execute()
                 return
             except self.link.errors as exc:

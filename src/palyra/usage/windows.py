@@ -1,15 +1,16 @@
 """Sliding-window and per-period counters for limits: the protocol, its pure arithmetic, and
 the per-process implementation (:mod:`palyra.usage.redis_windows` shares them through Redis).
 
-A sliding window of ``window_s`` is kept as two fixed buckets, the current one and the one
-before; the window's total is the current bucket plus the previous one weighted by how much of
-it still lies within the last ``window_s``. That is O(1) in time and memory per key, whatever
-the rate, and it never under-counts a steady rate.
+A sliding window of ``window_s`` seconds is kept as per-second counts: the window's total is the
+sum of the counts of its last ``window_s`` whole seconds, so a burst is counted in full until it
+is a window old (never a weighted guess), at most ``window_s`` numbers per key whatever the rate.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
+from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
 
@@ -22,29 +23,29 @@ class Taken(NamedTuple):
     retry_after_s: float
 
 
-def bucket_of(now: float, window_s: float) -> int:
-    return math.floor(now / window_s)
+def second_of(now: float) -> int:
+    return math.floor(now)
 
 
-def weighted_total(prev: float, curr: float, now: float, window_s: float) -> float:
-    """The sliding window's total from its two buckets at ``now``."""
-    elapsed = (now % window_s) / window_s
-    return prev * (1.0 - elapsed) + curr
+def live(second: int, now: float, window_s: float) -> bool:
+    """Whether the count of ``second`` still lies within the window ending at ``now``."""
+    return second > second_of(now) - window_s
 
 
-def wait_below(prev: float, curr: float, now: float, window_s: float, limit: float) -> float:
-    """Seconds from ``now`` until the window's total drops below ``limit`` (0 if it is)."""
-    elapsed = (now % window_s) / window_s
-    if prev * (1.0 - elapsed) + curr < limit:
-        return 0.0
-    if curr < limit and prev > 0:
-        # Within this bucket: prev * (1 - e) + curr < limit once e > 1 - (limit - curr) / prev.
-        needed = 1.0 - (limit - curr) / prev
-        if needed < 1.0:
-            return max(0.0, (needed - elapsed) * window_s) + 1e-3
-    # In the next bucket this one becomes the previous: curr * (1 - e) < limit.
-    later = 0.0 if curr < limit else 1.0 - limit / curr if curr > 0 else 0.0
-    return (1.0 - elapsed + later) * window_s + 1e-3
+def wait_below(
+    counts: Iterable[tuple[int, float]], now: float, window_s: float, limit: float
+) -> float:
+    """Seconds from ``now`` until the live ``counts`` (second, amount; oldest first) add up
+    to less than ``limit``: each count leaves the window ``window_s`` after its second."""
+    live_counts = [(sec, n) for sec, n in counts if live(sec, now, window_s)]
+    total = sum(n for _, n in live_counts)
+    for sec, n in live_counts:
+        if total < limit:
+            break
+        total -= n
+        if total < limit:
+            return max(0.001, sec + window_s - now)
+    return 0.0 if total < limit else window_s
 
 
 class Windows(Protocol):
@@ -78,32 +79,43 @@ class MemoryWindows:
     MAX_KEYS = 100_000
 
     def __init__(self) -> None:
-        self._windows: dict[str, list[float]] = {}  # key -> [bucket, prev, curr]
+        # key -> (per-second counts, oldest first; their running total)
+        self._windows: dict[str, tuple[deque[list[float]], list[float]]] = {}
         self._periods: dict[str, tuple[int, float]] = {}  # key -> (total, expires_at)
 
-    def _slot(self, key: str, now: float, window_s: float) -> list[float]:
-        bucket = bucket_of(now, window_s)
-        slot = self._windows.get(key)
-        if slot is None:
+    def _window(
+        self, key: str, now: float, window_s: float
+    ) -> tuple[deque[list[float]], list[float]]:
+        found = self._windows.get(key)
+        if found is None:
             if len(self._windows) >= self.MAX_KEYS:
                 self._windows.clear()
-            slot = self._windows[key] = [bucket, 0.0, 0.0]
-        elif slot[0] != bucket:
-            slot[1] = slot[2] if slot[0] == bucket - 1 else 0.0
-            slot[2] = 0.0
-            slot[0] = bucket
-        return slot
+            found = self._windows[key] = (deque(), [0.0])
+        counts, total = found
+        while counts and not live(int(counts[0][0]), now, window_s):
+            total[0] -= counts.popleft()[1]
+        return found
+
+    def _count(self, key: str, amount: float, now: float, window_s: float) -> None:
+        counts, total = self._window(key, now, window_s)
+        second = second_of(now)
+        if counts and counts[-1][0] == second:
+            counts[-1][1] += amount
+        else:
+            counts.append([second, amount])
+        total[0] += amount
 
     def take_now(self, key: str, limit: int, add: int, now: float, window_s: float) -> Taken:
-        slot = self._slot(key, now, window_s)
-        total = weighted_total(slot[1], slot[2], now, window_s)
-        if total < limit:
-            slot[2] += add
-            return Taken(True, total + add, 0.0)
-        return Taken(False, total, wait_below(slot[1], slot[2], now, window_s, limit))
+        counts, total = self._window(key, now, window_s)
+        if total[0] < limit:
+            if add:
+                self._count(key, add, now, window_s)
+            return Taken(True, total[0], 0.0)
+        pairs = [(int(sec), n) for sec, n in counts]
+        return Taken(False, total[0], wait_below(pairs, now, window_s, limit))
 
     def add_now(self, key: str, amount: int, now: float, window_s: float) -> None:
-        self._slot(key, now, window_s)[2] += amount
+        self._count(key, amount, now, window_s)
 
     def period_add_now(self, key: str, amount: int, expires_at: float) -> int:
         total, _ = self._periods.get(key, (0, expires_at))

@@ -577,6 +577,8 @@ def message_json(response: ChatResponse) -> dict[str, Any]:
 def error_type(envelope: ErrorEnvelope) -> str:
     if envelope.http_status == 413:
         return "request_too_large"
+    if envelope.http_status == 402:
+        return "billing_error"  # Anthropic's type for 402 (a spent budget, here)
     return _ERROR_TYPES.get(envelope.failure_class, "api_error")
 
 
