@@ -107,3 +107,63 @@ def wait_rows(db: Path, request_id: str, timeout_s: float = 5.0) -> list[dict[st
         if rows or time.monotonic() > deadline:
             return rows
         time.sleep(0.1)
+
+
+def config_toml(fake_openai: str, db: Path, *, redis_url: str = "", extra: str = "") -> str:
+    """A palyra.toml for ``palyra serve`` on the fake upstream (OpenAI API), with the store
+    (and Redis) given."""
+    return f"""\
+version = 1
+
+[storage]
+url = "sqlite+aiosqlite:///{db}"
+redis_url = "{redis_url}"
+
+[model_provider]
+default_chat_model = "gpt"
+
+[[model_provider.providers]]
+id = "oai"
+kind = "openai"
+base_url = "{fake_openai}"
+api_key = "env:{KEY_ENV}"
+
+[[model_provider.models]]
+id = "gpt"
+provider = "oai"
+model = "gpt-4.1"
+{extra}"""
+
+
+def serve(config: Path, state: Path) -> tuple[Any, str]:
+    """``palyra serve`` in a process of its own on a free port; (process, base URL)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PALYRA_STATE_DIR": str(state), KEY_ENV: KEY}
+    env.pop("PALYRA_CONFIG", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from palyra.cli.main import main; main()",
+            "serve",
+            "--config",
+            str(config),
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    match = re.search(r"palyra serving on (http://127\.0\.0\.1:\d+)/v1", line)
+    if not match:
+        process.kill()
+        raise AssertionError(f"palyra serve did not start: {line}{process.stderr.read()}")
+    return process, match.group(1)

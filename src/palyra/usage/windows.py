@@ -107,10 +107,11 @@ class MemoryWindows:
 
     def take_now(self, key: str, limit: int, add: int, now: float, window_s: float) -> Taken:
         counts, total = self._window(key, now, window_s)
-        if total[0] < limit:
+        seen = total[0]
+        if seen < limit:
             if add:
                 self._count(key, add, now, window_s)
-            return Taken(True, total[0], 0.0)
+            return Taken(True, seen, 0.0)
         pairs = [(int(sec), n) for sec, n in counts]
         return Taken(False, total[0], wait_below(pairs, now, window_s, limit))
 
