@@ -273,7 +273,7 @@ def _limits(base: dict[str, object], given: dict[str, object], config: Path | No
     an allowlist must name models (or aliases) of palyra.toml."""
     merged = dict(base)
     for key, value in given.items():
-        if value == 0 or value == []:
+        if key != "soft_ratio" and (value == 0 or value == []):
             merged.pop(key, None)
         else:
             merged[key] = value
