@@ -278,3 +278,27 @@ output = 0
     table = pricing_table(config.pricing)
     price = table.price("openai_compatible", "llama", provider="gpu-box")
     assert price is not None and price.output == 0
+
+
+def test_config_check_names_bad_limits(tmp_path: Path) -> None:
+    found = _check(
+        tmp_path,
+        PROVIDER
+        + """
+[limits.providers.gpu-bx]
+rpm = 10
+
+[limits.agents.nightly]
+models = ["default", "defualt"]
+budget_usd_day = 0
+""",
+    )
+    label = str(tmp_path / "palyra.toml")
+    assert found == [
+        f'{label}:12: limits.providers.gpu-bx: names provider "gpu-bx", which does not exist '
+        "(known: gpu-box); fix the id",
+        f'{label}:17: limits.agents.nightly.models[1]: names model "defualt", which is not a '
+        "configured model or alias (known: default)",
+        f"{label}:18: limits.agents.nightly.budget_usd_day: input should be greater than 0; "
+        "fix the value",
+    ]

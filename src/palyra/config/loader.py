@@ -20,6 +20,7 @@ from palyra.config.env_overrides import (
     parse_env_overrides,
 )
 from palyra.config.group_rules import check_groups
+from palyra.config.limits_rules import check_limits
 from palyra.config.locate import KeyLines
 from palyra.config.pricing_rules import check_pricing
 from palyra.config.problems import ConfigError, ConfigProblem, Finding, KeyPath, format_path
@@ -192,6 +193,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     findings += check_storage(merged)
     findings += check_daemon(merged)
     findings += check_pricing(merged)
+    findings += check_limits(merged)
     problems = env_problems + place_findings(findings, parsed, overrides, "built-in defaults")
     if problems or config is None:
         problems.sort(key=lambda p: (p.file != (parsed.label if parsed else None), p.line or 0))
