@@ -4,7 +4,7 @@ family, an unknown model has no price (never 0), and each usage part is charged 
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -302,3 +302,35 @@ budget_usd_day = 0
         f"{label}:17: limits.agents.nightly.budget_usd_day: input should be greater than 0; "
         "fix the value",
     ]
+
+
+@given(
+    st.integers(0, 10**8),
+    st.integers(0, 10**8),
+    st.integers(0, 10**8),
+    st.integers(0, 10**8),
+    st.integers(0, 10**8),
+    st.sampled_from([p.model for p in shipped_prices().prices]),
+)
+def test_integer_cost_equals_the_decimal_cost_rounded(
+    inp: int, cached: int, written: int, out: int, reasoning: int, model: str
+) -> None:
+    price = next(p for p in shipped_prices().prices if p.model == model)
+    usage = Usage(
+        input_tokens=inp,
+        cached_input_tokens=cached,
+        cache_creation_input_tokens=written,
+        output_tokens=out,
+        reasoning_tokens=reasoning,
+    )
+    exact = cost_usd(usage, price) * 10**9
+    assert cost_nanousd(usage, price) == int(exact.to_integral_value(ROUND_HALF_UP))
+
+
+def test_a_rate_finer_than_a_pico_usd_per_token_is_still_priced_exactly() -> None:
+    entry = PriceConfig(
+        kind="openai", model="odd", effective_from=date(2025, 1, 1), input=0.0000001, output=0
+    )
+    price = pricing_table(PricingConfig(models=[entry])).price("openai", "odd")
+    assert price is not None
+    assert cost_nanousd(Usage(input_tokens=10**13), price) == 1_000_000_000  # 1 USD

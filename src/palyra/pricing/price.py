@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 
 from palyra.model import Usage
 
@@ -71,8 +72,45 @@ def cost_usd(usage: Usage, price: ModelPrice) -> Decimal:
 
 
 def cost_nanousd(usage: Usage, price: ModelPrice) -> int:
-    """:func:`cost_usd` in whole nano-USD (1e-9), the unit the ledger stores and sums exactly."""
-    return int((cost_usd(usage, price) * _NANO).to_integral_value(ROUND_HALF_UP))
+    """:func:`cost_usd` in whole nano-USD (1e-9), the unit the ledger stores and sums exactly.
+
+    In integers (pico-USD per token) when every rate is a whole number of them, as every
+    real price is: the ledger's writer prices each request, and decimals cost five times more."""
+    rates = _pico_rates(price)
+    if rates is None:
+        return int((cost_usd(usage, price) * _NANO).to_integral_value(ROUND_HALF_UP))
+    total_in = usage.input_tokens
+    cached = min(usage.cached_input_tokens, total_in)
+    written = min(usage.cache_creation_input_tokens, total_in - cached)
+    out = usage.output_tokens
+    reasoning = min(usage.reasoning_tokens, out)
+    pico = (
+        (total_in - cached - written) * rates[0]
+        + cached * rates[1]
+        + written * rates[2]
+        + (out - reasoning) * rates[3]
+        + reasoning * rates[4]
+    )
+    return (pico + 500) // 1000
+
+
+@lru_cache(maxsize=1024)
+def _pico_rates(price: ModelPrice) -> tuple[int, int, int, int, int] | None:
+    """The rates in pico-USD per token (USD per million times 10^6), or None when one is not
+    a whole number of them."""
+    found = []
+    for rate in (
+        price.input,
+        price.cached_input,
+        price.cache_write_5m,
+        price.output,
+        price.reasoning,
+    ):
+        pico = rate * _PER_MILLION
+        if pico != pico.to_integral_value():
+            return None
+        found.append(int(pico))
+    return (found[0], found[1], found[2], found[3], found[4])
 
 
 def projected_cost_usd(price: ModelPrice, input_tokens: int, output_tokens: int) -> Decimal:

@@ -7,7 +7,7 @@ happen in the ledger's writer, off the request's path (see :mod:`palyra.usage.le
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
 from palyra.model import Usage
@@ -33,8 +33,19 @@ class UsageFact(NamedTuple):
     latency_s: float
 
 
-def day_of(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+_DAYS: dict[int, tuple[str, date]] = {}
+
+
+def day_of(at: float) -> tuple[str, date]:
+    """The UTC day of ``at`` as text and as a date (cached: the writer asks per request)."""
+    index = int(at // 86_400)
+    found = _DAYS.get(index)
+    if found is None:
+        day = datetime.fromtimestamp(index * 86_400, UTC).date()
+        if len(_DAYS) > 64:
+            _DAYS.clear()
+        found = _DAYS[index] = (day.isoformat(), day)
+    return found
 
 
 def fact_cost(
@@ -55,7 +66,7 @@ def fact_cost(
             kind,
             answered.upstream_model,
             provider=answered.provider_id,
-            on=datetime.fromtimestamp(fact.at, UTC).date(),
+            on=day_of(fact.at)[1],
         )
     )
     cost = None if price is None else cost_nanousd(fact.usage, price)
@@ -79,65 +90,51 @@ def rows_of(
     provider, upstream, cost = fact_cost(fact, pricing, kinds)
     usage = fact.usage
     answered = _answering(fact.trail)
-    base = {
+    row: dict[str, Any] = {
         "at_ms": int(fact.at * 1000),
-        "day": day_of(fact.at),
+        "day": day_of(fact.at)[0],
         "request_id": fact.request_id,
         "token_id": fact.token_id,
         "agent_id": fact.agent_id,
         "run_id": fact.run_id,
         "requested_model": fact.requested_model,
-    }
-    request_row = {
-        **base,
         "row_kind": "request",
         "attempt_index": None,
         "model_id": answered.model_id if answered else None,
         "provider_id": provider,
         "upstream_model": upstream,
-        **_tokens(usage),
+        "input_tokens": 0,
+        "cached_input_tokens": 0,
+        "cache_write_tokens": 0,
+        "output_tokens": 0,
+        "reasoning_tokens": 0,
+        "usage_source": "none",
         "cost_nanousd": cost,
         "latency_ms": fact.latency_s * 1000,
         "outcome": fact.outcome,
         "status": fact.status,
     }
-    rows = [request_row]
-    attempts = fact.trail.attempts if fact.trail is not None else []
+    without_usage = row.copy()
+    if usage is not None:
+        row["input_tokens"] = usage.input_tokens
+        row["cached_input_tokens"] = usage.cached_input_tokens
+        row["cache_write_tokens"] = usage.cache_creation_input_tokens
+        row["output_tokens"] = usage.output_tokens
+        row["reasoning_tokens"] = usage.reasoning_tokens
+        row["usage_source"] = usage.source
+    rows = [row]
+    attempts = fact.trail.attempts if fact.trail is not None else ()
     for index, attempt in enumerate(attempts):
         carries = attempt is answered
-        rows.append(
-            {
-                **base,
-                "row_kind": "attempt",
-                "attempt_index": index,
-                "model_id": attempt.model_id,
-                "provider_id": attempt.provider_id,
-                "upstream_model": attempt.upstream_model,
-                **_tokens(usage if carries else None),
-                "cost_nanousd": cost if carries else 0,
-                "latency_ms": attempt.elapsed_s * 1000,
-                "outcome": attempt.outcome,
-                "status": None,
-            }
-        )
+        one = (row if carries else without_usage).copy()
+        one["row_kind"] = "attempt"
+        one["attempt_index"] = index
+        one["model_id"] = attempt.model_id
+        one["provider_id"] = attempt.provider_id
+        one["upstream_model"] = attempt.upstream_model
+        one["cost_nanousd"] = cost if carries else 0
+        one["latency_ms"] = attempt.elapsed_s * 1000
+        one["outcome"] = attempt.outcome
+        one["status"] = None
+        rows.append(one)
     return rows
-
-
-def _tokens(usage: Usage | None) -> dict[str, Any]:
-    if usage is None:
-        return {
-            "input_tokens": 0,
-            "cached_input_tokens": 0,
-            "cache_write_tokens": 0,
-            "output_tokens": 0,
-            "reasoning_tokens": 0,
-            "usage_source": "none",
-        }
-    return {
-        "input_tokens": usage.input_tokens,
-        "cached_input_tokens": usage.cached_input_tokens,
-        "cache_write_tokens": usage.cache_creation_input_tokens,
-        "output_tokens": usage.output_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-        "usage_source": usage.source,
-    }
