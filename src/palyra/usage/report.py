@@ -12,10 +12,11 @@ from palyra.pricing import usd_from_nano
 from palyra.store import Store
 from palyra.usage.ledger_schema import usage_ledger
 
-GROUPS = {
+GROUPS: dict[str, sa.ColumnElement[str | None]] = {
     "token": usage_ledger.c.token_id,
     "agent": usage_ledger.c.agent_id,
-    "model": usage_ledger.c.model_id,
+    # The model that answered; for a request nothing answered (refused, failed), the one asked.
+    "model": sa.func.coalesce(usage_ledger.c.model_id, usage_ledger.c.requested_model),
     "provider": usage_ledger.c.provider_id,
     "day": usage_ledger.c.day,
 }
