@@ -4,6 +4,7 @@ budget."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ def fake() -> Iterator[FakeUpstream]:
 
 
 def client(url: str, token: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0, timeout=30)
 
 
 def test_a_killed_daemon_loses_at_most_the_last_second_of_the_ledger(
@@ -103,7 +104,10 @@ def test_two_daemons_behind_one_redis_share_the_rpm_window_and_the_budget(
                 body = exc.body
                 assert isinstance(body, dict)
                 assert body["code"] == "budget_exhausted"
-                assert f"{used} tokens spent" in body["message"], body["message"]
+                # Charged once answered, so the last answer may still be on its way to Redis.
+                charged = re.search(r"of 40 tokens: (\d+) tokens spent", body["message"])
+                assert charged, body["message"]
+                assert 40 <= int(charged.group(1)) <= used
                 break
             assert answer.usage is not None
             used += answer.usage.total_tokens

@@ -166,4 +166,8 @@ def serve(config: Path, state: Path) -> tuple[Any, str]:
     if not match:
         process.kill()
         raise AssertionError(f"palyra serve did not start: {line}{process.stderr.read()}")
+    import threading
+
+    # Keep reading its log, so a full pipe never blocks the daemon mid-request.
+    threading.Thread(target=process.stderr.read, daemon=True).start()
     return process, match.group(1)
