@@ -298,7 +298,7 @@ budget_usd_day = 0
         f'{label}:12: limits.providers.gpu-bx: names provider "gpu-bx", which does not exist '
         "(known: gpu-box); fix the id",
         f'{label}:16: limits.agents.nightly.models[1]: names model "defualt", which is not a '
-        "configured model or alias (known: default)",
+        "configured model, alias or routing group (known: default)",
         f"{label}:17: limits.agents.nightly.budget_usd_day: input should be greater than 0; "
         "fix the value",
     ]

@@ -286,6 +286,7 @@ def _limits(base: dict[str, object], given: dict[str, object], config: Path | No
     if limits.models:
         cfg = read_config(config, "--models")
         known = [n for m in cfg.model_provider.models for n in (m.id, *m.aliases)]
+        known += [g.id for g in cfg.model_provider.routing_groups]
         unknown = [m for m in limits.models if m not in known]
         if unknown:
             fail(

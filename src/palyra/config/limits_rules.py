@@ -1,5 +1,5 @@
 """``[limits]`` cross-checks: a provider's limits must name a configured provider, and an
-allowlist (``models``) configured models or aliases."""
+allowlist (``models``) configured models, aliases or routing groups."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def check_limits(document: Mapping[str, Any]) -> list[Finding]:
         if (name := text(model, "id")) is not None:
             names.append(name)
         names.extend(alias for _, alias in texts(model, "aliases"))
+    names.extend(g for _, group in entries(document, "routing_groups") if (g := text(group, "id")))
     findings = []
     for scope in ("agents", "providers"):
         for ident, spec in section(limits, scope).items():
@@ -37,8 +38,8 @@ def check_limits(document: Mapping[str, Any]) -> list[Finding]:
                     findings.append(
                         Finding(
                             (*where, "models", i),
-                            f'names model "{name}", which is not a configured model or alias '
-                            f"(known: {known(names)})",
+                            f'names model "{name}", which is not a configured model, alias or '
+                            f"routing group (known: {known(names)})",
                         )
                     )
     return findings
