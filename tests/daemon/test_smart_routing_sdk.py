@@ -259,3 +259,11 @@ def test_cheapest_orders_by_the_price_table_and_sorts_an_unknown_price_last(
     assert raw2.headers["x-palyra-attempts"] == (
         "an/claude-haiku-4-5:upstream_unavailable,oa/gpt-4o-mini:ok"
     )
+
+
+def test_groups_are_listed_as_models_for_both_sdks(smart: RunningDaemon) -> None:
+    client = smart.openai_client()
+    assert [m.id for m in client.models.list()] == ["big", "haiku", "mini", "smart"]
+    assert client.models.retrieve("smart").id == "smart"
+    claude = anthropic.Anthropic(base_url=smart.url, api_key=smart.client_token, max_retries=0)
+    assert claude.models.retrieve("smart").id == "smart"
