@@ -124,7 +124,7 @@ def test_task_never_escalates_cost_above_the_first_member_except_interactive(
     assert ranks == sorted(ranks)
 
 
-@settings(max_examples=15)  # each example draws 3000 orders
+@settings(max_examples=15, deadline=None)  # each example draws 3000 orders
 @given(st.lists(st.floats(0.5, 10), min_size=2, max_size=5))
 def test_weighted_draws_the_first_member_in_proportion_to_its_weight(
     weights: list[float],
