@@ -21,7 +21,12 @@ from palyra.auth.oauth import OPENAI_OAUTH_CALLBACK_PATH
 from palyra.daemon.security.console_sessions import SESSION_COOKIE
 from palyra.testing.faults import Fault, FaultKind
 
-LONG_PROMPT = "check the disks, the queues, the certificates and the backups, then say ok"
+# Echoed back word by word by the fake upstream: about 30 chunks, some 4.5 s of streaming, so
+# the run page is open and following long before the run ends.
+LONG_PROMPT = (
+    "check the disks, the queues, the certificates, the backups, the replicas, the mail relay, "
+    "the build runners, the DNS records and the VPN gateway, then report what you found and say ok"
+)
 
 expect = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is not installed (requirements-test.txt)"
