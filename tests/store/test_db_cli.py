@@ -180,3 +180,23 @@ def test_pending_problem_names_what_is_behind_and_the_command() -> None:
     message = pending_problem(partly, "db")
     assert message is not None and "is not fully migrated (pending: cron v1 -> v2)" in message
     assert pending_problem([ComponentStatus("vault", 1, 1)], "db") is None
+
+
+def test_every_migration_set_in_palyra_is_one_db_upgrade_applies() -> None:
+    """A component whose tables ``palyra db upgrade`` did not know would never be created on
+    PostgreSQL, where replicas refuse to migrate by themselves: every MigrationSet defined in
+    any palyra module must be in STORE_SCHEMAS."""
+    import importlib
+    import pkgutil
+
+    import palyra
+    from palyra.store import MigrationSet
+
+    found: dict[str, MigrationSet] = {}
+    for module_info in pkgutil.walk_packages(palyra.__path__, "palyra."):
+        module = importlib.import_module(module_info.name)
+        for value in vars(module).values():
+            if isinstance(value, MigrationSet):
+                found[value.component] = value
+    assert len(found) >= 8
+    assert {s.component for s in STORE_SCHEMAS} == set(found)
