@@ -248,6 +248,7 @@ def test_item_kinds_events_and_fields_palyra_does_not_know_come_through(
             "output_index": 0,
             "spin": 1,
         }
+        assert events[-1]["response"]["future_field"] == {"added_in": "a later API version"}
         output = events[-1]["response"]["output"]
     assert output[0] == builtin.future_item(str(output[0]["id"]).split("_", 1)[1])
     assert output[1]["type"] == "message"
@@ -288,3 +289,31 @@ def test_builtin_items_in_the_input_are_refused_by_a_model_of_another_api(
     assert refused.value.body["param"] == "input[1]"  # type: ignore[index]
     assert "web_search_call items belong to OpenAI's built-in tools" in refused.value.message
     assert not fake.requests
+
+
+INCLUDE = ["web_search_call.action.sources", "reasoning.encrypted_content"]
+
+
+def test_include_values_reach_a_responses_upstream_as_sent(
+    sdk: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    sdk.responses.create(
+        model="default",
+        input=QUERY,
+        tools=[TOOLS["web_search"]],
+        include=INCLUDE,  # type: ignore[arg-type]
+    )
+    sent = fake.requests[-1].body["include"]
+    assert set(INCLUDE) <= set(sent) and len(sent) == len(set(sent))
+
+
+def test_include_values_are_dropped_by_a_model_of_another_api(
+    other_api: RunningDaemon, fake: FakeUpstream
+) -> None:
+    answer = other_api.openai_client().responses.create(
+        model="default",
+        input=QUERY,
+        include=INCLUDE,  # type: ignore[arg-type]
+    )
+    assert answer.output_text == f"You said: {QUERY}"
+    assert all("include" not in r.body for r in fake.requests)

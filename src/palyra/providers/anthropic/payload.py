@@ -55,7 +55,7 @@ from palyra.model import (
     ToolResultPart,
     ToolSpec,
 )
-from palyra.model.extensions import ANTHROPIC_MESSAGES, refuse_foreign
+from palyra.model.extensions import ANTHROPIC_MESSAGES, refuse_unmapped
 from palyra.model.reasoning import DEFAULT_EFFORT_BUDGETS
 from palyra.model.requests import OPTION_FIELDS, ReasoningConfig, ReasoningEffort
 from palyra.providers.anthropic.output_config import NO_OPTIONS, OutputOptions, plan_output
@@ -482,8 +482,9 @@ def build_anthropic_messages_payload(
     extensions = request.extensions
     if extensions is not None:
         if extensions.owner != ANTHROPIC_MESSAGES:
-            raise refuse_foreign(extensions, ANTHROPIC_MESSAGES)
-        payload.update(extensions.fields)
+            refuse_unmapped(extensions, ANTHROPIC_MESSAGES)
+        else:
+            payload.update(extensions.fields)
     if request.stream:
         payload["stream"] = True
     return payload

@@ -241,6 +241,8 @@ def _write_back(payload: dict[str, Any], fields: dict[str, Any]) -> None:
             payload["tools"] = [*payload.get("tools", []), *value]
         elif key == "text" and isinstance(value, dict):
             payload["text"] = {**payload.get("text", {}), **value}
+        elif key == "include" and isinstance(value, list):
+            payload["include"] += [v for v in value if v not in payload["include"]]
         else:
             payload[key] = value
 

@@ -35,6 +35,7 @@ from palyra.model.extensions import OPENAI_RESPONSES
 from palyra.providers.errors import stream_ended_early
 from palyra.providers.openai.response import malformed
 from palyra.providers.openai.responses_response import (
+    RESPONSE_FIELDS,
     failure,
     finish_of,
     logprobs_of,
@@ -43,6 +44,9 @@ from palyra.providers.openai.responses_response import (
 )
 
 _ENDS = ("response.completed", "response.incomplete")
+RESPONSE_FIELDS_EVENT = "palyra.response_fields"
+"""The ExtensionEvent holding the final Response object's undocumented top-level fields (never
+sent as an event: the surface puts them into its own final Response object)."""
 # Item kinds the contract models; any other item (a built-in tool's call, a future kind) passes
 # through whole, every event about it included.
 _MODELLED_ITEMS = frozenset({"message", "function_call", "reasoning"})
@@ -216,6 +220,9 @@ class OpenAIResponsesStreamParser:
     def _end(self, raw: object, out: list[StreamEvent]) -> None:
         body = raw if isinstance(raw, dict) else {}
         self.done = True
+        if not body.keys() <= RESPONSE_FIELDS:  # undocumented top-level fields, for the client
+            extra = {k: v for k, v in body.items() if k not in RESPONSE_FIELDS}
+            out.append(_passed(RESPONSE_FIELDS_EVENT, {"response": extra}))
         out.append(UsageEvent(usage=Usage(**usage_fields(body.get("usage")))))
         reason = finish_of(
             body.get("status"), body.get("incomplete_details"), has_tool_calls=self._calls > 0

@@ -95,7 +95,7 @@ def _refuse_unless_responses_upstream(
     """Fields only OpenAI's Responses API acts on (built-in tools, ``truncation``...) and the
     items of built-in tools go to a model it serves; with no such model among the candidates,
     a 400 naming them before any upstream call."""
-    extensions = call.extensions
+    extensions = call.extensions.unmapped() if call.extensions is not None else None
     kinds = _passed_kinds(neutral.messages)
     if extensions is None and not kinds:
         return

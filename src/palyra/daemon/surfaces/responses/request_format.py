@@ -297,8 +297,15 @@ def parse_responses_request(data: Any, headers: dict[str, str] | None = None) ->
     text = body.get("text")
     if isinstance(text, dict) and text.get("verbosity") is not None:
         passed["text"] = {"verbosity": text["verbosity"]}
-    if passed:
-        fields["extensions"] = Extensions(owner=OPENAI_RESPONSES, fields=passed)
+    # Other include values ask a Responses upstream for more of its items (sources, results,
+    # outputs): sent to one as given; no other model has such items, so they are dropped there.
+    more = [v for v in body.get("include") or [] if v != LOGPROBS_INCLUDE]
+    if passed or more:
+        fields["extensions"] = Extensions(
+            owner=OPENAI_RESPONSES,
+            fields={**passed, "include": more} if more else passed,
+            mapped=frozenset({"include"}) if more else frozenset(),
+        )
     echo: dict[str, Any] = {
         "instructions": instructions,
         "tools": echoed_tools + builtin,

@@ -50,6 +50,7 @@ from palyra.model import (
 )
 from palyra.model.extensions import OPENAI_RESPONSES
 from palyra.model.responses import Logprobs
+from palyra.providers.openai.responses_stream import RESPONSE_FIELDS_EVENT
 
 
 def sse(payload: dict[str, Any]) -> bytes:
@@ -83,6 +84,7 @@ class ResponseEventEncoder:
         self._thinking_index: int | None = None
         self._calls: dict[int, _Open] = {}
         self._foreign: dict[int, int] = {}  # a passed item's upstream output_index -> ours
+        self._extra: dict[str, Any] = {}  # the upstream Response's undocumented fields
         self._usage: Usage | None = None
         self._tier: str | None = skeleton.echo.get("service_tier")
         self._finish: FinishReason | None = None
@@ -293,6 +295,10 @@ class ResponseEventEncoder:
 
     def _passed(self, kind: str, data: dict[str, Any]) -> bytes:
         """A Responses upstream's own event, as sent, with this stream's numbering."""
+        if kind == RESPONSE_FIELDS_EVENT:  # for the final Response object, not an event
+            extra = data.get("response")
+            self._extra = extra if isinstance(extra, dict) else {}
+            return b""
         fields = {k: v for k, v in data.items() if k != "type" and k != "sequence_number"}
         upstream = data.get("output_index")
         if not isinstance(upstream, int):
@@ -337,6 +343,8 @@ class ResponseEventEncoder:
             completed_at=completed_at if status == "completed" else None,
             service_tier=self._tier,
         )
+        if self._extra:
+            self.final.update({k: v for k, v in self._extra.items() if k not in self.final})
         kind = "response.completed" if status == "completed" else "response.incomplete"
         return frames + self._event(kind, response=self.final)
 
