@@ -317,3 +317,32 @@ def test_include_values_are_dropped_by_a_model_of_another_api(
     )
     assert answer.output_text == f"You said: {QUERY}"
     assert all("include" not in r.body for r in fake.requests)
+
+
+ALLOWED: Any = {
+    "type": "allowed_tools",
+    "mode": "required",
+    "tools": [{"type": "web_search"}],
+}
+
+
+def test_a_builtin_tool_choice_reaches_a_responses_upstream_as_sent(
+    sdk: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    for choice in (ALLOWED, {"type": "web_search_preview"}):
+        answer = sdk.responses.create(
+            model="default", input=QUERY, tools=[TOOLS["web_search"]], tool_choice=choice
+        )
+        assert fake.requests[-1].body["tool_choice"] == choice
+        assert answer.tool_choice.model_dump(exclude_none=True) == choice  # type: ignore[union-attr]
+
+
+def test_a_builtin_tool_choice_is_refused_by_a_model_of_another_api(
+    other_api: RunningDaemon, fake: FakeUpstream
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        other_api.openai_client().responses.create(
+            model="default", input=QUERY, tool_choice=ALLOWED
+        )
+    assert refused.value.body["param"] == "tool_choice"  # type: ignore[index]
+    assert not fake.requests

@@ -151,7 +151,7 @@ def test_fields_only_a_responses_upstream_takes_become_its_extensions() -> None:
         ({"input": "x", "reasoning": {"effort": "huge"}}, "reasoning.effort"),
         ({"input": "x", "background": True}, "background"),
         ({"input": "x", "text": {"format": {"type": "yaml"}}}, "text.format.type"),
-        ({"input": "x", "tool_choice": {"type": "allowed_tools"}}, "tool_choice"),
+        ({"input": "x", "tool_choice": {"name": "f"}}, "tool_choice"),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
         ({"input": [{"role": "user", "content": [{"type": "input_file"}]}]}, "input[0].content[0]"),
         ({"input": "x", "conversation": "conv_1"}, "conversation"),

@@ -149,15 +149,19 @@ def _tools(raw: Any) -> tuple[list[ToolSpec], list[dict[str, Any]], list[dict[st
     return specs, echoed, builtin
 
 
-def _tool_choice(raw: Any) -> ToolChoice | None:
+def _tool_choice(raw: Any, passed: dict[str, Any]) -> ToolChoice | None:
+    """The neutral tool choice; another kind (``allowed_tools``, a built-in tool, ``mcp``,
+    ``custom``) goes into ``passed``, for a Responses upstream only."""
     if raw is None or raw in ("auto", "none", "required"):
         return raw  # type: ignore[no-any-return]
     if isinstance(raw, dict) and raw.get("type") == "function":
         return NamedToolChoice(name=string(raw.get("name"), "tool_choice.name"))
+    if isinstance(raw, dict) and isinstance(raw.get("type"), str) and raw["type"]:
+        passed["tool_choice"] = raw
+        return None
     raise invalid(
-        "tool_choice must be 'auto', 'none', 'required' or "
-        '{"type": "function", "name": ...} (allowed_tools and built-in tool choices are not '
-        "carried)",
+        "tool_choice must be 'auto', 'none', 'required', "
+        '{"type": "function", "name": ...} or another tool choice object with a type',
         "tool_choice",
     )
 
@@ -277,7 +281,7 @@ def parse_responses_request(data: Any, headers: dict[str, str] | None = None) ->
         parallel = boolean(parallel, "parallel_tool_calls")
     tool_choice = body.get("tool_choice")
     fields: dict[str, Any] = {
-        "tool_choice": _tool_choice(tool_choice),
+        "tool_choice": _tool_choice(tool_choice, passed),
         "parallel_tool_calls": parallel,
         "max_output_tokens": body.get("max_output_tokens"),
         "temperature": body.get("temperature"),
