@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from palyra.pricing import PricingTable
 from palyra.store import Store
@@ -32,6 +33,25 @@ PRUNE_EVERY_S = 3600.0
 _DAY_S = 86_400.0
 Priced = Callable[[UsageFact, str | None, str | None, int | None], None]
 """Told of each fact as it is priced: (fact, provider id, upstream model, cost or None)."""
+
+
+_COLUMNS = [c.name for c in usage_ledger.columns if c.name != "id"]
+_PLACEHOLDERS = {
+    "sqlite": ", ".join("?" for _ in _COLUMNS),
+    "postgresql": ", ".join(f"${i}" for i in range(1, len(_COLUMNS) + 1)),
+}
+
+
+async def _insert(conn: AsyncConnection, dialect: str, rows: list[dict[str, Any]]) -> None:
+    """One executemany of plain tuples on the driver (half the CPU of SQLAlchemy's per-row
+    parameter processing, which the writer would pay per request); Core for other dialects."""
+    marks = _PLACEHOLDERS.get(dialect)
+    if marks is None:
+        await conn.execute(sa.insert(usage_ledger), rows)
+        return
+    # Table and column names are this module's own constants; values go as parameters.
+    sql = f"INSERT INTO {usage_ledger.name} ({', '.join(_COLUMNS)}) VALUES ({marks})"  # noqa: S608
+    await conn.exec_driver_sql(sql, [tuple(row[c] for c in _COLUMNS) for row in rows])
 
 
 class UsageLedger:
@@ -114,7 +134,7 @@ class UsageLedger:
             try:
                 store = await self.store()
                 async with store.begin() as conn:
-                    await conn.execute(sa.insert(usage_ledger), rows)
+                    await _insert(conn, store.dialect, rows)
             except Exception:
                 room = max(0, self._max - len(self._queue))
                 self.dropped += max(0, len(batch) - room)
