@@ -94,6 +94,21 @@ def test_every_part_of_the_usage_is_charged_at_its_own_rate() -> None:
     assert cost_nanousd(usage, price) == 30_300_000
 
 
+def test_one_hour_cache_writes_are_charged_at_the_one_hour_rate() -> None:
+    price = pricing_table().price("anthropic", "claude-sonnet-4-5")
+    assert price is not None
+    # 4_000 input: 1_000 written for 5 minutes, 2_000 for an hour, 1_000 fresh.
+    usage = Usage(
+        input_tokens=4_000,
+        cache_creation_input_tokens=3_000,
+        cache_creation_5m_input_tokens=1_000,
+        cache_creation_1h_input_tokens=2_000,
+    )
+    expected = (Decimal(1_000) * 3 + Decimal(1_000) * Decimal("3.75") + Decimal(2_000) * 6) / 10**6
+    assert cost_usd(usage, price) == expected
+    assert cost_nanousd(usage, price) == 18_750_000
+
+
 def test_reasoning_is_charged_once_within_the_output() -> None:
     entry = PriceConfig(
         kind="openai", model="r", effective_from=date(2025, 1, 1), input=1, output=4, reasoning=8
@@ -311,15 +326,17 @@ budget_usd_day = 0
     st.integers(0, 10**8),
     st.integers(0, 10**8),
     st.sampled_from([p.model for p in shipped_prices().prices]),
+    st.integers(0, 10**8),
 )
 def test_integer_cost_equals_the_decimal_cost_rounded(
-    inp: int, cached: int, written: int, out: int, reasoning: int, model: str
+    inp: int, cached: int, written: int, out: int, reasoning: int, model: str, hour: int
 ) -> None:
     price = next(p for p in shipped_prices().prices if p.model == model)
     usage = Usage(
         input_tokens=inp,
         cached_input_tokens=cached,
         cache_creation_input_tokens=written,
+        cache_creation_1h_input_tokens=min(hour, written),
         output_tokens=out,
         reasoning_tokens=reasoning,
     )

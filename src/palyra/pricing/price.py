@@ -54,17 +54,19 @@ def cost_usd(usage: Usage, price: ModelPrice) -> Decimal:
 
     The neutral usage counts all input in ``input_tokens`` (cache reads and writes within it)
     and reasoning within ``output_tokens``, so each part is charged once at its own rate.
-    Cache writes are charged at the 5-minute rate: the neutral usage does not split them by
-    lifetime."""
+    Cache writes the upstream reported as one-hour ones are charged at the 1-hour rate, the
+    rest (and all of them when it sent no split) at the 5-minute rate."""
     cached = min(usage.cached_input_tokens, usage.input_tokens)
     written = min(usage.cache_creation_input_tokens, usage.input_tokens - cached)
+    long_lived = min(usage.cache_creation_1h_input_tokens or 0, written)
     fresh = usage.input_tokens - cached - written
     reasoning = min(usage.reasoning_tokens, usage.output_tokens)
     visible = usage.output_tokens - reasoning
     total = (
         fresh * price.input
         + cached * price.cached_input
-        + written * price.cache_write_5m
+        + (written - long_lived) * price.cache_write_5m
+        + long_lived * price.cache_write_1h
         + visible * price.output
         + reasoning * price.reasoning
     )
@@ -82,20 +84,22 @@ def cost_nanousd(usage: Usage, price: ModelPrice) -> int:
     total_in = usage.input_tokens
     cached = min(usage.cached_input_tokens, total_in)
     written = min(usage.cache_creation_input_tokens, total_in - cached)
+    long_lived = min(usage.cache_creation_1h_input_tokens or 0, written)
     out = usage.output_tokens
     reasoning = min(usage.reasoning_tokens, out)
     pico = (
         (total_in - cached - written) * rates[0]
         + cached * rates[1]
-        + written * rates[2]
-        + (out - reasoning) * rates[3]
-        + reasoning * rates[4]
+        + (written - long_lived) * rates[2]
+        + long_lived * rates[3]
+        + (out - reasoning) * rates[4]
+        + reasoning * rates[5]
     )
     return (pico + 500) // 1000
 
 
 @lru_cache(maxsize=1024)
-def _pico_rates(price: ModelPrice) -> tuple[int, int, int, int, int] | None:
+def _pico_rates(price: ModelPrice) -> tuple[int, int, int, int, int, int] | None:
     """The rates in pico-USD per token (USD per million times 10^6), or None when one is not
     a whole number of them."""
     found = []
@@ -103,6 +107,7 @@ def _pico_rates(price: ModelPrice) -> tuple[int, int, int, int, int] | None:
         price.input,
         price.cached_input,
         price.cache_write_5m,
+        price.cache_write_1h,
         price.output,
         price.reasoning,
     ):
@@ -110,7 +115,7 @@ def _pico_rates(price: ModelPrice) -> tuple[int, int, int, int, int] | None:
         if pico != pico.to_integral_value():
             return None
         found.append(int(pico))
-    return (found[0], found[1], found[2], found[3], found[4])
+    return (found[0], found[1], found[2], found[3], found[4], found[5])
 
 
 def projected_cost_usd(price: ModelPrice, input_tokens: int, output_tokens: int) -> Decimal:
