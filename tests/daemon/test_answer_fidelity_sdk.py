@@ -205,3 +205,21 @@ def test_compatible_reasoning_reaches_an_anthropic_client_as_thinking(
     assert (first.thinking, first.signature) == (REASONING, signature)
     assert ("signature_delta" in kinds) is (field in SIGNED)
     assert [b.type for b in final.content] == ["thinking", "text"]
+
+
+def test_the_usage_reaches_an_openai_client_as_the_upstream_counted_it(
+    fake: FakeUpstream, daemon: RunningDaemon
+) -> None:
+    """Counts the contract does not model (audio tokens, predicted-output tokens) come back too,
+    whole and in the streamed usage chunk; an Anthropic client gets the counts it has names for."""
+    upstream = raw(direct(fake), model="gpt-4o-mini", messages=ASK)["usage"]
+    assert upstream["completion_tokens_details"]["accepted_prediction_tokens"] == 0
+    got = raw(daemon.openai_client(), model="gpt", messages=ASK)["usage"]
+    assert got == upstream
+    ask: Any = {"messages": ASK, "stream_options": {"include_usage": True}}
+    streamed_usage = streamed(daemon.openai_client(), model="gpt", **ask)[-1]["usage"]
+    assert streamed_usage == streamed(direct(fake), model="gpt-4o-mini", **ask)[-1]["usage"]
+    claude = anthropic.Anthropic(base_url=daemon.url, api_key=daemon.client_token, max_retries=0)
+    usage = claude.messages.create(model="gpt", max_tokens=64, messages=ASK).usage
+    assert usage.output_tokens == upstream["completion_tokens"]
+    assert "accepted_prediction_tokens" not in str(usage.model_dump())

@@ -260,6 +260,8 @@ def test_server_tool_blocks_reach_an_anthropic_client_whole_and_streamed(
     assert result["content"][0]["url"] == "https://example.com/palyra"
     assert text["text"] == "You said: what is palyra"
     assert text["citations"][0]["type"] == "web_search_result_location"
+    assert whole.usage.server_tool_use is not None
+    assert whole.usage.server_tool_use.web_search_requests == 1
     with claude.messages.stream(**ask) as stream:
         events = [e for e in stream if e.type.startswith("content_block")]
         streamed = stream.get_final_message()
@@ -282,6 +284,8 @@ def test_server_tool_blocks_reach_an_anthropic_client_whole_and_streamed(
         ]
     }
     assert s_text == text
+    assert streamed.usage.server_tool_use is not None
+    assert streamed.usage.server_tool_use.web_search_requests == 1
 
     # The loop goes on: the client sends the blocks back, and they reach the upstream as sent.
     again = claude.messages.create(

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from palyra.model.errors import ErrorEnvelope
-from palyra.model.extensions import WireFormat
+from palyra.model.extensions import Extensions, WireFormat
 from palyra.model.responses import FinishReason, Logprobs, Usage
 
 
@@ -86,8 +86,12 @@ class ToolCallEnd(_Event):
 
 
 class UsageEvent(_Event):
+    """The answer's usage; ``extensions`` holds the upstream's usage object as sent when it has
+    counts :class:`Usage` does not model (see ``ChatResponse.usage_extensions``)."""
+
     type: Literal["usage"] = "usage"
     usage: Usage
+    extensions: Extensions | None = None
 
 
 class MessageEnd(_Event):

@@ -111,6 +111,10 @@ class ChatResponse(BaseModel):
     """The choices after the first (OpenAI ``n > 1``), as the upstream sent them
     (``fields["choices"]``): the contract's answer is the first choice; a client of the same API
     gets every one, index kept."""
+    usage_extensions: Extensions | None = None
+    """The upstream's usage object as it sent it (``fields["usage"]``), when it holds counts
+    :class:`Usage` does not model (OpenAI ``audio_tokens``, ``accepted_prediction_tokens``;
+    Anthropic ``server_tool_use``), for a client of its API."""
     content_blocks: Extensions | None = None
     """The answer's content blocks exactly as the upstream sent them (``fields["content"]``),
     when they hold what the fields above cannot: blocks of types the contract does not model

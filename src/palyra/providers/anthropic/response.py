@@ -83,6 +83,29 @@ def usage_fields(usage: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
+# The usage fields the contract models (``service_tier`` included); ``server_tool_use`` and any
+# other count travel as the usage's extensions, for an Anthropic client.
+USAGE_KEYS = frozenset(
+    {
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+        "cache_creation",
+        "service_tier",
+    }
+)
+
+
+def usage_extensions(usage: Mapping[str, Any]) -> Extensions | None:
+    """The usage fields the contract does not model (non-null ones: Anthropic sends
+    ``server_tool_use: null`` and the like on every answer), as sent; None when there are none."""
+    if usage.keys() <= USAGE_KEYS:
+        return None
+    extra = {k: v for k, v in usage.items() if k not in USAGE_KEYS and v is not None}
+    return Extensions.model_construct(owner=ANTHROPIC_MESSAGES, fields=extra) if extra else None
+
+
 def usage_from_anthropic(usage: Mapping[str, Any]) -> Usage:
     """Provider usage. Anthropic's ``input_tokens`` leaves out cache reads and writes; the
     neutral ``input_tokens`` counts all input (as OpenAI does), cached parts reported beside it."""
@@ -158,6 +181,10 @@ def parse_anthropic_message(
     tier = service_tier(usage)
     if tier is not None:
         fields["service_tier"] = tier
+    if isinstance(usage, dict):
+        kept_usage = usage_extensions(usage)
+        if kept_usage is not None:
+            fields["usage_extensions"] = kept_usage
     if headers:
         fields["headers"] = headers
     extensions = unknown_fields(body, ANSWER_KEYS, ANTHROPIC_MESSAGES)

@@ -23,12 +23,13 @@ from palyra.model import (
     ToolCallStart,
     UsageEvent,
 )
-from palyra.model.extensions import ANTHROPIC_MESSAGES
+from palyra.model.extensions import ANTHROPIC_MESSAGES, Extensions
 from palyra.providers.anthropic.response import (
     finish_reason,
     load_json_object,
     malformed,
     service_tier,
+    usage_extensions,
     usage_from_anthropic,
 )
 from palyra.providers.errors import classify_http_error, stream_ended_early
@@ -88,6 +89,7 @@ class AnthropicStreamParser:
     # Upstream indexes of text blocks with fields of their own (``citations``): opened and
     # closed as sent, their text still neutral text.
     _kept_text: set[int] = field(default_factory=set)
+    _usage_kept: dict[str, Any] = field(default_factory=dict)
     _stop_reason: str | None = None
     _stop_sequence: str | None = None
 
@@ -137,6 +139,9 @@ class AnthropicStreamParser:
                 value = usage.get(key)
                 if isinstance(value, int):
                     self._usage[key] = value
+            kept = usage_extensions(usage)
+            if kept is not None:
+                self._usage_kept.update(kept.fields)
             split = usage.get("cache_creation")
             if isinstance(split, dict):  # cache writes by lifetime (message_start has them)
                 self._usage["cache_creation"] = split
@@ -275,7 +280,12 @@ class AnthropicStreamParser:
         reason: FinishReason = finish_reason(self._stop_reason, has_tool_calls=bool(self._tools))
         events: list[StreamEvent] = []
         if self._usage:
-            events.append(UsageEvent(usage=usage_from_anthropic(self._usage)))
+            usage = usage_from_anthropic(self._usage)
+            if self._usage_kept:
+                kept = Extensions.model_construct(owner=ANTHROPIC_MESSAGES, fields=self._usage_kept)
+                events.append(UsageEvent(usage=usage, extensions=kept))
+            else:
+                events.append(UsageEvent(usage=usage))
         events.append(MessageEnd(finish_reason=reason, stop_sequence=self._stop_sequence))
         return events
 

@@ -94,6 +94,32 @@ def usage_fields(usage: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_USAGE_KEYS = frozenset(
+    {
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "prompt_tokens_details",
+        "completion_tokens_details",
+    }
+)
+_PROMPT_DETAILS = frozenset({"cached_tokens"})
+_COMPLETION_DETAILS = frozenset({"reasoning_tokens"})
+
+
+def usage_extensions(usage: Mapping[str, Any]) -> Extensions | None:
+    """The usage object as sent, when it holds counts :class:`Usage` does not model (OpenAI's
+    own ``audio_tokens`` and prediction counts, a compatible server's extras); None otherwise."""
+    prompt, completion = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
+    if (
+        usage.keys() <= _USAGE_KEYS
+        and (not isinstance(prompt, dict) or prompt.keys() <= _PROMPT_DETAILS)
+        and (not isinstance(completion, dict) or completion.keys() <= _COMPLETION_DETAILS)
+    ):
+        return None
+    return Extensions.model_construct(owner=OPENAI_CHAT, fields={"usage": usage})
+
+
 def usage_from_openai(usage: Mapping[str, Any]) -> Usage:
     """Provider usage; ``prompt_tokens`` already includes the cached part."""
     return Usage(**usage_fields(usage))
@@ -208,6 +234,10 @@ def parse_openai_chat_response(
     reasoning = reasoning_parts(message)
     if reasoning:
         fields["reasoning"] = reasoning
+    if isinstance(usage, dict):
+        kept = usage_extensions(usage)
+        if kept is not None:
+            fields["usage_extensions"] = kept
     if headers:
         fields["headers"] = headers
     extensions = unknown_fields(body, ANSWER_KEYS, OPENAI_CHAT)

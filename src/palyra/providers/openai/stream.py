@@ -33,6 +33,7 @@ from palyra.providers.openai.response import (
     malformed,
     reasoning_block,
     reasoning_text,
+    usage_extensions,
     usage_from_openai,
 )
 
@@ -162,7 +163,12 @@ class OpenAIStreamParser:
         if not isinstance(usage, dict) and isinstance(groq, dict):
             usage = groq.get("usage")  # Groq reports stream usage beside the chunk
         if isinstance(usage, dict):
-            events.append(UsageEvent(usage=usage_from_openai(usage)))
+            kept_usage = usage_extensions(usage)
+            events.append(
+                UsageEvent(usage=usage_from_openai(usage))
+                if kept_usage is None
+                else UsageEvent(usage=usage_from_openai(usage), extensions=kept_usage)
+            )
         return events
 
     def finish(self) -> list[StreamEvent]:

@@ -568,6 +568,9 @@ def message_json(response: ChatResponse) -> dict[str, Any]:
         **_MESSAGE_NULLS,
         "usage": message_usage_json(response.usage, response.service_tier),
     }
+    kept = response.usage_extensions
+    if kept is not None and kept.owner == ANTHROPIC_MESSAGES:
+        body["usage"].update(kept.fields)  # server_tool_use and the like, as sent
     extensions = response.extensions
     if extensions is not None and extensions.owner == ANTHROPIC_MESSAGES:
         body.update(extensions.fields)  # an Anthropic upstream's own fields, as it sent them
@@ -616,6 +619,7 @@ class MessageEventEncoder:
         self._foreign_blocks: dict[int, int] = {}
         self._open: list[int] = []
         self._usage: Usage | None = None
+        self._usage_kept: dict[str, Any] = {}
         self._finish: FinishReason | None = None
         self._stop_sequence: str | None = None
 
@@ -724,6 +728,9 @@ class MessageEventEncoder:
                 return self._stop_block(self._tool_blocks[event.index])
             case UsageEvent():
                 self._usage = event.usage
+                kept = event.extensions
+                if kept is not None and kept.owner == ANTHROPIC_MESSAGES:
+                    self._usage_kept = kept.fields
             case MessageEnd():
                 self._finish = event.finish_reason
                 self._stop_sequence = event.stop_sequence
@@ -799,6 +806,11 @@ class MessageEventEncoder:
                 "stop_sequence": self._stop_sequence,
                 **_MESSAGE_NULLS,
             },
-            "usage": {**counts, "output_tokens_details": None, "server_tool_use": None},
+            "usage": {
+                **counts,
+                "output_tokens_details": None,
+                "server_tool_use": None,
+                **self._usage_kept,
+            },
         }
         return out + sse("message_delta", delta) + sse("message_stop", {"type": "message_stop"})

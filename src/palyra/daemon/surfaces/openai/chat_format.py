@@ -601,6 +601,9 @@ def chat_completion(response: ChatResponse, *, created: int) -> dict[str, Any]:
         ],
         "usage": usage_json(response.usage),
     }
+    kept = response.usage_extensions
+    if kept is not None and kept.owner == OPENAI_CHAT:
+        body["usage"] = kept.fields["usage"]  # an OpenAI upstream's own usage, as it sent it
     fingerprint = response.system_fingerprint
     if fingerprint is not None:  # a string when present, never null (OpenAPI)
         body["system_fingerprint"] = fingerprint
@@ -673,6 +676,7 @@ class ChunkEncoder:
         # chunk written (see ``ExtensionEvent``); and whether its reasoning comes in its own
         # fields, as it sent them (Palyra's rendering of that reasoning then stays out).
         self._kept: dict[str, Any] | None = None
+        self._usage_kept: dict[str, Any] | None = None
         self._raw_reasoning = False
 
     def _chunk(
@@ -703,7 +707,7 @@ class ChunkEncoder:
         if self.system_fingerprint is not None:
             payload["system_fingerprint"] = self.system_fingerprint
         if usage is not None:
-            payload["usage"] = usage_json(usage)
+            payload["usage"] = usage_json(usage) if self._usage_kept is None else self._usage_kept
         if self._kept is not None:
             self._merge_kept(payload)
         return sse(payload)
@@ -775,6 +779,9 @@ class ChunkEncoder:
                 return self._chunk({"tool_calls": [fragment]})
             case UsageEvent():
                 self._usage = event.usage
+                kept = event.extensions
+                if kept is not None and kept.owner == OPENAI_CHAT:
+                    self._usage_kept = kept.fields["usage"]
                 return b""
             case MessageEnd():
                 return self._chunk({}, _finish(event.finish_reason))
