@@ -300,3 +300,39 @@ def test_server_tool_blocks_reach_an_anthropic_client_whole_and_streamed(
     )
     assert fake.requests[-1].body["messages"][1] == {"role": "assistant", "content": _blocks(whole)}
     assert again.content[-1].type == "text"
+
+
+def test_a_kept_block_is_refused_for_a_responses_model_naming_it(
+    fake: FakeUpstream, start_daemon: StartDaemon
+) -> None:
+    """A model served by the upstream's Responses API reads no block kept whole from another
+    API: a 400 naming it, before any upstream call (not a failure of Palyra's)."""
+    provider = ProviderConfig(
+        id="oa", kind="openai", base_url=fake.openai_base_url, api_key=f"env:{KEY_ENV}"
+    )
+    model = ModelConfig(
+        id="resp", provider="oa", model="gpt-5-mini", api="responses", capabilities=["chat"]
+    )
+    daemon = start_daemon(
+        PalyraConfig(
+            model_provider=ModelProviderRegistryConfig(
+                default_chat_model="resp", providers=[provider], models=[model]
+            )
+        )
+    )
+    audio: Any = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+    with pytest.raises(openai.BadRequestError) as info:
+        daemon.openai_client().chat.completions.create(
+            model="resp", messages=[{"role": "user", "content": [audio]}]
+        )
+    assert "'input_audio' from the openai_chat API" in info.value.message
+    with pytest.raises(openai.BadRequestError):
+        daemon.openai_client().chat.completions.create(
+            model="resp", messages=[{"role": "user", "content": [audio]}], stream=True
+        )
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude_client(daemon).messages.create(
+            model="resp", max_tokens=16, messages=[{"role": "user", "content": [SEARCH_RESULT]}]
+        )
+    assert "'search_result' from the anthropic_messages API" in caught.value.message
+    assert fake.requests == []

@@ -13,10 +13,12 @@ from palyra.model import (
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
+    ExtensionPart,
     FailureClass,
     ModelInfo,
     PalyraError,
     ReasoningEffort,
+    Role,
     StreamEvent,
     TokenCount,
     TranscriptionRequest,
@@ -55,6 +57,26 @@ from palyra.providers.upstream.limits import limits_of, why
 from palyra.providers.upstream.sse import SSEDecoder
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+def refuse_unreadable_blocks(request: ChatRequest) -> None:
+    """A content block the Responses API has no place for (a block kept whole from a Chat
+    Completions or Messages client: ``input_audio``, ``search_result``, ...) is a 400 naming it
+    where the model would read it; in assistant history it is left out, as for Chat Completions."""
+    for message in request.messages:
+        if message.role is Role.ASSISTANT:
+            continue
+        for part in message.content:
+            if isinstance(part, ExtensionPart):
+                kind = part.block.get("type")
+                raise PalyraError.of(
+                    FailureClass.UNSUPPORTED_CAPABILITY,
+                    f"messages: a content block of type {kind!r} from the {part.owner} API has "
+                    "no counterpart in the OpenAI Responses API, and the model would answer "
+                    f"without it; remove it, or route to a model of the {part.owner} API",
+                    param="messages",
+                    provider="openai",
+                )
 
 
 class OpenAIProvider:
@@ -192,6 +214,7 @@ class OpenAIProvider:
         self, request: ChatRequest, *, credential: Credential | None = None
     ) -> ChatResponse:
         if request.model in self.responses_models:
+            refuse_unreadable_blocks(request)
             payload = build_openai_responses_payload(request, stream=False)
             answer, headers = await self._post_json_reply(
                 "/responses", payload, self._call_headers(credential, request), request.model
@@ -221,6 +244,7 @@ class OpenAIProvider:
         }
         parser: OpenAIStreamParser | OpenAIResponsesStreamParser
         if request.model in self.responses_models:
+            refuse_unreadable_blocks(request)
             path = "/responses"
             payload = build_openai_responses_payload(request, stream=True)
             parser = OpenAIResponsesStreamParser(provider=self.id, model=request.model)
