@@ -208,8 +208,10 @@ def test_three_replicas_run_each_time_once_and_recover_a_killed_ones_run(
     assert all(_pid(r.owner) == victim.process.pid for r in interrupted)  # only the killed one's
     # One upstream request per run that started: never two for one scheduled time.
     assert statuses[RunStatus.SUCCEEDED] <= requests["gpt-4o-mini"] <= len(ticks)
-    # Every replica's scheduler took part.
-    assert {_pid(r.owner) for r in ticks} == set(by_pid)
+    # The claims were spread over replicas (which one wins a second is a race, so one replica
+    # may win none: exactly once is what matters, and it held above).
+    owners = {_pid(r.owner) for r in [*ticks, *slow_runs]}
+    assert len(owners) >= 2 and owners <= set(by_pid), (owners, set(by_pid))
 
     # The killed replica's run: closed by another replica once its lease ran out, then
     # retried as the policy says (2 attempts in all), once.
